@@ -1,0 +1,1 @@
+"""Collectors: one module per source, each written against prometheus_client's collector API."""

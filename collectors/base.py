@@ -1,0 +1,232 @@
+"""The frame every collector is written in: deadlines, one collection that never raises,
+bounded failure reasons and label budgets.
+
+A collector subclasses `SourceCollector` and implements `fetch(ctx)`, which may raise. `run()`
+buffers everything `fetch` yields and returns it only when the whole collection succeeded;
+otherwise it returns the collector's `down_families()` (its `*_up` gauge at 0) and a bounded
+reason. `collect()` is the plain prometheus_client entry point, so a collector can also be
+registered in any `CollectorRegistry`.
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import logging
+import ssl
+import time
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, TypeVar
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from collectors.secret import redact
+
+log = logging.getLogger("afirgen_exporter.collector")
+
+#: Every reason a collection can fail with. Labels and the landing page only ever show these.
+REASONS = (
+    "timeout",
+    "refused",
+    "unreachable",
+    "connection",
+    "tls",
+    "auth",
+    "bad_response",
+    "error",
+)
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+
+K = TypeVar("K", bound=Hashable)
+
+
+class Deadline:
+    """A point on the monotonic clock by which a scrape must have answered."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
+
+    def timeout(self, cap: float | None = None, floor: float = 0.001) -> float:
+        """Seconds a single I/O call may take: what is left, at most `cap`, never zero."""
+        left = self.remaining()
+        if cap is not None:
+            left = min(left, cap)
+        return max(left, floor)
+
+    def __repr__(self) -> str:
+        return f"Deadline(remaining={self.remaining():.3f}s)"
+
+
+class SourceDown(Exception):
+    """Raised by a collector that knows why its source is unusable; carries a bounded reason."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown reason {reason!r}")
+        super().__init__(message or reason)
+        self.reason = reason
+
+
+@dataclass
+class ScrapeContext:
+    """What one collection may use and report besides its families."""
+
+    deadline: Deadline
+    series_dropped: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def keep_top(self, weights: Mapping[K, float], limit: int) -> frozenset[K]:
+        """The `limit` keys with the largest weight; the others are counted as dropped.
+
+        Callers fold values of keys that are not kept under an `other` label value, so totals
+        stay right while the number of series stays bounded.
+        """
+        if limit <= 0 or len(weights) <= limit:
+            return frozenset(weights)
+        ranked = sorted(weights.items(), key=lambda kv: (-kv[1], str(kv[0])))
+        self.series_dropped += len(weights) - limit
+        return frozenset(key for key, _ in ranked[:limit])
+
+    def note(self, text: str) -> None:
+        """A short operator-facing remark for the landing page (never a secret or raw error)."""
+        if text not in self.notes:
+            self.notes.append(text)
+
+
+@dataclass(frozen=True)
+class CollectionResult:
+    families: Sequence[Metric]
+    success: bool
+    duration_seconds: float
+    reason: str = ""
+    series_dropped: int = 0
+    notes: tuple[str, ...] = ()
+
+
+def classify_error(exc: BaseException) -> str:
+    """Map an exception (or what it wraps) to one of `REASONS`."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, SourceDown):
+            return current.reason
+        if isinstance(current, TimeoutError):
+            return "timeout"
+        if isinstance(current, ConnectionRefusedError):
+            return "refused"
+        if isinstance(current, ssl.SSLError | ssl.CertificateError):
+            return "tls"
+        if isinstance(current, OSError) and current.errno in (
+            errno.EHOSTUNREACH,
+            errno.ENETUNREACH,
+            errno.EADDRNOTAVAIL,
+        ):
+            return "unreachable"
+        if isinstance(current, ConnectionError):
+            return "connection"
+        name = type(current).__name__.lower()
+        if "timeout" in name:
+            return "timeout"
+        if "auth" in name or "permission" in name or "access" in name:
+            return "auth"
+        current = current.__cause__ or current.__context__
+    return "error"
+
+
+class SourceCollector(abc.ABC):
+    """One source (a database, a Redis, the host...) asked at scrape time.
+
+    `kind` names the collector in flags, `collect[]` and the `collector` label; `name` is the
+    configured target name (the `target` label of the self-metrics).
+    """
+
+    kind: ClassVar[str] = "source"
+
+    def __init__(self, name: str, *, secrets: Iterable[str] = ()) -> None:
+        self.name = name
+        self._secrets = tuple(s for s in secrets if s)
+        self.default_timeout = DEFAULT_TIMEOUT_SECONDS
+
+    def describe(self) -> list[Metric]:
+        """No families announced up front: describing must never touch the network."""
+        return []
+
+    @abc.abstractmethod
+    def fetch(self, ctx: ScrapeContext) -> Iterable[Metric]:
+        """Ask the source and yield families. May raise; `run` turns that into a down report."""
+
+    def down_families(self) -> Sequence[Metric]:
+        """Families served when the source could not be read (its `*_up` gauge at 0). No I/O."""
+        return ()
+
+    def classify(self, exc: BaseException) -> str:
+        """The bounded reason for a failure; collectors may know their library's exceptions."""
+        return classify_error(exc)
+
+    def close(self) -> None:  # noqa: B027 - most collectors have nothing to close
+        """Release connections (on reload or shutdown). Collectors with clients override it."""
+
+    def run(self, deadline: Deadline) -> CollectionResult:
+        """One whole collection: all families on success, the down families otherwise."""
+        ctx = ScrapeContext(deadline)
+        started = time.perf_counter()
+        try:
+            families = list(self.fetch(ctx))
+        except Exception as exc:  # noqa: BLE001 - a collector must never break the scrape
+            duration = time.perf_counter() - started
+            reason = self.classify(exc)
+            if reason not in REASONS:
+                reason = "error"
+            self.log_failure(reason, exc)
+            return CollectionResult(
+                families=list(self.down_families()),
+                success=False,
+                duration_seconds=duration,
+                reason=reason,
+                notes=tuple(ctx.notes),
+            )
+        return CollectionResult(
+            families=families,
+            success=True,
+            duration_seconds=time.perf_counter() - started,
+            series_dropped=ctx.series_dropped,
+            notes=tuple(ctx.notes),
+        )
+
+    def log_failure(self, reason: str, exc: BaseException) -> None:
+        detail = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+        log.warning(
+            "collection failed collector=%s target=%s reason=%s detail=%s",
+            self.kind,
+            self.name,
+            reason,
+            detail[:300],
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        """prometheus_client's entry point: a whole collection within the default timeout."""
+        yield from self.run(Deadline.after(self.default_timeout)).families
+
+
+def up_family(
+    name: str, documentation: str, labels: Sequence[str], values: Sequence[str], up: bool
+) -> GaugeMetricFamily:
+    """A `*_up` gauge with a single sample: the shape every collector's down report takes."""
+    family = GaugeMetricFamily(name, documentation, labels=list(labels))
+    family.add_metric(list(values), 1.0 if up else 0.0)
+    return family

@@ -1,0 +1,158 @@
+"""The HTTP surface: a Starlette app that can run alone or be mounted inside the backend.
+
+`create_app(exporter)` answers `/metrics` and `/prometheus/metrics` (exact paths, no redirect),
+`/probe?target=NAME`, `/sd`, `/-/healthy`, `/-/ready`, `POST /-/reload` and `/`. Mounted at
+`/prometheus` in another app, `/prometheus/metrics` answers directly as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from collectors.base import Deadline
+from exporter.auth import BasicAuthMiddleware
+from exporter.config import ScrapeConfig
+from exporter.exposition import negotiate, wants_gzip
+from exporter.landing import render_landing
+from exporter.schema import ConfigError
+from exporter.scrape import Unit
+from exporter.state import Exporter
+
+log = logging.getLogger("afirgen_exporter")
+
+TIMEOUT_HEADER = "x-prometheus-scrape-timeout-seconds"
+
+
+class BadRequest(Exception):
+    pass
+
+
+def scrape_deadline(header: str | None, settings: ScrapeConfig) -> Deadline:
+    """The header's timeout minus the offset, capped; the default when absent or invalid."""
+    seconds = settings.default_timeout_seconds
+    if header:
+        try:
+            value = float(header)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value > 0:
+            seconds = value
+    seconds = min(seconds, settings.max_timeout_seconds)
+    budget = max(seconds - settings.timeout_offset_seconds, seconds / 2)
+    return Deadline.after(budget)
+
+
+def select_units(exporter: Exporter, request: Request) -> list[Unit]:
+    """/metrics units narrowed by `collect[]` / `exclude[]`; unknown names are a BadRequest."""
+    loaded = exporter.loaded
+    params = request.query_params
+    collect = [n for v in params.getlist("collect[]") for n in v.split(",") if n]
+    exclude = [n for v in params.getlist("exclude[]") for n in v.split(",") if n]
+    known = set(exporter.known_kinds())
+    enabled = set(loaded.enabled_kinds())
+    unknown = sorted(set(collect + exclude) - known)
+    if unknown:
+        raise BadRequest(
+            f"unknown collector(s): {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+        )
+    not_enabled = sorted(set(collect) - enabled)
+    if not_enabled:
+        raise BadRequest(
+            f"collector(s) not enabled or without targets: {', '.join(not_enabled)}; "
+            f"enabled: {', '.join(sorted(enabled))}"
+        )
+    units = loaded.metrics_units()
+    if collect:
+        units = [u for u in units if u.kind in collect]
+    return [u for u in units if u.kind not in exclude]
+
+
+def create_app(exporter: Exporter, *, debug: bool = False) -> ASGIApp:
+    """The exporter's ASGI app (wrapped in basic auth when users are configured)."""
+
+    async def metrics(request: Request) -> Response:
+        try:
+            units = select_units(exporter, request)
+        except BadRequest as exc:
+            return PlainTextResponse(f"{exc}\n", status_code=400)
+        return await _scrape(request, units, probe=False)
+
+    async def probe(request: Request) -> Response:
+        name = request.query_params.get("target", "")
+        units = [u for u in exporter.loaded.units if u.target == name and name]
+        if not units:
+            valid = sorted({u.target for u in exporter.loaded.units})
+            message = f"unknown target {name!r}" if name else "missing ?target=NAME"
+            return PlainTextResponse(
+                f"{message}; configured targets: {', '.join(valid) or 'none'}\n", status_code=400
+            )
+        return await _scrape(request, units, probe=True)
+
+    async def _scrape(request: Request, units: Sequence[Unit], *, probe: bool) -> Response:
+        loaded = exporter.loaded
+        deadline = scrape_deadline(request.headers.get(TIMEOUT_HEADER), loaded.config.scrape)
+        fmt = negotiate(
+            request.headers.get("accept"), prefer_text=loaded.config.web.prefer_text_format
+        )
+        gzipped = wants_gzip(request.headers.get("accept-encoding"))
+        body = await loaded.engine.render(units, deadline, fmt, gzipped, probe=probe)
+        headers = {"Vary": "Accept, Accept-Encoding"}
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        return Response(body, headers=headers, media_type=fmt.content_type)
+
+    async def service_discovery(request: Request) -> Response:
+        groups: dict[str, list[str]] = {}
+        for unit in exporter.loaded.units:
+            if unit.kind in ("system", "process"):
+                continue
+            groups.setdefault(unit.kind, []).append(unit.target)
+        body = [
+            {"targets": targets, "labels": {"__meta_afirgen_collector": kind}}
+            for kind, targets in sorted(groups.items())
+        ]
+        return JSONResponse(body)
+
+    async def healthy(request: Request) -> Response:
+        return PlainTextResponse("Healthy.\n")
+
+    async def ready(request: Request) -> Response:
+        return PlainTextResponse("Ready.\n")
+
+    async def reload(request: Request) -> Response:
+        try:
+            await exporter.reload()
+        except ConfigError as exc:
+            log.error("config reload refused, keeping the old config:\n%s", exc)
+            return PlainTextResponse(
+                "reload refused, the old config keeps serving:\n" + str(exc) + "\n",
+                status_code=400,
+            )
+        return PlainTextResponse("Reloaded.\n")
+
+    async def landing(request: Request) -> Response:
+        return HTMLResponse(render_landing(exporter, request.scope.get("root_path", "")))
+
+    routes = [
+        Route("/metrics", metrics, methods=["GET", "HEAD"]),
+        Route("/prometheus/metrics", metrics, methods=["GET", "HEAD"]),
+        Route("/probe", probe, methods=["GET", "HEAD"]),
+        Route("/sd", service_discovery, methods=["GET"]),
+        Route("/-/healthy", healthy, methods=["GET", "HEAD"]),
+        Route("/-/ready", ready, methods=["GET", "HEAD"]),
+        Route("/-/reload", reload, methods=["POST", "PUT"]),
+        Route("/", landing, methods=["GET", "HEAD"]),
+    ]
+    app: ASGIApp = Starlette(debug=debug, routes=routes)
+    users = exporter.config.web.basic_auth_users
+    if users:
+        app = BasicAuthMiddleware(app, users)
+    return app

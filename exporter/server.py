@@ -1,0 +1,82 @@
+"""Standalone serving: uvicorn on the configured address, TLS when configured, reload on SIGHUP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from exporter.app import create_app
+from exporter.schema import ConfigError
+from exporter.state import Exporter
+
+log = logging.getLogger("afirgen_exporter")
+
+
+class _Lifespan:
+    """Adds SIGHUP reload and a clean close of every source to the app's lifespan."""
+
+    def __init__(self, app: ASGIApp, exporter: Exporter) -> None:
+        self.app = app
+        self.exporter = exporter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        async with self._running():
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await self.exporter.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+
+        def on_sighup() -> None:
+            loop.create_task(self._reload())
+
+        try:
+            loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no signals
+            pass
+        try:
+            yield
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGHUP)
+
+    async def _reload(self) -> None:
+        try:
+            await self.exporter.reload()
+        except ConfigError as exc:
+            log.error("config reload refused, keeping the old config:\n%s", exc)
+
+
+def serve(exporter: Exporter, *, log_level: str = "info") -> None:
+    """Run until SIGINT/SIGTERM."""
+    web = exporter.config.web
+    app = _Lifespan(create_app(exporter), exporter)
+    config = uvicorn.Config(
+        app,
+        host=web.host,
+        port=web.port,
+        ssl_certfile=web.tls_cert_file,
+        ssl_keyfile=web.tls_key_file,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    log.info("listening on %s://%s", "https" if web.tls_cert_file else "http", web.listen_address)
+    uvicorn.Server(config).run()

@@ -1,0 +1,116 @@
+"""The exporter's current config and what was built from it; reload swaps it whole.
+
+A reload reads the file again. A config that does not load is refused and the old one keeps
+serving; a good one replaces the units, and the old units are closed once their collections in
+flight are done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from collectors.base import SourceCollector
+from collectors.catalog import CATALOG
+from exporter.config import Config, read_config
+from exporter.schema import ConfigError
+from exporter.scrape import ScrapeEngine, Unit
+from exporter.units import build_units
+
+log = logging.getLogger("afirgen_exporter")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    config: Config
+    units: tuple[Unit, ...]
+    engine: ScrapeEngine
+
+    def metrics_units(self) -> list[Unit]:
+        return [u for u in self.units if u.in_metrics]
+
+    def enabled_kinds(self) -> list[str]:
+        return sorted({u.kind for u in self.units if u.in_metrics})
+
+
+class Exporter:
+    """Holds the loaded config; the HTTP app asks it for the current units on every request."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        extra_collectors: Sequence[SourceCollector] = (),
+        reload_overrides: dict[str, object] | None = None,
+    ) -> None:
+        self._extra = tuple(extra_collectors)
+        self._overrides = reload_overrides or {}
+        self.last_reload_ok = True
+        self.last_reload_success = time.time()
+        self.loaded = self._load(config)
+
+    def _load(self, config: Config) -> Loaded:
+        units = tuple(build_units(config, self._extra))
+        engine = ScrapeEngine(
+            units,
+            namespace=config.namespace,
+            gzip_level=config.scrape.gzip_level,
+            extra_families=self.reload_families,
+        )
+        return Loaded(config, units, engine)
+
+    @property
+    def config(self) -> Config:
+        return self.loaded.config
+
+    def known_kinds(self) -> list[str]:
+        return [spec.name for spec in CATALOG] + sorted({c.kind for c in self._extra})
+
+    async def reload(self) -> Config:
+        """Load the config file again; raise ConfigError (old config kept) when it is bad."""
+        from exporter.config import with_overrides
+
+        source = self.config.source
+        if source is None:
+            raise ConfigError(["no config file to reload: the exporter started without one"])
+        loop = asyncio.get_running_loop()
+        try:
+            config = await loop.run_in_executor(None, read_config, source)
+            config = with_overrides(config, **self._overrides)  # type: ignore[arg-type]
+            loaded = await loop.run_in_executor(None, self._load, config)
+        except ConfigError:
+            self.last_reload_ok = False
+            raise
+        except Exception as exc:  # a collector module that fails to build its clients
+            self.last_reload_ok = False
+            raise ConfigError(
+                [f"{source}: {type(exc).__name__} while building collectors"]
+            ) from exc
+        if config.web.listen_address != self.config.web.listen_address:
+            log.warning("web.listen_address changed: it takes effect after a restart")
+        old, self.loaded = self.loaded, loaded
+        self.last_reload_ok = True
+        self.last_reload_success = time.time()
+        asyncio.get_running_loop().create_task(old.engine.aclose())
+        log.info("config reloaded from %s: %d targets", source, len(loaded.units))
+        return config
+
+    def reload_families(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "afirgen_exporter_config_last_reload_successful",
+            "1 if the last config reload succeeded (or none was tried).",
+            value=1.0 if self.last_reload_ok else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "afirgen_exporter_config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully (Unix time).",
+            value=self.last_reload_success,
+        )
+
+    async def aclose(self) -> None:
+        await self.loaded.engine.aclose(grace_seconds=1.0)
