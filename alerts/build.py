@@ -230,7 +230,7 @@ RECORDS: dict[str, list[Record]] = {
         Record(
             "job:background_tasks_failed:ratio_rate15m",
             "sum by (job, instance) "
-            f'(rate(background_tasks_processed_total{s(FAILED)}[15m]))\n'
+            f"(rate(background_tasks_processed_total{s(FAILED)}[15m]))\n"
             "/ (sum by (job, instance) "
             f"(rate(background_tasks_processed_total{s()}[15m])) > 0)",
         ),
@@ -240,9 +240,9 @@ RECORDS: dict[str, list[Record]] = {
             "job_instance:system_cpu_utilisation:rate5m",
             "1 - (\n"
             "  sum by (job, instance) "
-            f'(rate(system_cpu_seconds_total{s(IDLE)}[5m]))\n'
+            f"(rate(system_cpu_seconds_total{s(IDLE)}[5m]))\n"
             "  / (sum by (job, instance) "
-            f'(rate(system_cpu_seconds_total{s(NOT_GUEST)}[5m])) > 0)\n'
+            f"(rate(system_cpu_seconds_total{s(NOT_GUEST)}[5m])) > 0)\n"
             ")",
         ),
         Record(
@@ -254,7 +254,7 @@ RECORDS: dict[str, list[Record]] = {
         Record(
             "job_endpoint:api_requests_errors:ratio_rate5m",
             "sum by (job, instance, endpoint) "
-            f'(rate(api_requests_total{s(SERVER_ERROR)}[5m]))\n'
+            f"(rate(api_requests_total{s(SERVER_ERROR)}[5m]))\n"
             "/ (sum by (job, instance, endpoint) "
             f"(rate(api_requests_total{s()}[5m])) > 0)",
         ),
@@ -319,8 +319,7 @@ ALERTS: dict[str, list[Alert]] = {
         ),
         Alert(
             "AfirgenDatabasePoolSaturated",
-            "job_database:db_connection_pool_checked_out:ratio "
-            f"> {t('pool_saturation_ratio')}",
+            f"job_database:db_connection_pool_checked_out:ratio > {t('pool_saturation_ratio')}",
             t("pool_saturation_for"),
             "warning",
             "The SQLAlchemy pool is nearly exhausted.",
@@ -383,8 +382,7 @@ ALERTS: dict[str, list[Alert]] = {
             t("cache_memory_for"),
             "warning",
             "Redis memory is close to maxmemory.",
-            "Redis {{ $labels.instance }} uses {{ $value | humanizePercentage }} of its "
-            "maxmemory.",
+            "Redis {{ $labels.instance }} uses {{ $value | humanizePercentage }} of its maxmemory.",
         ),
         Alert(
             "AfirgenCacheEvicting",
@@ -435,8 +433,7 @@ ALERTS: dict[str, list[Alert]] = {
         ),
         Alert(
             "AfirgenModelServerLatencyHigh",
-            "job_server:model_server_latency_seconds:p95_rate5m "
-            f"> {t('model_latency_seconds')}",
+            f"job_server:model_server_latency_seconds:p95_rate5m > {t('model_latency_seconds')}",
             t("model_latency_for"),
             "warning",
             "A model server answers slowly.",
@@ -514,8 +511,7 @@ ALERTS: dict[str, list[Alert]] = {
         ),
         Alert(
             "AfirgenHostDiskSpaceLow",
-            "job_instance_mountpoint:system_filesystem_avail:ratio "
-            f"< {t('host_disk_free_ratio')}",
+            f"job_instance_mountpoint:system_filesystem_avail:ratio < {t('host_disk_free_ratio')}",
             t("host_disk_for"),
             "warning",
             "A filesystem is almost full.",
@@ -535,8 +531,7 @@ ALERTS: dict[str, list[Alert]] = {
         ),
         Alert(
             "AfirgenApiLatencyHigh",
-            "job_endpoint:api_request_duration_seconds:p95_rate5m "
-            f"> {t('api_latency_seconds')}",
+            f"job_endpoint:api_request_duration_seconds:p95_rate5m > {t('api_latency_seconds')}",
             t("api_latency_for"),
             "warning",
             "An API endpoint is slow.",

@@ -252,10 +252,7 @@ DATABASE = Board(
                     "Pool utilisation",
                     "Connections checked out over pool capacity (pool size + max overflow).",
                     "percentunit",
-                    q(
-                        "max(job_database:db_connection_pool_checked_out:ratio"
-                        f"{{{DB}}})"
-                    ),
+                    q(f"max(job_database:db_connection_pool_checked_out:ratio{{{DB}}})"),
                     max=1,
                 ),
                 ts(
@@ -355,8 +352,7 @@ DATABASE = Board(
                     "(pg_stat_statements, performance_schema).",
                     "ops",
                     q(
-                        f"sum by (database, type, table) "
-                        f"(rate(db_queries_total{{{DB}}}[{RATE}]))",
+                        f"sum by (database, type, table) (rate(db_queries_total{{{DB}}}[{RATE}]))",
                         "{{database}} {{type}} {{table}}",
                     ),
                 ),
@@ -789,8 +785,7 @@ HOST = Board(
                     "Space available over filesystem size, per mount point.",
                     "percentunit",
                     q(
-                        "job_instance_mountpoint:system_filesystem_avail:ratio"
-                        f"{{{TARGET}}}",
+                        f"job_instance_mountpoint:system_filesystem_avail:ratio{{{TARGET}}}",
                         "{{instance}} {{mountpoint}}",
                     ),
                     max=1,
@@ -815,8 +810,7 @@ API_BOARD = Board(
                     "Requests by route template and status.",
                     "reqps",
                     q(
-                        f"sum by (endpoint, status) "
-                        f"(rate(api_requests_total{{{API}}}[{RATE}]))",
+                        f"sum by (endpoint, status) (rate(api_requests_total{{{API}}}[{RATE}]))",
                         "{{endpoint}} {{status}}",
                     ),
                 ),
@@ -864,7 +858,7 @@ OVERVIEW = Board(
     "afirgen / Overview",
     "Every part of the backend at a glance: exporter, databases, caches, model servers, task "
     "queue, host and API. Each row links to its own dashboard.",
-    [job_var()],
+    [job_var(), instance_var("up")],
     [
         Row(
             "Health",
@@ -873,51 +867,51 @@ OVERVIEW = Board(
                     "Exporters up",
                     "Exporter scrapes that worked over all exporter scrapes.",
                     "percentunit",
-                    q(f"avg(up{{{JOB}}})"),
+                    q(f"avg(up{{{TARGET}}})"),
                     max=1,
                 ),
                 st(
                     "Failing collectors",
                     "Collectors that failed their last scrape.",
                     "short",
-                    q(f"count(afirgen_exporter_collector_success{{{JOB}}} == 0) or vector(0)"),
+                    q(f"count(afirgen_exporter_collector_success{{{TARGET}}} == 0) or vector(0)"),
                 ),
                 st(
                     "Databases down",
                     "Configured databases the exporter could not query.",
                     "short",
-                    q(f"count(db_up{{{JOB}}} == 0) or vector(0)"),
+                    q(f"count(db_up{{{TARGET}}} == 0) or vector(0)"),
                 ),
                 st(
                     "Caches down",
                     "Configured Redis instances the exporter could not read.",
                     "short",
-                    q(f"count(cache_up{{{JOB}}} == 0) or vector(0)"),
+                    q(f"count(cache_up{{{TARGET}}} == 0) or vector(0)"),
                 ),
                 st(
                     "Model servers not ready",
                     "Model servers whose readiness probe failed.",
                     "short",
-                    q(f"count(model_server_availability{{{JOB}}} == 0) or vector(0)"),
+                    q(f"count(model_server_availability{{{TARGET}}} == 0) or vector(0)"),
                 ),
                 st(
                     "Waiting tasks",
                     "Tasks waiting in every queue.",
                     "short",
-                    q(f"sum(background_tasks_queued{{{JOB}}}) or vector(0)"),
+                    q(f"sum(background_tasks_queued{{{TARGET}}}) or vector(0)"),
                 ),
                 st(
                     "Host CPU busy",
                     "The busiest host's CPU, 5 minute average.",
                     "percentunit",
-                    q(f"max(job_instance:system_cpu_utilisation:rate5m{{{JOB}}})"),
+                    q(f"max(job_instance:system_cpu_utilisation:rate5m{{{TARGET}}})"),
                     max=1,
                 ),
                 st(
                     "API 5xx ratio",
                     "The worst endpoint's share of 5xx answers, 5 minutes.",
                     "percentunit",
-                    q(f"max(job_endpoint:api_requests_errors:ratio_rate5m{{{JOB}}})"),
+                    q(f"max(job_endpoint:api_requests_errors:ratio_rate5m{{{TARGET}}})"),
                     max=1,
                 ),
                 ts(
@@ -941,7 +935,7 @@ OVERVIEW = Board(
                     "Checked out over capacity, per database.",
                     "percentunit",
                     q(
-                        f"job_database:db_connection_pool_checked_out:ratio{{{JOB}}}",
+                        f"job_database:db_connection_pool_checked_out:ratio{{{TARGET}}}",
                         "{{database}}",
                     ),
                     max=1,
@@ -951,7 +945,7 @@ OVERVIEW = Board(
                     "Cache hit ratio",
                     "Hits over lookups, 5 minutes, per Redis.",
                     "percentunit",
-                    q(f"job_instance:cache_hit:ratio_rate5m{{{JOB}}}", "{{instance}}"),
+                    q(f"job_instance:cache_hit:ratio_rate5m{{{TARGET}}}", "{{instance}}"),
                     max=1,
                     width=8,
                 ),
@@ -960,7 +954,7 @@ OVERVIEW = Board(
                     "p95 probe latency, 5 minutes, per server.",
                     "s",
                     q(
-                        f"job_server:model_server_latency_seconds:p95_rate5m{{{JOB}}}",
+                        f"job_server:model_server_latency_seconds:p95_rate5m{{{TARGET}}}",
                         "{{server}}",
                     ),
                     width=8,
@@ -969,14 +963,14 @@ OVERVIEW = Board(
                     "Waiting tasks per queue",
                     "Tasks waiting, summed over priorities.",
                     "short",
-                    q(f"job_queue:background_tasks_queued:sum{{{JOB}}}", "{{queue}}"),
+                    q(f"job_queue:background_tasks_queued:sum{{{TARGET}}}", "{{queue}}"),
                     width=8,
                 ),
                 ts(
                     "Host memory used",
                     "Memory in use per host.",
                     "percent",
-                    q(f"system_memory_percent{{{JOB}}}", "{{instance}}"),
+                    q(f"system_memory_percent{{{TARGET}}}", "{{instance}}"),
                     max=100,
                     width=8,
                 ),
@@ -984,7 +978,7 @@ OVERVIEW = Board(
                     "API requests per second",
                     "All API requests per second.",
                     "reqps",
-                    q(f"sum by (instance) (rate(api_requests_total{{{JOB}}}[{RATE}]))"),
+                    q(f"sum by (instance) (rate(api_requests_total{{{TARGET}}}[{RATE}]))"),
                     width=8,
                 ),
             ],

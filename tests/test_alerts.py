@@ -1,0 +1,169 @@
+"""The shipped rules: generated from their table, valid, unit-tested per alert, documented.
+
+promtool runs the unit tests in `alerts/tests/`; these tests also prove that every alert has a
+case where it fires and one (past its `for`) where it does not, that the unit tests fail when
+the alerts cannot fire, and that the example Prometheus and Alertmanager configs load.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alerts import build
+from tests.support import ROOT, require_binary
+
+ALERTS_DIR = ROOT / "alerts"
+UNIT_TESTS = sorted((ALERTS_DIR / "tests").glob("*_test.yml"))
+SEVERITIES = {"critical", "warning", "info"}
+
+
+def run(*args: str, cwd: Path = ALERTS_DIR) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ALERTS_DIR / name).read_text())
+
+
+def shipped_alerts() -> list[dict]:
+    return [rule for group in load("afirgen.alerts.yml")["groups"] for rule in group["rules"]]
+
+
+def duration_seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smhd])", text))
+
+
+def test_committed_rules_match_the_generator():
+    for path, text in build.render().items():
+        assert path.read_text() == text, f"{path.name} is stale: run python -m alerts.build"
+
+
+def test_promtool_accepts_the_rules():
+    promtool = require_binary("promtool")
+    result = run(promtool, "check", "rules", "afirgen.rules.yml", "afirgen.alerts.yml")
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("test_file", UNIT_TESTS, ids=lambda p: p.name)
+def test_promtool_unit_tests_pass(test_file: Path):
+    promtool = require_binary("promtool")
+    result = run(promtool, "test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_firing_and_a_quiet_case():
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for_seconds = {a["alert"]: duration_seconds(a["for"]) for a in shipped_alerts()}
+    for test_file in UNIT_TESTS:
+        for case in yaml.safe_load(test_file.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                name = check["alertname"]
+                if check.get("exp_alerts"):
+                    firing.add(name)
+                elif duration_seconds(check["eval_time"]) > for_seconds.get(name, 0):
+                    quiet.add(name)  # quiet past its `for`: not merely pending
+    names = set(for_seconds)
+    assert names - firing == set(), "alerts without a case where they fire"
+    assert names - quiet == set(), "alerts without a case (past `for`) where they stay quiet"
+
+
+def test_unit_tests_fail_when_alerts_cannot_fire(tmp_path: Path):
+    """Every unit-test file must catch alerts that never fire: its firing cases are real."""
+    promtool = require_binary("promtool")
+    (tmp_path / "tests").mkdir()
+    shutil.copy(ALERTS_DIR / "afirgen.rules.yml", tmp_path)
+    broken = load("afirgen.alerts.yml")
+    for group in broken["groups"]:
+        for rule in group["rules"]:
+            rule["expr"] = "vector(1) > 2"
+    (tmp_path / "afirgen.alerts.yml").write_text(yaml.safe_dump(broken))
+    for test_file in UNIT_TESTS:
+        shutil.copy(test_file, tmp_path / "tests")
+        result = run(promtool, "test", "rules", f"tests/{test_file.name}", cwd=tmp_path)
+        assert result.returncode != 0, f"{test_file.name} passes with alerts that never fire"
+
+
+def test_every_alert_carries_what_operators_need():
+    runbook = (ALERTS_DIR / "runbook.md").read_text()
+    anchors = {h.strip().lower() for h in re.findall(r"^#{2,3} (\S+)\s*$", runbook, re.M)}
+    for alert in shipped_alerts():
+        name = alert["alert"]
+        assert duration_seconds(alert["for"]) > 0, name
+        assert alert["labels"]["severity"] in SEVERITIES, name
+        notes = alert["annotations"]
+        assert notes["summary"].strip(), name
+        assert "{{ $labels." in notes["description"], name
+        url = notes["runbook_url"]
+        assert url.startswith(build.RUNBOOK_URL + "#"), name
+        assert url.split("#", 1)[1] in anchors, f"{name}: no runbook section {url}"
+
+
+def test_runbook_has_one_section_per_alert():
+    runbook = (ALERTS_DIR / "runbook.md").read_text()
+    sections = re.findall(r"^### (\S+)\s*$", runbook, re.M)
+    assert sorted(sections) == sorted(a["alert"] for a in shipped_alerts())
+
+
+def test_every_threshold_is_used_and_explained():
+    source = (ROOT / "alerts" / "build.py").read_text()
+    for name, threshold in build.THRESHOLDS.items():
+        assert len(threshold.why) > 20, f"{name}: say why"
+        assert source.count(f"t('{name}')") + source.count(f't("{name}")') >= 1, name
+
+
+def test_ratios_guard_their_denominators():
+    """A division by a value that may be 0 must filter it first (`... > 0`)."""
+    for group in load("afirgen.rules.yml")["groups"]:
+        for rule in group["rules"]:
+            expr = rule["expr"]
+            if re.search(r"(^|\s)/\s", expr):
+                denominator = re.split(r"(?:^|\s)/\s", expr, maxsplit=1)[1]
+                assert "> 0" in denominator, rule["record"]
+
+
+def test_example_prometheus_config_is_valid():
+    promtool = require_binary("promtool")
+    result = run(promtool, "check", "config", "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 rule files found" in result.stdout
+
+
+def test_example_prometheus_config_probes_through_sd():
+    config = load("prometheus.yml")
+    probe = next(job for job in config["scrape_configs"] if job.get("metrics_path") == "/probe")
+    assert probe["http_sd_configs"][0]["url"].endswith("/sd")
+    relabel = {r.get("target_label"): r for r in probe["relabel_configs"]}
+    assert relabel["__param_target"]["source_labels"] == ["__address__"]
+    assert relabel["instance"]["source_labels"] == ["__param_target"]
+
+
+def test_example_alertmanager_config_is_valid():
+    amtool = require_binary("amtool")
+    result = run(amtool, "check-config", "alertmanager.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_config_checkers_reject_a_broken_config(tmp_path: Path):
+    """The two checks above can fail: a typo in either file is caught."""
+    promtool = require_binary("promtool")
+    amtool = require_binary("amtool")
+    bad_prom = tmp_path / "prometheus.yml"
+    bad_prom.write_text(
+        (ALERTS_DIR / "prometheus.yml").read_text().replace("action: keep", "action: kep")
+    )
+    bad_am = tmp_path / "alertmanager.yml"
+    bad_am.write_text(
+        (ALERTS_DIR / "alertmanager.yml")
+        .read_text()
+        .replace("receiver: backend-pager", "receiver: nobody")
+    )
+    assert run(promtool, "check", "config", str(bad_prom)).returncode != 0
+    assert run(amtool, "check-config", str(bad_am)).returncode != 0
