@@ -161,6 +161,8 @@ FAILED = 'status="failure"'
 IDLE = 'mode=~"idle|iowait"'
 NOT_GUEST = 'mode!~"guest|guest_nice"'  # guest time is already counted in user time
 SERVER_ERROR = 'status=~"5.."'
+LOOKUP = 'operation="lookup"'
+LOOKUP_HIT = 'operation="lookup", result="hit"'
 
 
 @dataclass(frozen=True)
@@ -200,18 +202,17 @@ RECORDS: dict[str, list[Record]] = {
     "afirgen.cache.rules": [
         Record(
             "job_instance:cache_lookups:rate5m",
-            f"sum by (job, instance) (rate(cache_keyspace_hits_total{s()}[5m]))\n"
-            f"+ sum by (job, instance) (rate(cache_keyspace_misses_total{s()}[5m]))",
+            f"sum by (job, instance) (rate(cache_operations_total{s(LOOKUP)}[5m]))",
         ),
         Record(
             "job_instance:cache_hit:ratio_rate5m",
-            f"sum by (job, instance) (rate(cache_keyspace_hits_total{s()}[5m]))\n"
+            f"sum by (job, instance) (rate(cache_operations_total{s(LOOKUP_HIT)}[5m]))\n"
             "/ (job_instance:cache_lookups:rate5m > 0)",
         ),
         Record(
             "job_instance:cache_memory_usage:ratio",
             f"cache_memory_usage_bytes{s()}\n/ on (job, instance)\n"
-            f"(cache_memory_max_bytes{s()} > 0)",
+            f"(redis_memory_max_bytes{s()} > 0)",
         ),
     ],
     "afirgen.model_servers.rules": [
@@ -394,7 +395,7 @@ ALERTS: dict[str, list[Alert]] = {
         ),
         Alert(
             "AfirgenCacheRejectedConnections",
-            f"increase(cache_connections_rejected_total{s()}[5m]) > 0",
+            f"increase(redis_rejected_connections_total{s()}[5m]) > 0",
             t("cache_rejected_for"),
             "warning",
             "Redis rejects connections.",

@@ -116,6 +116,8 @@ def area_var(name: str, label: str, metric: str) -> Variable:
 
 DB = f'{TARGET}, database=~"$database"'
 CACHE = TARGET
+LOOKUP = f'{CACHE}, operation="lookup"'
+LOOKUP_HIT = f'{LOOKUP}, result="hit"'
 MODEL = f'{TARGET}, server=~"$server"'
 QUEUE = f'{TARGET}, queue=~"$queue"'
 API = f'{TARGET}, endpoint=~"$endpoint"'
@@ -408,7 +410,7 @@ CACHE_BOARD = Board(
                     "Uptime",
                     "Time since the Redis server started.",
                     "s",
-                    q(f"min(cache_uptime_seconds{{{CACHE}}})"),
+                    q(f"min(redis_uptime_seconds{{{CACHE}}})"),
                 ),
                 ts(
                     "Hit ratio",
@@ -416,12 +418,9 @@ CACHE_BOARD = Board(
                     "`cache_hit_rate` (percent / 100).",
                     "percentunit",
                     q(
-                        f"sum by (instance) "
-                        f"(rate(cache_keyspace_hits_total{{{CACHE}}}[{RATE}]))\n"
-                        f"/ (sum by (instance) "
-                        f"(rate(cache_keyspace_hits_total{{{CACHE}}}[{RATE}]))\n"
-                        f"+ sum by (instance) "
-                        f"(rate(cache_keyspace_misses_total{{{CACHE}}}[{RATE}])) > 0)",
+                        f"sum by (instance) (rate(cache_operations_total{{{LOOKUP_HIT}}}[{RATE}]))\n"
+                        f"/ (sum by (instance) (rate(cache_operations_total{{{LOOKUP}}}[{RATE}]))"
+                        " > 0)",
                         "{{instance}}",
                     ),
                     q(f"cache_hit_rate{{{CACHE}}} / 100", "{{instance}} per scrape"),
@@ -432,9 +431,9 @@ CACHE_BOARD = Board(
                     "Key lookups that hit or missed and commands that failed, per second.",
                     "ops",
                     q(
-                        f"sum by (instance, result) "
+                        f"sum by (instance, operation, result) "
                         f"(rate(cache_operations_total{{{CACHE}}}[{RATE}]))",
-                        "{{instance}} {{result}}",
+                        "{{instance}} {{operation}} {{result}}",
                     ),
                 ),
             ],
@@ -447,7 +446,7 @@ CACHE_BOARD = Board(
                     "Memory Redis uses for data, against maxmemory.",
                     "bytes",
                     q(f"cache_memory_usage_bytes{{{CACHE}}}", "{{instance}} used"),
-                    q(f"cache_memory_max_bytes{{{CACHE}}} > 0", "{{instance}} maxmemory"),
+                    q(f"redis_memory_max_bytes{{{CACHE}}} > 0", "{{instance}} maxmemory"),
                 ),
                 ts(
                     "Evictions and expirations",
@@ -455,7 +454,7 @@ CACHE_BOARD = Board(
                     "ops",
                     q(f"rate(cache_evictions_total{{{CACHE}}}[{RATE}])", "{{instance}} evicted"),
                     q(
-                        f"rate(cache_expired_keys_total{{{CACHE}}}[{RATE}])",
+                        f"rate(redis_expired_keys_total{{{CACHE}}}[{RATE}])",
                         "{{instance}} expired",
                     ),
                 ),
@@ -463,13 +462,13 @@ CACHE_BOARD = Board(
                     "Keys per db",
                     "Keys in each logical database.",
                     "short",
-                    q(f"cache_db_keys{{{CACHE}}}", "{{instance}} {{db}}"),
+                    q(f"redis_db_keys{{{CACHE}}}", "{{instance}} {{db}}"),
                 ),
                 ts(
                     "Fragmentation",
                     "RSS over used memory; well above 1.5 the allocator wastes memory.",
                     "none",
-                    q(f"cache_memory_fragmentation_ratio{{{CACHE}}}", "{{instance}}"),
+                    q(f"redis_memory_fragmentation_ratio{{{CACHE}}}", "{{instance}}"),
                 ),
             ],
         ),
@@ -482,7 +481,7 @@ CACHE_BOARD = Board(
                     "ops",
                     q(
                         f"topk(10, sum by (instance, command) "
-                        f"(rate(cache_commands_total{{{CACHE}}}[{RATE}])))",
+                        f"(rate(redis_commands_total{{{CACHE}}}[{RATE}])))",
                         "{{instance}} {{command}}",
                     ),
                 ),
@@ -500,15 +499,15 @@ CACHE_BOARD = Board(
                     "Clients",
                     "Connected and blocked clients.",
                     "short",
-                    q(f"cache_connected_clients{{{CACHE}}}", "{{instance}} connected"),
-                    q(f"cache_blocked_clients{{{CACHE}}}", "{{instance}} blocked"),
+                    q(f"redis_connected_clients{{{CACHE}}}", "{{instance}} connected"),
+                    q(f"redis_blocked_clients{{{CACHE}}}", "{{instance}} blocked"),
                 ),
                 ts(
                     "Rejected connections",
                     "Connections refused because maxclients was reached, per second.",
                     "ops",
                     q(
-                        f"rate(cache_connections_rejected_total{{{CACHE}}}[{RATE}])",
+                        f"rate(redis_rejected_connections_total{{{CACHE}}}[{RATE}])",
                         "{{instance}}",
                     ),
                 ),
