@@ -161,6 +161,7 @@ FAILED = 'status="failure"'
 IDLE = 'mode=~"idle|iowait"'
 NOT_GUEST = 'mode!~"guest|guest_nice"'  # guest time is already counted in user time
 SERVER_ERROR = 'status=~"5.."'
+WORKER_KINDS = 'kind=~"celery|rq"'
 LOOKUP = 'operation="lookup"'
 LOOKUP_HIT = 'operation="lookup", result="hit"'
 
@@ -196,7 +197,7 @@ RECORDS: dict[str, list[Record]] = {
         Record(
             "job_database:db_connections:ratio",
             f"sum by (job, instance, database) (db_connections{s()})\n"
-            f"/ on (job, instance, database)\n(db_max_connections{s()} > 0)",
+            f"/ on (job, instance, database)\n(db_connections_max{s()} > 0)",
         ),
     ],
     "afirgen.cache.rules": [
@@ -226,13 +227,13 @@ RECORDS: dict[str, list[Record]] = {
     "afirgen.task_queue.rules": [
         Record(
             "job_queue:background_tasks_queued:sum",
-            f"sum by (job, instance, queue) (background_tasks_queued{s()})",
+            f"sum by (job, instance, backend, queue) (background_tasks_queued{s()})",
         ),
         Record(
-            "job:background_tasks_failed:ratio_rate15m",
-            "sum by (job, instance) "
+            "job_backend:background_tasks_failed:ratio_rate15m",
+            "sum by (job, instance, backend) "
             f"(rate(background_tasks_processed_total{s(FAILED)}[15m]))\n"
-            "/ (sum by (job, instance) "
+            "/ (sum by (job, instance, backend) "
             f"(rate(background_tasks_processed_total{s()}[15m])) > 0)",
         ),
     ],
@@ -455,42 +456,45 @@ ALERTS: dict[str, list[Alert]] = {
         Alert(
             "AfirgenTaskBacklogGrowing",
             f"job_queue:background_tasks_queued:sum > {t('backlog_min_tasks')}\n"
-            "and on (job, instance, queue)\n"
+            "and on (job, instance, backend, queue)\n"
             f"delta(job_queue:background_tasks_queued:sum[{t('backlog_growth_window')}]) > 0",
             t("backlog_for"),
             "warning",
             "A task queue backlog keeps growing.",
-            "Queue {{ $labels.queue }} holds {{ $value | humanize }} waiting tasks and grew "
+            "Queue {{ $labels.queue }} of {{ $labels.backend }} holds {{ $value | humanize }} "
+            "waiting tasks and grew "
             f"over the last {t('backlog_growth_window')}.",
         ),
         Alert(
             "AfirgenTaskOldestTooOld",
-            f"background_tasks_oldest_age_seconds{s()} > {t('oldest_task_seconds')}",
+            f"background_tasks_oldest_waiting_age_seconds{s()} > {t('oldest_task_seconds')}",
             t("oldest_task_for"),
             "warning",
             "The oldest waiting task is too old.",
-            "The oldest task in queue {{ $labels.queue }} has waited "
+            "The oldest task in queue {{ $labels.queue }} of {{ $labels.backend }} has waited "
             "{{ $value | humanizeDuration }}.",
         ),
         Alert(
             "AfirgenTaskQueueNoWorkers",
-            f"sum by (job, instance) (background_workers{s()}) == 0\n"
-            "and on (job, instance)\n"
-            f"sum by (job, instance) (background_tasks_queued{s()}) > 0",
+            f"sum by (job, instance, backend) (background_tasks_queued{s()}) > 0\n"
+            # only the backends that report workers (Celery, RQ) can say there are none
+            f"and on (job, instance, backend) background_tasks_up{s(WORKER_KINDS)}\n"
+            "unless on (job, instance, backend)\n"
+            f"sum by (job, instance, backend) (background_tasks_workers{s()}) > 0",
             t("no_workers_for"),
             "critical",
             "Tasks are waiting and no worker is online.",
-            "{{ $labels.instance }} reports waiting tasks and no worker for "
-            f"{t('no_workers_for')}.",
+            "{{ $value | humanize }} tasks wait in {{ $labels.backend }} on "
+            f"{{{{ $labels.instance }}}} and no worker has been online for {t('no_workers_for')}.",
         ),
         Alert(
             "AfirgenTaskFailureRatioHigh",
-            f"job:background_tasks_failed:ratio_rate15m > {t('task_failure_ratio')}",
+            f"job_backend:background_tasks_failed:ratio_rate15m > {t('task_failure_ratio')}",
             t("task_failure_for"),
             "warning",
             "Many background tasks fail.",
-            "{{ $value | humanizePercentage }} of the tasks reported by {{ $labels.instance }} "
-            "failed over the last 15 minutes.",
+            "{{ $value | humanizePercentage }} of the tasks of {{ $labels.backend }} on "
+            "{{ $labels.instance }} failed over the last 15 minutes.",
         ),
     ],
     "afirgen.host.alerts": [

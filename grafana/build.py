@@ -293,7 +293,7 @@ DATABASE = Board(
                     "Connections on the server (all clients, not only this app) by state.",
                     "short",
                     q(f"db_connections{{{DB}}}", "{{database}} {{state}}"),
-                    q(f"db_max_connections{{{DB}}}", "{{database}} max"),
+                    q(f"db_connections_max{{{DB}}}", "{{database}} max"),
                 ),
                 ts(
                     "Server connections used",
@@ -340,13 +340,23 @@ DATABASE = Board(
             [
                 ts(
                     "Rows per second by table",
-                    "Rows read, inserted, updated and deleted per second, top tables.",
+                    "Rows read, inserted, updated and deleted per second (top tables; the "
+                    "rest under 'other').",
                     "rowsps",
-                    q(
-                        f"topk(10, sum by (database, table, operation) "
-                        f"(rate(db_table_rows_total{{{DB}}}[{RATE}])))",
-                        "{{database}} {{table}} {{operation}}",
+                    *(
+                        q(
+                            f"topk(5, sum by (database, table) "
+                            f"(rate(db_table_rows_{op}_total{{{DB}}}[{RATE}])))",
+                            "{{database}} {{table}} " + op,
+                        )
+                        for op in ("read", "inserted", "updated", "deleted")
                     ),
+                ),
+                ts(
+                    "Dead rows",
+                    "Estimated dead rows per table (PostgreSQL): what vacuum has yet to clean.",
+                    "short",
+                    q(f"topk(10, db_table_dead_rows{{{DB}}})", "{{database}} {{table}}"),
                 ),
                 ts(
                     "Statements per second",
@@ -418,9 +428,10 @@ CACHE_BOARD = Board(
                     "`cache_hit_rate` (percent / 100).",
                     "percentunit",
                     q(
-                        f"sum by (instance) (rate(cache_operations_total{{{LOOKUP_HIT}}}[{RATE}]))\n"
-                        f"/ (sum by (instance) (rate(cache_operations_total{{{LOOKUP}}}[{RATE}]))"
-                        " > 0)",
+                        "sum by (instance) "
+                        f"(rate(cache_operations_total{{{LOOKUP_HIT}}}[{RATE}]))\n"
+                        "/ (sum by (instance) "
+                        f"(rate(cache_operations_total{{{LOOKUP}}}[{RATE}])) > 0)",
                         "{{instance}}",
                     ),
                     q(f"cache_hit_rate{{{CACHE}}} / 100", "{{instance}} per scrape"),
@@ -638,19 +649,22 @@ TASK_QUEUE = Board(
                     "Workers",
                     "Workers online.",
                     "short",
-                    q(f"sum(background_workers{{{TARGET}}})"),
+                    q(f"sum(background_tasks_workers{{{TARGET}}}) or vector(0)"),
                 ),
                 st(
                     "Oldest waiting task",
                     "Age of the oldest task waiting in the selected queues.",
                     "s",
-                    q(f"max(background_tasks_oldest_age_seconds{{{QUEUE}}})"),
+                    q(f"max(background_tasks_oldest_waiting_age_seconds{{{QUEUE}}})"),
                 ),
                 ts(
                     "Waiting tasks by queue and priority",
                     "Tasks waiting per queue and priority.",
                     "short",
-                    q(f"background_tasks_queued{{{QUEUE}}}", "{{queue}} {{priority}}"),
+                    q(
+                        f"background_tasks_queued{{{QUEUE}}}",
+                        "{{backend}} {{queue}} {{priority}}",
+                    ),
                 ),
                 ts(
                     "In progress",
@@ -662,13 +676,29 @@ TASK_QUEUE = Board(
                     "Oldest waiting task",
                     "How long the oldest waiting task has waited, per queue.",
                     "s",
-                    q(f"background_tasks_oldest_age_seconds{{{QUEUE}}}", "{{queue}}"),
+                    q(f"background_tasks_oldest_waiting_age_seconds{{{QUEUE}}}", "{{queue}}"),
                 ),
                 ts(
                     "Workers",
-                    "Workers online.",
+                    "Workers seen by the broker, by state (Celery and RQ).",
                     "short",
-                    q(f"background_workers{{{TARGET}}}", "{{instance}}"),
+                    q(f"background_tasks_workers{{{TARGET}}}", "{{backend}} {{state}}"),
+                ),
+                ts(
+                    "Consumers",
+                    "Consumers attached to each queue (RabbitMQ).",
+                    "short",
+                    q(f"background_tasks_queue_consumers{{{QUEUE}}}", "{{backend}} {{queue}}"),
+                ),
+                ts(
+                    "RQ registries",
+                    "Live entries of RQ's job registries per queue: started, finished, "
+                    "failed, deferred, scheduled, canceled.",
+                    "short",
+                    q(
+                        f"background_tasks_registry{{{QUEUE}}}",
+                        "{{backend}} {{queue}} {{registry}}",
+                    ),
                 ),
             ],
         ),
@@ -680,16 +710,19 @@ TASK_QUEUE = Board(
                     "Tasks finished per second by outcome, where the backend keeps totals.",
                     "ops",
                     q(
-                        f"sum by (status) "
+                        f"sum by (backend, status) "
                         f"(rate(background_tasks_processed_total{{{TARGET}}}[{RATE}]))",
-                        "{{status}}",
+                        "{{backend}} {{status}}",
                     ),
                 ),
                 ts(
                     "Failure ratio (15m)",
                     "Failed tasks over all finished tasks (recording rule the alert uses).",
                     "percentunit",
-                    q(f"job:background_tasks_failed:ratio_rate15m{{{TARGET}}}", "{{instance}}"),
+                    q(
+                        f"job_backend:background_tasks_failed:ratio_rate15m{{{TARGET}}}",
+                        "{{backend}}",
+                    ),
                     max=1,
                 ),
                 ts(
@@ -697,10 +730,11 @@ TASK_QUEUE = Board(
                     "Working time over finished tasks, where the backend keeps it.",
                     "s",
                     q(
-                        f"sum(rate(background_task_duration_seconds_sum{{{TARGET}}}[{RATE}]))\n"
-                        f"/ sum(rate(background_task_duration_seconds_count{{{TARGET}}}"
-                        f"[{RATE}]))",
-                        "mean",
+                        f"sum by (backend, type) "
+                        f"(rate(background_task_duration_seconds_sum{{{TARGET}}}[{RATE}]))\n"
+                        f"/ sum by (backend, type) "
+                        f"(rate(background_task_duration_seconds_count{{{TARGET}}}[{RATE}]))",
+                        "{{backend}} {{type}}",
                     ),
                 ),
             ],
