@@ -1,0 +1,223 @@
+"""End to end: exporter -> real Prometheus (the shipped rules and example scrape config) ->
+real Alertmanager.
+
+A private redis-server is the cache. Stopping it must bring AfirgenCacheDown to Alertmanager's
+API; starting it again must resolve it. Prometheus runs the example config (including the /sd
+discovery and /probe relabelling), with short intervals, and a copy of the shipped rules whose
+`for` durations are shortened: the expressions, labels and annotations are the shipped ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.support import ROOT, exporter_process, free_port, require_binary, wait_until
+
+pytestmark = pytest.mark.slow
+
+ALERTS_DIR = ROOT / "alerts"
+TEST_FOR = "2s"
+
+
+class RedisServer:
+    """A redis-server on a fixed loopback port that can be stopped and started again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.binary = require_binary("redis-server")
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.directory),
+        ]  # fmt: skip
+        with (self.directory / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(self._answers, timeout=15, what="redis-server to answer")
+
+    def _answers(self) -> bool:
+        assert self.process is not None and self.process.poll() is None, "redis-server exited"
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running(args: list[str], log: Path, ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process, ready when `ready_url` answers 200; stopped by its PID."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(
+            lambda: process.poll() is None and httpx.get(ready_url).status_code == 200,
+            timeout=30,
+            what=f"{Path(args[0]).name} to be ready ({log})",
+        )
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def write_rules_with_short_for(directory: Path) -> None:
+    """The shipped rule files, with every `for` shortened so the test runs in seconds."""
+    alerts = yaml.safe_load((ALERTS_DIR / "afirgen.alerts.yml").read_text())
+    for group in alerts["groups"]:
+        for rule in group["rules"]:
+            rule["for"] = TEST_FOR
+    (directory / "afirgen.alerts.yml").write_text(yaml.safe_dump(alerts, sort_keys=False))
+    (directory / "afirgen.rules.yml").write_text((ALERTS_DIR / "afirgen.rules.yml").read_text())
+
+
+def prometheus_config(exporter: str, alertmanager: str) -> dict[str, Any]:
+    """The example scrape config pointed at this test's exporter and Alertmanager."""
+    config = yaml.safe_load((ALERTS_DIR / "prometheus.yml").read_text())
+    config["global"] = {
+        "scrape_interval": "1s",
+        "scrape_timeout": "1s",
+        "evaluation_interval": "1s",
+    }
+    config["alerting"]["alertmanagers"][0]["static_configs"] = [{"targets": [alertmanager]}]
+    for job in config["scrape_configs"]:
+        if "static_configs" in job:
+            job["static_configs"] = [{"targets": [exporter]}]
+        for sd in job.get("http_sd_configs", []):
+            sd["url"] = f"http://{exporter}/sd"
+            sd["refresh_interval"] = "1s"
+        for relabel in job.get("relabel_configs", []):
+            if relabel.get("target_label") == "__address__":
+                relabel["replacement"] = exporter
+    return config
+
+
+def alertmanager_config() -> dict[str, Any]:
+    """The example route and inhibitions, with receivers that notify nobody."""
+    config = yaml.safe_load((ALERTS_DIR / "alertmanager.yml").read_text())
+    config["receivers"] = [{"name": r["name"]} for r in config["receivers"]]
+    return config
+
+
+def cache_down_alerts(alertmanager_url: str) -> list[dict[str, Any]]:
+    response = httpx.get(
+        f"{alertmanager_url}/api/v2/alerts",
+        params={"filter": ['alertname="AfirgenCacheDown"', 'instance="cache"'], "active": "true"},
+        timeout=5,
+    )
+    response.raise_for_status()
+    alerts: list[dict[str, Any]] = response.json()
+    return alerts
+
+
+def query(prometheus_url: str, expr: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": expr}, timeout=5)
+    response.raise_for_status()
+    result: list[dict[str, Any]] = response.json()["data"]["result"]
+    return result
+
+
+def test_cache_down_alert_reaches_alertmanager_and_resolves(tmp_path: Path):
+    prometheus = require_binary("prometheus")
+    alertmanager = require_binary("prometheus-alertmanager")
+    redis = RedisServer(tmp_path)
+    redis.start()
+    exporter_config = tmp_path / "exporter.yml"
+    exporter_config.write_text(
+        yaml.safe_dump({"redis": [{"name": "cache", "url": f"redis://127.0.0.1:{redis.port}/0"}]})
+    )
+    write_rules_with_short_for(tmp_path)
+    am_port, prom_port = free_port(), free_port()
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config()))
+    am_url = f"http://127.0.0.1:{am_port}"
+    prom_url = f"http://127.0.0.1:{prom_port}"
+    try:
+        with contextlib.ExitStack() as stack:
+            exporter_url = stack.enter_context(exporter_process(exporter_config))
+            exporter = exporter_url.removeprefix("http://")
+            (tmp_path / "prometheus.yml").write_text(
+                yaml.safe_dump(prometheus_config(exporter, f"127.0.0.1:{am_port}"))
+            )
+            (tmp_path / "am-data").mkdir()
+            stack.enter_context(
+                running(
+                    [
+                        alertmanager,
+                        f"--config.file={tmp_path / 'alertmanager.yml'}",
+                        f"--storage.path={tmp_path / 'am-data'}",
+                        f"--web.listen-address=127.0.0.1:{am_port}",
+                        "--cluster.listen-address=",
+                    ],
+                    tmp_path / "alertmanager.log",
+                    f"{am_url}/-/ready",
+                )
+            )
+            stack.enter_context(
+                running(
+                    [
+                        prometheus,
+                        f"--config.file={tmp_path / 'prometheus.yml'}",
+                        f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+                        f"--web.listen-address=127.0.0.1:{prom_port}",
+                    ],
+                    tmp_path / "prometheus.log",
+                    f"{prom_url}/-/ready",
+                )
+            )
+            # the cache is found through /sd, probed through /probe and reads up
+            up = 'cache_up{job="afirgen-probe", instance="cache", collector="redis"}'
+            wait_until(
+                lambda: [r["value"][1] for r in query(prom_url, up)] == ["1"],
+                timeout=40,
+                what="Prometheus to scrape the cache as up through /probe",
+            )
+            assert cache_down_alerts(am_url) == []
+
+            redis.stop()
+            alerts = wait_until(
+                lambda: cache_down_alerts(am_url),
+                timeout=40,
+                what="AfirgenCacheDown to reach Alertmanager",
+            )
+            (alert,) = alerts
+            assert alert["labels"]["severity"] == "critical"
+            assert alert["labels"]["job"] == "afirgen-probe"
+            assert alert["status"]["state"] == "active"
+            assert alert["annotations"]["runbook_url"].endswith("#afirgencachedown")
+            assert "Redis cache" in alert["annotations"]["description"]
+
+            redis.start()
+            wait_until(
+                lambda: [r["value"][1] for r in query(prom_url, up)] == ["1"],
+                timeout=40,
+                what="the restarted Redis to read up again",
+            )
+            wait_until(
+                lambda: cache_down_alerts(am_url) == [],
+                timeout=40,
+                what="AfirgenCacheDown to resolve in Alertmanager",
+            )
+    finally:
+        redis.stop()
