@@ -46,6 +46,13 @@ CATALOG: tuple[CollectorSpec, ...] = (
         True,
         "The exporter's own process: CPU seconds, memory, open files, Python GC.",
     ),
+    CollectorSpec(
+        "redis",
+        "collectors.redis",
+        True,
+        "Redis instances: INFO ALL and LATENCY HISTOGRAM in one round trip per scrape.",
+        section="redis",
+    ),
 )
 
 BY_NAME: dict[str, CollectorSpec] = {spec.name: spec for spec in CATALOG}
