@@ -588,20 +588,22 @@ class Queries:
                 savepoint.commit()
 
 
+#: what ranks tables for the budget: rows touched plus live rows
+ACTIVITY_COLUMNS = ("rows_read", "inserted", "updated", "deleted", "live")
+
+
 def fold_tables(
     ctx: ScrapeContext,
     rows: Mapping[str, Mapping[str, float | None]],
     stats: Sequence[TableStat],
     out: Families,
     limit: int,
+    weigh_by: Sequence[str] = ACTIVITY_COLUMNS,
 ) -> None:
-    """Per-table values for the busiest `limit` tables; the rest summed under `other`."""
+    """Per-table values for the `limit` tables with the most activity (or whatever `weigh_by`
+    names); the others are summed under `other` (ages: the oldest)."""
     weights = {
-        table: sum(
-            v or 0.0
-            for k, v in values.items()
-            if k in ("rows_read", "inserted", "updated", "deleted", "live")
-        )
+        table: sum(values.get(column) or 0.0 for column in weigh_by)
         for table, values in rows.items()
     }
     kept = ctx.keep_top(weights, limit)
@@ -900,7 +902,7 @@ def sqlite_families(
     tables: dict[str, dict[str, float | None]] = {}
     with q.optional("table sizes (dbstat)", ctx):
         tables = {str(r.tbl): {"size": _float(r.size)} for r in q.rows(SQLITE_TABLE_SIZES)}
-    fold_tables(ctx, tables, (SIZE_STAT,), out, options.table_limit)
+    fold_tables(ctx, tables, (SIZE_STAT,), out, options.table_limit, ("size",))
     if options.track_statements:
         ctx.note("statement metrics: SQLite does not track statements")
 
