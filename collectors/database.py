@@ -861,7 +861,9 @@ def mysql_families(q: Queries, ctx: ScrapeContext, out: Families, options: Optio
     if not options.track_statements:
         return
     if not performance_schema:
-        ctx.note("statement metrics off: performance_schema is disabled (start the server with performance_schema=ON)")
+        ctx.note(
+            "statement metrics off: performance_schema is disabled (start the server with performance_schema=ON)"
+        )
         return
     with q.optional("statement metrics", ctx):
         rows = []

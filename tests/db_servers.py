@@ -59,21 +59,50 @@ def private_postgres(*settings: str) -> Iterator[str]:
     data = base / "data"
     port = free_port()
     subprocess.run(
-        [PG_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync",
-         "-E", "UTF8"],
-        check=True, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            PG_BIN / "initdb",
+            "-D",
+            data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        user=user,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    args = [PG_BIN / "postgres", "-D", data, "-p", str(port), "-k", str(base),
-            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=30",
-            "-c", "shared_buffers=16MB"]
+    args = [
+        PG_BIN / "postgres",
+        "-D",
+        data,
+        "-p",
+        str(port),
+        "-k",
+        str(base),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "fsync=off",
+        "-c",
+        "max_connections=30",
+        "-c",
+        "shared_buffers=16MB",
+    ]
     for setting in settings:
         args += ["-c", setting]
     log = (base / "server.log").open("wb")
     proc = subprocess.Popen(args, user=user, stdout=log, stderr=subprocess.STDOUT)
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     try:
-        wait_until(lambda: proc.poll() is None and _can_connect(url), timeout=30,
-                   what="the private PostgreSQL to accept connections")
+        wait_until(
+            lambda: proc.poll() is None and _can_connect(url),
+            timeout=30,
+            what="the private PostgreSQL to accept connections",
+        )
         yield url
     finally:
         _stop(proc, signal.SIGINT)  # fast shutdown
@@ -92,19 +121,40 @@ def private_mariadb(*options: str) -> Iterator[str]:
     data = base / "data"
     port = free_port()
     subprocess.run(
-        [install, "--no-defaults", f"--datadir={data}", "--user=root",
-         "--auth-root-authentication-method=normal", "--skip-test-db"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            install,
+            "--no-defaults",
+            f"--datadir={data}",
+            "--user=root",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    args = [server, "--no-defaults", f"--datadir={data}", "--user=root", f"--port={port}",
-            "--bind-address=127.0.0.1", f"--socket={base / 'sock'}",
-            f"--pid-file={base / 'pid'}", f"--log-error={base / 'error.log'}",
-            "--innodb-buffer-pool-size=16M", "--skip-log-bin", *options]
+    args = [
+        server,
+        "--no-defaults",
+        f"--datadir={data}",
+        "--user=root",
+        f"--port={port}",
+        "--bind-address=127.0.0.1",
+        f"--socket={base / 'sock'}",
+        f"--pid-file={base / 'pid'}",
+        f"--log-error={base / 'error.log'}",
+        "--innodb-buffer-pool-size=16M",
+        "--skip-log-bin",
+        *options,
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     admin = f"mysql+pymysql://root@127.0.0.1:{port}/mysql"
     try:
-        wait_until(lambda: proc.poll() is None and _can_connect(admin), timeout=30,
-                   what="the private MariaDB to accept connections")
+        wait_until(
+            lambda: proc.poll() is None and _can_connect(admin),
+            timeout=30,
+            what="the private MariaDB to accept connections",
+        )
         engine = sqlalchemy.create_engine(admin, poolclass=sqlalchemy.pool.NullPool)
         with engine.begin() as conn:
             conn.execute(sqlalchemy.text("CREATE DATABASE IF NOT EXISTS test"))

@@ -51,8 +51,9 @@ def config_problems(entries, env=None, base_dir=".") -> list[str]:
     ],
 )
 def test_bad_url_is_a_config_error_naming_the_key_without_the_url(url, message):
-    problems = config_problems([{"name": "ok", "url": "sqlite:////tmp/x.db"},
-                                {"name": "bad", "url": url}])
+    problems = config_problems(
+        [{"name": "ok", "url": "sqlite:////tmp/x.db"}, {"name": "bad", "url": url}]
+    )
     assert len(problems) == 1
     assert problems[0].startswith("databases[1].url: ")
     assert message in problems[0]
@@ -66,11 +67,20 @@ def test_config_shape_password_from_env_and_file_and_overrides(tmp_path):
         {
             "collectors": {"database": {"table_limit": 7, "statement_timeout_seconds": 2}},
             "databases": [
-                {"name": "main", "url": "postgresql+psycopg://app@127.0.0.1:5432/app",
-                 "password_file": str(secret_file)},
-                {"name": "replica", "url": "mysql://app@127.0.0.1/app",
-                 "password": "${DB_PW}", "timeout_seconds": 3, "track_statements": False,
-                 "table_limit": 3, "connect_timeout_seconds": 1.5},
+                {
+                    "name": "main",
+                    "url": "postgresql+psycopg://app@127.0.0.1:5432/app",
+                    "password_file": str(secret_file),
+                },
+                {
+                    "name": "replica",
+                    "url": "mysql://app@127.0.0.1/app",
+                    "password": "${DB_PW}",
+                    "timeout_seconds": 3,
+                    "track_statements": False,
+                    "table_limit": 3,
+                    "connect_timeout_seconds": 1.5,
+                },
             ],
         },
         env={"DB_PW": PASSWORD},
@@ -91,10 +101,16 @@ def test_config_rejects_unknown_keys_and_both_password_sources(tmp_path):
     secret_file = tmp_path / "pw"
     secret_file.write_text("x" * 8)
     problems = config_problems(
-        [{"name": "a", "url": "sqlite:////tmp/a.db", "passwd": "x"},
-         {"name": "b", "url": "sqlite:////tmp/b.db", "password": "y",
-          "password_file": str(secret_file)},
-         {"name": "c", "url": "sqlite:////tmp/c.db", "pool_size": 50}]
+        [
+            {"name": "a", "url": "sqlite:////tmp/a.db", "passwd": "x"},
+            {
+                "name": "b",
+                "url": "sqlite:////tmp/b.db",
+                "password": "y",
+                "password_file": str(secret_file),
+            },
+            {"name": "c", "url": "sqlite:////tmp/c.db", "pool_size": 50},
+        ]
     )
     assert any(p.startswith("databases[0].passwd: unknown key") for p in problems)
     assert any(p.startswith("databases[1].password_file: set either") for p in problems)
@@ -137,8 +153,9 @@ def test_sqlite_workload_moves_table_and_file_sizes(tmp_path):
         assert before.success and value(before, "db_up", database="lite") == 1.0
         rows = 400
         with sqlite3.connect(path) as conn:
-            conn.executemany("INSERT INTO afx_db_items (body) VALUES (?)",
-                             [("x" * 200,) for _ in range(rows)])
+            conn.executemany(
+                "INSERT INTO afx_db_items (body) VALUES (?)", [("x" * 200,) for _ in range(rows)]
+            )
         after = collect(collector)
         sizes_before = table_values(before, "db_table_size_bytes")
         sizes_after = table_values(after, "db_table_size_bytes")
@@ -169,7 +186,8 @@ def test_sqlite_table_budget_folds_the_rest_under_other(tmp_path):
         assert result.series_dropped == 3
         with sqlite3.connect(path) as conn:
             total = conn.execute(
-                "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'afx_db_t%'").fetchone()[0]
+                "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'afx_db_t%'"
+            ).fetchone()[0]
         assert sum(sizes.values()) == total
     finally:
         collector.close()
@@ -221,8 +239,9 @@ def test_embedded_pool_shows_exactly_the_connections_the_app_holds(postgres_url)
 
 
 def test_embedded_exhausted_pool_is_reported_without_waiting_for_a_connection(postgres_url):
-    app_engine = sqlalchemy.create_engine(postgres_url, pool_size=2, max_overflow=0,
-                                          pool_timeout=30)
+    app_engine = sqlalchemy.create_engine(
+        postgres_url, pool_size=2, max_overflow=0, pool_timeout=30
+    )
     collector = from_engine(app_engine, "app")
     held = [app_engine.connect() for _ in range(2)]
     try:
@@ -241,8 +260,9 @@ def test_embedded_exhausted_pool_is_reported_without_waiting_for_a_connection(po
 
 
 def test_embedded_pool_without_counters_exports_what_exists(tmp_path):
-    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'n.db'}",
-                                      poolclass=sqlalchemy.pool.NullPool)
+    engine = sqlalchemy.create_engine(
+        f"sqlite:///{tmp_path / 'n.db'}", poolclass=sqlalchemy.pool.NullPool
+    )
     try:
         result = collect(from_engine(engine, "nullpool"))
         assert result.success and value(result, "db_up", database="nullpool") == 1.0
@@ -257,12 +277,20 @@ def test_embedded_pool_without_counters_exports_what_exists(tmp_path):
 def test_closed_port_gives_db_up_0_and_http_200_within_the_deadline(tmp_path, caplog):
     port = free_port()  # nothing listens there
     config = load_config(
-        {"collectors": {"system": {"enabled": False}, "process": {"enabled": False}},
-         "databases": [
-             {"name": "gone", "url": f"postgresql+psycopg://app:{PASSWORD}@127.0.0.1:{port}/app"},
-             {"name": "gone_my", "url": f"mysql+pymysql://app@127.0.0.1:{port}/app",
-              "password": "${PW}"},
-         ]},
+        {
+            "collectors": {"system": {"enabled": False}, "process": {"enabled": False}},
+            "databases": [
+                {
+                    "name": "gone",
+                    "url": f"postgresql+psycopg://app:{PASSWORD}@127.0.0.1:{port}/app",
+                },
+                {
+                    "name": "gone_my",
+                    "url": f"mysql+pymysql://app@127.0.0.1:{port}/app",
+                    "password": "${PW}",
+                },
+            ],
+        },
         env={"PW": PASSWORD},
     )
     exporter = Exporter(config)
@@ -313,6 +341,7 @@ def test_single_flight_concurrent_scrapes_share_one_connection(postgres_url):
     errors: list[BaseException] = []
     try:
         with serve_app(create_app(exporter)) as base:
+
             def scrape() -> None:
                 try:
                     r = httpx.get(f"{base}/metrics?collect[]=database", timeout=30)

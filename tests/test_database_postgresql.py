@@ -27,8 +27,7 @@ HEADERS = {"Accept": "text/plain;version=0.0.4", "X-Prometheus-Scrape-Timeout-Se
 
 @pytest.fixture
 def pg_collector(postgres_url):
-    collector = database.build(None, Target(name="pg", url=postgres_url,
-                                            application_name=APP_NAME))
+    collector = database.build(None, Target(name="pg", url=postgres_url, application_name=APP_NAME))
     yield collector
     collector.close()
 
@@ -43,14 +42,20 @@ def statements_url():
 def exporter_backends(url: str, app_name: str = APP_NAME) -> list[tuple[str, str | None]]:
     with sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool).connect() as conn:
         rows = conn.execute(
-            sqlalchemy.text("SELECT state, wait_event_type FROM pg_stat_activity "
-                            "WHERE application_name = :a"), {"a": app_name})
+            sqlalchemy.text(
+                "SELECT state, wait_event_type FROM pg_stat_activity WHERE application_name = :a"
+            ),
+            {"a": app_name},
+        )
         return [tuple(r) for r in rows]
 
 
 def test_known_workload_moves_per_table_counters(postgres_url, pg_collector):
-    execute(postgres_url, "DROP TABLE IF EXISTS afx_db_work",
-            "CREATE TABLE afx_db_work (id serial PRIMARY KEY, n int)")
+    execute(
+        postgres_url,
+        "DROP TABLE IF EXISTS afx_db_work",
+        "CREATE TABLE afx_db_work (id serial PRIMARY KEY, n int)",
+    )
     before = collect(pg_collector)
     assert before.success, before.reason
     inserted, updated, deleted = 60, 25, 10
@@ -78,10 +83,13 @@ def test_known_workload_moves_per_table_counters(postgres_url, pg_collector):
         old = table_values(before, name).get("afx_db_work", 0.0)
         assert table_values(after, name)["afx_db_work"] - old >= least, name
     assert table_values(after, "db_table_size_bytes")["afx_db_work"] > 0
-    assert value(after, "db_transactions_committed_total", database="pg") >= value(
-        before, "db_transactions_committed_total", database="pg") + 1
+    assert (
+        value(after, "db_transactions_committed_total", database="pg")
+        >= value(before, "db_transactions_committed_total", database="pg") + 1
+    )
     assert value(after, "db_connections_max", database="pg") == float(
-        scalar(postgres_url, "SELECT current_setting('max_connections')::int"))
+        scalar(postgres_url, "SELECT current_setting('max_connections')::int")
+    )
     assert value(after, "db_size_bytes", database="pg") > 0
     assert value(after, "db_server_info", dialect="postgresql") == 1.0
 
@@ -104,8 +112,7 @@ def test_pg_stat_statements_counts_the_workload_by_type_and_table(statements_url
             for i in range(inserts):
                 conn.execute(sqlalchemy.text("INSERT INTO afx_db_stmt VALUES (:i, 0)"), {"i": i})
             for i in range(selects):
-                conn.execute(sqlalchemy.text("SELECT n FROM afx_db_stmt WHERE id = :i"),
-                             {"i": i})
+                conn.execute(sqlalchemy.text("SELECT n FROM afx_db_stmt WHERE id = :i"), {"i": i})
             conn.execute(sqlalchemy.text("UPDATE afx_db_stmt SET n = 1 WHERE id < 5"))
             conn.commit()
         after = collect(collector)
@@ -133,26 +140,49 @@ def test_statement_table_budget_folds_into_other(statements_url):
     try:
         result = collect(collector)
         counted = table_values(result, "db_queries_total")
-        assert len({s.labels["table"] for f in result.families for s in f.samples
-                    if s.name == "db_queries_total"}) <= 3
+        assert (
+            len(
+                {
+                    s.labels["table"]
+                    for f in result.families
+                    for s in f.samples
+                    if s.name == "db_queries_total"
+                }
+            )
+            <= 3
+        )
         assert "other" in counted and "afx_db_b0" not in counted
         assert result.series_dropped > 0
-        tracked = float(scalar(statements_url, "SELECT sum(calls) FROM pg_stat_statements "
-                               "WHERE dbid = (SELECT oid FROM pg_database "
-                               "WHERE datname = current_database())"))
-        total = sum(s.value for f in result.families for s in f.samples
-                    if s.name == "db_queries_total")
+        tracked = float(
+            scalar(
+                statements_url,
+                "SELECT sum(calls) FROM pg_stat_statements "
+                "WHERE dbid = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database())",
+            )
+        )
+        total = sum(
+            s.value for f in result.families for s in f.samples if s.name == "db_queries_total"
+        )
         assert total <= tracked  # never more than the server counted
     finally:
         collector.close()
 
 
 def test_locked_table_does_not_hold_the_scrape_and_leaves_no_stuck_backend(postgres_url):
-    execute(postgres_url, "DROP TABLE IF EXISTS afx_db_locked",
-            "CREATE TABLE afx_db_locked (id int)", "INSERT INTO afx_db_locked VALUES (1)")
+    execute(
+        postgres_url,
+        "DROP TABLE IF EXISTS afx_db_locked",
+        "CREATE TABLE afx_db_locked (id int)",
+        "INSERT INTO afx_db_locked VALUES (1)",
+    )
     config = load_config(
-        {"databases": [{"name": "pg", "url": postgres_url, "application_name": APP_NAME}],
-         "collectors": {"system": {"enabled": False}, "process": {"enabled": False}}}, env={})
+        {
+            "databases": [{"name": "pg", "url": postgres_url, "application_name": APP_NAME}],
+            "collectors": {"system": {"enabled": False}, "process": {"enabled": False}},
+        },
+        env={},
+    )
     exporter = Exporter(config)
     holder = sqlalchemy.create_engine(postgres_url, poolclass=sqlalchemy.pool.NullPool)
     lock = holder.connect()
@@ -171,9 +201,14 @@ def test_locked_table_does_not_hold_the_scrape_and_leaves_no_stuck_backend(postg
     try:
         waiter.start()
         with serve_app(create_app(exporter)) as base:
-            wait_until(lambda: "db_lock_waiting_connections{database=\"pg\"} 1.0"
-                       in httpx.get(f"{base}/metrics", headers=HEADERS, timeout=30).text,
-                       timeout=20, what="the blocked query to show as waiting")
+            wait_until(
+                lambda: (
+                    'db_lock_waiting_connections{database="pg"} 1.0'
+                    in httpx.get(f"{base}/metrics", headers=HEADERS, timeout=30).text
+                ),
+                timeout=20,
+                what="the blocked query to show as waiting",
+            )
             started = time.monotonic()
             response = httpx.get(f"{base}/metrics", headers=HEADERS, timeout=30)
             elapsed = time.monotonic() - started
@@ -204,12 +239,17 @@ def test_locked_table_does_not_hold_the_scrape_and_leaves_no_stuck_backend(postg
 
 def test_500_scrapes_keep_exporter_connections_within_the_pool(postgres_url):
     config = load_config(
-        {"databases": [{"name": "pg", "url": postgres_url, "application_name": APP_NAME}],
-         "collectors": {"system": {"enabled": False}, "process": {"enabled": False}}}, env={})
+        {
+            "databases": [{"name": "pg", "url": postgres_url, "application_name": APP_NAME}],
+            "collectors": {"system": {"enabled": False}, "process": {"enabled": False}},
+        },
+        env={},
+    )
     exporter = Exporter(config)
     seen: list[int] = []
     try:
         with serve_app(create_app(exporter)) as base, httpx.Client(timeout=30) as client:
+
             def scrape_many(count: int) -> None:
                 for _ in range(count):
                     assert client.get(f"{base}/metrics", headers=HEADERS).status_code == 200
@@ -227,8 +267,11 @@ def test_500_scrapes_keep_exporter_connections_within_the_pool(postgres_url):
         exporter.loaded.engine.close()
     assert max(seen) <= 1  # pool_size 1, max_overflow 0
     assert seen[-1] == 1  # the long-lived connection is kept between scrapes
-    wait_until(lambda: not exporter_backends(postgres_url), timeout=10,
-               what="close() to release the connection")
+    wait_until(
+        lambda: not exporter_backends(postgres_url),
+        timeout=10,
+        what="close() to release the connection",
+    )
 
 
 def test_default_application_name_identifies_the_exporter(postgres_url):
