@@ -862,7 +862,8 @@ def mysql_families(q: Queries, ctx: ScrapeContext, out: Families, options: Optio
         return
     if not performance_schema:
         ctx.note(
-            "statement metrics off: performance_schema is disabled (start the server with performance_schema=ON)"
+            "statement metrics off: performance_schema is disabled "
+            "(start the server with performance_schema=ON)"
         )
         return
     with q.optional("statement metrics", ctx):
