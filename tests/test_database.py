@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import subprocess
 import threading
 import time
 
 import httpx
 import pytest
 import sqlalchemy
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
 
 from collectors import database
 from collectors.database import Options, Target, classify_statement, from_engine
@@ -20,7 +25,7 @@ from exporter.config import load_config
 from exporter.schema import ConfigError
 from exporter.state import Exporter
 from tests.dbhelp import collect, names, table_values, value
-from tests.support import free_port, serve_app
+from tests.support import free_port, require_binary, serve_app
 
 PROMETHEUS_HEADERS = {
     "Accept": "text/plain;version=0.0.4",
@@ -359,3 +364,39 @@ def test_single_flight_concurrent_scrapes_share_one_connection(postgres_url):
         assert pool.checkedout() == 0 and pool.overflow() <= 0
     finally:
         exporter.loaded.engine.close()
+
+
+def test_several_databases_share_one_family_per_name_and_lint_clean(postgres_url, tmp_path):
+    promtool = require_binary("promtool")
+    lite = tmp_path / "lite.db"
+    sqlite3.connect(lite).close()
+    config = load_config(
+        {
+            "databases": [
+                {"name": "one", "url": postgres_url},
+                {"name": "two", "url": postgres_url},
+                {"name": "lite", "url": f"sqlite:///{lite}"},
+            ]
+        },
+        env={},
+    )
+    exporter = Exporter(config)
+    try:
+        with serve_app(create_app(exporter)) as base:
+            text = httpx.get(f"{base}/metrics", headers=PROMETHEUS_HEADERS, timeout=30).text
+            om = httpx.get(
+                f"{base}/metrics",
+                headers={"Accept": "application/openmetrics-text;version=1.0.0"},
+                timeout=30,
+            ).text
+    finally:
+        exporter.loaded.engine.close()
+    families = list(text_string_to_metric_families(text))
+    assert len({f.name for f in families}) == len(families)
+    up = next(f for f in families if f.name == "db_up")
+    assert {s.labels["database"] for s in up.samples} == {"one", "two", "lite"}
+    assert len(list(openmetrics_families(om))) == len(families)
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False
+    )
+    assert lint.returncode == 0, lint.stderr.decode() + lint.stdout.decode()
