@@ -710,14 +710,20 @@ PG_CONNECTION_STATES = {
     "disabled": "disabled",
 }
 
+#: states shown even at 0, so dashboards and alerts never see them vanish
+PG_ALWAYS_REPORTED_STATES = ("active", "idle", "idle_in_transaction")
+
 
 def postgres_families(q: Queries, ctx: ScrapeContext, out: Families, options: Options) -> None:
+    states = dict.fromkeys(PG_ALWAYS_REPORTED_STATES, 0.0)
     for row in q.rows(PG_ACTIVITY):
         state = PG_CONNECTION_STATES.get(row.state, "unknown")
+        states[state] = states.get(state, 0.0) + float(row.n)
+    for state, count in states.items():
         out.gauge(
             "db_connections",
             "Client connections to the server by state (pg_stat_activity).",
-            row.n,
+            count,
             state=state,
         )
     ages = q.one(PG_AGES)
