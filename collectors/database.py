@@ -152,11 +152,14 @@ def build(options: Options | None, target: Target) -> DatabaseCollector:
     url = standalone_url(target)
     secrets = [s for s in (url.password, target.password and target.password.reveal()) if s]
     connect_deadline = _ConnectDeadline(target.connect_timeout_seconds)
-    engine = create_standalone_engine(url, target, connect_deadline)
+    effective = effective_options(options, target)
+    engine = create_standalone_engine(
+        url, target, connect_deadline, effective.statement_timeout_seconds
+    )
     return DatabaseCollector(
         target.name,
         engine,
-        effective_options(options, target),
+        effective,
         owns_engine=True,
         connect_deadline=connect_deadline,
         secrets=[str(s) for s in secrets],
@@ -200,7 +203,10 @@ class _ConnectDeadline(threading.local):
         return self.deadline.timeout(cap=self.cap)
 
 
-def create_standalone_engine(url: URL, target: Target, connect: _ConnectDeadline) -> Engine:
+def create_standalone_engine(
+    url: URL, target: Target, connect: _ConnectDeadline, statement_timeout: float
+) -> Engine:
+    """The exporter's own engine for one database; the connect timeout follows the deadline."""
     backend = url.get_backend_name()
     common: dict[str, Any] = {
         "pool_size": target.pool_size,
@@ -225,8 +231,9 @@ def create_standalone_engine(url: URL, target: Target, connect: _ConnectDeadline
     else:
         connect_args = {
             "program_name": target.application_name,
-            "read_timeout": target.connect_timeout_seconds + 60.0,
-            "write_timeout": target.connect_timeout_seconds + 60.0,
+            # a client-side backstop behind the server-side statement limit
+            "read_timeout": statement_timeout + 5.0,
+            "write_timeout": statement_timeout + 5.0,
         }
     engine = create_engine(url, connect_args=connect_args, **common)
 
