@@ -5,6 +5,7 @@ test_database_postgresql.py and test_database_mariadb.py."""
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -400,3 +401,36 @@ def test_several_databases_share_one_family_per_name_and_lint_clean(postgres_url
         [promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False
     )
     assert lint.returncode == 0, lint.stderr.decode() + lint.stdout.decode()
+
+
+def test_silent_server_costs_at_most_the_deadline(caplog):
+    """A server that accepts TCP and never answers: the scrape still answers on time."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes handshakes; nobody ever reads or writes
+    port = silent.getsockname()[1]
+    config = load_config(
+        {
+            "collectors": {"system": {"enabled": False}, "process": {"enabled": False}},
+            "databases": [
+                {"name": "silent_pg", "url": f"postgresql+psycopg://app@127.0.0.1:{port}/app"},
+                {"name": "silent_my", "url": f"mysql+pymysql://app@127.0.0.1:{port}/app"},
+            ],
+        },
+        env={},
+    )
+    exporter = Exporter(config)
+    headers = {**PROMETHEUS_HEADERS, "X-Prometheus-Scrape-Timeout-Seconds": "2"}
+    try:
+        with serve_app(create_app(exporter)) as base:
+            for _ in range(2):  # the second finds the first still in flight: no stacking
+                started = time.monotonic()
+                response = httpx.get(f"{base}/metrics", headers=headers, timeout=30)
+                elapsed = time.monotonic() - started
+                assert response.status_code == 200 and elapsed < 2 + 2
+                assert 'db_up{database="silent_pg"} 0.0' in response.text
+                assert 'db_up{database="silent_my"} 0.0' in response.text
+    finally:
+        exporter.loaded.engine.close()
+        silent.close()
+    assert "reason=timeout" in caplog.text

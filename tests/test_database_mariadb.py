@@ -14,6 +14,7 @@ import sqlalchemy
 from collectors import database
 from collectors.base import Deadline
 from collectors.database import Queries, Target
+from collectors.secret import Secret
 from exporter.app import create_app
 from exporter.config import load_config
 from exporter.state import Exporter
@@ -192,3 +193,16 @@ def test_500_scrapes_keep_exporter_connections_within_the_pool(perf_url):
         exporter.loaded.engine.close()
     assert max(seen) <= 1
     assert seen[-1] == 1
+
+
+def test_wrong_password_is_auth_and_never_shown(perf_url, caplog):
+    password = "Pw-afx-mariadb-9f2c"
+    url = perf_url.replace("root@", "afx_db_nobody@")
+    collector = database.build(None, Target(name="denied", url=url, password=Secret(password)))
+    try:
+        result = collect(collector)
+    finally:
+        collector.close()
+    assert not result.success and result.reason == "auth"
+    assert value(result, "db_up", database="denied") == 0.0
+    assert password not in caplog.text and "collection failed" in caplog.text
