@@ -53,6 +53,14 @@ CATALOG: tuple[CollectorSpec, ...] = (
         "Redis instances: INFO ALL and LATENCY HISTOGRAM in one round trip per scrape.",
         section="redis",
     ),
+    CollectorSpec(
+        "database",
+        "collectors.database",
+        True,
+        "SQLAlchemy pool and PostgreSQL / MySQL / MariaDB / SQLite server statistics "
+        "(`databases:`).",
+        section="databases",
+    ),
 )
 
 BY_NAME: dict[str, CollectorSpec] = {spec.name: spec for spec in CATALOG}
