@@ -60,6 +60,8 @@ VERSION_REFRESH_SECONDS = 300.0
 MAX_BODY_BYTES = 4 * 1024 * 1024
 #: Idle keep-alive connections are kept this long, longer than any usual scrape interval.
 KEEPALIVE_EXPIRY_SECONDS = 300.0
+#: A request gives up this much (at most a tenth of what is left) before the scrape deadline.
+DEADLINE_MARGIN_SECONDS = 0.05
 #: Model names become label values: longer ones are cut.
 MAX_MODEL_NAME = 128
 
@@ -237,13 +239,17 @@ class Probe:
         self.outcomes: list[str] = []
         self.latencies: list[float] = []
         self.problems: list[str] = []
+        self.timed_out = False
 
     def get(self, path: str, *, base_url: str | None = None) -> Answer:
         """GET `path` within what is left of the deadline; ProbeFailed without an answer."""
-        if self.deadline.expired():
+        if self.timed_out or self.deadline.expired():  # the budget is spent: ask nothing more
             raise ProbeFailed("timeout", path)
         url = (base_url or self.base_url).rstrip("/") + path if path else self.base_url
-        timeout = self.deadline.timeout()
+        # end a little before the deadline, so the timeout is counted here and the collection
+        # still answers before the scrape engine gives up on it
+        left = self.deadline.remaining()
+        timeout = max(0.001, left - min(DEADLINE_MARGIN_SECONDS, left / 10))
         started = time.perf_counter()
         try:
             with self.client.stream("GET", url, timeout=httpx.Timeout(timeout)) as response:
@@ -255,6 +261,7 @@ class Probe:
                 status = response.status_code
         except httpx.HTTPError as exc:
             outcome = transport_outcome(exc)
+            self.timed_out = outcome == "timeout"
             self.outcomes.append(outcome)
             self.problems.append(f"{outcome} on {path or '/'}")
             raise ProbeFailed(outcome, path) from exc
