@@ -234,7 +234,7 @@ class Probe:
 
     def __init__(self, client: httpx.Client, base_url: str, deadline: Deadline) -> None:
         self.client = client
-        self.base_url = base_url.rstrip("/")
+        self.base_url = base_url  # used as written for the liveness URL (generic: the URL)
         self.deadline = deadline
         self.outcomes: list[str] = []
         self.latencies: list[float] = []
@@ -561,6 +561,8 @@ class ModelServerCollector(SourceCollector):
             live = probe.get(self.liveness_path)
         except ProbeFailed as exc:
             self._account(probe)
+            with self._lock:
+                self._version_at = None  # ask again once it is back: it may have been upgraded
             message = f"{exc.outcome} from {redact_url(self.target.url)}"
             raise SourceDown(exc.outcome, message) from exc
         want_version = self.target.kind != "generic" and self._version_stale()

@@ -464,3 +464,14 @@ def test_exposition_passes_promtool(fresh, make_collector, tmp_path):
     samples = [s for f in result.families for s in f.samples]
     statuses = {s.labels["status"] for s in samples if "status" in s.labels}
     assert statuses == set(STATUSES)
+
+
+def test_version_is_asked_once_not_every_scrape(fresh, make_collector):
+    served = fresh["vllm"]
+    collector = make_collector(target_config("vllm", served.url))
+    for _ in range(3):
+        _, registry = scrape(collector)
+    assert served.behaviour.paths.count("/version") == 1
+    assert served.behaviour.paths.count("/health") == 3
+    info = value(registry, "model_server_info", server="vllm-1", kind="vllm", version="0.6.4")
+    assert info == 1.0
