@@ -4,6 +4,7 @@ with the relabelling one writes for blackbox_exporter, model servers on loopback
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,6 +137,21 @@ def prometheus(exporter, tmp_path_factory) -> Iterator[str]:
                     *relabel(address),
                 ],
             },
+            {
+                "job_name": "shard-0-of-2",
+                "metrics_path": "/probe",
+                "http_sd_configs": [{"url": f"{exporter}/sd", "refresh_interval": "5s"}],
+                "relabel_configs": [
+                    {
+                        "source_labels": ["__address__"],
+                        "modulus": 2,
+                        "target_label": "__tmp_hash",
+                        "action": "hashmod",
+                    },
+                    {"source_labels": ["__tmp_hash"], "regex": "0", "action": "keep"},
+                    *relabel(address),
+                ],
+            },
         ],
     }
     config_file = directory / "prometheus.yml"
@@ -214,3 +230,19 @@ def test_prometheus_discovers_targets_through_sd(prometheus):
     success = {r["metric"]["instance"]: r["value"][1] for r in result}
     assert success == {"llm": "1", "kserve-main": "1", "down": "0", "slow": "0"}
     assert {r["metric"]["collector"] for r in result} == {"model_servers"}
+
+
+def shard(name: str, shards: int) -> int:
+    """Prometheus' hashmod: the last 8 bytes of the MD5 of the value, big-endian, modulo."""
+    return int.from_bytes(hashlib.md5(name.encode()).digest()[8:], "big") % shards
+
+
+def test_prometheus_shards_discovered_targets_with_hashmod(prometheus):
+    expected = {n for n in ("llm", "kserve-main", "down", "slow") if shard(n, 2) == 0}
+    assert expected  # the fixture's names must put at least one target in shard 0
+
+    def scraped() -> set[str]:
+        targets = [t for t in active_targets(prometheus) if t["labels"]["job"] == "shard-0-of-2"]
+        return {t["labels"]["instance"] for t in targets if t["health"] != "unknown"}
+
+    assert wait_until(lambda: scraped() == expected, timeout=30, interval=0.5, what="shard 0")
