@@ -46,6 +46,15 @@ CATALOG: tuple[CollectorSpec, ...] = (
         True,
         "The exporter's own process: CPU seconds, memory, open files, Python GC.",
     ),
+    CollectorSpec(
+        "task_queue",
+        "collectors.task_queue",
+        True,
+        "Background work per task_queues entry: Celery (Redis or RabbitMQ), RQ, Redis lists "
+        "and sorted sets, SQL tables, RabbitMQ queues: depth by priority, in progress, "
+        "processed, oldest waiting age, workers.",
+        section="task_queues",
+    ),
 )
 
 BY_NAME: dict[str, CollectorSpec] = {spec.name: spec for spec in CATALOG}
