@@ -81,6 +81,16 @@ def read_redis_keys(
         queue = spec.queue_name
         if label:
             reading.queued[(queue, label)] += float(reply)
-        elif reply:  # [member, score] of the oldest entry
-            age = max(0.0, now - float(reply[1]))
-            reading.oldest_age[queue] = max(age, reading.oldest_age.get(queue, 0.0))
+        else:
+            score = lowest_score(reply)
+            if score is not None:
+                age = max(0.0, now - score)
+                reading.oldest_age[queue] = max(age, reading.oldest_age.get(queue, 0.0))
+
+
+def lowest_score(reply: Sequence[Any]) -> float | None:
+    """The score of `ZRANGE key 0 0 WITHSCORES`: `[m, s]` in RESP2, `[[m, s]]` in RESP3."""
+    if not reply:
+        return None
+    head = reply[0]
+    return float(head[1] if isinstance(head, list | tuple) else reply[1])
