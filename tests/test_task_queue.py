@@ -17,7 +17,7 @@ from exporter.config import load_config
 from exporter.schema import ConfigError
 from exporter.state import Exporter
 from tests.support import free_port, require_service, serve_app
-from tests.tq_support import scrape, target_from, wait_for_value, worker_process
+from tests.tq_support import Scrape, scrape, target_from, wait_for_value, worker_process
 
 CELERY_DB, CELERY_WORKER_DB, RQ_DB, RQ_WORKER_DB = 8, 9, 10, 11
 
@@ -436,3 +436,109 @@ def test_broker_at_a_closed_port_reads_down_and_the_scrape_answers_200():
     assert 'background_tasks_up{backend="live",kind="rq"} 1.0' in body
     assert 'afirgen_exporter_collector_success{collector="task_queue",target="gone_rq"} 0.0' in body
     assert "pw-123456" not in body
+
+
+# -- deadline and exposition ---------------------------------------------------------------
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of our own (DEBUG SLEEP would stall the shared one for everybody)."""
+    import subprocess
+
+    from tests.support import require_binary, wait_until
+
+    binary = require_binary("redis-server")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+            "--enable-debug-command",
+            "local",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        wait_until(client.ping, timeout=10, what="the private redis-server")
+        yield port, client
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_stalled_broker_costs_one_deadline_not_a_stuck_scrape(private_redis):
+    import threading
+
+    port, client = private_redis
+    target = target_from(
+        {"name": "slow", "kind": "rq", "url": f"redis://127.0.0.1:{port}/0", "queues": ["afx_tq_q"]}
+    )
+    collector = TaskQueueCollector(target)
+    assert scrape(collector).success  # connected and working before the stall
+    stall = threading.Thread(target=lambda: client.execute_command("DEBUG", "SLEEP", "3"))
+    stall.start()
+    try:
+        from tests.support import wait_until
+
+        # the server is busy once a PING from another connection no longer answers at once
+        wait_until(lambda: _ping_stalls(port), timeout=5, what="the server to stall")
+        got = Scrape(collector, seconds=0.5)
+        assert not got.success
+        assert got.reason == "timeout"
+        assert got.value("background_tasks_up", backend="slow", kind="rq") == 0
+    finally:
+        stall.join()
+    # the connection that timed out was dropped: the next scrape works again
+    assert scrape(collector).success
+    collector.close()
+
+
+def _ping_stalls(port: int) -> bool:
+    """True if a raw PING gets no answer within 0.2 s (redis-py would retry timeouts)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        sock.settimeout(0.2)
+        sock.sendall(b"PING\r\n")
+        try:
+            return not sock.recv(16)
+        except TimeoutError:
+            return True
+
+
+def test_exposition_passes_promtool(redis_db):
+    import subprocess
+
+    from rq import Queue
+
+    from tests.support import require_binary
+
+    promtool = require_binary("promtool")
+    client = redis_db(RQ_DB)
+    Queue("afx_tq_lint", connection=client).enqueue("tests.tq_rq_jobs.ok", 1)
+    config = load_config(
+        {
+            "collectors": {"system": {"enabled": False}, "process": {"enabled": False}},
+            "task_queues": [{"name": "lint", "kind": "rq", "url": redis_url(RQ_DB)}],
+        }
+    )
+    with serve_app(create_app(Exporter(config))) as base:
+        body = httpx.get(f"{base}/metrics", headers={"Accept": "text/plain"}, timeout=30).text
+    assert 'background_tasks_queued{backend="lint",priority="none",queue="afx_tq_lint"} 1.0' in body
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=body, capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
