@@ -79,7 +79,12 @@ def serve_app(app, *, host: str = "127.0.0.1", **uvicorn_options) -> Iterator[st
     """Serve an ASGI app with uvicorn in a thread on a free loopback port; yield its base URL."""
     port = free_port()
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
         **uvicorn_options,
     )
     server = uvicorn.Server(config)
