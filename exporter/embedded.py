@@ -42,14 +42,13 @@ def app_collectors(engine: Any = None, redis: Any = None) -> list[SourceCollecto
     """Collectors reading the app's own engine and Redis client (modules imported on need)."""
     found: list[SourceCollector] = []
     if engine is not None:
-        from collectors import database
+        from collectors.database import from_engine
 
-        # An AsyncEngine shares its pool with the sync engine inside it.
-        found.append(database.from_engine(getattr(engine, "sync_engine", engine)))
+        found.append(from_engine(engine))
     if redis is not None:
-        from collectors import redis as redis_collector
+        from collectors.redis import from_client
 
-        found.append(redis_collector.from_client(redis))
+        found.append(from_client(redis))
     return found
 
 
@@ -87,7 +86,7 @@ def embed(
 ) -> Exporter:
     """Mount the exporter at `path` in `app`, instrument its requests; return the Exporter.
 
-    `engine` is a SQLAlchemy Engine or AsyncEngine, `redis` a redis-py client; `config` a
+    `engine` is a SQLAlchemy Engine, `redis` a redis-py client; `config` a
     Config, a YAML file path, or None for the defaults. Call it before the app starts serving
     (Starlette refuses middleware added later).
     """

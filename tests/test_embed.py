@@ -315,7 +315,7 @@ def test_two_uvicorn_workers_serve_the_sum_of_both(tmp_path, postgres_url, redis
         **os.environ,
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
         "DATABASE_URL": postgres_url,
-        "REDIS_URL": "redis://127.0.0.1:6379/14",
+        "REDIS_URL": "",
         "PYTHONPATH": str(ROOT),
     }
     args = [sys.executable, "-m", "uvicorn", "examples.embedded_app:app", "--workers", "2"]
@@ -325,6 +325,10 @@ def test_two_uvicorn_workers_serve_the_sum_of_both(tmp_path, postgres_url, redis
     server = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         _two_workers_sum(url, server)
+    except AssertionError:
+        log.seek(0)
+        print(log.read()[-3000:])  # pytest shows it beside the failure
+        raise
     finally:
         server.terminate()
         try:
