@@ -301,6 +301,24 @@ def test_a_plain_starlette_app_with_mounts_and_its_own_lifespan():
     assert closed == [True]
 
 
+def test_config_from_a_yaml_file(tmp_path):
+    config = tmp_path / "exporter.yml"
+    config.write_text("collectors:\n  system: {enabled: false}\n")
+    app = Starlette(routes=[Route("/ping", lambda request: JSONResponse({}))])
+    embed(app, config=config)
+    with serve_app(app) as url:
+        assert httpx.get(f"{url}/ping").status_code == 200
+        samples = scrape(url)
+    collectors = {
+        dict(labels)["collector"]
+        for name, labels in samples
+        if name == "afirgen_exporter_collector_success"
+    }
+    assert collectors == {"process", "api"}
+    labels = {"endpoint": "/ping", "method": "GET", "status": "200"}
+    assert value(samples, "api_requests_total", **labels) == 1
+
+
 def test_embed_refuses_the_root_path():
     with pytest.raises(ValueError, match="root"):
         embed(Starlette(), path="/")
@@ -315,7 +333,7 @@ def test_two_uvicorn_workers_serve_the_sum_of_both(tmp_path, postgres_url, redis
         **os.environ,
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
         "DATABASE_URL": postgres_url,
-        "REDIS_URL": "",
+        "REDIS_URL": "redis://127.0.0.1:6379/14",
         "PYTHONPATH": str(ROOT),
     }
     args = [sys.executable, "-m", "uvicorn", "examples.embedded_app:app", "--workers", "2"]
@@ -355,8 +373,12 @@ def _two_workers_sum(url: str, server: subprocess.Popen) -> None:
     assert len(pids) == 2, "every request went to one worker"
     labels = {"endpoint": "/api/health", "method": "GET", "status": "200"}
     # Whichever worker answers the scrape, it serves the sum of both.
-    answers = {value(scrape(url), "api_requests_total", **labels) for _ in range(6)}
-    assert answers == {sent}
+    scrapes = [scrape(url) for _ in range(6)]
+    assert {value(samples, "api_requests_total", **labels) for samples in scrapes} == {sent}
+    # The app's own engine (pool_size 5 + max_overflow 5) and Redis client are read as well.
+    for samples in scrapes:
+        assert value(samples, "db_connection_pool_size", database="app") == 10
+        assert value(samples, "cache_up", instance="cache") == 1
     in_progress = value(
         scrape(url), "api_requests_in_progress", endpoint="/api/health", method="GET"
     )
