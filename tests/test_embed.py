@@ -18,10 +18,10 @@ from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Host, Mount, Route
 
 from exporter import embed
-from exporter.api_metrics import UNMATCHED
+from exporter.api_metrics import UNMATCHED, route_template
 from tests.support import ROOT, free_port, serve_app, wait_until
 
 TABLE = "afx_embed_fir"
@@ -81,6 +81,14 @@ def fir_app(engine=None) -> tuple[FastAPI, dict[str, threading.Event]]:
             yield b"first\n"
             events["release_stream"].wait(timeout=30)
             yield b"last\n"
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    @app.get("/api/stream/broken")
+    def broken_stream() -> StreamingResponse:
+        def chunks():
+            yield b"first\n"
+            raise RuntimeError("the stream failed half way")
 
         return StreamingResponse(chunks(), media_type="text/plain")
 
@@ -180,6 +188,17 @@ def test_an_exception_counts_as_500(served_fir_app):
     labels = {"endpoint": "/api/boom", "method": "GET", "status": "500"}
     assert value(samples, "api_requests_total", **labels) == 1
     assert value(samples, "api_requests_in_progress", endpoint="/api/boom", method="GET") == 0
+
+
+def test_a_stream_that_fails_half_way_counts_as_500(served_fir_app):
+    url, _ = served_fir_app
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(f"{url}/api/stream/broken")
+    samples = scrape(url)
+    labels = {"endpoint": "/api/stream/broken", "method": "GET"}
+    assert value(samples, "api_requests_total", status="500", **labels) == 1
+    assert value(samples, "api_requests_total", status="200", **labels) is None
+    assert value(samples, "api_requests_in_progress", **labels) == 0
 
 
 def test_a_streaming_response_is_timed_to_the_end_of_its_body(served_fir_app):
@@ -317,6 +336,62 @@ def test_config_from_a_yaml_file(tmp_path):
     assert collectors == {"process", "api"}
     labels = {"endpoint": "/ping", "method": "GET", "status": "200"}
     assert value(samples, "api_requests_total", **labels) == 1
+
+
+def test_routes_added_after_embed_are_labelled_by_template():
+    app = FastAPI()
+    embed(app, config=_no_host_config())
+
+    @app.get("/later/{thing_id}")
+    async def later(thing_id: str) -> dict:
+        return {"id": thing_id}
+
+    with serve_app(app) as url:
+        for thing in ("a", "b"):
+            assert httpx.get(f"{url}/later/{thing}").status_code == 200
+        samples = scrape(url)
+    labels = {"endpoint": "/later/{thing_id}", "method": "GET", "status": "200"}
+    assert value(samples, "api_requests_total", **labels) == 2
+
+
+async def _noop(scope, receive, send) -> None:
+    """An ASGI app without routes, like StaticFiles."""
+
+
+ROUTES = [
+    Route("/items/{item_id:int}", _noop, methods=["GET"]),
+    Mount(
+        "/org/{org}",
+        routes=[Route("/users/{user_id}", _noop), Mount("/deep", routes=[Route("/x", _noop)])],
+    ),
+    Mount("/static", app=_noop),
+    Host("api.example.test", Starlette(routes=[Route("/hosted/{n}", _noop)])),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "host", "template"),
+    [
+        ("GET", "/items/7", "h", "/items/{item_id}"),
+        ("POST", "/items/7", "h", "/items/{item_id}"),  # Starlette answers 405 by this route
+        ("GET", "/items/seven", "h", None),  # the int convertor does not match
+        ("GET", "/org/acme/users/ada", "h", "/org/{org}/users/{user_id}"),
+        ("GET", "/org/acme/deep/x", "h", "/org/{org}/deep/x"),
+        ("GET", "/org/acme/nothing", "h", None),
+        ("GET", "/static/css/site.css", "h", "/static/{path}"),
+        ("GET", "/hosted/3", "api.example.test", "/hosted/{n}"),
+        ("GET", "/hosted/3", "other.test", None),
+    ],
+)
+def test_route_template_follows_starlette_routing(method, path, host, template):
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "root_path": "",
+        "headers": [(b"host", host.encode())],
+    }
+    assert route_template(ROUTES, scope) == template
 
 
 def test_embed_refuses_the_root_path():
