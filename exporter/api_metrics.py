@@ -41,6 +41,10 @@ METHODS = frozenset(
 #: Request duration buckets in seconds: prometheus_client's defaults, which span API latencies.
 DEFAULT_BUCKETS: tuple[float, ...] = Histogram.DEFAULT_BUCKETS
 
+#: Messages that can end a response: a body chunk without `more_body`, or a file sent by path
+#: (the ASGI `http.response.pathsend` extension some servers offer to FileResponse).
+_BODY_ENDS = frozenset({"http.response.body", "http.response.pathsend"})
+
 FAMILY_NAMES = frozenset(
     {"api_requests_total", "api_request_duration_seconds", "api_requests_in_progress"}
 )
@@ -234,7 +238,7 @@ class ApiMetricsMiddleware:
             if message["type"] == "http.response.start":
                 status = str(message["status"])
             await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
+            if message["type"] in _BODY_ENDS and not message.get("more_body", False):
                 finish(status)
 
         try:

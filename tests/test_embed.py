@@ -108,9 +108,11 @@ def served_fir_app():
     app, events = fir_app()
     embed(app, config=_no_host_config())
     with serve_app(app) as url:
-        yield url, events
-    for event in events.values():
-        event.set()
+        try:
+            yield url, events
+        finally:  # let any request a failed test left waiting finish before the server stops
+            for event in events.values():
+                event.set()
 
 
 def _no_host_config():
