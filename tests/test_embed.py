@@ -15,6 +15,8 @@ import pytest
 from fastapi import FastAPI, HTTPException
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
@@ -54,22 +56,32 @@ class NewFir(BaseModel):
     title: str
 
 
-def fir_app(engine=None) -> tuple[FastAPI, dict[str, threading.Event]]:
+def fir_app(engine) -> tuple[FastAPI, dict[str, threading.Event]]:
     """A small FIR backend; events let a test hold a request open as long as it needs."""
     events = {"release_pool": threading.Event(), "release_stream": threading.Event()}
     app = FastAPI()
 
     @app.get("/api/fir/{fir_id}")
-    async def get_fir(fir_id: int) -> dict:
-        if fir_id == 404:
+    def get_fir(fir_id: int) -> dict:
+        with engine.connect() as conn:
+            title = conn.execute(
+                text(f"SELECT title FROM {TABLE} WHERE id = :id"), {"id": fir_id}
+            ).scalar()
+        if title is None:
             raise HTTPException(status_code=404, detail="no such FIR")
-        return {"id": fir_id}
+        return {"id": fir_id, "title": title}
 
     @app.post("/api/fir", status_code=201)
-    async def create_fir(fir: NewFir) -> dict:
-        if fir.title == "duplicate":
-            raise HTTPException(status_code=409, detail="already filed")
-        return {"title": fir.title}
+    def create_fir(fir: NewFir) -> dict:
+        try:
+            with engine.begin() as conn:
+                fir_id = conn.execute(
+                    text(f"INSERT INTO {TABLE} (title) VALUES (:title) RETURNING id"),
+                    {"title": fir.title},
+                ).scalar_one()
+        except IntegrityError:
+            raise HTTPException(status_code=409, detail="already filed") from None
+        return {"id": fir_id, "title": fir.title}
 
     @app.get("/api/boom")
     async def boom() -> dict:
@@ -104,9 +116,21 @@ def fir_app(engine=None) -> tuple[FastAPI, dict[str, threading.Event]]:
 
 
 @pytest.fixture
-def served_fir_app():
-    app, events = fir_app()
-    embed(app, config=_no_host_config())
+def engine(postgres_url):
+    engine = create_engine(postgres_url, pool_size=5, max_overflow=0)
+    with engine.begin() as conn:
+        conn.execute(
+            text(f"CREATE TABLE IF NOT EXISTS {TABLE} (id serial PRIMARY KEY, title text UNIQUE)")
+        )
+        conn.execute(text(f"TRUNCATE {TABLE} RESTART IDENTITY"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def served_fir_app(engine):
+    app, events = fir_app(engine)
+    embed(app, engine=engine, config=_no_host_config())
     with serve_app(app) as url:
         try:
             yield url, events
@@ -126,7 +150,11 @@ def test_templated_route_counts_under_its_template(served_fir_app):
     url, _ = served_fir_app
     sent = 7
     with httpx.Client() as client:
-        for fir_id in range(1, sent + 1):
+        ids = [
+            client.post(f"{url}/api/fir", json={"title": f"report {n}"}).json()["id"]
+            for n in range(sent)
+        ]
+        for fir_id in ids:
             assert client.get(f"{url}/api/fir/{fir_id}").status_code == 200
     samples = scrape(url)
     assert (
@@ -156,7 +184,7 @@ def test_post_status_codes_are_the_ones_answered(served_fir_app):
         codes = [
             client.post(f"{url}/api/fir", json={"title": "stolen bicycle"}).status_code,
             client.post(f"{url}/api/fir", json={"title": "stolen car"}).status_code,
-            client.post(f"{url}/api/fir", json={"title": "duplicate"}).status_code,
+            client.post(f"{url}/api/fir", json={"title": "stolen bicycle"}).status_code,
             client.post(f"{url}/api/fir", json={"wrong": 1}).status_code,
             client.get(f"{url}/api/fir/404").status_code,
         ]
@@ -225,19 +253,10 @@ def test_a_streaming_response_is_timed_to_the_end_of_its_body(served_fir_app):
     assert value(samples, "api_requests_in_progress", **labels) == 0
 
 
-@pytest.fixture
-def engine(postgres_url):
-    sqlalchemy = pytest.importorskip("sqlalchemy")
-    engine = sqlalchemy.create_engine(postgres_url, pool_size=5, max_overflow=0)
-    yield engine
-    engine.dispose()
-
-
-def test_pool_metrics_describe_the_apps_own_engine(engine):
-    app, events = fir_app(engine)
-    embed(app, engine=engine, config=_no_host_config())
+def test_pool_metrics_describe_the_apps_own_engine(served_fir_app):
+    url, events = served_fir_app
     pool = {"database": "app"}
-    with serve_app(app) as url, concurrent.futures.ThreadPoolExecutor(1) as pool_user:
+    with concurrent.futures.ThreadPoolExecutor(1) as pool_user:
         held = pool_user.submit(httpx.get, f"{url}/api/pool/hold", timeout=30)
         try:
             wait_until(
