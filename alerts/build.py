@@ -161,7 +161,7 @@ FAILED = 'status="failure"'
 IDLE = 'mode=~"idle|iowait"'
 NOT_GUEST = 'mode!~"guest|guest_nice"'  # guest time is already counted in user time
 SERVER_ERROR = 'status=~"5.."'
-WORKER_KINDS = 'kind=~"celery|rq"'
+WORKER_KINDS = 'kind=~"celery-.*|rq"'
 LOOKUP = 'operation="lookup"'
 LOOKUP_HIT = 'operation="lookup", result="hit"'
 
@@ -477,7 +477,7 @@ ALERTS: dict[str, list[Alert]] = {
         Alert(
             "AfirgenTaskQueueNoWorkers",
             f"sum by (job, instance, backend) (background_tasks_queued{s()}) > 0\n"
-            # only the backends that report workers (Celery, RQ) can say there are none
+            # only backends that report workers (celery-redis, celery-amqp, rq) can say none are
             f"and on (job, instance, backend) background_tasks_up{s(WORKER_KINDS)}\n"
             "unless on (job, instance, backend)\n"
             f"sum by (job, instance, backend) (background_tasks_workers{s()}) > 0",
