@@ -194,6 +194,12 @@ def test_cache_down_alert_reaches_alertmanager_and_resolves(tmp_path: Path):
                 what="Prometheus to scrape the cache as up through /probe",
             )
             assert cache_down_alerts(am_url) == []
+            # the /metrics job of the example (collect[]=system&collect[]=process) works too
+            wait_until(
+                lambda: [r["value"][1] for r in query(prom_url, 'up{job="afirgen"}')] == ["1"],
+                timeout=20,
+                what="the exporter's own /metrics job to be up",
+            )
 
             redis.stop()
             alerts = wait_until(
