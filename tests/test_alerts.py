@@ -167,3 +167,15 @@ def test_config_checkers_reject_a_broken_config(tmp_path: Path):
     )
     assert run(promtool, "check", "config", str(bad_prom)).returncode != 0
     assert run(amtool, "check-config", str(bad_am)).returncode != 0
+
+
+def test_docs_list_every_alert_with_its_severity_and_for():
+    docs = (ROOT / "docs" / "dashboards.md").read_text()
+    for alert in shipped_alerts():
+        name = alert["alert"]
+        row = re.search(
+            rf"^\| \[{name}\]\(\.\./alerts/runbook\.md#{name.lower()}\) \|(.+)$", docs, re.M
+        )
+        assert row, f"docs/dashboards.md has no row for {name}"
+        cells = [c.strip() for c in row.group(1).split("|")]
+        assert cells[:2] == [alert["labels"]["severity"], alert["for"]], name

@@ -1,0 +1,1 @@
+"""Grafana dashboards as code: `python -m grafana.build` writes the JSON beside it."""
