@@ -238,7 +238,7 @@ DATABASE = Board(
     "afirgen / Database",
     "SQLAlchemy pools (read from the engine at scrape time) and the database servers' own "
     "statistics: connections, transactions, deadlocks, sizes, rows and statements.",
-    [job_var(), instance_var(), area_var("database", "Database", "db_up")],
+    [job_var(), instance_var("db_up"), area_var("database", "Database", "db_up")],
     [
         Row(
             "Availability and pool",
@@ -532,7 +532,7 @@ MODEL_SERVERS = Board(
     "afirgen / Model servers",
     "Model servers probed at scrape time through their health APIs: live, ready, per-model "
     "readiness, probe latency and outcomes.",
-    [job_var(), instance_var(), area_var("server", "Server", "model_server_up")],
+    [job_var(), instance_var("model_server_up"), area_var("server", "Server", "model_server_up")],
     [
         Row(
             "Health",
@@ -627,7 +627,11 @@ TASK_QUEUE = Board(
     "afirgen / Task queue",
     "Background work read from the broker at scrape time: waiting tasks per queue and "
     "priority, in progress, age of the oldest, workers, outcomes.",
-    [job_var(), instance_var(), area_var("queue", "Queue", "background_tasks_queued")],
+    [
+        job_var(),
+        instance_var("background_tasks_up"),
+        area_var("queue", "Queue", "background_tasks_queued"),
+    ],
     [
         Row(
             "Backlog",
@@ -833,7 +837,11 @@ API_BOARD = Board(
     "afirgen / API",
     "The backend's HTTP API as its ASGI middleware counts it (embedded mode only): requests by "
     "route template, errors, latency and requests in flight.",
-    [job_var(), instance_var(), area_var("endpoint", "Endpoint", "api_requests_total")],
+    [
+        job_var(),
+        instance_var("api_requests_total"),
+        area_var("endpoint", "Endpoint", "api_requests_total"),
+    ],
     [
         Row(
             "Requests",
