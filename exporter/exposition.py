@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 from collections.abc import Iterable, Iterator
 from enum import Enum
+from typing import Any
 
 from prometheus_client import exposition as text_exposition
 from prometheus_client.metrics_core import Metric
@@ -85,9 +86,11 @@ def wants_gzip(accept_encoding: str | None) -> bool:
 
 
 def encode(families: Iterable[Metric], fmt: Format) -> bytes:
+    registry: Any = _Families(families)
     if fmt is Format.OPENMETRICS:
-        return om_exposition.generate_latest(_Families(families))  # type: ignore[arg-type]
-    return text_exposition.generate_latest(_Families(families))  # type: ignore[arg-type]
+        body: bytes = om_exposition.generate_latest(registry)  # type: ignore[no-untyped-call]
+        return body
+    return text_exposition.generate_latest(registry)
 
 
 def compress(body: bytes, level: int) -> bytes:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -56,6 +57,10 @@ class UnitStatus:
     notes: tuple[str, ...] = ()
 
 
+def no_families() -> Iterable[Metric]:
+    return ()
+
+
 @dataclass
 class _Render:
     future: asyncio.Future[bytes]
@@ -68,7 +73,7 @@ class ScrapeEngine:
     namespace: str = ""
     gzip_level: int = 6
     #: Families added to every /metrics answer (reload status and the like); no I/O.
-    extra_families: Callable[[], Iterable[Metric]] = lambda: ()
+    extra_families: Callable[[], Iterable[Metric]] = no_families
     status: dict[UnitKey, UnitStatus] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -104,7 +109,7 @@ class ScrapeEngine:
         if future is None:
             future = loop.run_in_executor(self._executor, unit.collector.run, unit_deadline)
             self._collections[unit.key] = future
-            future.add_done_callback(lambda f, key=unit.key: self._forget(key, f))
+            future.add_done_callback(functools.partial(self._forget, unit.key))
         try:
             result = await asyncio.wait_for(asyncio.shield(future), unit_deadline.remaining())
         except TimeoutError:
