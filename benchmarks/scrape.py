@@ -11,6 +11,7 @@ encoder on a large synthetic scrape (samples per second).
 from __future__ import annotations
 
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prometheus_client.metrics_core import CounterMetricFamily  # noqa: E402
 
-from benchmarks.harness import free_port, our_exporter, report, run_side_by_side, started  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    free_port,
+    measure_round,
+    our_exporter,
+    report,
+    run_side_by_side,
+    started,
+)
 from exporter.exposition import Format, compress, encode  # noqa: E402
 
 NODE_COLLECTORS = ["cpu", "meminfo", "loadavg", "diskstats", "netdev", "filesystem", "stat"]
@@ -59,7 +67,21 @@ def main() -> None:
     ):
         run_side_by_side(ours, peer)
         report(ours, peer)
+    empty_scrape_cpu()
     exposition_rate()
+
+
+def empty_scrape_cpu() -> None:
+    """CPU of a scrape with no collector at all: the fixed cost of HTTP, engine and encoding."""
+    port = free_port()
+    flags = ("--no-collector.system", "--no-collector.process")
+    with started("empty", our_exporter(port, None, *flags), port) as empty:
+        for _ in range(3):
+            measure_round(empty, 300)
+        print(
+            f"empty scrape: {statistics.median(empty.cpu) * 1e3:.3f} ms CPU, "
+            f"p50 {statistics.median(empty.latencies) * 1e3:.3f} ms"
+        )
 
 
 if __name__ == "__main__":
