@@ -46,6 +46,14 @@ CATALOG: tuple[CollectorSpec, ...] = (
         True,
         "The exporter's own process: CPU seconds, memory, open files, Python GC.",
     ),
+    CollectorSpec(
+        "database",
+        "collectors.database",
+        True,
+        "SQLAlchemy pool and PostgreSQL / MySQL / MariaDB / SQLite server statistics "
+        "(`databases:`).",
+        section="databases",
+    ),
 )
 
 BY_NAME: dict[str, CollectorSpec] = {spec.name: spec for spec in CATALOG}
