@@ -16,9 +16,10 @@ END = "<!-- collectors:end -->"
 
 
 def collector_table() -> str:
+    root = Path(__file__).resolve().parent.parent
     lines = [
-        "| Collector | Default | Config section | Flag to turn off | What it reads |",
-        "| --- | --- | --- | --- | --- |",
+        "| Collector | Default | Config section | Flag to turn off | What it reads | Docs |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for spec in CATALOG:
         section = f"`{spec.section}:`" if spec.section else "-"
@@ -28,7 +29,11 @@ def collector_table() -> str:
             if spec.default_enabled
             else (f"`--collector.{spec.name}` to turn on")
         )
-        lines.append(f"| `{spec.name}` | {default} | {section} | {flag} | {spec.summary} |")
+        doc = f"docs/{spec.name}.md"
+        link = f"[{doc}]({doc})" if (root / doc).is_file() else "this page"
+        lines.append(
+            f"| `{spec.name}` | {default} | {section} | {flag} | {spec.summary} | {link} |"
+        )
     return "\n".join(lines)
 
 
