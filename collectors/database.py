@@ -152,11 +152,14 @@ def build(options: Options | None, target: Target) -> DatabaseCollector:
     url = standalone_url(target)
     secrets = [s for s in (url.password, target.password and target.password.reveal()) if s]
     connect_deadline = _ConnectDeadline(target.connect_timeout_seconds)
-    engine = create_standalone_engine(url, target, connect_deadline)
+    effective = effective_options(options, target)
+    engine = create_standalone_engine(
+        url, target, connect_deadline, effective.statement_timeout_seconds
+    )
     return DatabaseCollector(
         target.name,
         engine,
-        effective_options(options, target),
+        effective,
         owns_engine=True,
         connect_deadline=connect_deadline,
         secrets=[str(s) for s in secrets],
@@ -200,7 +203,10 @@ class _ConnectDeadline(threading.local):
         return self.deadline.timeout(cap=self.cap)
 
 
-def create_standalone_engine(url: URL, target: Target, connect: _ConnectDeadline) -> Engine:
+def create_standalone_engine(
+    url: URL, target: Target, connect: _ConnectDeadline, statement_timeout: float
+) -> Engine:
+    """The exporter's own engine for one database; the connect timeout follows the deadline."""
     backend = url.get_backend_name()
     common: dict[str, Any] = {
         "pool_size": target.pool_size,
@@ -225,8 +231,9 @@ def create_standalone_engine(url: URL, target: Target, connect: _ConnectDeadline
     else:
         connect_args = {
             "program_name": target.application_name,
-            "read_timeout": target.connect_timeout_seconds + 60.0,
-            "write_timeout": target.connect_timeout_seconds + 60.0,
+            # a client-side backstop behind the server-side statement limit
+            "read_timeout": statement_timeout + 5.0,
+            "write_timeout": statement_timeout + 5.0,
         }
     engine = create_engine(url, connect_args=connect_args, **common)
 
@@ -552,6 +559,7 @@ class Queries:
     def rows(self, sql: str, **params: Any) -> list[Any]:
         if self.deadline.expired():
             raise TimeoutError("scrape deadline reached")
+        sql = sql.strip()
         seconds = self.deadline.timeout(cap=self.cap, floor=0.05)
         if self.flavour == "postgresql":
             limit = f"{max(1, int(seconds * 1000))}ms"
@@ -588,23 +596,26 @@ class Queries:
                 savepoint.commit()
 
 
+#: what ranks tables for the budget: rows touched plus live rows
+ACTIVITY_COLUMNS = ("rows_read", "inserted", "updated", "deleted", "live")
+
+
 def fold_tables(
     ctx: ScrapeContext,
     rows: Mapping[str, Mapping[str, float | None]],
     stats: Sequence[TableStat],
     out: Families,
     limit: int,
+    weigh_by: Sequence[str] = ACTIVITY_COLUMNS,
 ) -> None:
-    """Per-table values for the busiest `limit` tables; the rest summed under `other`."""
+    """Per-table values for the `limit` tables with the most activity (or whatever `weigh_by`
+    names); the others are summed under `other` (ages: the oldest)."""
     weights = {
-        table: sum(
-            v or 0.0
-            for k, v in values.items()
-            if k in ("rows_read", "inserted", "updated", "deleted", "live")
-        )
+        table: sum(values.get(column) or 0.0 for column in weigh_by)
         for table, values in rows.items()
     }
-    kept = ctx.keep_top(weights, limit)
+    # a table really named `other` joins the `other` series rather than duplicating it
+    kept = ctx.keep_top({t: w for t, w in weights.items() if t != OTHER}, limit)
     for stat in stats:
         folded: list[float] = []
         for table in sorted(rows):
@@ -630,7 +641,7 @@ def statement_families(
     by_table: dict[str, float] = {}
     for _, table, calls, _ in rows:
         by_table[table] = by_table.get(table, 0.0) + calls
-    kept = ctx.keep_top(by_table, limit)
+    kept = ctx.keep_top({t: c for t, c in by_table.items() if t != OTHER}, limit)
     totals: dict[tuple[str, str], tuple[float, float]] = {}
     for kind, table, calls, seconds in rows:
         key = (kind, table if table in kept else OTHER)
@@ -708,14 +719,20 @@ PG_CONNECTION_STATES = {
     "disabled": "disabled",
 }
 
+#: states shown even at 0, so dashboards and alerts never see them vanish
+PG_ALWAYS_REPORTED_STATES = ("active", "idle", "idle_in_transaction")
+
 
 def postgres_families(q: Queries, ctx: ScrapeContext, out: Families, options: Options) -> None:
+    states = dict.fromkeys(PG_ALWAYS_REPORTED_STATES, 0.0)
     for row in q.rows(PG_ACTIVITY):
         state = PG_CONNECTION_STATES.get(row.state, "unknown")
+        states[state] = states.get(state, 0.0) + float(row.n)
+    for state, count in states.items():
         out.gauge(
             "db_connections",
             "Client connections to the server by state (pg_stat_activity).",
-            row.n,
+            count,
             state=state,
         )
     ages = q.one(PG_AGES)
@@ -859,7 +876,10 @@ def mysql_families(q: Queries, ctx: ScrapeContext, out: Families, options: Optio
     if not options.track_statements:
         return
     if not performance_schema:
-        ctx.note("statement metrics off: performance_schema is disabled (start the server with performance_schema=ON)")
+        ctx.note(
+            "statement metrics off: performance_schema is disabled "
+            "(start the server with performance_schema=ON)"
+        )
         return
     with q.optional("statement metrics", ctx):
         rows = []
@@ -900,7 +920,7 @@ def sqlite_families(
     tables: dict[str, dict[str, float | None]] = {}
     with q.optional("table sizes (dbstat)", ctx):
         tables = {str(r.tbl): {"size": _float(r.size)} for r in q.rows(SQLITE_TABLE_SIZES)}
-    fold_tables(ctx, tables, (SIZE_STAT,), out, options.table_limit)
+    fold_tables(ctx, tables, (SIZE_STAT,), out, options.table_limit, ("size",))
     if options.track_statements:
         ctx.note("statement metrics: SQLite does not track statements")
 

@@ -28,6 +28,31 @@ from exporter.exposition import Format, compress, encode
 UnitKey = tuple[str, str]
 
 
+def merge_same_name(families: Sequence[Metric]) -> list[Metric]:
+    """One family per metric name, as both exposition formats require.
+
+    Several targets of one collector (two databases, two Redis) each yield their own family
+    of the same name; their samples are joined under the first one's HELP and TYPE. The input
+    is returned as is when every name is already unique (the common, cheap case).
+    """
+    if len({family.name for family in families}) == len(families):
+        return list(families)
+    merged: dict[str, Metric] = {}
+    result: list[Metric] = []
+    for family in families:
+        existing = merged.get(family.name)
+        if existing is None:
+            copy = Metric(family.name, family.documentation, family.type, family.unit)
+            copy.samples = list(family.samples)
+            merged[family.name] = copy
+            result.append(copy)
+        elif existing.type == family.type:
+            existing.samples.extend(family.samples)
+        else:  # a clash of types between collectors: keep the first, never emit both
+            continue
+    return result
+
+
 @dataclass(frozen=True)
 class Unit:
     """One configured thing to collect: a collector kind and the target it reads."""
@@ -185,7 +210,7 @@ class ScrapeEngine:
             families.extend(result.families)
         families.extend(self.self_families(results))
         families.extend(self.extra_families())
-        return self._with_namespace(families)
+        return self._with_namespace(merge_same_name(families))
 
     async def probe_families(self, units: Sequence[Unit], deadline: Deadline) -> list[Metric]:
         started = time.monotonic()
@@ -209,7 +234,7 @@ class ScrapeEngine:
             )
         )
         families.extend(self.self_families(results))
-        return self._with_namespace(families)
+        return self._with_namespace(merge_same_name(families))
 
     # -- rendering ----------------------------------------------------------------------
 
