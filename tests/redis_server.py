@@ -85,9 +85,7 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def private_redis(
-    directory: Path, *args: str, binary: str | None = None
-) -> Iterator[RedisServer]:
+def private_redis(directory: Path, *args: str, binary: str | None = None) -> Iterator[RedisServer]:
     server = RedisServer(directory, *args, binary=binary).start()
     try:
         yield server
