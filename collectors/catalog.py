@@ -54,6 +54,13 @@ CATALOG: tuple[CollectorSpec, ...] = (
         "(`databases:`).",
         section="databases",
     ),
+    CollectorSpec(
+        "redis",
+        "collectors.redis",
+        True,
+        "Redis instances: INFO ALL and LATENCY HISTOGRAM in one round trip per scrape.",
+        section="redis",
+    ),
 )
 
 BY_NAME: dict[str, CollectorSpec] = {spec.name: spec for spec in CATALOG}

@@ -151,7 +151,7 @@ class Config:
         default_factory=lambda: types.MappingProxyType({})
     )
     #: every secret value read from the file, the environment or a secret file (for redaction)
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = field(default=(), repr=False)
     source: str | None = None
 
     def enabled(self, name: str) -> bool:

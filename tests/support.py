@@ -78,13 +78,13 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1, what: st
 def serve_app(app, *, host: str = "127.0.0.1", **uvicorn_options) -> Iterator[str]:
     """Serve an ASGI app with uvicorn in a thread on a free loopback port; yield its base URL."""
     port = free_port()
+    uvicorn_options.setdefault("lifespan", "off")
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level="warning",
         access_log=False,
-        lifespan="off",
         **uvicorn_options,
     )
     server = uvicorn.Server(config)

@@ -1,0 +1,261 @@
+"""The pure half of the Redis collector: INFO parsing and the field -> family mapping, on INFO
+dumps captured from real servers (tests/data: Redis 7.0 master and replica, Redis 6.2)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from redis._parsers.helpers import parse_info as redis_py_parse_info
+
+from collectors.base import Deadline, ScrapeContext
+from collectors.redis import (
+    INFO_FIELDS,
+    CommandLatency,
+    Lookups,
+    command_stats,
+    fold_histograms,
+    hit_rate_percent,
+    info_families,
+    parse_fields,
+    parse_info,
+    parse_latency_histogram,
+)
+
+DATA = Path(__file__).parent / "data"
+DUMPS = ["info_redis7_master.txt", "info_redis7_replica.txt", "info_redis6.txt"]
+
+
+def dump(name: str) -> str:
+    return (DATA / name).read_bytes().decode()
+
+
+class Registry:
+    def __init__(self, families):
+        self.families = families
+
+    def collect(self):
+        return iter(self.families)
+
+
+def samples(families) -> dict[tuple[str, frozenset], float]:
+    """{(sample name, labels): value} from the real text exposition of `families`."""
+    text = generate_latest(Registry(families)).decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def families_for(name: str, **kwargs):
+    ctx = ScrapeContext(Deadline.after(5))
+    kwargs.setdefault("command_limit", 100)
+    return info_families(parse_info(dump(name)), "cache", ctx=ctx, **kwargs), ctx
+
+
+def value(families, name: str, **labels: str) -> float | None:
+    labels.setdefault("instance", "cache")
+    return samples(families).get((name, frozenset(labels.items())))
+
+
+def as_number(raw: str) -> float | str:
+    try:
+        return float(raw)
+    except ValueError:
+        return raw
+
+
+@pytest.mark.parametrize("name", DUMPS)
+def test_parse_info_agrees_with_redis_py(name):
+    """Every field redis-py's typed parser finds is ours too, with the same value."""
+    ours = parse_info(dump(name))
+    theirs = redis_py_parse_info(dump(name))
+    theirs.pop("__raw__", None)
+    assert set(ours) == set(theirs)
+    for key, expected in theirs.items():
+        if isinstance(expected, dict):
+            fields = parse_fields(ours[key])
+            assert set(fields) == set(expected), key
+            for sub, sub_expected in expected.items():
+                assert as_number(fields[sub]) == sub_expected, (key, sub)
+        elif isinstance(expected, int | float) and not isinstance(expected, bool):
+            assert float(ours[key]) == expected, key
+        else:
+            assert ours[key] == str(expected), key
+
+
+def test_parse_info_skips_headers_and_keeps_colons_in_values():
+    info = parse_info("# Server\r\nredis_version:7.0.15\r\n\r\nexecutable:/a:b\r\nnoise\r\n")
+    assert info == {"redis_version": "7.0.15", "executable": "/a:b"}
+
+
+@pytest.mark.parametrize("name", DUMPS)
+def test_table_fields_become_samples_in_base_units(name):
+    info = parse_info(dump(name))
+    families, _ = families_for(name)
+    exposed = samples(families)
+    for key, spec in INFO_FIELDS:
+        if key not in info:
+            continue
+        suffix = "_total" if spec.kind == "counter" else ""
+        got = exposed[(spec.metric + suffix, frozenset({("instance", "cache")}))]
+        assert got == pytest.approx(spec.convert(info[key])), key
+    assert value(families, "cache_memory_usage_bytes") == float(info["used_memory"])
+    assert value(families, "cache_evictions_total") == float(info["evicted_keys"])
+    assert value(families, "redis_uptime_seconds") == float(info["uptime_in_seconds"])
+
+
+def test_unit_conversions_and_statuses():
+    families, _ = families_for("info_redis7_master.txt")
+    info = parse_info(dump("info_redis7_master.txt"))
+    fork = value(families, "redis_latest_fork_seconds")
+    assert fork == pytest.approx(float(info["latest_fork_usec"]) / 1e6)
+    assert value(families, "redis_rdb_last_bgsave_ok") == (
+        1.0 if info["rdb_last_bgsave_status"] == "ok" else 0.0
+    )
+
+
+def test_keyspace_per_db():
+    families, _ = families_for("info_redis7_master.txt")
+    info = parse_info(dump("info_redis7_master.txt"))
+    dbs = [k for k in info if k.startswith("db") and k[2:].isdigit()]
+    assert len(dbs) >= 2
+    for db in dbs:
+        fields = parse_fields(info[db])
+        assert value(families, "redis_db_keys", db=db) == float(fields["keys"])
+        assert value(families, "redis_db_keys_expiring", db=db) == float(fields["expires"])
+        assert value(families, "redis_db_avg_ttl_seconds", db=db) == float(fields["avg_ttl"]) / 1e3
+
+
+def test_info_family_and_replication_on_master_and_replica():
+    master, _ = families_for("info_redis7_master.txt")
+    replica, _ = families_for("info_redis7_replica.txt")
+    master_info = parse_info(dump("info_redis7_master.txt"))
+    labels = {
+        "version": master_info["redis_version"],
+        "role": "master",
+        "mode": master_info["redis_mode"],
+        "maxmemory_policy": master_info["maxmemory_policy"],
+    }
+    assert value(master, "cache_info", **labels) == 1.0
+    slave0 = parse_fields(master_info["slave0"])
+    assert value(master, "redis_replica_lag_seconds", replica="0") == float(slave0["lag"])
+    assert value(master, "redis_connected_replicas") == float(master_info["connected_slaves"])
+    replica_roles = [
+        dict(labels)["role"]
+        for (name, labels), _ in samples(replica).items()
+        if name == "cache_info"
+    ]
+    assert replica_roles == ["replica"]
+    assert value(replica, "redis_master_link_up") == 1.0
+    assert value(master, "redis_master_link_up") is None  # only replicas have a master link
+
+
+def test_per_command_families_match_commandstats():
+    families, _ = families_for("info_redis7_master.txt")
+    stats = command_stats(parse_info(dump("info_redis7_master.txt")))
+    assert "get" in stats and "config|get" in stats
+    for cmd, s in stats.items():
+        assert value(families, "redis_commands_total", command=cmd) == s.calls
+        assert value(families, "redis_commands_duration_seconds_total", command=cmd) == (
+            pytest.approx(s.seconds)
+        )
+        errors = value(families, "cache_operations_total", operation=cmd, result="error")
+        assert errors == s.rejected + s.failed
+    # the dumps were taken after an LPUSH on a string key and an unknown command
+    assert value(families, "cache_operations_total", operation="lpush", result="error") == 1.0
+
+
+def test_lookups_become_hit_and_miss_operations():
+    families, _ = families_for("info_redis6.txt")
+    info = parse_info(dump("info_redis6.txt"))
+    hits = value(families, "cache_operations_total", operation="lookup", result="hit")
+    misses = value(families, "cache_operations_total", operation="lookup", result="miss")
+    assert (hits, misses) == (float(info["keyspace_hits"]), float(info["keyspace_misses"]))
+    assert value(families, "redis_keyspace_hits_total") == hits
+
+
+def test_errorstats():
+    families, _ = families_for("info_redis6.txt")
+    info = parse_info(dump("info_redis6.txt"))
+    for key in (k for k in info if k.startswith("errorstat_")):
+        count = float(parse_fields(info[key])["count"])
+        assert value(families, "redis_errors_total", error=key[10:]) == count
+
+
+def test_command_budget_folds_the_rest_under_other():
+    full, _ = families_for("info_redis7_master.txt")
+    cut, ctx = families_for("info_redis7_master.txt", command_limit=3)
+    stats = command_stats(parse_info(dump("info_redis7_master.txt")))
+    exposed = samples(cut)
+    commands = {
+        dict(labels)["command"] for (name, labels) in exposed if name == "redis_commands_total"
+    }
+    assert len(commands) == 4 and "other" in commands
+    top3 = sorted(stats, key=lambda c: -stats[c].calls)[:3]
+    assert commands == {*top3, "other"}
+    assert ctx.series_dropped >= len(stats) - 3
+    total = sum(v for (name, _), v in exposed.items() if name == "redis_commands_total")
+    assert total == sum(s.calls for s in stats.values())
+
+
+def test_hit_rate_over_the_interval():
+    assert hit_rate_percent(Lookups(30, 10), None) == 75.0  # lifetime on the first scrape
+    assert hit_rate_percent(Lookups(37, 13), Lookups(30, 10)) == 70.0  # 7 hits, 3 misses
+    assert hit_rate_percent(Lookups(30, 10), Lookups(30, 10)) == 0.0  # no lookups
+    assert hit_rate_percent(Lookups(0, 0), None) == 0.0
+    assert hit_rate_percent(Lookups(4, 1), Lookups(30, 10)) == 80.0  # restart: lifetime again
+
+
+def test_histogram_fill_forward_and_fold():
+    histograms = {
+        "get": CommandLatency(5, ((2, 3), (8, 5))),
+        "set": CommandLatency(2, ((1, 1), (64, 2))),
+        "del": CommandLatency(1, ((16, 1),)),
+    }
+    folded = fold_histograms(histograms, frozenset({"get"}))
+    calls, buckets = folded["get"]
+    assert calls == 5
+    assert [b for b, _ in buckets] == [1e-6, 4e-6, 16e-6, 64e-6]
+    assert [c for _, c in buckets] == [0, 3, 5, 5]
+    other_calls, other = folded["other"]
+    assert other_calls == 3
+    assert [c for _, c in other] == [1, 1, 2, 3]  # set+del added bucket by bucket
+
+
+def test_parse_latency_histogram_resp2_and_resp3_shapes():
+    resp2 = [b"get", [b"calls", 3, b"histogram_usec", [1, 1, 4, 3]]]
+    resp3 = {b"get": {b"calls": 3, b"histogram_usec": {1: 1, 4: 3}}}
+    expected = {"get": CommandLatency(3, ((1, 1), (4, 3)))}
+    assert parse_latency_histogram(resp2) == expected
+    assert parse_latency_histogram(resp3) == expected
+
+
+def test_histogram_family_exposition():
+    histograms = {"get": CommandLatency(5, ((2, 3), (8, 5)))}
+    families, _ = families_for("info_redis7_master.txt", histograms=histograms)
+    stats = command_stats(parse_info(dump("info_redis7_master.txt")))
+    name = "cache_operation_duration_seconds"
+    assert value(families, f"{name}_count", command="get") == 5.0
+    assert value(families, f"{name}_bucket", command="get", le="+Inf") == 5.0
+    assert value(families, f"{name}_bucket", command="get", le="4e-06") == 3.0
+    assert value(families, f"{name}_sum", command="get") == pytest.approx(stats["get"].seconds)
+    without, _ = families_for("info_redis6.txt")
+    assert not [k for k in samples(without) if k[0].startswith(name)]
+
+
+@pytest.mark.parametrize("name", DUMPS)
+def test_exposition_passes_promtool(name):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed")
+    histograms = {"get": CommandLatency(5, ((2, 3), (8, 5)))}
+    families, _ = families_for(name, histograms=histograms)
+    text = generate_latest(Registry(families))
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
+    assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
