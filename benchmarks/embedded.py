@@ -29,6 +29,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness import PROMETHEUS_HEADERS, cpu_seconds, free_port, percentile  # noqa: E402
+
 VARIANTS = ("none", "afirgen", "starlette_exporter", "instrumentator")
 METRICS_PATH = {
     "afirgen": "/prometheus/metrics",
@@ -39,12 +43,6 @@ COUNT_SERIES = {
     "afirgen": "api_requests_total",
     "starlette_exporter": "starlette_requests_total",
     "instrumentator": "http_requests_total",
-}
-PROMETHEUS_HEADERS = {
-    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
-    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
-    "Accept-Encoding": "gzip",
-    "X-Prometheus-Scrape-Timeout-Seconds": "10",
 }
 REQUEST = b"GET /api/fir/42 HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\n\r\n"
 
@@ -80,19 +78,12 @@ def build_app(variant: str):
 def serve(variant: str, port: int) -> None:
     import uvicorn
 
-    sys.path.insert(0, str(ROOT))
     uvicorn.run(
         build_app(variant), host="127.0.0.1", port=port, log_level="warning", access_log=False
     )
 
 
 # -- the client -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class KeepAlive:
@@ -131,11 +122,6 @@ class KeepAlive:
         self.sock.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def wait_for(port: int, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -149,11 +135,6 @@ def wait_for(port: int, proc: subprocess.Popen) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"server on port {port} did not start")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def check_counted(variant: str, port: int, sent: int) -> str:

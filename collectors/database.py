@@ -559,6 +559,7 @@ class Queries:
     def rows(self, sql: str, **params: Any) -> list[Any]:
         if self.deadline.expired():
             raise TimeoutError("scrape deadline reached")
+        sql = sql.strip()
         seconds = self.deadline.timeout(cap=self.cap, floor=0.05)
         if self.flavour == "postgresql":
             limit = f"{max(1, int(seconds * 1000))}ms"
@@ -613,7 +614,8 @@ def fold_tables(
         table: sum(values.get(column) or 0.0 for column in weigh_by)
         for table, values in rows.items()
     }
-    kept = ctx.keep_top(weights, limit)
+    # a table really named `other` joins the `other` series rather than duplicating it
+    kept = ctx.keep_top({t: w for t, w in weights.items() if t != OTHER}, limit)
     for stat in stats:
         folded: list[float] = []
         for table in sorted(rows):
@@ -639,7 +641,7 @@ def statement_families(
     by_table: dict[str, float] = {}
     for _, table, calls, _ in rows:
         by_table[table] = by_table.get(table, 0.0) + calls
-    kept = ctx.keep_top(by_table, limit)
+    kept = ctx.keep_top({t: c for t, c in by_table.items() if t != OTHER}, limit)
     totals: dict[tuple[str, str], tuple[float, float]] = {}
     for kind, table, calls, seconds in rows:
         key = (kind, table if table in kept else OTHER)

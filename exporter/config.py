@@ -273,7 +273,7 @@ def _load_targets(loader: Loader, data: Mapping[str, Any]) -> dict[str, tuple[An
 
 def _target_type(spec: CollectorSpec) -> type[Any]:
     target_type = getattr(spec.load(), "Target", None)
-    if target_type is None or not dataclasses.is_dataclass(target_type):
+    if not isinstance(target_type, type) or not dataclasses.is_dataclass(target_type):
         raise TypeError(f"collector module {spec.module} has no Target dataclass")
     return target_type
 

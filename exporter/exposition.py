@@ -1,6 +1,8 @@
 """Choosing and producing the exposition format: text 0.0.4 or OpenMetrics, optionally gzipped.
 
-Encoding itself is prometheus_client's; this module only negotiates and compresses. gzip runs at
+OpenMetrics is encoded by prometheus_client; the text format by `exporter.text_format`, a
+faster encoder checked byte-for-byte against prometheus_client's. This module negotiates which
+one and compresses. gzip runs at
 level 6 by default (prometheus_client's level 9 costs ~15x the CPU for ~2% smaller bodies).
 """
 
@@ -9,10 +11,13 @@ from __future__ import annotations
 import gzip
 from collections.abc import Iterable, Iterator
 from enum import Enum
+from typing import Any
 
 from prometheus_client import exposition as text_exposition
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as om_exposition
+
+from exporter.text_format import generate_text
 
 
 class Format(Enum):
@@ -86,8 +91,10 @@ def wants_gzip(accept_encoding: str | None) -> bool:
 
 def encode(families: Iterable[Metric], fmt: Format) -> bytes:
     if fmt is Format.OPENMETRICS:
-        return om_exposition.generate_latest(_Families(families))  # type: ignore[arg-type]
-    return text_exposition.generate_latest(_Families(families))  # type: ignore[arg-type]
+        registry: Any = _Families(families)
+        body: bytes = om_exposition.generate_latest(registry)  # type: ignore[no-untyped-call]
+        return body
+    return generate_text(families)
 
 
 def compress(body: bytes, level: int) -> bytes:

@@ -161,7 +161,7 @@ class Loader:
             return _INVALID
         if hint is Secret:
             if not isinstance(value, str):
-                self.problem(path, f"expected a string, got {describe(value)}")
+                self.problem(path, "expected a string")  # never echo what may be a password
                 return _INVALID
             expanded = self.expand(value, path)
             if expanded is None:

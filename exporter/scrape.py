@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -81,6 +82,10 @@ class UnitStatus:
     notes: tuple[str, ...] = ()
 
 
+def no_families() -> Iterable[Metric]:
+    return ()
+
+
 @dataclass
 class _Render:
     future: asyncio.Future[bytes]
@@ -93,7 +98,7 @@ class ScrapeEngine:
     namespace: str = ""
     gzip_level: int = 6
     #: Families added to every /metrics answer (reload status and the like); no I/O.
-    extra_families: Callable[[], Iterable[Metric]] = lambda: ()
+    extra_families: Callable[[], Iterable[Metric]] = no_families
     status: dict[UnitKey, UnitStatus] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -129,7 +134,7 @@ class ScrapeEngine:
         if future is None:
             future = loop.run_in_executor(self._executor, unit.collector.run, unit_deadline)
             self._collections[unit.key] = future
-            future.add_done_callback(lambda f, key=unit.key: self._forget(key, f))
+            future.add_done_callback(functools.partial(self._forget, unit.key))
         try:
             result = await asyncio.wait_for(asyncio.shield(future), unit_deadline.remaining())
         except TimeoutError:
@@ -242,30 +247,37 @@ class ScrapeEngine:
         *,
         probe: bool = False,
     ) -> bytes:
-        """The encoded body; identical scrapes in flight at once share one rendering."""
+        """The encoded body; identical scrapes in flight at once share one rendering.
+
+        The rendering runs as its own task, so a scraper that goes away (and is cancelled)
+        does not take the shared result from the others. A scraper joins a rendering only if
+        that one's deadline is not later than its own.
+        """
         key = (tuple(u.key for u in units), fmt, gzipped, probe)
         shared = self._renders.get(key)
-        if shared is not None and shared.deadline_at <= deadline.at + 0.05:
-            return await asyncio.shield(shared.future)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes] = loop.create_future()
-        self._renders[key] = _Render(future, deadline.at)
-        try:
-            if probe:
-                families = await self.probe_families(units, deadline)
-            else:
-                families = await self.metrics_families(units, deadline)
-            body = await loop.run_in_executor(self._encoder, self._encode, families, fmt, gzipped)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
+        if shared is None or shared.deadline_at > deadline.at + 0.05:
+            task = asyncio.ensure_future(self._render(units, deadline, fmt, gzipped, probe))
+            shared = _Render(task, deadline.at)
+            self._renders[key] = shared
+            task.add_done_callback(functools.partial(self._forget_render, key))
+        return await asyncio.shield(shared.future)
+
+    async def _render(
+        self, units: Sequence[Unit], deadline: Deadline, fmt: Format, gzipped: bool, probe: bool
+    ) -> bytes:
+        if probe:
+            families = await self.probe_families(units, deadline)
         else:
-            future.set_result(body)
-            return body
-        finally:
-            if self._renders.get(key) is not None and self._renders[key].future is future:
-                del self._renders[key]
+            families = await self.metrics_families(units, deadline)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._encoder, self._encode, families, fmt, gzipped)
+
+    def _forget_render(self, key: tuple[object, ...], future: asyncio.Future[bytes]) -> None:
+        shared = self._renders.get(key)
+        if shared is not None and shared.future is future:
+            del self._renders[key]
+        if not future.cancelled():
+            future.exception()  # retrieved here; the awaiting scrapers see it too
 
     def _encode(self, families: list[Metric], fmt: Format, gzipped: bool) -> bytes:
         body = encode(families, fmt)

@@ -17,7 +17,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from collectors.base import SourceCollector
 from collectors.catalog import CATALOG
-from exporter.config import Config, read_config
+from exporter.config import Config, read_config, with_overrides
 from exporter.schema import ConfigError
 from exporter.scrape import ScrapeEngine, Unit
 from exporter.units import build_units
@@ -52,6 +52,7 @@ class Exporter:
         self._overrides = reload_overrides or {}
         self.last_reload_ok = True
         self.last_reload_success = time.time()
+        self._closing: set[asyncio.Task[None]] = set()
         self.loaded = self._load(config)
 
     def _load(self, config: Config) -> Loaded:
@@ -73,8 +74,6 @@ class Exporter:
 
     async def reload(self) -> Config:
         """Load the config file again; raise ConfigError (old config kept) when it is bad."""
-        from exporter.config import with_overrides
-
         source = self.config.source
         if source is None:
             raise ConfigError(["no config file to reload: the exporter started without one"])
@@ -96,7 +95,9 @@ class Exporter:
         old, self.loaded = self.loaded, loaded
         self.last_reload_ok = True
         self.last_reload_success = time.time()
-        asyncio.get_running_loop().create_task(old.engine.aclose())
+        closing = asyncio.get_running_loop().create_task(old.engine.aclose())
+        self._closing.add(closing)  # keep a reference until it is done
+        closing.add_done_callback(self._closing.discard)
         log.info("config reloaded from %s: %d targets", source, len(loaded.units))
         return config
 

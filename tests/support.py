@@ -100,8 +100,10 @@ def serve_app(app, *, host: str = "127.0.0.1", **uvicorn_options) -> Iterator[st
 
 
 @contextlib.contextmanager
-def exporter_process(config_file: Path | None = None, *extra_args: str) -> Iterator[str]:
-    """Run `python -m exporter` as a real process on a free port; yield its base URL."""
+def running_exporter(
+    config_file: Path | None = None, *extra_args: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run `python -m exporter` as a real process on a free port; yield (base URL, process)."""
     port = free_port()
     args = [sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}"]
     if config_file is not None:
@@ -116,7 +118,7 @@ def exporter_process(config_file: Path | None = None, *extra_args: str) -> Itera
             timeout=20,
             what="the exporter to answer /-/healthy",
         )
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
@@ -124,3 +126,10 @@ def exporter_process(config_file: Path | None = None, *extra_args: str) -> Itera
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@contextlib.contextmanager
+def exporter_process(config_file: Path | None = None, *extra_args: str) -> Iterator[str]:
+    """Run `python -m exporter` as a real process on a free port; yield its base URL."""
+    with running_exporter(config_file, *extra_args) as (url, _):
+        yield url

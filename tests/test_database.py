@@ -434,3 +434,22 @@ def test_silent_server_costs_at_most_the_deadline(caplog):
         exporter.loaded.engine.close()
         silent.close()
     assert "reason=timeout" in caplog.text
+
+
+def test_a_table_named_other_never_duplicates_the_other_series(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        for table in ("other", "afx_db_a", "afx_db_b", "afx_db_c"):
+            conn.execute(f'CREATE TABLE "{table}" (body TEXT)')
+    collector = database.build(Options(table_limit=1), Target(name="o", url=f"sqlite:///{path}"))
+    try:
+        result = collect(collector)
+    finally:
+        collector.close()
+    labels = [
+        s.labels["table"]
+        for f in result.families
+        for s in f.samples
+        if s.name == "db_table_size_bytes"
+    ]
+    assert sorted(labels) == sorted(set(labels)) and "other" in labels and len(labels) == 2

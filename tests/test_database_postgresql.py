@@ -39,11 +39,13 @@ def statements_url():
         yield url
 
 
-def exporter_backends(url: str, app_name: str = APP_NAME) -> list[tuple[str, str | None]]:
-    with sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool).connect() as conn:
+def exporter_backends(url: str, app_name: str = APP_NAME) -> list[tuple]:
+    """(state, wait_event_type, pid) of every session the exporter under test has open."""
+    with engine_for(url, poolclass=sqlalchemy.pool.NullPool) as engine, engine.connect() as conn:
         rows = conn.execute(
             sqlalchemy.text(
-                "SELECT state, wait_event_type FROM pg_stat_activity WHERE application_name = :a"
+                "SELECT state, wait_event_type, pid FROM pg_stat_activity "
+                "WHERE application_name = :a"
             ),
             {"a": app_name},
         )
@@ -66,6 +68,9 @@ def test_known_workload_moves_per_table_counters(postgres_url, pg_collector):
         f"DELETE FROM afx_db_work WHERE id > {inserted - deleted}",
         "SELECT count(*) FROM afx_db_work",
     )
+    with engine_for(postgres_url, isolation_level="AUTOCOMMIT") as engine:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("VACUUM ANALYZE afx_db_work"))
 
     def moved():
         after = collect(pg_collector)
@@ -83,6 +88,8 @@ def test_known_workload_moves_per_table_counters(postgres_url, pg_collector):
         old = table_values(before, name).get("afx_db_work", 0.0)
         assert table_values(after, name)["afx_db_work"] - old >= least, name
     assert table_values(after, "db_table_size_bytes")["afx_db_work"] > 0
+    assert 0 <= table_values(after, "db_table_last_vacuum_age_seconds")["afx_db_work"] < 600
+    assert 0 <= table_values(after, "db_table_last_analyze_age_seconds")["afx_db_work"] < 600
     assert (
         value(after, "db_transactions_committed_total", database="pg")
         >= value(before, "db_transactions_committed_total", database="pg") + 1
@@ -226,7 +233,7 @@ def test_locked_table_does_not_hold_the_scrape_and_leaves_no_stuck_backend(postg
                 queries.rows("SELECT pg_total_relation_size('afx_db_locked')")
             assert time.monotonic() - started < 1.0 + 2
             assert collector.classify(info.value) == "timeout"
-        stuck = [b for b in exporter_backends(postgres_url) if b[0] != "idle"]
+        stuck = [b[:2] for b in exporter_backends(postgres_url) if b[0] != "idle"]
         assert stuck == []
     finally:
         lock.rollback()
@@ -247,6 +254,7 @@ def test_500_scrapes_keep_exporter_connections_within_the_pool(postgres_url):
     )
     exporter = Exporter(config)
     seen: list[int] = []
+    pids: set[int] = set()
     try:
         with serve_app(create_app(exporter)) as base, httpx.Client(timeout=30) as client:
 
@@ -258,15 +266,20 @@ def test_500_scrapes_keep_exporter_connections_within_the_pool(postgres_url):
             for t in threads:
                 t.start()
             while any(t.is_alive() for t in threads):
-                seen.append(len(exporter_backends(postgres_url)))
+                backends = exporter_backends(postgres_url)
+                seen.append(len(backends))
+                pids.update(b[2] for b in backends)
                 time.sleep(0.05)
             for t in threads:
                 t.join()
-            seen.append(len(exporter_backends(postgres_url)))
+            backends = exporter_backends(postgres_url)
+            seen.append(len(backends))
+            pids.update(b[2] for b in backends)
     finally:
         exporter.loaded.engine.close()
     assert max(seen) <= 1  # pool_size 1, max_overflow 0
     assert seen[-1] == 1  # the long-lived connection is kept between scrapes
+    assert len(pids) == 1  # ... and it is the same one all along: no reconnects
     wait_until(
         lambda: not exporter_backends(postgres_url),
         timeout=10,
@@ -282,3 +295,16 @@ def test_default_application_name_identifies_the_exporter(postgres_url):
         assert name == "afirgen-exporter"
     finally:
         collector.close()
+
+
+def test_embedded_collection_leaves_the_application_connection_as_it_was(postgres_url):
+    app_engine = sqlalchemy.create_engine(postgres_url, pool_size=1, max_overflow=0)
+    try:
+        result = collect(database.from_engine(app_engine, "app"))
+        assert result.success
+        with app_engine.connect() as conn:  # the very connection the collector used
+            assert conn.execute(sqlalchemy.text("SHOW statement_timeout")).scalar() == "0"
+            assert conn.execute(sqlalchemy.text("SHOW lock_timeout")).scalar() == "0"
+        assert app_engine.pool.checkedout() == 0
+    finally:
+        app_engine.dispose()

@@ -1,0 +1,71 @@
+"""A real Prometheus server on a loopback port, for tests that need one."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tests.support import free_port, require_binary, wait_until
+
+
+class PrometheusServer:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=5)
+        response.raise_for_status()
+        return list(response.json()["data"]["result"])
+
+    def targets(self) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/api/v1/targets", timeout=5)
+        response.raise_for_status()
+        return list(response.json()["data"]["activeTargets"])
+
+    def alerts(self) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/api/v1/alerts", timeout=5)
+        response.raise_for_status()
+        return list(response.json()["data"]["alerts"])
+
+
+@contextlib.contextmanager
+def prometheus_server(config: dict[str, Any], workdir: Path) -> Iterator[PrometheusServer]:
+    """Start `prometheus` with `config` (a dict) on a free loopback port; stop it after."""
+    binary = require_binary("prometheus")
+    port = free_port()
+    config_file = workdir / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    log = (workdir / "prometheus.log").open("w+")
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(f"{url}/-/ready").status_code == 200,
+            timeout=30,
+            what="prometheus to be ready",
+        )
+        yield PrometheusServer(url)
+    finally:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(f"{url}/-/quit", timeout=5)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
