@@ -475,3 +475,20 @@ def test_version_is_asked_once_not_every_scrape(fresh, make_collector):
     assert served.behaviour.paths.count("/health") == 3
     info = value(registry, "model_server_info", server="vllm-1", kind="vllm", version="0.6.4")
     assert info == 1.0
+
+
+def test_failure_log_line_is_redacted_and_bounded(make_collector, caplog):
+    port = free_port()
+    entry = target_config(
+        "generic",
+        f"http://127.0.0.1:{port}",
+        bearer_token="${TOKEN}",
+        headers={"X-Api-Key": "key-material-9"},
+    )
+    collector = make_collector(entry, env={"TOKEN": "tok-material-7"})
+    with caplog.at_level("WARNING", logger="afirgen_exporter.collector"):
+        result, _ = scrape(collector)
+    assert result.reason == "refused"
+    text = caplog.text
+    assert "reason=refused" in text
+    assert "tok-material-7" not in text and "key-material-9" not in text
