@@ -299,6 +299,9 @@ class TaskQueueCollector(SourceCollector):
     def fetch(self, ctx: ScrapeContext) -> Iterator[Metric]:
         reading = QueueReading()
         self._readers[self.target.backend](ctx, reading, time.time())
+        missing = sum(1 for found in reading.exists.values() if not found)
+        if missing:
+            ctx.note(f"{missing} configured queue(s) missing on the broker")
         yield from shape_families(self.target, reading, ctx)
         yield self.up(True)
 
