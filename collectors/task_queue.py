@@ -231,13 +231,16 @@ class TaskQueueCollector(SourceCollector):
     def redis_client(self) -> Any:
         if self._redis is None:
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
 
+            # one attempt per call: a retry would outlive the scrape deadline
             self._redis = redis.Redis.from_url(
                 self.target.url,
                 password=self._password,
                 socket_connect_timeout=self.cap,
                 socket_timeout=self.cap,
-                retry_on_timeout=False,
+                retry=Retry(NoBackoff(), 0),
             )
         return self._redis
 

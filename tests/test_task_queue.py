@@ -438,6 +438,42 @@ def test_broker_at_a_closed_port_reads_down_and_the_scrape_answers_200():
     assert "pw-123456" not in body
 
 
+@pytest.mark.parametrize(
+    ("entry", "kind"),
+    [
+        ({"kind": "rq", "url": "redis://127.0.0.1:{port}/0"}, "rq"),
+        ({"kind": "celery", "url": "redis://127.0.0.1:{port}/0"}, "celery-redis"),
+        (
+            {"kind": "celery", "url": "amqp://guest:guest@127.0.0.1:{port}/", "queues": ["q"]},
+            "celery-amqp",
+        ),
+        ({"kind": "redis", "url": "redis://127.0.0.1:{port}/0", "keys": [{"key": "k"}]}, "redis"),
+        (
+            {"kind": "rabbitmq", "url": "amqp://guest:guest@127.0.0.1:{port}/", "queues": ["q"]},
+            "rabbitmq",
+        ),
+        (
+            {
+                "kind": "sql",
+                "url": "postgresql+psycopg://postgres@127.0.0.1:{port}/test",
+                "query": "SELECT 1",
+            },
+            "sql",
+        ),
+    ],
+)
+def test_every_backend_at_a_closed_port_reads_down_as_refused(entry, kind):
+    port = free_port()
+    entry = {**entry, "url": entry["url"].format(port=port)}
+    collector = TaskQueueCollector(target_from({"name": "gone", **entry}))
+    got = scrape(collector)
+    assert not got.success
+    assert got.reason == "refused"
+    assert [f.name for f in got.families] == ["background_tasks_up"]
+    assert got.value("background_tasks_up", backend="gone", kind=kind) == 0
+    collector.close()
+
+
 # -- deadline and exposition ---------------------------------------------------------------
 
 
