@@ -322,7 +322,7 @@ def test_rq_depths_registries_and_oldest_age(make_collector, redis_db):
         for reg in ("scheduled", "deferred", "started", "finished", "failed")
     }
     assert registry == {"scheduled": 1, "deferred": 1, "started": 0, "finished": 0, "failed": 0}
-    assert got.value("background_tasks_workers", backend="r", state="idle") is None
+    assert got.value("background_tasks_workers", backend="r", state="idle") == 0
     assert (
         got.value("background_tasks_processed_total", backend="r", type="all", status="success")
         == 0
@@ -406,7 +406,8 @@ def test_rq_worker_runs_jobs_and_counts_outcomes(make_collector, redis_db):
             == 1
         )
     gone = scrape(collector)
-    assert gone.labels("background_tasks_workers", "state") == set()
+    assert gone.labels("background_tasks_workers", "state") == {"idle", "busy"}
+    assert gone.value("background_tasks_workers", backend="r", state="idle") == 0
 
 
 # -- a broker that is down -----------------------------------------------------------------
