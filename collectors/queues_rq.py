@@ -107,8 +107,8 @@ def read_rq(
 def add_workers(records: Sequence[Sequence[bytes | None]], reading: QueueReading) -> None:
     """Workers by state and their summed job counts and working time."""
     successful = failed = working = 0.0
-    for state in ALWAYS_REPORTED_STATES:  # so "no worker at all" is a 0, not an absent series
-        reading.workers[state] += 0.0
+    for known in ALWAYS_REPORTED_STATES:  # so "no worker at all" is a 0, not an absent series
+        reading.workers[known] += 0.0
     for state, ok, bad, seconds in records:
         if state is None:  # the hash expired: the worker is gone
             continue
