@@ -74,7 +74,12 @@ def read_bindings(
 ) -> dict[str, list[tuple[str, str]]]:
     """exchange -> [(routing_key, queue)] for every `_kombu.binding.*` set."""
     prefix = settings.key_prefix + BINDING_PREFIX
-    keys = scan_keys(client, prefix + "*", deadline, limit=settings.queue_discovery_limit)
+    keys: list[bytes | str]
+    if settings.queues:
+        # Celery binds each queue to a direct exchange of the same name: no SCAN needed
+        keys = [prefix + PIDBOX_EXCHANGE, *(prefix + queue for queue in settings.queues)]
+    else:
+        keys = list(scan_keys(client, prefix + "*", deadline, settings.queue_discovery_limit))
     replies = read_many(client, [("SMEMBERS", key) for key in keys], deadline)
     bindings: dict[str, list[tuple[str, str]]] = {}
     for key, members in zip(keys, replies, strict=True):

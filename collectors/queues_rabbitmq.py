@@ -29,7 +29,10 @@ def connect(url: str, password: str | None, deadline: Deadline) -> Any:
         heartbeat=0,
         transport_options={"read_timeout": timeout, "write_timeout": timeout},
     )
-    connection.connect()
+    # one attempt: kombu's connect() would retry after 2 s, longer than many scrape budgets
+    connection.ensure_connection(
+        max_retries=0, interval_start=0, interval_step=0, reraise_as_library_errors=False
+    )
     return connection
 
 

@@ -35,6 +35,7 @@ REGISTRIES: dict[str, tuple[str, bool]] = {
     "scheduled": ("rq:scheduled:", False),
 }
 WORKER_FIELDS = ("state", "successful_job_count", "failed_job_count", "total_working_time")
+ALWAYS_REPORTED_STATES = ("idle", "busy")
 ENQUEUED_AT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -106,6 +107,8 @@ def read_rq(
 def add_workers(records: Sequence[Sequence[bytes | None]], reading: QueueReading) -> None:
     """Workers by state and their summed job counts and working time."""
     successful = failed = working = 0.0
+    for known in ALWAYS_REPORTED_STATES:  # so "no worker at all" is a 0, not an absent series
+        reading.workers[known] += 0.0
     for state, ok, bad, seconds in records:
         if state is None:  # the hash expired: the worker is gone
             continue

@@ -231,13 +231,16 @@ class TaskQueueCollector(SourceCollector):
     def redis_client(self) -> Any:
         if self._redis is None:
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
 
+            # one attempt per call: a retry would outlive the scrape deadline
             self._redis = redis.Redis.from_url(
                 self.target.url,
                 password=self._password,
                 socket_connect_timeout=self.cap,
                 socket_timeout=self.cap,
-                retry_on_timeout=False,
+                retry=Retry(NoBackoff(), 0),
             )
         return self._redis
 
@@ -299,6 +302,9 @@ class TaskQueueCollector(SourceCollector):
     def fetch(self, ctx: ScrapeContext) -> Iterator[Metric]:
         reading = QueueReading()
         self._readers[self.target.backend](ctx, reading, time.time())
+        missing = sum(1 for found in reading.exists.values() if not found)
+        if missing:
+            ctx.note(f"{missing} configured queue(s) missing on the broker")
         yield from shape_families(self.target, reading, ctx)
         yield self.up(True)
 

@@ -17,7 +17,14 @@ from exporter.config import load_config
 from exporter.schema import ConfigError
 from exporter.state import Exporter
 from tests.support import free_port, require_service, serve_app
-from tests.tq_support import Scrape, scrape, target_from, wait_for_value, worker_process
+from tests.tq_support import (
+    Scrape,
+    make_collector_fixture,  # noqa: F401 - the make_collector fixture
+    scrape,
+    target_from,
+    wait_for_value,
+    worker_process,
+)
 
 CELERY_DB, CELERY_WORKER_DB, RQ_DB, RQ_WORKER_DB = 8, 9, 10, 11
 
@@ -124,14 +131,14 @@ def test_password_comes_from_environment_or_file(tmp_path, caplog):
 # -- Celery on Redis -----------------------------------------------------------------------
 
 
-def test_celery_depths_per_queue_and_priority_step(redis_db):
+def test_celery_depths_per_queue_and_priority_step(make_collector, redis_db):
     redis_db(CELERY_DB)
     app = celery_app(redis_url(CELERY_DB))
     sent = {("afx_tq_a", 0): 3, ("afx_tq_a", 4): 2, ("afx_tq_a", 9): 1, ("afx_tq_b", 7): 4}
     for (queue, priority), count in sent.items():
         for i in range(count):
             app.send_task("afx_tq.ok", args=[i], queue=queue, priority=priority)
-    collector = TaskQueueCollector(
+    collector = make_collector(
         target_from({"name": "c", "kind": "celery", "url": redis_url(CELERY_DB)})
     )
     got = scrape(collector)
@@ -155,7 +162,7 @@ def test_celery_depths_per_queue_and_priority_step(redis_db):
     app.close()
 
 
-def test_celery_custom_priority_steps_and_separator_and_missing_queue(redis_db):
+def test_celery_custom_priority_steps_and_separator_and_missing_queue(make_collector, redis_db):
     client = redis_db(CELERY_DB)
     app = celery_app(redis_url(CELERY_DB), priority_steps=[0, 5], sep=":")
     for priority, count in ((1, 2), (5, 3), (8, 1)):
@@ -172,7 +179,7 @@ def test_celery_custom_priority_steps_and_separator_and_missing_queue(redis_db):
             "queues": ["afx_tq_c", "afx_tq_never_used"],
         }
     )
-    got = scrape(TaskQueueCollector(target))
+    got = scrape(make_collector(target))
     assert got.value("background_tasks_queued", backend="c", queue="afx_tq_c", priority="0") == 2
     assert got.value("background_tasks_queued", backend="c", queue="afx_tq_c", priority="5") == 4
     for step in ("0", "5"):
@@ -185,7 +192,7 @@ def test_celery_custom_priority_steps_and_separator_and_missing_queue(redis_db):
     app.close()
 
 
-def test_celery_worker_runs_tasks_and_inspect_counts_them(redis_db):
+def test_celery_worker_runs_tasks_and_inspect_counts_them(make_collector, redis_db):
     redis_db(CELERY_WORKER_DB)
     url = redis_url(CELERY_WORKER_DB)
     target = target_from(
@@ -198,7 +205,7 @@ def test_celery_worker_runs_tasks_and_inspect_counts_them(redis_db):
             "inspect_timeout_seconds": 3,
         }
     )
-    collector = TaskQueueCollector(target)
+    collector = make_collector(target)
     worker = [
         "celery",
         "-A",
@@ -274,7 +281,7 @@ def test_celery_worker_runs_tasks_and_inspect_counts_them(redis_db):
 # -- RQ ------------------------------------------------------------------------------------
 
 
-def test_rq_depths_registries_and_oldest_age(redis_db):
+def test_rq_depths_registries_and_oldest_age(make_collector, redis_db):
     from rq import Queue
 
     client = redis_db(RQ_DB)
@@ -291,7 +298,7 @@ def test_rq_depths_registries_and_oldest_age(redis_db):
         parent = second.enqueue("tests.tq_rq_jobs.ok", 1)
         second.enqueue("tests.tq_rq_jobs.ok", 2, depends_on=parent)
         clock.tick(60)
-        collector = TaskQueueCollector(
+        collector = make_collector(
             target_from({"name": "r", "kind": "rq", "url": redis_url(RQ_DB)})
         )
         got = scrape(collector)
@@ -315,19 +322,19 @@ def test_rq_depths_registries_and_oldest_age(redis_db):
         for reg in ("scheduled", "deferred", "started", "finished", "failed")
     }
     assert registry == {"scheduled": 1, "deferred": 1, "started": 0, "finished": 0, "failed": 0}
-    assert got.value("background_tasks_workers", backend="r", state="idle") is None
+    assert got.value("background_tasks_workers", backend="r", state="idle") == 0
     assert (
         got.value("background_tasks_processed_total", backend="r", type="all", status="success")
         == 0
     )
 
 
-def test_rq_worker_runs_jobs_and_counts_outcomes(redis_db):
+def test_rq_worker_runs_jobs_and_counts_outcomes(make_collector, redis_db):
     from rq import Queue
 
     client = redis_db(RQ_WORKER_DB)
     url = redis_url(RQ_WORKER_DB)
-    collector = TaskQueueCollector(
+    collector = make_collector(
         target_from(
             {
                 "name": "r",
@@ -399,7 +406,8 @@ def test_rq_worker_runs_jobs_and_counts_outcomes(redis_db):
             == 1
         )
     gone = scrape(collector)
-    assert gone.labels("background_tasks_workers", "state") == set()
+    assert gone.labels("background_tasks_workers", "state") == {"idle", "busy"}
+    assert gone.value("background_tasks_workers", backend="r", state="idle") == 0
 
 
 # -- a broker that is down -----------------------------------------------------------------
@@ -436,6 +444,42 @@ def test_broker_at_a_closed_port_reads_down_and_the_scrape_answers_200():
     assert 'background_tasks_up{backend="live",kind="rq"} 1.0' in body
     assert 'afirgen_exporter_collector_success{collector="task_queue",target="gone_rq"} 0.0' in body
     assert "pw-123456" not in body
+
+
+@pytest.mark.parametrize(
+    ("entry", "kind"),
+    [
+        ({"kind": "rq", "url": "redis://127.0.0.1:{port}/0"}, "rq"),
+        ({"kind": "celery", "url": "redis://127.0.0.1:{port}/0"}, "celery-redis"),
+        (
+            {"kind": "celery", "url": "amqp://guest:guest@127.0.0.1:{port}/", "queues": ["q"]},
+            "celery-amqp",
+        ),
+        ({"kind": "redis", "url": "redis://127.0.0.1:{port}/0", "keys": [{"key": "k"}]}, "redis"),
+        (
+            {"kind": "rabbitmq", "url": "amqp://guest:guest@127.0.0.1:{port}/", "queues": ["q"]},
+            "rabbitmq",
+        ),
+        (
+            {
+                "kind": "sql",
+                "url": "postgresql+psycopg://postgres@127.0.0.1:{port}/test",
+                "query": "SELECT 1",
+            },
+            "sql",
+        ),
+    ],
+)
+def test_every_backend_at_a_closed_port_reads_down_as_refused(make_collector, entry, kind):
+    port = free_port()
+    entry = {**entry, "url": entry["url"].format(port=port)}
+    collector = make_collector(target_from({"name": "gone", **entry}))
+    got = scrape(collector)
+    assert not got.success
+    assert got.reason == "refused"
+    assert [f.name for f in got.families] == ["background_tasks_up"]
+    assert got.value("background_tasks_up", backend="gone", kind=kind) == 0
+    collector.close()
 
 
 # -- deadline and exposition ---------------------------------------------------------------
@@ -479,14 +523,14 @@ def private_redis(tmp_path):
         proc.wait(timeout=10)
 
 
-def test_a_stalled_broker_costs_one_deadline_not_a_stuck_scrape(private_redis):
+def test_a_stalled_broker_costs_one_deadline_not_a_stuck_scrape(make_collector, private_redis):
     import threading
 
     port, client = private_redis
     target = target_from(
         {"name": "slow", "kind": "rq", "url": f"redis://127.0.0.1:{port}/0", "queues": ["afx_tq_q"]}
     )
-    collector = TaskQueueCollector(target)
+    collector = make_collector(target)
     assert scrape(collector).success  # connected and working before the stall
     stall = threading.Thread(target=lambda: client.execute_command("DEBUG", "SLEEP", "3"))
     stall.start()

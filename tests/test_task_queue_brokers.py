@@ -9,9 +9,13 @@ import time
 import pytest
 import redis
 
-from collectors.task_queue import TaskQueueCollector
 from tests.support import require_service
-from tests.tq_support import scrape, target_from
+from tests.tq_support import (
+    make_collector_fixture,  # noqa: F401 - the make_collector fixture
+    scrape,
+    target_from,
+    wait_for_value,
+)
 
 KEYS_DB = 12
 KEYS_URL = f"redis://127.0.0.1:6379/{KEYS_DB}"
@@ -30,7 +34,7 @@ def keys_db():
 # -- plain Redis keys ----------------------------------------------------------------------
 
 
-def test_redis_lists_and_sorted_sets_with_a_priority_mapping(keys_db):
+def test_redis_lists_and_sorted_sets_with_a_priority_mapping(make_collector, keys_db):
     keys_db.rpush("afx_tq:mail:high", *range(4))
     keys_db.rpush("afx_tq:mail:low", *range(7))
     keys_db.zadd("afx_tq:scored", {f"job{i}": i for i in range(10)})  # scores are priorities
@@ -55,7 +59,7 @@ def test_redis_lists_and_sorted_sets_with_a_priority_mapping(keys_db):
             ],
         }
     )
-    got = scrape(TaskQueueCollector(target))
+    got = scrape(make_collector(target))
     assert got.success
     queued = {
         (q, p): got.value("background_tasks_queued", backend="k", queue=q, priority=p)
@@ -82,7 +86,7 @@ def test_redis_lists_and_sorted_sets_with_a_priority_mapping(keys_db):
     assert 120 <= age < 120 + 60  # the scrape happens after `now`, never before
 
 
-def test_queue_budget_folds_the_smallest_queues_into_other(keys_db):
+def test_queue_budget_folds_the_smallest_queues_into_other(make_collector, keys_db):
     sizes = {"afx_tq_big": 9, "afx_tq_mid": 5, "afx_tq_s1": 2, "afx_tq_s2": 1, "afx_tq_s3": 1}
     for key, size in sizes.items():
         keys_db.rpush(key, *range(size))
@@ -95,7 +99,7 @@ def test_queue_budget_folds_the_smallest_queues_into_other(keys_db):
             "queue_limit": 2,
         }
     )
-    got = scrape(TaskQueueCollector(target))
+    got = scrape(make_collector(target))
     assert got.labels("background_tasks_queued", "queue") == {"afx_tq_big", "afx_tq_mid", "other"}
     assert got.value("background_tasks_queued", backend="k", queue="other", priority="none") == 4
     assert got.series_dropped == 3
@@ -130,7 +134,7 @@ def task_table(postgres_url):
     engine.dispose()
 
 
-def test_sql_table_counts_by_status(task_table, postgres_url):
+def test_sql_table_counts_by_status(make_collector, task_table, postgres_url):
     from sqlalchemy import text
 
     rows = (
@@ -150,7 +154,7 @@ def test_sql_table_counts_by_status(task_table, postgres_url):
                 {"q": queue, "p": priority, "s": status, "k": kind, "age": age},
             )
     target = target_from({"name": "t", "kind": "sql", "url": postgres_url, "query": QUERY})
-    collector = TaskQueueCollector(target)
+    collector = make_collector(target)
     got = scrape(collector)
     assert got.success, got.reason
     assert got.value("background_tasks_queued", backend="t", queue="mail", priority="1") == 3
@@ -169,11 +173,11 @@ def test_sql_table_counts_by_status(task_table, postgres_url):
     collector.close()
 
 
-def test_sql_query_without_the_needed_columns_reads_down(task_table, postgres_url):
+def test_sql_query_without_the_needed_columns_reads_down(make_collector, task_table, postgres_url):
     target = target_from(
         {"name": "t", "kind": "sql", "url": postgres_url, "query": "SELECT 1 AS queue"}
     )
-    collector = TaskQueueCollector(target)
+    collector = make_collector(target)
     got = scrape(collector)
     assert not got.success
     assert got.value("background_tasks_up", backend="t", kind="sql") == 0
@@ -216,7 +220,9 @@ def rabbit(rabbitmq_url):
             connection.release()
 
 
-def test_rabbitmq_ready_messages_consumers_and_a_missing_queue(rabbit, rabbitmq_url):
+def test_rabbitmq_ready_messages_consumers_and_a_missing_queue(
+    make_collector, rabbit, rabbitmq_url
+):
     rabbit("afx_tq_ready", messages=3)
     channel = rabbit("afx_tq_consumed")
     channel.basic_consume("afx_tq_consumed", callback=lambda message: None)
@@ -228,12 +234,19 @@ def test_rabbitmq_ready_messages_consumers_and_a_missing_queue(rabbit, rabbitmq_
             "queues": ["afx_tq_ready", "afx_tq_missing", "afx_tq_consumed"],
         }
     )
-    got = scrape(TaskQueueCollector(target))
-    assert got.success
-    assert (
-        got.value("background_tasks_queued", backend="mq", queue="afx_tq_ready", priority="none")
-        == 3
+    collector = make_collector(target)
+    # publishes on another connection land asynchronously: poll, then read all at once
+    wait_for_value(
+        collector,
+        "background_tasks_queued",
+        3,
+        "3 messages ready",
+        backend="mq",
+        queue="afx_tq_ready",
+        priority="none",
     )
+    got = scrape(collector)
+    assert got.success
     assert got.value("background_tasks_queue_consumers", backend="mq", queue="afx_tq_consumed") == 1
     assert got.value("background_tasks_queue_consumers", backend="mq", queue="afx_tq_ready") == 0
     exists = {
@@ -248,7 +261,7 @@ def test_rabbitmq_ready_messages_consumers_and_a_missing_queue(rabbit, rabbitmq_
     )
 
 
-def test_celery_on_rabbitmq_reads_its_queues(rabbit, rabbitmq_url):
+def test_celery_on_rabbitmq_reads_its_queues(make_collector, rabbit, rabbitmq_url):
     from celery import Celery
 
     rabbit("afx_tq_celery_amqp", create=False)  # Celery declares it (durable) itself
@@ -259,7 +272,18 @@ def test_celery_on_rabbitmq_reads_its_queues(rabbit, rabbitmq_url):
     target = target_from(
         {"name": "ca", "kind": "celery", "url": rabbitmq_url, "queues": ["afx_tq_celery_amqp"]}
     )
-    got = scrape(TaskQueueCollector(target))
+    collector = make_collector(target)
+    # publishes on another connection land asynchronously: poll with a deadline
+    wait_for_value(
+        collector,
+        "background_tasks_queued",
+        5,
+        "5 Celery messages ready",
+        backend="ca",
+        queue="afx_tq_celery_amqp",
+        priority="none",
+    )
+    got = scrape(collector)
     assert got.value("background_tasks_up", backend="ca", kind="celery-amqp") == 1
     assert (
         got.value(

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from collectors.base import Deadline
@@ -53,6 +54,23 @@ class Scrape:
             for sample in family.samples
             if sample.name == name
         }
+
+
+@pytest.fixture(name="make_collector")
+def make_collector_fixture():
+    """Collectors made from Targets or config entries, closed (sockets and all) after the test."""
+    made: list[TaskQueueCollector] = []
+
+    def make(target) -> TaskQueueCollector:
+        if isinstance(target, Mapping):
+            target = target_from(target)
+        collector = TaskQueueCollector(target)
+        made.append(collector)
+        return collector
+
+    yield make
+    for collector in made:
+        collector.close()
 
 
 def scrape(collector: TaskQueueCollector) -> Scrape:
