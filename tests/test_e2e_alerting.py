@@ -1,8 +1,10 @@
 """End to end: exporter -> real Prometheus (the shipped rules and example scrape config) ->
 real Alertmanager.
 
-A private redis-server is the cache. Stopping it must bring AfirgenCacheDown to Alertmanager's
-API; starting it again must resolve it. Prometheus runs the example config (including the /sd
+The exporter has a target of every collector kind (a private redis-server as the cache, the
+machine's PostgreSQL, a model-server stand-in, an RQ queue), each discovered through /sd and
+scraped through /probe. Stopping the Redis must bring AfirgenCacheDown to Alertmanager's API;
+starting it again must resolve it. Prometheus runs the example config (including the /sd
 discovery and /probe relabelling), with short intervals, and a copy of the shipped rules whose
 `for` durations are shortened: the expressions, labels and annotations are the shipped ones.
 """
@@ -20,12 +22,21 @@ import httpx
 import pytest
 import yaml
 
-from tests.support import ROOT, exporter_process, free_port, require_binary, wait_until
+from tests.support import (
+    ROOT,
+    exporter_process,
+    free_port,
+    require_binary,
+    require_service,
+    serve_app,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
 ALERTS_DIR = ROOT / "alerts"
 TEST_FOR = "2s"
+REDIS_DB = 15
 
 
 class RedisServer:
@@ -139,91 +150,126 @@ def query(prometheus_url: str, expr: str) -> list[dict[str, Any]]:
     return result
 
 
-def test_cache_down_alert_reaches_alertmanager_and_resolves(tmp_path: Path):
+def exporter_config(redis_port: int, model_server_url: str) -> dict[str, Any]:
+    """A target of every collector kind: the test's Redis, the machine's PostgreSQL, a model
+    server stand-in and an RQ queue on the machine's Redis (read only, db 15)."""
+    return {
+        "redis": [{"name": "cache", "url": f"redis://127.0.0.1:{redis_port}/0"}],
+        "databases": [{"name": "main", "url": "postgresql+psycopg://postgres@127.0.0.1:5432/test"}],
+        "model_servers": [
+            {"name": "llm", "kind": "kserve", "url": model_server_url, "models": ["fir-summarizer"]}
+        ],
+        "task_queues": [
+            {
+                "name": "jobs",
+                "kind": "rq",
+                "url": f"redis://127.0.0.1:6379/{REDIS_DB}",
+                "queues": ["afx_e2e_jobs"],
+            }
+        ],
+    }
+
+
+#: One up gauge per collector kind, as Prometheus stores it after /sd and /probe relabelling.
+PROBED_UP = {
+    "redis": 'cache_up{job="afirgen-probe", instance="cache", collector="redis"}',
+    "database": 'db_up{job="afirgen-probe", instance="main", collector="database"}',
+    "model_servers": 'model_server_up{job="afirgen-probe", instance="llm", server="llm"}',
+    "task_queue": 'background_tasks_up{job="afirgen-probe", instance="jobs", backend="jobs"}',
+}
+
+
+@contextlib.contextmanager
+def monitoring(tmp_path: Path, exporter_config_file: Path) -> Iterator[tuple[str, str]]:
+    """The exporter, Alertmanager and Prometheus, started in that order; yields the URLs of
+    Prometheus and Alertmanager."""
     prometheus = require_binary("prometheus")
     alertmanager = require_binary("prometheus-alertmanager")
-    redis = RedisServer(tmp_path)
-    redis.start()
-    exporter_config = tmp_path / "exporter.yml"
-    exporter_config.write_text(
-        yaml.safe_dump({"redis": [{"name": "cache", "url": f"redis://127.0.0.1:{redis.port}/0"}]})
-    )
     write_rules_with_short_for(tmp_path)
     am_port, prom_port = free_port(), free_port()
     (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config()))
+    (tmp_path / "am-data").mkdir()
     am_url = f"http://127.0.0.1:{am_port}"
     prom_url = f"http://127.0.0.1:{prom_port}"
-    try:
-        with contextlib.ExitStack() as stack:
-            exporter_url = stack.enter_context(exporter_process(exporter_config))
-            exporter = exporter_url.removeprefix("http://")
-            (tmp_path / "prometheus.yml").write_text(
-                yaml.safe_dump(prometheus_config(exporter, f"127.0.0.1:{am_port}"))
+    with contextlib.ExitStack() as stack:
+        exporter = stack.enter_context(exporter_process(exporter_config_file))
+        (tmp_path / "prometheus.yml").write_text(
+            yaml.safe_dump(
+                prometheus_config(exporter.removeprefix("http://"), f"127.0.0.1:{am_port}")
             )
-            (tmp_path / "am-data").mkdir()
-            stack.enter_context(
-                running(
-                    [
-                        alertmanager,
-                        f"--config.file={tmp_path / 'alertmanager.yml'}",
-                        f"--storage.path={tmp_path / 'am-data'}",
-                        f"--web.listen-address=127.0.0.1:{am_port}",
-                        "--cluster.listen-address=",
-                    ],
-                    tmp_path / "alertmanager.log",
-                    f"{am_url}/-/ready",
-                )
-            )
-            stack.enter_context(
-                running(
-                    [
-                        prometheus,
-                        f"--config.file={tmp_path / 'prometheus.yml'}",
-                        f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-                        f"--web.listen-address=127.0.0.1:{prom_port}",
-                    ],
-                    tmp_path / "prometheus.log",
-                    f"{prom_url}/-/ready",
-                )
-            )
-            # the cache is found through /sd, probed through /probe and reads up
-            up = 'cache_up{job="afirgen-probe", instance="cache", collector="redis"}'
-            wait_until(
-                lambda: [r["value"][1] for r in query(prom_url, up)] == ["1"],
-                timeout=40,
-                what="Prometheus to scrape the cache as up through /probe",
-            )
-            assert cache_down_alerts(am_url) == []
-            # the /metrics job of the example (collect[]=system&collect[]=process) works too
-            wait_until(
-                lambda: [r["value"][1] for r in query(prom_url, 'up{job="afirgen"}')] == ["1"],
-                timeout=20,
-                what="the exporter's own /metrics job to be up",
-            )
+        )
+        am_args = [
+            alertmanager,
+            f"--config.file={tmp_path / 'alertmanager.yml'}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{am_port}",
+            "--cluster.listen-address=",
+        ]
+        stack.enter_context(running(am_args, tmp_path / "alertmanager.log", f"{am_url}/-/ready"))
+        prom_args = [
+            prometheus,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ]
+        stack.enter_context(running(prom_args, tmp_path / "prometheus.log", f"{prom_url}/-/ready"))
+        yield prom_url, am_url
 
-            redis.stop()
-            alerts = wait_until(
-                lambda: cache_down_alerts(am_url),
-                timeout=40,
-                what="AfirgenCacheDown to reach Alertmanager",
-            )
-            (alert,) = alerts
-            assert alert["labels"]["severity"] == "critical"
-            assert alert["labels"]["job"] == "afirgen-probe"
-            assert alert["status"]["state"] == "active"
-            assert alert["annotations"]["runbook_url"].endswith("#afirgencachedown")
-            assert "Redis cache" in alert["annotations"]["description"]
 
-            redis.start()
+def reads_up(prom_url: str, selector: str) -> bool:
+    return [r["value"][1] for r in query(prom_url, selector)] == ["1"]
+
+
+def test_cache_down_alert_reaches_alertmanager_and_resolves(tmp_path: Path):
+    require_service("PostgreSQL", 5432)
+    require_service("Redis", 6379)
+    from tests.model_server_apps import Behaviour, make_app
+
+    redis = RedisServer(tmp_path)
+    with contextlib.ExitStack() as stack:
+        redis.start()
+        stack.callback(redis.stop)
+        model_server = stack.enter_context(serve_app(make_app("kserve", Behaviour())))
+        config_file = tmp_path / "exporter.yml"
+        config_file.write_text(yaml.safe_dump(exporter_config(redis.port, model_server)))
+        prom_url, am_url = stack.enter_context(monitoring(tmp_path, config_file))
+
+        # every target is found through /sd, probed through /probe and reads up
+        for kind, up in PROBED_UP.items():
             wait_until(
-                lambda: [r["value"][1] for r in query(prom_url, up)] == ["1"],
+                lambda up=up: reads_up(prom_url, up),
                 timeout=40,
-                what="the restarted Redis to read up again",
+                what=f"Prometheus to scrape the {kind} target as up through /probe",
             )
-            wait_until(
-                lambda: cache_down_alerts(am_url) == [],
-                timeout=40,
-                what="AfirgenCacheDown to resolve in Alertmanager",
-            )
-    finally:
+        # the /metrics job of the example (collect[]=system&collect[]=process) works too
+        wait_until(
+            lambda: reads_up(prom_url, 'up{job="afirgen"}'),
+            timeout=20,
+            what="the exporter's own /metrics job to be up",
+        )
+        assert cache_down_alerts(am_url) == []
+
         redis.stop()
+        alerts = wait_until(
+            lambda: cache_down_alerts(am_url),
+            timeout=40,
+            what="AfirgenCacheDown to reach Alertmanager",
+        )
+        (alert,) = alerts
+        assert alert["labels"]["severity"] == "critical"
+        assert alert["labels"]["job"] == "afirgen-probe"
+        assert alert["status"]["state"] == "active"
+        assert alert["annotations"]["runbook_url"].endswith("#afirgencachedown")
+        assert "Redis cache" in alert["annotations"]["description"]
+
+        redis.start()
+        wait_until(
+            lambda: reads_up(prom_url, PROBED_UP["redis"]),
+            timeout=40,
+            what="the restarted Redis to read up again",
+        )
+        wait_until(
+            lambda: cache_down_alerts(am_url) == [],
+            timeout=40,
+            what="AfirgenCacheDown to resolve in Alertmanager",
+        )
