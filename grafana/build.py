@@ -23,6 +23,8 @@ from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 
+from alerts.build import THRESHOLDS
+
 HERE = Path(__file__).resolve().parent
 GRAFANA_VERSION = "11.6.0"
 TAG = "afirgen"
@@ -55,6 +57,8 @@ class Panel:
     updown: bool = False
     min: float | None = None
     max: float | None = None
+    #: Colour steps (from value, colour), lowest first; the alert thresholds where there is one.
+    steps: Sequence[tuple[float | None, str]] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,19 @@ def st(title: str, description: str, unit: str, *queries: Query, **kw: Any) -> P
     kw.setdefault("width", 6)
     kw.setdefault("height", 4)
     return Panel(title, description, unit, queries, kind="stat", **kw)
+
+
+def alert_at(name: str) -> float:
+    """An alert's threshold (alerts/build.py), so a stat turns red where the alert fires."""
+    return float(THRESHOLDS[name].value)
+
+
+def bad_above(value: float) -> tuple[tuple[float | None, str], ...]:
+    return ((None, "green"), (value, "red"))
+
+
+def bad_below(value: float) -> tuple[tuple[float | None, str], ...]:
+    return ((None, "red"), (value, "green"))
 
 
 def job_var() -> Variable:
@@ -145,6 +162,7 @@ EXPORTER = Board(
                     "Collectors that failed their last scrape (0 is healthy).",
                     "short",
                     q(f"count(afirgen_exporter_collector_success{{{TARGET}}} == 0) or vector(0)"),
+                    steps=bad_above(1),
                 ),
                 st(
                     "Config reload",
@@ -161,6 +179,7 @@ EXPORTER = Board(
                     "Series folded into 'other' by the label budgets in the last scrape.",
                     "short",
                     q(f"sum(afirgen_exporter_series_dropped{{{TARGET}}})"),
+                    steps=((None, "green"), (1, "orange")),
                 ),
                 ts(
                     "Collector success",
@@ -256,6 +275,7 @@ DATABASE = Board(
                     "percentunit",
                     q(f"max(job_database:db_connection_pool_checked_out:ratio{{{DB}}})"),
                     max=1,
+                    steps=bad_above(alert_at("pool_saturation_ratio")),
                 ),
                 ts(
                     "Ping",
@@ -408,6 +428,7 @@ CACHE_BOARD = Board(
                     "percentunit",
                     q(f"min(job_instance:cache_hit:ratio_rate5m{{{CACHE}}})"),
                     max=1,
+                    steps=bad_below(alert_at("cache_hit_ratio_min")),
                 ),
                 st(
                     "Memory of maxmemory",
@@ -415,6 +436,7 @@ CACHE_BOARD = Board(
                     "percentunit",
                     q(f"max(job_instance:cache_memory_usage:ratio{{{CACHE}}})"),
                     max=1,
+                    steps=bad_above(alert_at("cache_memory_ratio")),
                 ),
                 st(
                     "Uptime",
@@ -551,6 +573,7 @@ MODEL_SERVERS = Board(
                     "short",
                     q(f"count(model_server_model_ready{{{MODEL}}} == 0) or vector(0)"),
                     width=12,
+                    steps=bad_above(1),
                 ),
                 ts(
                     "Live and ready",
@@ -654,12 +677,14 @@ TASK_QUEUE = Board(
                     "Workers online.",
                     "short",
                     q(f"sum(background_tasks_workers{{{TARGET}}}) or vector(0)"),
+                    steps=bad_below(1),
                 ),
                 st(
                     "Oldest waiting task",
                     "Age of the oldest task waiting in the selected queues.",
                     "s",
                     q(f"max(background_tasks_oldest_waiting_age_seconds{{{QUEUE}}})"),
+                    steps=bad_above(alert_at("oldest_task_seconds")),
                 ),
                 ts(
                     "Waiting tasks by queue and priority",
@@ -910,30 +935,35 @@ OVERVIEW = Board(
                     "percentunit",
                     q(f"avg(up{{{TARGET}}})"),
                     max=1,
+                    steps=bad_below(1),
                 ),
                 st(
                     "Failing collectors",
                     "Collectors that failed their last scrape.",
                     "short",
                     q(f"count(afirgen_exporter_collector_success{{{TARGET}}} == 0) or vector(0)"),
+                    steps=bad_above(1),
                 ),
                 st(
                     "Databases down",
                     "Configured databases the exporter could not query.",
                     "short",
                     q(f"count(db_up{{{TARGET}}} == 0) or vector(0)"),
+                    steps=bad_above(1),
                 ),
                 st(
                     "Caches down",
                     "Configured Redis instances the exporter could not read.",
                     "short",
                     q(f"count(cache_up{{{TARGET}}} == 0) or vector(0)"),
+                    steps=bad_above(1),
                 ),
                 st(
                     "Model servers not ready",
                     "Model servers whose readiness probe failed.",
                     "short",
                     q(f"count(model_server_availability{{{TARGET}}} == 0) or vector(0)"),
+                    steps=bad_above(1),
                 ),
                 st(
                     "Waiting tasks",
@@ -947,6 +977,7 @@ OVERVIEW = Board(
                     "percentunit",
                     q(f"max(job_instance:system_cpu_utilisation:rate5m{{{TARGET}}})"),
                     max=1,
+                    steps=bad_above(alert_at("host_cpu_ratio")),
                 ),
                 st(
                     "API 5xx ratio",
@@ -954,6 +985,7 @@ OVERVIEW = Board(
                     "percentunit",
                     q(f"max(job_endpoint:api_requests_errors:ratio_rate5m{{{TARGET}}})"),
                     max=1,
+                    steps=bad_above(alert_at("api_error_ratio")),
                 ),
                 ts(
                     "Firing alerts",
@@ -1081,6 +1113,12 @@ def _panel(panel: Panel, panel_id: int) -> Any:
         builder = builder.min(panel.min)
     if panel.max is not None:
         builder = builder.max(panel.max)
+    if panel.steps:
+        builder = builder.thresholds(
+            dash.ThresholdsConfig()
+            .mode(model.ThresholdsMode.ABSOLUTE)
+            .steps([model.Threshold(value=v, color=c) for v, c in panel.steps])
+        )
     return builder
 
 
