@@ -61,6 +61,14 @@ CATALOG: tuple[CollectorSpec, ...] = (
         "Redis instances: INFO ALL and LATENCY HISTOGRAM in one round trip per scrape.",
         section="redis",
     ),
+    CollectorSpec(
+        "model_servers",
+        "collectors.model_servers",
+        True,
+        "HTTP model servers (KServe v2/Triton, TorchServe, TGI, vLLM, Ollama, generic): "
+        "liveness, readiness per model, probe latency, version (httpx).",
+        section="model_servers",
+    ),
 )
 
 BY_NAME: dict[str, CollectorSpec] = {spec.name: spec for spec in CATALOG}

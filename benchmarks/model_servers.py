@@ -1,0 +1,263 @@
+"""Probe one loopback health endpoint through our /probe and through Debian's blackbox_exporter.
+
+Both probe the same endpoint (a uvicorn app in its own process answering `{"status": "UP"}`):
+our exporter with a `generic` target checking the JSON field, blackbox_exporter with an `http`
+module checking the status code and the body by regexp. Rounds interleave the two; every
+request carries Prometheus's headers. Printed: latency p50/p99 per probe as Prometheus sees it,
+CPU per probe of each exporter process (utime+stime from /proc, children included), and the
+ratios ours/blackbox. A third row (not in the ratios) probes a vLLM-shaped endpoint with our
+`vllm` preset, which makes three requests per probe.
+
+Run: python benchmarks/model_servers.py [--rounds 10] [--per-round 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+    "X-Prometheus-Scrape-Timeout-Seconds": "10",
+}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+ENDPOINT_APP = textwrap.dedent(
+    """
+    import sys
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    async def healthz(request):
+        return JSONResponse({"status": "UP"})
+
+    async def health(request):
+        return Response(status_code=200)
+
+    async def models(request):
+        return JSONResponse({"object": "list", "data": [{"id": "fir-summarizer"}]})
+
+    async def version(request):
+        return JSONResponse({"version": "0.6.4"})
+
+    app = Starlette(routes=[
+        Route("/healthz", healthz), Route("/health", health),
+        Route("/v1/models", models), Route("/version", version),
+    ])
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+                access_log=False)
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer within {timeout}s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime of the process and its children (from /proc/<pid>/stat)."""
+    total = 0.0
+    process = psutil.Process(pid)
+    for proc in [process, *process.children(recursive=True)]:
+        try:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
+class Contender:
+    def __init__(self, name: str, pid: int, url: str, params: dict[str, str]) -> None:
+        self.name = name
+        self.pid = pid
+        self.url = url
+        self.params = params
+        self.latencies: list[float] = []
+        self.cpu = 0.0
+        self.probes = 0
+        self.client = httpx.Client(headers=HEADERS, timeout=15)
+
+    def round(self, n: int) -> None:
+        before = cpu_seconds(self.pid)
+        for _ in range(n):
+            started = time.perf_counter()
+            answer = self.client.get(self.url, params=self.params)
+            self.latencies.append(time.perf_counter() - started)
+            if answer.status_code != 200 or b"probe_success 1" not in answer.content:
+                raise SystemExit(f"{self.name}: probe failed: {answer.status_code}")
+        self.cpu += cpu_seconds(self.pid) - before
+        self.probes += n
+
+    def p(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--per-round", type=int, default=200)
+    args = parser.parse_args()
+    blackbox = shutil.which("prometheus-blackbox-exporter")
+    if blackbox is None:
+        raise SystemExit("prometheus-blackbox-exporter is not installed (scripts/install-tools)")
+    work = Path(tempfile.mkdtemp(prefix="bench-model-servers-"))
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(argv: list[str], log: str) -> subprocess.Popen[bytes]:
+        out = (work / log).open("wb")
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        processes.append(proc)
+        return proc
+
+    try:
+        endpoint_port = free_port()
+        (work / "endpoint.py").write_text(ENDPOINT_APP)
+        start([sys.executable, str(work / "endpoint.py"), str(endpoint_port)], "endpoint.log")
+        endpoint = f"http://127.0.0.1:{endpoint_port}"
+        wait_http(f"{endpoint}/healthz")
+
+        ours_port = free_port()
+        (work / "exporter.yml").write_text(
+            textwrap.dedent(
+                f"""
+                collectors: {{system: {{enabled: false}}, process: {{enabled: false}}}}
+                model_servers:
+                  - name: bench
+                    url: {endpoint}/healthz
+                    json_field: status
+                    json_equals: UP
+                  - name: bench-vllm
+                    kind: vllm
+                    url: {endpoint}
+                    models: [fir-summarizer]
+                """
+            )
+        )
+        ours = start(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "--config",
+                str(work / "exporter.yml"),
+                "--web.listen-address",
+                f"127.0.0.1:{ours_port}",
+                "--log.level",
+                "warning",
+            ],
+            "exporter.log",
+        )
+        bb_port = free_port()
+        (work / "blackbox.yml").write_text(
+            textwrap.dedent(
+                """
+                modules:
+                  http_json:
+                    prober: http
+                    timeout: 10s
+                    http:
+                      valid_status_codes: [200]
+                      preferred_ip_protocol: ip4
+                      fail_if_body_not_matches_regexp: ['"status":\\s*"UP"']
+                """
+            )
+        )
+        bb = start(
+            [
+                blackbox,
+                f"--config.file={work / 'blackbox.yml'}",
+                f"--web.listen-address=127.0.0.1:{bb_port}",
+                "--log.level=warn",
+            ],
+            "blackbox.log",
+        )
+        wait_http(f"http://127.0.0.1:{ours_port}/-/healthy")
+        wait_http(f"http://127.0.0.1:{bb_port}/-/healthy")
+
+        contenders = [
+            Contender(
+                "afirgen /probe generic",
+                ours.pid,
+                f"http://127.0.0.1:{ours_port}/probe",
+                {"target": "bench"},
+            ),
+            Contender(
+                "blackbox http module",
+                bb.pid,
+                f"http://127.0.0.1:{bb_port}/probe",
+                {"target": f"{endpoint}/healthz", "module": "http_json"},
+            ),
+            Contender(
+                "afirgen /probe vllm (3 req)",
+                ours.pid,
+                f"http://127.0.0.1:{ours_port}/probe",
+                {"target": "bench-vllm"},
+            ),
+        ]
+        for contender in contenders:  # warm up: connections, imports, first-request costs
+            contender.round(20)
+            contender.latencies.clear()
+            contender.cpu = 0.0
+            contender.probes = 0
+        for _ in range(args.rounds):
+            for contender in contenders:
+                contender.round(args.per_round)
+
+        print(f"{args.rounds} interleaved rounds x {args.per_round} probes, loopback endpoint\n")
+        print(f"{'':30} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/probe':>13}")
+        for c in contenders:
+            cpu_ms = 1000 * c.cpu / c.probes
+            print(f"{c.name:30} {1000 * c.p(0.5):8.3f} {1000 * c.p(0.99):8.3f} {cpu_ms:13.3f}")
+        ours_c, bb_c = contenders[0], contenders[1]
+        print(
+            "\nratio ours/blackbox (generic vs http module): "
+            f"p50 {ours_c.p(0.5) / bb_c.p(0.5):.2f}x, "
+            f"p99 {ours_c.p(0.99) / bb_c.p(0.99):.2f}x, "
+            f"CPU/probe {(ours_c.cpu / ours_c.probes) / (bb_c.cpu / bb_c.probes):.2f}x"
+        )
+    finally:
+        for proc in reversed(processes):
+            proc.terminate()
+        for proc in processes:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
