@@ -178,6 +178,20 @@ def test_embedded_client_keeps_the_application_pool_alone(redis_host_port):
     assert client.connection_pool._created_connections == 0  # never took one of the app's
 
 
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_embedded_client_settings_are_followed(server, protocol):
+    """Decoded replies and either protocol: the collector reads raw INFO and both reply shapes."""
+    client = server.client(decode_responses=True, protocol=protocol)
+    client.get("x")
+    collector = from_client(client, "app-cache", Options(command_limit=5))
+    result, samples = scrape(collector)
+    collector.close()
+    assert result.success, result.reason
+    assert get(samples, "cache_operation_duration_seconds_count", "app-cache", command="get") == 1
+    commands = {dict(lb)["command"] for (n, lb) in samples if n == "redis_commands_total"}
+    assert len(commands) <= 6
+
+
 # -- private servers -------------------------------------------------------------------------
 
 

@@ -169,6 +169,12 @@ def test_per_command_families_match_commandstats():
         assert errors == s.rejected + s.failed
     # the dumps were taken after an LPUSH on a string key and an unknown command
     assert value(families, "cache_operations_total", operation="lpush", result="error") == 1.0
+    assert value(families, "redis_commands_failed_calls_total") == sum(
+        s.failed for s in stats.values()
+    )
+    assert value(families, "redis_commands_rejected_calls_total") == sum(
+        s.rejected for s in stats.values()
+    )
 
 
 def test_lookups_become_hit_and_miss_operations():
@@ -259,3 +265,23 @@ def test_exposition_passes_promtool(name):
     text = generate_latest(Registry(families))
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
     assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
+
+
+def test_histogram_keeps_fewer_commands_than_the_counters():
+    stats = command_stats(parse_info(dump("info_redis7_master.txt")))
+    top = sorted(stats, key=lambda c: -stats[c].calls)
+    histograms = {cmd: CommandLatency(int(stats[cmd].calls), ((1, int(s.calls)),))
+                  for cmd, s in stats.items()}  # fmt: skip
+    families, ctx = families_for(
+        "info_redis7_master.txt", histograms=histograms, histogram_command_limit=2
+    )
+    exposed = samples(families)
+    name = "cache_operation_duration_seconds_count"
+    counted = {dict(lb)["command"]: v for (n, lb), v in exposed.items() if n == name}
+    assert set(counted) == {top[0], top[1], "other"}
+    assert sum(counted.values()) == sum(s.calls for s in stats.values())
+    other_sum = value(families, "cache_operation_duration_seconds_sum", command="other")
+    assert other_sum == pytest.approx(sum(stats[c].seconds for c in top[2:]))
+    commands = {dict(lb)["command"] for (n, lb) in exposed if n == "redis_commands_total"}
+    assert commands == set(stats)  # the counters keep their own, larger budget
+    assert ctx.series_dropped == len(stats) - 2
