@@ -105,6 +105,8 @@ class Target:
     sep: str = field(default="\x06\x16", metadata={"check": check_non_empty})
     #: Celery on Redis: kombu's `global_keyprefix`.
     key_prefix: str = ""
+    #: Celery: the app's `control_exchange` setting (worker pidbox and remote control).
+    control_exchange: str = field(default="celery", metadata={"check": check_non_empty})
     #: Celery: ask the workers for per-task totals (`inspect().stats()`).
     inspect: bool = False
     inspect_timeout_seconds: float = field(default=1.0, metadata={"check": check_positive})
@@ -141,6 +143,7 @@ KIND_OPTIONS: dict[str, frozenset[str]] = {
     "sep": frozenset({"celery"}),
     "key_prefix": frozenset({"celery"}),
     "inspect": frozenset({"celery"}),
+    "control_exchange": frozenset({"celery"}),
     "keys": frozenset({"redis"}),
     "query": frozenset({"sql"}),
 }
@@ -251,7 +254,9 @@ class TaskQueueCollector(SourceCollector):
 
     def celery_settings(self) -> CelerySettings:
         t = self.target
-        return CelerySettings(t.queues, t.priority_steps, t.sep, t.key_prefix, 10_000)
+        return CelerySettings(
+            t.queues, t.priority_steps, t.sep, t.key_prefix, 10_000, t.control_exchange
+        )
 
     def inspector(self) -> CeleryInspector:
         if self._inspector is None:
@@ -262,7 +267,7 @@ class TaskQueueCollector(SourceCollector):
             if self.target.key_prefix:
                 options["global_keyprefix"] = self.target.key_prefix
             url = with_password(self.target.url, self._password)
-            self._inspector = CeleryInspector(url, options)
+            self._inspector = CeleryInspector(url, options, self.target.control_exchange)
         return self._inspector
 
     # -- reading ------------------------------------------------------------------------

@@ -201,6 +201,7 @@ def test_celery_worker_runs_tasks_and_inspect_counts_them(make_collector, redis_
             "kind": "celery",
             "url": url,
             "queues": ["afx_tq_work"],
+            "control_exchange": "afx_tq_ctl",
             "inspect": True,
             "inspect_timeout_seconds": 3,
         }
