@@ -143,9 +143,13 @@ KIND_OPTIONS: dict[str, frozenset[str]] = {
     "sep": frozenset({"celery"}),
     "key_prefix": frozenset({"celery"}),
     "inspect": frozenset({"celery"}),
+    "inspect_timeout_seconds": frozenset({"celery"}),
     "control_exchange": frozenset({"celery"}),
+    "queues": frozenset({"celery", "rq", "rabbitmq"}),
     "keys": frozenset({"redis"}),
     "query": frozenset({"sql"}),
+    "waiting_statuses": frozenset({"sql"}),
+    "running_statuses": frozenset({"sql"}),
 }
 
 

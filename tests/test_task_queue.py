@@ -90,6 +90,10 @@ def celery_app(broker: str, **transport_options):
         ),
         ({"kind": "rq", "url": "redis://:hunter22@127.0.0.1:99999"}, "url: not a valid URL"),
         ({"kind": "rq", "url": "redis://127.0.0.1", "queue_limit": 0}, "queue_limit: must be"),
+        (
+            {"kind": "redis", "url": "redis://127.0.0.1", "keys": [{"key": "k"}], "queues": ["q"]},
+            "queues: applies to kind celery or rabbitmq or rq, not redis",
+        ),
     ],
 )
 def test_config_errors_name_the_key_and_never_echo_the_password(entry, problem):
