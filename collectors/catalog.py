@@ -69,6 +69,15 @@ CATALOG: tuple[CollectorSpec, ...] = (
         "liveness, readiness per model, probe latency, version (httpx).",
         section="model_servers",
     ),
+    CollectorSpec(
+        "task_queue",
+        "collectors.task_queue",
+        True,
+        "Background work per task_queues entry: Celery (Redis or RabbitMQ), RQ, Redis lists "
+        "and sorted sets, SQL tables, RabbitMQ queues: depth by priority, in progress, "
+        "processed, oldest waiting age, workers.",
+        section="task_queues",
+    ),
 )
 
 BY_NAME: dict[str, CollectorSpec] = {spec.name: spec for spec in CATALOG}

@@ -1,0 +1,193 @@
+"""Celery on Redis, read from kombu's keys (no Celery import unless `inspect` is on).
+
+kombu's Redis transport keeps, per queue, one list per priority step: `QUEUE` for the first
+step (and for messages without priority), `QUEUE<sep><step>` for the others (default steps
+0, 3, 6, 9 and separator `\\x06\\x16`). Lower numbers are served first. An empty list does not
+exist in Redis, so a missing key is a depth of 0. Messages a worker has taken but not yet
+acknowledged (prefetched or running) are in the `unacked` hash, all queues together, each
+value a JSON `[message, exchange, routing_key]`. Queues are bound in `_kombu.binding.<exchange>`
+sets whose members are `routing_key<sep>pattern<sep>queue`; workers bind their
+`<hostname>.celery.pidbox` queue to `celery.pidbox`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from collectors.base import Deadline
+from collectors.queues_model import ANY_TYPE, QueueReading
+from collectors.queues_redis_io import read_many, scan_keys, text
+
+BINDING_PREFIX = "_kombu.binding."
+DEFAULT_CONTROL_EXCHANGE = "celery"
+UNACKED_KEY = "unacked"
+
+
+@dataclass(frozen=True)
+class CelerySettings:
+    queues: tuple[str, ...]
+    priority_steps: tuple[int, ...]
+    sep: str
+    key_prefix: str
+    queue_discovery_limit: int
+    #: Celery's `control_exchange` setting: workers bind `<hostname>.<it>.pidbox` queues
+    control_exchange: str = DEFAULT_CONTROL_EXCHANGE
+
+    @property
+    def pidbox_exchange(self) -> str:
+        return f"{self.control_exchange}.pidbox"
+
+    @property
+    def internal_exchanges(self) -> frozenset[str]:
+        """Exchanges whose bindings are Celery's own plumbing, not task queues."""
+        return frozenset(
+            {self.pidbox_exchange, f"reply.{self.pidbox_exchange}", "celeryev", "celery.pidbox"}
+        )
+
+
+def priority_key(queue: str, step: int, settings: CelerySettings) -> str:
+    """The list holding `queue`'s messages of priority `step` (kombu's `_q_for_pri`)."""
+    name = f"{queue}{settings.sep}{step}" if step else queue
+    return settings.key_prefix + name
+
+
+def parse_binding(member: bytes | str, sep: str) -> tuple[str, str]:
+    """(routing_key, queue) of one `_kombu.binding.*` member."""
+    parts = text(member).split(sep)
+    if len(parts) < 3:
+        return "", parts[-1]
+    return parts[0], parts[2]
+
+
+def unacked_routing_keys(values: Iterable[bytes | str]) -> list[tuple[str, str]]:
+    """(exchange, routing_key) of every message in the `unacked` hash (unparseable: skipped)."""
+    found = []
+    for value in values:
+        try:
+            _, exchange, routing_key = json.loads(value)
+        except (ValueError, TypeError):
+            continue
+        found.append((str(exchange or ""), str(routing_key or "")))
+    return found
+
+
+def worker_names(pidbox_queues: Iterable[str], pidbox_exchange: str = "celery.pidbox") -> list[str]:
+    """Worker hostnames from the queues bound to the pidbox (`<hostname>.celery.pidbox`)."""
+    suffix = "." + pidbox_exchange
+    return sorted({q[: -len(suffix)] for q in pidbox_queues if q.endswith(suffix)})
+
+
+def read_bindings(
+    client: Any, settings: CelerySettings, deadline: Deadline
+) -> dict[str, list[tuple[str, str]]]:
+    """exchange -> [(routing_key, queue)] for every `_kombu.binding.*` set."""
+    prefix = settings.key_prefix + BINDING_PREFIX
+    keys: list[bytes | str]
+    if settings.queues:
+        # Celery binds each queue to a direct exchange of the same name: no SCAN needed
+        keys = [prefix + settings.pidbox_exchange, *(prefix + q for q in settings.queues)]
+    else:
+        keys = list(scan_keys(client, prefix + "*", deadline, settings.queue_discovery_limit))
+    replies = read_many(client, [("SMEMBERS", key) for key in keys], deadline)
+    bindings: dict[str, list[tuple[str, str]]] = {}
+    for key, members in zip(keys, replies, strict=True):
+        exchange = text(key)[len(prefix) :]
+        bindings[exchange] = [parse_binding(m, settings.sep) for m in members]
+    return bindings
+
+
+def task_queues(bindings: dict[str, list[tuple[str, str]]], internal: frozenset[str]) -> list[str]:
+    """Queues bound to any exchange but Celery's internal ones."""
+    found = {
+        queue
+        for exchange, members in bindings.items()
+        if exchange not in internal
+        for _, queue in members
+    }
+    return sorted(found)
+
+
+def queue_of(exchange: str, routing_key: str, bindings: dict[str, list[tuple[str, str]]]) -> str:
+    """The queue an unacked message came from: its binding, else its routing key."""
+    for bound_key, queue in bindings.get(exchange, ()):
+        if bound_key == routing_key:
+            return queue
+    return routing_key
+
+
+def read_celery_redis(
+    client: Any, settings: CelerySettings, deadline: Deadline, reading: QueueReading
+) -> list[str]:
+    """Fill depths per priority step, unacked per queue and workers; return the worker names."""
+    bindings = read_bindings(client, settings, deadline)
+    queues: Sequence[str] = settings.queues or task_queues(bindings, settings.internal_exchanges)
+    steps = settings.priority_steps
+    commands: list[tuple[str | bytes | int | float, ...]] = [
+        ("LLEN", priority_key(queue, step, settings)) for queue in queues for step in steps
+    ]
+    commands.append(("HVALS", settings.key_prefix + UNACKED_KEY))
+    replies = read_many(client, commands, deadline)
+    depths = iter(replies[:-1])
+    for queue in queues:
+        for step in steps:
+            reading.queued[(queue, str(step))] += float(next(depths))
+    for queue in queues:
+        reading.in_progress[queue] += 0.0
+    for exchange, routing_key in unacked_routing_keys(replies[-1]):
+        reading.in_progress[queue_of(exchange, routing_key, bindings)] += 1.0
+    pidbox = settings.pidbox_exchange
+    workers = worker_names((queue for _, queue in bindings.get(pidbox, ())), pidbox)
+    reading.workers["online"] = float(len(workers))
+    reading.has_workers = True
+    return workers
+
+
+class CeleryInspector:
+    """Per-task totals from the workers themselves (`inspect().stats()`), imported lazily.
+
+    Celery's remote control broadcasts a request and waits for replies: the wait is bounded by
+    the scrape deadline and ends early once every known worker has answered.
+    """
+
+    def __init__(
+        self,
+        broker_url: str,
+        transport_options: dict[str, Any],
+        control_exchange: str = DEFAULT_CONTROL_EXCHANGE,
+    ) -> None:
+        self.broker_url = broker_url
+        self.transport_options = transport_options
+        self.control_exchange = control_exchange
+        self._app: Any = None
+
+    def app(self) -> Any:
+        if self._app is None:
+            from celery import Celery
+
+            self._app = Celery(
+                "afirgen_exporter_inspect", broker=self.broker_url, set_as_current=False
+            )
+            self._app.conf.broker_transport_options = self.transport_options
+            self._app.conf.control_exchange = self.control_exchange
+            self._app.conf.broker_connection_retry_on_startup = False
+            self._app.conf.broker_connection_max_retries = 0
+        return self._app
+
+    def read(self, expected_workers: int | None, wait: float, reading: QueueReading) -> None:
+        if expected_workers == 0:
+            reading.has_processed = True
+            return
+        inspector = self.app().control.inspect(timeout=wait, limit=expected_workers)
+        replies = inspector.stats() or {}
+        for stats in replies.values():
+            for task, count in (stats.get("total") or {}).items():
+                reading.processed[(str(task) or ANY_TYPE, "accepted")] += float(count)
+        reading.has_processed = True
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+            self._app = None

@@ -1,0 +1,123 @@
+"""RQ, read from its Redis keys (no RQ import): queues, job registries, workers.
+
+- `rq:queues`: set of `rq:queue:NAME` keys; each a list of job ids, the next to run first.
+- `rq:wip|finished|failed|canceled:NAME`: sorted sets scored by expiry time (-1 ttl is
+  `+inf`), so live entries are `ZCOUNT key now +inf`; `rq:deferred:NAME` (scored by creation
+  time in RQ 3) and `rq:scheduled:NAME` (scored by run time) count whole (`ZCARD`).
+- `rq:workers`: set of `rq:worker:NAME` hashes with `state`, `successful_job_count`,
+  `failed_job_count`, `total_working_time` (seconds). A worker whose hash expired (it died
+  without cleaning up) is not counted.
+- `rq:job:ID` hashes with `enqueued_at` (`%Y-%m-%dT%H:%M:%S.%fZ`, UTC).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from collectors.base import Deadline
+from collectors.queues_model import ANY_TYPE, NO_PRIORITY, QueueReading
+from collectors.queues_redis_io import Command, read_many, text
+
+QUEUES_KEY = "rq:queues"
+QUEUE_PREFIX = "rq:queue:"
+WORKERS_KEY = "rq:workers"
+JOB_PREFIX = "rq:job:"
+#: registry label -> (key prefix, True if scored by expiry time so only live entries count)
+REGISTRIES: dict[str, tuple[str, bool]] = {
+    "started": ("rq:wip:", True),
+    "finished": ("rq:finished:", True),
+    "failed": ("rq:failed:", True),
+    "canceled": ("rq:canceled:", True),
+    "deferred": ("rq:deferred:", False),
+    "scheduled": ("rq:scheduled:", False),
+}
+WORKER_FIELDS = ("state", "successful_job_count", "failed_job_count", "total_working_time")
+ALWAYS_REPORTED_STATES = ("idle", "busy")
+ENQUEUED_AT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def parse_enqueued_at(value: bytes | str | None) -> float | None:
+    """RQ's `enqueued_at` as Unix time; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        moment = datetime.strptime(text(value), ENQUEUED_AT_FORMAT)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC).timestamp()
+
+
+def number(value: bytes | str | None) -> float:
+    try:
+        result = float(text(value)) if value is not None else 0.0
+    except ValueError:
+        return 0.0
+    return result if math.isfinite(result) else 0.0
+
+
+def discover_queues(client: Any, deadline: Deadline) -> list[str]:
+    (members,) = read_many(client, [("SMEMBERS", QUEUES_KEY)], deadline)
+    names = (text(m) for m in members)
+    return sorted(n[len(QUEUE_PREFIX) :] for n in names if n.startswith(QUEUE_PREFIX))
+
+
+def queue_commands(queue: str, now: float) -> list[Command]:
+    """Depth, head job id and every registry count of one queue."""
+    commands: list[Command] = [("LLEN", QUEUE_PREFIX + queue), ("LINDEX", QUEUE_PREFIX + queue, 0)]
+    for prefix, by_expiry in REGISTRIES.values():
+        if by_expiry:
+            commands.append(("ZCOUNT", prefix + queue, now, "+inf"))
+        else:
+            commands.append(("ZCARD", prefix + queue))
+    return commands
+
+
+def read_rq(
+    client: Any, queues: Sequence[str], deadline: Deadline, now: float, reading: QueueReading
+) -> None:
+    """Fill depths, registries, in-progress, oldest waiting age and worker totals."""
+    names = list(queues) or discover_queues(client, deadline)
+    per_queue = 2 + len(REGISTRIES)
+    commands = [c for queue in names for c in queue_commands(queue, now)]
+    commands.append(("SMEMBERS", WORKERS_KEY))
+    replies = read_many(client, commands, deadline)
+    heads: dict[str, str] = {}
+    for index, queue in enumerate(names):
+        depth, head, *registry_counts = replies[index * per_queue : (index + 1) * per_queue]
+        reading.queued[(queue, NO_PRIORITY)] += float(depth)
+        for registry, count in zip(REGISTRIES, registry_counts, strict=True):
+            reading.registry[(queue, registry)] += float(count)
+        reading.in_progress[queue] += float(registry_counts[0])
+        if head:
+            heads[queue] = text(head)
+    worker_keys = sorted(text(k) for k in replies[-1])
+    second: list[Command] = [("HGET", JOB_PREFIX + job, "enqueued_at") for job in heads.values()]
+    second += [("HMGET", key, *WORKER_FIELDS) for key in worker_keys]
+    more = read_many(client, second, deadline)
+    for queue, enqueued in zip(heads, more[: len(heads)], strict=True):
+        at = parse_enqueued_at(enqueued)
+        if at is not None:
+            reading.oldest_age[queue] = max(0.0, now - at)
+    add_workers(more[len(heads) :], reading)
+
+
+def add_workers(records: Sequence[Sequence[bytes | None]], reading: QueueReading) -> None:
+    """Workers by state and their summed job counts and working time."""
+    successful = failed = working = 0.0
+    for known in ALWAYS_REPORTED_STATES:  # so "no worker at all" is a 0, not an absent series
+        reading.workers[known] += 0.0
+    for state, ok, bad, seconds in records:
+        if state is None:  # the hash expired: the worker is gone
+            continue
+        reading.workers[text(state) or "unknown"] += 1.0
+        successful += number(ok)
+        failed += number(bad)
+        working += number(seconds)
+    reading.has_workers = True
+    reading.has_processed = True
+    reading.processed[(ANY_TYPE, "success")] += successful
+    reading.processed[(ANY_TYPE, "failure")] += failed
+    reading.duration[ANY_TYPE] = (successful + failed, working)

@@ -1,0 +1,350 @@
+"""collectors/task_queue.py on plain Redis keys (db 12), a PostgreSQL table (`afx_tq_*` in
+`test`) and RabbitMQ queues (`afx_tq_*`, deleted afterwards), plus the label budget.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from tests.support import require_service
+from tests.tq_support import (
+    make_collector_fixture,  # noqa: F401 - the make_collector fixture
+    scrape,
+    target_from,
+    wait_for_value,
+    worker_process,
+)
+
+KEYS_DB = 12
+KEYS_URL = f"redis://127.0.0.1:6379/{KEYS_DB}"
+
+
+@pytest.fixture
+def keys_db():
+    require_service("Redis", 6379)
+    client = redis.Redis(host="127.0.0.1", port=6379, db=KEYS_DB)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+# -- plain Redis keys ----------------------------------------------------------------------
+
+
+def test_redis_lists_and_sorted_sets_with_a_priority_mapping(make_collector, keys_db):
+    keys_db.rpush("afx_tq:mail:high", *range(4))
+    keys_db.rpush("afx_tq:mail:low", *range(7))
+    keys_db.zadd("afx_tq:scored", {f"job{i}": i for i in range(10)})  # scores are priorities
+    now = time.time()
+    keys_db.zadd("afx_tq:delayed", {"a": now - 120, "b": now - 30, "c": now})  # enqueue times
+    target = target_from(
+        {
+            "name": "k",
+            "kind": "redis",
+            "url": KEYS_URL,
+            "keys": [
+                {"key": "afx_tq:mail:high", "queue": "mail", "priority": "high"},
+                {"key": "afx_tq:mail:low", "queue": "mail", "priority": "low"},
+                {
+                    "key": "afx_tq:scored",
+                    "queue": "scored",
+                    "type": "zset",
+                    "priorities": {"urgent": [0, 2], "normal": [3, 9]},
+                },
+                {"key": "afx_tq:delayed", "type": "zset", "score_is_enqueue_time": True},
+                {"key": "afx_tq:does_not_exist", "queue": "ghost"},
+            ],
+        }
+    )
+    got = scrape(make_collector(target))
+    assert got.success
+    queued = {
+        (q, p): got.value("background_tasks_queued", backend="k", queue=q, priority=p)
+        for q, p in (
+            ("mail", "high"),
+            ("mail", "low"),
+            ("scored", "urgent"),
+            ("scored", "normal"),
+            ("afx_tq:delayed", "none"),
+            ("ghost", "none"),
+        )
+    }
+    assert queued == {
+        ("mail", "high"): 4,
+        ("mail", "low"): 7,
+        ("scored", "urgent"): 3,
+        ("scored", "normal"): 7,
+        ("afx_tq:delayed", "none"): 3,
+        ("ghost", "none"): 0,
+    }
+    age = got.value(
+        "background_tasks_oldest_waiting_age_seconds", backend="k", queue="afx_tq:delayed"
+    )
+    assert 120 <= age < 120 + 60  # the scrape happens after `now`, never before
+
+
+def test_queue_budget_folds_the_smallest_queues_into_other(make_collector, keys_db):
+    sizes = {"afx_tq_big": 9, "afx_tq_mid": 5, "afx_tq_s1": 2, "afx_tq_s2": 1, "afx_tq_s3": 1}
+    for key, size in sizes.items():
+        keys_db.rpush(key, *range(size))
+    target = target_from(
+        {
+            "name": "k",
+            "kind": "redis",
+            "url": KEYS_URL,
+            "keys": [{"key": key} for key in sizes],
+            "queue_limit": 2,
+        }
+    )
+    got = scrape(make_collector(target))
+    assert got.labels("background_tasks_queued", "queue") == {"afx_tq_big", "afx_tq_mid", "other"}
+    assert got.value("background_tasks_queued", backend="k", queue="other", priority="none") == 4
+    assert got.series_dropped == 3
+
+
+# -- SQL table -----------------------------------------------------------------------------
+
+
+QUERY = """
+SELECT queue, priority, status, count(*) AS count, kind AS type,
+       extract(epoch FROM now() - min(created_at)) AS age_seconds
+FROM afx_tq_tasks GROUP BY queue, priority, status, kind
+"""
+
+
+@pytest.fixture
+def task_table(postgres_url):
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS afx_tq_tasks"))
+        conn.execute(
+            text(
+                "CREATE TABLE afx_tq_tasks (id serial PRIMARY KEY, queue text, priority int, "
+                "status text, kind text, created_at timestamptz)"
+            )
+        )
+    yield engine
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS afx_tq_tasks"))
+    engine.dispose()
+
+
+def test_sql_table_counts_by_status(make_collector, task_table, postgres_url):
+    from sqlalchemy import text
+
+    rows = (
+        [("mail", 1, "queued", "send", 300)] * 3
+        + [("mail", 5, "queued", "send", 10)] * 2
+        + [("mail", 1, "running", "send", 5)]
+        + [("ocr", 1, "done", "scan", 400)] * 4
+        + [("ocr", 1, "failed", "scan", 400)] * 2
+    )
+    with task_table.begin() as conn:
+        for queue, priority, status, kind, age in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO afx_tq_tasks (queue, priority, status, kind, created_at) "
+                    "VALUES (:q, :p, :s, :k, now() - make_interval(secs => :age))"
+                ),
+                {"q": queue, "p": priority, "s": status, "k": kind, "age": age},
+            )
+    target = target_from({"name": "t", "kind": "sql", "url": postgres_url, "query": QUERY})
+    collector = make_collector(target)
+    got = scrape(collector)
+    assert got.success, got.reason
+    assert got.value("background_tasks_queued", backend="t", queue="mail", priority="1") == 3
+    assert got.value("background_tasks_queued", backend="t", queue="mail", priority="5") == 2
+    assert got.value("background_tasks_in_progress", backend="t", queue="mail") == 1
+    assert got.value("background_tasks_in_progress", backend="t", queue="ocr") == 0
+    assert (
+        got.value("background_tasks_processed_total", backend="t", type="scan", status="done") == 4
+    )
+    assert (
+        got.value("background_tasks_processed_total", backend="t", type="scan", status="failed")
+        == 2
+    )
+    age = got.value("background_tasks_oldest_waiting_age_seconds", backend="t", queue="mail")
+    assert 300 <= age < 360
+    collector.close()
+
+
+def test_sql_query_without_the_needed_columns_reads_down(make_collector, task_table, postgres_url):
+    target = target_from(
+        {"name": "t", "kind": "sql", "url": postgres_url, "query": "SELECT 1 AS queue"}
+    )
+    collector = make_collector(target)
+    got = scrape(collector)
+    assert not got.success
+    assert got.value("background_tasks_up", backend="t", kind="sql") == 0
+    collector.close()
+
+
+# -- RabbitMQ ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rabbit(rabbitmq_url):
+    from kombu import Connection
+
+    created: list[str] = []
+    made_exchanges: list[str] = []
+    connection = Connection(rabbitmq_url, connect_timeout=5)
+    channel = connection.channel()
+
+    def declare(name: str, messages: int = 0, create: bool = True, exchanges=()):
+        """Declare `name` (or only delete it afterwards, when a client declares it itself);
+        `exchanges` made by clients (Celery) are deleted afterwards too."""
+        created.append(name)
+        made_exchanges.extend(exchanges)
+        if not create:
+            return channel
+        channel.queue_declare(queue=name, durable=False, auto_delete=False)
+        for i in range(messages):
+            channel.basic_publish(
+                channel.prepare_message(str(i).encode()), exchange="", routing_key=name
+            )
+        return channel
+
+    try:
+        yield declare
+    finally:
+        try:
+            channel.close()  # cancels the test's consumers first
+            cleanup = connection.channel()
+            for name in created:
+                cleanup.queue_delete(name)
+            for name in made_exchanges:
+                cleanup.exchange_delete(name)
+            cleanup.close()
+        finally:
+            connection.release()
+
+
+def test_rabbitmq_ready_messages_consumers_and_a_missing_queue(
+    make_collector, rabbit, rabbitmq_url
+):
+    rabbit("afx_tq_ready", messages=3)
+    channel = rabbit("afx_tq_consumed")
+    channel.basic_consume("afx_tq_consumed", callback=lambda message: None)
+    target = target_from(
+        {
+            "name": "mq",
+            "kind": "rabbitmq",
+            "url": rabbitmq_url,
+            "queues": ["afx_tq_ready", "afx_tq_missing", "afx_tq_consumed"],
+        }
+    )
+    collector = make_collector(target)
+    # publishes on another connection land asynchronously: poll, then read all at once
+    wait_for_value(
+        collector,
+        "background_tasks_queued",
+        3,
+        "3 messages ready",
+        backend="mq",
+        queue="afx_tq_ready",
+        priority="none",
+    )
+    got = scrape(collector)
+    assert got.success
+    assert got.value("background_tasks_queue_consumers", backend="mq", queue="afx_tq_consumed") == 1
+    assert got.value("background_tasks_queue_consumers", backend="mq", queue="afx_tq_ready") == 0
+    exists = {
+        q: got.value("background_tasks_queue_exists", backend="mq", queue=q)
+        for q in ("afx_tq_ready", "afx_tq_missing", "afx_tq_consumed")
+    }
+    assert exists == {"afx_tq_ready": 1, "afx_tq_missing": 0, "afx_tq_consumed": 1}
+    # a missing queue gets no invented depth
+    assert (
+        got.value("background_tasks_queued", backend="mq", queue="afx_tq_missing", priority="none")
+        is None
+    )
+
+
+def test_celery_on_rabbitmq_reads_its_queues(make_collector, rabbit, rabbitmq_url):
+    from celery import Celery
+
+    # Celery declares the queue (durable) and a direct exchange of the same name itself
+    rabbit("afx_tq_celery_amqp", create=False, exchanges=["afx_tq_celery_amqp"])
+    app = Celery("afx_tq_sender", broker=rabbitmq_url, set_as_current=False)
+    for i in range(5):
+        app.send_task("afx_tq.ok", args=[i], queue="afx_tq_celery_amqp")
+    app.close()
+    target = target_from(
+        {"name": "ca", "kind": "celery", "url": rabbitmq_url, "queues": ["afx_tq_celery_amqp"]}
+    )
+    collector = make_collector(target)
+    # publishes on another connection land asynchronously: poll with a deadline
+    wait_for_value(
+        collector,
+        "background_tasks_queued",
+        5,
+        "5 Celery messages ready",
+        backend="ca",
+        queue="afx_tq_celery_amqp",
+        priority="none",
+    )
+    got = scrape(collector)
+    assert got.value("background_tasks_up", backend="ca", kind="celery-amqp") == 1
+    assert (
+        got.value(
+            "background_tasks_queued", backend="ca", queue="afx_tq_celery_amqp", priority="none"
+        )
+        == 5
+    )
+
+
+def test_celery_worker_on_rabbitmq_drains_its_queue_and_inspect_counts(
+    make_collector, rabbit, rabbitmq_url
+):
+    from celery import Celery
+
+    queue = "afx_tq_amqp_work"
+    rabbit(
+        queue,
+        create=False,
+        exchanges=[queue, "afx_tq_ctl.pidbox", "reply.afx_tq_ctl.pidbox", "afx_tq_ev"],
+    )
+    collector = make_collector(
+        {
+            "name": "ca",
+            "kind": "celery",
+            "url": rabbitmq_url,
+            "queues": [queue],
+            "control_exchange": "afx_tq_ctl",
+            "inspect": True,
+            # on AMQP the number of workers is unknown, so every inspect waits this long
+            "inspect_timeout_seconds": 1.5,
+        }
+    )
+    worker = ["celery", "-A", "tests.tq_celery_app", "worker", "-Q", queue, "-P", "solo",
+              "-n", "afx_tq_amqp_worker@%h", "--without-gossip", "--without-mingle",
+              "--without-heartbeat", "-l", "warning"]  # fmt: skip
+    with worker_process(worker, env={"AFX_TQ_CELERY_BROKER": rabbitmq_url}):
+        wait_for_value(collector, "background_tasks_queue_consumers", 1, "the worker consuming",
+                       backend="ca", queue=queue)  # fmt: skip
+        app = Celery("afx_tq_sender", broker=rabbitmq_url, set_as_current=False)
+        for i in range(3):
+            app.send_task("afx_tq.ok", args=[i], queue=queue)
+        for _ in range(2):
+            app.send_task("afx_tq.boom", queue=queue)
+        app.close()
+        for task, count in (("afx_tq.ok", 3), ("afx_tq.boom", 2)):
+            wait_for_value(
+                collector,
+                "background_tasks_processed_total",
+                count,
+                f"{task} counted",
+                backend="ca",
+                type=task,
+                status="accepted",
+            )
+        got = scrape(collector)
+        assert got.value("background_tasks_queued", backend="ca", queue=queue, priority="none") == 0
+        assert got.value("background_tasks_queue_exists", backend="ca", queue=queue) == 1
