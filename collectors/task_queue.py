@@ -30,6 +30,7 @@ from prometheus_client.metrics_core import (
 )
 
 from collectors.base import ScrapeContext, SourceCollector, classify_error, up_family
+from collectors.checks import check_limit, check_positive
 from collectors.queues_celery import CeleryInspector, CelerySettings, read_celery_redis
 from collectors.queues_model import QueueReading
 from collectors.queues_rabbitmq import read_rabbitmq
@@ -57,18 +58,6 @@ def check_url(value: str) -> str:
         raise ValueError("not a valid URL") from None
     if not parts.scheme:
         raise ValueError("not a valid URL (no scheme, e.g. redis://127.0.0.1:6379/0)")
-    return value
-
-
-def check_positive(value: float) -> float:
-    if value <= 0:
-        raise ValueError(f"must be greater than 0, got {value}")
-    return value
-
-
-def check_limit(value: int) -> int:
-    if value < 1:
-        raise ValueError(f"must be at least 1, got {value}")
     return value
 
 
