@@ -47,19 +47,19 @@ CATALOG: tuple[CollectorSpec, ...] = (
         "The exporter's own process: CPU seconds, memory, open files, Python GC.",
     ),
     CollectorSpec(
-        "redis",
-        "collectors.redis",
-        True,
-        "Redis instances: INFO ALL and LATENCY HISTOGRAM in one round trip per scrape.",
-        section="redis",
-    ),
-    CollectorSpec(
         "database",
         "collectors.database",
         True,
         "SQLAlchemy pool and PostgreSQL / MySQL / MariaDB / SQLite server statistics "
         "(`databases:`).",
         section="databases",
+    ),
+    CollectorSpec(
+        "redis",
+        "collectors.redis",
+        True,
+        "Redis instances: INFO ALL and LATENCY HISTOGRAM in one round trip per scrape.",
+        section="redis",
     ),
     CollectorSpec(
         "model_servers",

@@ -40,6 +40,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import Pool, QueuePool
 
 from collectors.base import Deadline, ScrapeContext, SourceCollector, classify_error, up_family
+from collectors.checks import check_limit, check_positive
 from collectors.secret import Secret
 
 APPLICATION_NAME = "afirgen-exporter"
@@ -81,21 +82,9 @@ def check_database_url(value: str) -> str:
     return value
 
 
-def check_positive(value: float) -> float:
-    if value <= 0:
-        raise ValueError(f"must be greater than 0, got {value}")
-    return value
-
-
 def check_pool_size(value: int) -> int:
     if not 1 <= value <= 4:
         raise ValueError(f"must be 1-4, got {value}")
-    return value
-
-
-def check_limit(value: int) -> int:
-    if value < 1:
-        raise ValueError(f"must be at least 1, got {value}")
     return value
 
 

@@ -41,6 +41,7 @@ from prometheus_client.metrics_core import (
 )
 
 from collectors.base import Deadline, ScrapeContext, SourceCollector, SourceDown
+from collectors.checks import check_existing_file, check_limit, check_positive
 from collectors.secret import Secret, redact_url
 
 Kind = Literal["generic", "kserve", "triton", "torchserve", "tgi", "vllm", "ollama"]
@@ -78,32 +79,12 @@ def check_url(value: str) -> str:
     return value.rstrip("/") if parts.path in ("", "/") else value
 
 
-def check_timeout(value: float) -> float:
-    if value <= 0:
-        raise ValueError(f"must be greater than 0, got {value}")
-    return value
-
-
 def check_status_codes(value: tuple[int, ...]) -> tuple[int, ...]:
     if not value:
         raise ValueError("must list at least one status code")
     for code in value:
         if not 100 <= code <= 599:
             raise ValueError(f"{code} is not an HTTP status code")
-    return value
-
-
-def check_file(value: str) -> str:
-    from pathlib import Path
-
-    if not Path(value).is_file():
-        raise ValueError(f"file {value} does not exist")
-    return value
-
-
-def check_positive_int(value: int) -> int:
-    if value < 1:
-        raise ValueError(f"must be at least 1, got {value}")
     return value
 
 
@@ -116,7 +97,7 @@ class Target:
     kind: Kind = "generic"
     #: Models whose readiness is reported; empty: what the server lists (vLLM, TGI, Ollama).
     models: tuple[str, ...] = ()
-    timeout_seconds: float | None = field(default=None, metadata={"check": check_timeout})
+    timeout_seconds: float | None = field(default=None, metadata={"check": check_positive})
     bearer_token: Secret | None = None
     bearer_token_file: str | None = field(
         default=None, metadata={"secret_file_for": "bearer_token"}
@@ -124,9 +105,9 @@ class Target:
     #: Extra request headers (an API key header, a Host for a gateway); values may use ${ENV}.
     headers: Mapping[str, str] = field(default_factory=dict)
     tls_verify: bool = True
-    ca_file: str | None = field(default=None, metadata={"check": check_file})
-    cert_file: str | None = field(default=None, metadata={"check": check_file})
-    key_file: str | None = field(default=None, metadata={"check": check_file})
+    ca_file: str | None = field(default=None, metadata={"check": check_existing_file})
+    cert_file: str | None = field(default=None, metadata={"check": check_existing_file})
+    key_file: str | None = field(default=None, metadata={"check": check_existing_file})
     #: generic: the status codes that mean ready.
     expected_status: tuple[int, ...] = field(default=(200,), metadata={"check": check_status_codes})
     #: generic: a dotted path into the JSON answer (`status`, `checks.0.state`) that must exist...
@@ -136,7 +117,7 @@ class Target:
     #: TorchServe: its management API (`http://host:8081`), for per-model worker readiness.
     management_url: str | None = field(default=None, metadata={"check": check_url})
     #: At most this many models the server lists are reported when `models` is empty.
-    max_models: int = field(default=20, metadata={"check": check_positive_int})
+    max_models: int = field(default=20, metadata={"check": check_limit})
 
     def __post_init__(self) -> None:
         if self.json_equals is not None and self.json_field is None:

@@ -22,9 +22,7 @@ from collectors.queues_model import ANY_TYPE, QueueReading
 from collectors.queues_redis_io import read_many, scan_keys, text
 
 BINDING_PREFIX = "_kombu.binding."
-PIDBOX_EXCHANGE = "celery.pidbox"
-#: Exchanges whose bindings are Celery's own plumbing, not task queues.
-INTERNAL_EXCHANGES = frozenset({PIDBOX_EXCHANGE, "reply.celery.pidbox", "celeryev"})
+DEFAULT_CONTROL_EXCHANGE = "celery"
 UNACKED_KEY = "unacked"
 
 
@@ -35,6 +33,19 @@ class CelerySettings:
     sep: str
     key_prefix: str
     queue_discovery_limit: int
+    #: Celery's `control_exchange` setting: workers bind `<hostname>.<it>.pidbox` queues
+    control_exchange: str = DEFAULT_CONTROL_EXCHANGE
+
+    @property
+    def pidbox_exchange(self) -> str:
+        return f"{self.control_exchange}.pidbox"
+
+    @property
+    def internal_exchanges(self) -> frozenset[str]:
+        """Exchanges whose bindings are Celery's own plumbing, not task queues."""
+        return frozenset(
+            {self.pidbox_exchange, f"reply.{self.pidbox_exchange}", "celeryev", "celery.pidbox"}
+        )
 
 
 def priority_key(queue: str, step: int, settings: CelerySettings) -> str:
@@ -63,9 +74,9 @@ def unacked_routing_keys(values: Iterable[bytes | str]) -> list[tuple[str, str]]
     return found
 
 
-def worker_names(pidbox_queues: Iterable[str]) -> list[str]:
+def worker_names(pidbox_queues: Iterable[str], pidbox_exchange: str = "celery.pidbox") -> list[str]:
     """Worker hostnames from the queues bound to the pidbox (`<hostname>.celery.pidbox`)."""
-    suffix = "." + PIDBOX_EXCHANGE
+    suffix = "." + pidbox_exchange
     return sorted({q[: -len(suffix)] for q in pidbox_queues if q.endswith(suffix)})
 
 
@@ -77,7 +88,7 @@ def read_bindings(
     keys: list[bytes | str]
     if settings.queues:
         # Celery binds each queue to a direct exchange of the same name: no SCAN needed
-        keys = [prefix + PIDBOX_EXCHANGE, *(prefix + queue for queue in settings.queues)]
+        keys = [prefix + settings.pidbox_exchange, *(prefix + q for q in settings.queues)]
     else:
         keys = list(scan_keys(client, prefix + "*", deadline, settings.queue_discovery_limit))
     replies = read_many(client, [("SMEMBERS", key) for key in keys], deadline)
@@ -88,12 +99,12 @@ def read_bindings(
     return bindings
 
 
-def task_queues(bindings: dict[str, list[tuple[str, str]]]) -> list[str]:
+def task_queues(bindings: dict[str, list[tuple[str, str]]], internal: frozenset[str]) -> list[str]:
     """Queues bound to any exchange but Celery's internal ones."""
     found = {
         queue
         for exchange, members in bindings.items()
-        if exchange not in INTERNAL_EXCHANGES
+        if exchange not in internal
         for _, queue in members
     }
     return sorted(found)
@@ -112,7 +123,7 @@ def read_celery_redis(
 ) -> list[str]:
     """Fill depths per priority step, unacked per queue and workers; return the worker names."""
     bindings = read_bindings(client, settings, deadline)
-    queues: Sequence[str] = settings.queues or task_queues(bindings)
+    queues: Sequence[str] = settings.queues or task_queues(bindings, settings.internal_exchanges)
     steps = settings.priority_steps
     commands: list[tuple[str | bytes | int | float, ...]] = [
         ("LLEN", priority_key(queue, step, settings)) for queue in queues for step in steps
@@ -127,7 +138,8 @@ def read_celery_redis(
         reading.in_progress[queue] += 0.0
     for exchange, routing_key in unacked_routing_keys(replies[-1]):
         reading.in_progress[queue_of(exchange, routing_key, bindings)] += 1.0
-    workers = worker_names(queue for _, queue in bindings.get(PIDBOX_EXCHANGE, ()))
+    pidbox = settings.pidbox_exchange
+    workers = worker_names((queue for _, queue in bindings.get(pidbox, ())), pidbox)
     reading.workers["online"] = float(len(workers))
     reading.has_workers = True
     return workers
@@ -140,9 +152,15 @@ class CeleryInspector:
     the scrape deadline and ends early once every known worker has answered.
     """
 
-    def __init__(self, broker_url: str, transport_options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        transport_options: dict[str, Any],
+        control_exchange: str = DEFAULT_CONTROL_EXCHANGE,
+    ) -> None:
         self.broker_url = broker_url
         self.transport_options = transport_options
+        self.control_exchange = control_exchange
         self._app: Any = None
 
     def app(self) -> Any:
@@ -153,6 +171,7 @@ class CeleryInspector:
                 "afirgen_exporter_inspect", broker=self.broker_url, set_as_current=False
             )
             self._app.conf.broker_transport_options = self.transport_options
+            self._app.conf.control_exchange = self.control_exchange
             self._app.conf.broker_connection_retry_on_startup = False
             self._app.conf.broker_connection_max_retries = 0
         return self._app

@@ -17,7 +17,6 @@ import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +35,7 @@ from redis.exceptions import AuthorizationError
 from redis.retry import Retry
 
 from collectors.base import ScrapeContext, SourceCollector, classify_error, up_family
+from collectors.checks import check_existing_file, check_limit, check_positive
 from collectors.secret import Secret, url_password
 
 LABEL = "instance"
@@ -65,27 +65,9 @@ def check_redis_url(value: str) -> str:
     return value
 
 
-def check_existing_file(value: str) -> str:
-    if not Path(value).is_file():
-        raise ValueError(f"file {value} does not exist")
-    return value
-
-
-def check_positive(value: float) -> float:
-    if value <= 0:
-        raise ValueError(f"must be greater than 0, got {value}")
-    return value
-
-
 def check_db(value: int) -> int:
     if value < 0:
         raise ValueError(f"must be a database number >= 0, got {value}")
-    return value
-
-
-def check_limit(value: int) -> int:
-    if value < 1:
-        raise ValueError(f"must be at least 1, got {value}")
     return value
 
 

@@ -18,16 +18,9 @@ import psutil
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from collectors.base import ScrapeContext, SourceCollector
+from collectors.checks import check_regex
 
 _IDLE_MODES = ("idle", "iowait")
-
-
-def check_regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"not a valid regular expression: {exc}") from None
-    return value
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from prometheus_client.metrics_core import (
 )
 
 from collectors.base import ScrapeContext, SourceCollector, classify_error, up_family
+from collectors.checks import check_limit, check_positive
 from collectors.queues_celery import CeleryInspector, CelerySettings, read_celery_redis
 from collectors.queues_model import QueueReading
 from collectors.queues_rabbitmq import read_rabbitmq
@@ -57,18 +58,6 @@ def check_url(value: str) -> str:
         raise ValueError("not a valid URL") from None
     if not parts.scheme:
         raise ValueError("not a valid URL (no scheme, e.g. redis://127.0.0.1:6379/0)")
-    return value
-
-
-def check_positive(value: float) -> float:
-    if value <= 0:
-        raise ValueError(f"must be greater than 0, got {value}")
-    return value
-
-
-def check_limit(value: int) -> int:
-    if value < 1:
-        raise ValueError(f"must be at least 1, got {value}")
     return value
 
 
@@ -105,6 +94,8 @@ class Target:
     sep: str = field(default="\x06\x16", metadata={"check": check_non_empty})
     #: Celery on Redis: kombu's `global_keyprefix`.
     key_prefix: str = ""
+    #: Celery: the app's `control_exchange` setting (worker pidbox and remote control).
+    control_exchange: str = field(default="celery", metadata={"check": check_non_empty})
     #: Celery: ask the workers for per-task totals (`inspect().stats()`).
     inspect: bool = False
     inspect_timeout_seconds: float = field(default=1.0, metadata={"check": check_positive})
@@ -141,8 +132,13 @@ KIND_OPTIONS: dict[str, frozenset[str]] = {
     "sep": frozenset({"celery"}),
     "key_prefix": frozenset({"celery"}),
     "inspect": frozenset({"celery"}),
+    "inspect_timeout_seconds": frozenset({"celery"}),
+    "control_exchange": frozenset({"celery"}),
+    "queues": frozenset({"celery", "rq", "rabbitmq"}),
     "keys": frozenset({"redis"}),
     "query": frozenset({"sql"}),
+    "waiting_statuses": frozenset({"sql"}),
+    "running_statuses": frozenset({"sql"}),
 }
 
 
@@ -251,7 +247,9 @@ class TaskQueueCollector(SourceCollector):
 
     def celery_settings(self) -> CelerySettings:
         t = self.target
-        return CelerySettings(t.queues, t.priority_steps, t.sep, t.key_prefix, 10_000)
+        return CelerySettings(
+            t.queues, t.priority_steps, t.sep, t.key_prefix, 10_000, t.control_exchange
+        )
 
     def inspector(self) -> CeleryInspector:
         if self._inspector is None:
@@ -262,7 +260,7 @@ class TaskQueueCollector(SourceCollector):
             if self.target.key_prefix:
                 options["global_keyprefix"] = self.target.key_prefix
             url = with_password(self.target.url, self._password)
-            self._inspector = CeleryInspector(url, options)
+            self._inspector = CeleryInspector(url, options, self.target.control_exchange)
         return self._inspector
 
     # -- reading ------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from collectors.catalog import BY_NAME, BY_SECTION, CATALOG, CollectorSpec
+from collectors.checks import check_existing_file, check_non_negative, check_positive
 from exporter.schema import ConfigError, Loader, describe, unknown_key_message
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9864"
@@ -55,28 +56,10 @@ def check_listen_address(value: str) -> str:
     return value
 
 
-def check_existing_file(value: str) -> str:
-    if not Path(value).is_file():
-        raise ValueError(f"file {value} does not exist")
-    return value
-
-
 def check_bcrypt_users(value: Mapping[str, str]) -> Mapping[str, str]:
     for user, hashed in value.items():
         if not _BCRYPT_HASH.match(hashed):
             raise ValueError(f"user {user!r}: not a bcrypt hash (expected $2b$<cost>$...)")
-    return value
-
-
-def check_positive(value: float) -> float:
-    if value <= 0:
-        raise ValueError(f"must be greater than 0, got {value}")
-    return value
-
-
-def check_non_negative(value: float) -> float:
-    if value < 0:
-        raise ValueError(f"must not be negative, got {value}")
     return value
 
 

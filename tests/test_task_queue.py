@@ -90,6 +90,10 @@ def celery_app(broker: str, **transport_options):
         ),
         ({"kind": "rq", "url": "redis://:hunter22@127.0.0.1:99999"}, "url: not a valid URL"),
         ({"kind": "rq", "url": "redis://127.0.0.1", "queue_limit": 0}, "queue_limit: must be"),
+        (
+            {"kind": "redis", "url": "redis://127.0.0.1", "keys": [{"key": "k"}], "queues": ["q"]},
+            "queues: applies to kind celery or rabbitmq or rq, not redis",
+        ),
     ],
 )
 def test_config_errors_name_the_key_and_never_echo_the_password(entry, problem):
@@ -201,6 +205,7 @@ def test_celery_worker_runs_tasks_and_inspect_counts_them(make_collector, redis_
             "kind": "celery",
             "url": url,
             "queues": ["afx_tq_work"],
+            "control_exchange": "afx_tq_ctl",
             "inspect": True,
             "inspect_timeout_seconds": 3,
         }

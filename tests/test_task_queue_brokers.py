@@ -15,6 +15,7 @@ from tests.tq_support import (
     scrape,
     target_from,
     wait_for_value,
+    worker_process,
 )
 
 KEYS_DB = 12
@@ -192,12 +193,15 @@ def rabbit(rabbitmq_url):
     from kombu import Connection
 
     created: list[str] = []
+    made_exchanges: list[str] = []
     connection = Connection(rabbitmq_url, connect_timeout=5)
     channel = connection.channel()
 
-    def declare(name: str, messages: int = 0, create: bool = True):
-        """Declare `name` (or only delete it afterwards, when a client declares it itself)."""
+    def declare(name: str, messages: int = 0, create: bool = True, exchanges=()):
+        """Declare `name` (or only delete it afterwards, when a client declares it itself);
+        `exchanges` made by clients (Celery) are deleted afterwards too."""
         created.append(name)
+        made_exchanges.extend(exchanges)
         if not create:
             return channel
         channel.queue_declare(queue=name, durable=False, auto_delete=False)
@@ -215,6 +219,8 @@ def rabbit(rabbitmq_url):
             cleanup = connection.channel()
             for name in created:
                 cleanup.queue_delete(name)
+            for name in made_exchanges:
+                cleanup.exchange_delete(name)
             cleanup.close()
         finally:
             connection.release()
@@ -264,7 +270,8 @@ def test_rabbitmq_ready_messages_consumers_and_a_missing_queue(
 def test_celery_on_rabbitmq_reads_its_queues(make_collector, rabbit, rabbitmq_url):
     from celery import Celery
 
-    rabbit("afx_tq_celery_amqp", create=False)  # Celery declares it (durable) itself
+    # Celery declares the queue (durable) and a direct exchange of the same name itself
+    rabbit("afx_tq_celery_amqp", create=False, exchanges=["afx_tq_celery_amqp"])
     app = Celery("afx_tq_sender", broker=rabbitmq_url, set_as_current=False)
     for i in range(5):
         app.send_task("afx_tq.ok", args=[i], queue="afx_tq_celery_amqp")
@@ -291,3 +298,53 @@ def test_celery_on_rabbitmq_reads_its_queues(make_collector, rabbit, rabbitmq_ur
         )
         == 5
     )
+
+
+def test_celery_worker_on_rabbitmq_drains_its_queue_and_inspect_counts(
+    make_collector, rabbit, rabbitmq_url
+):
+    from celery import Celery
+
+    queue = "afx_tq_amqp_work"
+    rabbit(
+        queue,
+        create=False,
+        exchanges=[queue, "afx_tq_ctl.pidbox", "reply.afx_tq_ctl.pidbox", "afx_tq_ev"],
+    )
+    collector = make_collector(
+        {
+            "name": "ca",
+            "kind": "celery",
+            "url": rabbitmq_url,
+            "queues": [queue],
+            "control_exchange": "afx_tq_ctl",
+            "inspect": True,
+            # on AMQP the number of workers is unknown, so every inspect waits this long
+            "inspect_timeout_seconds": 1.5,
+        }
+    )
+    worker = ["celery", "-A", "tests.tq_celery_app", "worker", "-Q", queue, "-P", "solo",
+              "-n", "afx_tq_amqp_worker@%h", "--without-gossip", "--without-mingle",
+              "--without-heartbeat", "-l", "warning"]  # fmt: skip
+    with worker_process(worker, env={"AFX_TQ_CELERY_BROKER": rabbitmq_url}):
+        wait_for_value(collector, "background_tasks_queue_consumers", 1, "the worker consuming",
+                       backend="ca", queue=queue)  # fmt: skip
+        app = Celery("afx_tq_sender", broker=rabbitmq_url, set_as_current=False)
+        for i in range(3):
+            app.send_task("afx_tq.ok", args=[i], queue=queue)
+        for _ in range(2):
+            app.send_task("afx_tq.boom", queue=queue)
+        app.close()
+        for task, count in (("afx_tq.ok", 3), ("afx_tq.boom", 2)):
+            wait_for_value(
+                collector,
+                "background_tasks_processed_total",
+                count,
+                f"{task} counted",
+                backend="ca",
+                type=task,
+                status="accepted",
+            )
+        got = scrape(collector)
+        assert got.value("background_tasks_queued", backend="ca", queue=queue, priority="none") == 0
+        assert got.value("background_tasks_queue_exists", backend="ca", queue=queue) == 1

@@ -21,6 +21,9 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     task_acks_late=False,
     worker_prefetch_multiplier=1,
+    # keep the broker objects Celery makes under the tests' own afx_tq_ names
+    control_exchange="afx_tq_ctl",
+    event_exchange="afx_tq_ev",
 )
 
 
