@@ -31,7 +31,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness import PROMETHEUS_HEADERS, cpu_seconds, free_port, percentile  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    PROMETHEUS_HEADERS,
+    cpu_seconds,
+    free_port,
+    percentile,
+    stop,
+)
 
 VARIANTS = ("none", "afirgen", "starlette_exporter", "instrumentator")
 METRICS_PATH = {
@@ -195,12 +201,7 @@ def main() -> None:
             print(f"  check {variant:<20} {check_counted(variant, servers[variant][1], sent)}")
     finally:
         for proc, _ in servers.values():
-            proc.terminate()
-        for proc, _ in servers.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
 
 
 def report(latencies: dict[str, list[float]], cpu: dict[str, float], per_variant: int) -> None:

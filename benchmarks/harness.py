@@ -8,15 +8,20 @@ rounds, so that machine noise hits both alike: read the ratios, not a lone absol
 from __future__ import annotations
 
 import contextlib
+import gzip
 import http.client
 import os
+import re
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +43,50 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
+def wait_for_port(
+    port: int,
+    timeout: float = 20.0,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Until 127.0.0.1:`port` accepts a connection; fail early if `proc` has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
+        if proc is not None and proc.poll() is not None:
+            break
         time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    see = f", see {log}" if log is not None else ""
+    if proc is not None and proc.returncode is not None:
+        raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}{see}")
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s{see}")
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    """Until `url` answers with a status below 500."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError as error:
+            if error.code < 500:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Terminate `proc`, and kill it if it has not exited after `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
 
 
 def process_tree(pid: int) -> list[int]:
@@ -96,6 +138,7 @@ class Server:
     cpu: list[float] = field(default_factory=list)
     throughput: dict[int, list[float]] = field(default_factory=dict)
     body_bytes: int = 0
+    series: int = 0  # samples in the last decoded scrape (Scraper(..., decode=True))
 
     @property
     def pid(self) -> int:
@@ -109,25 +152,27 @@ def started(
     port: int,
     path: str = "/metrics",
     env: dict[str, str] | None = None,
+    *,
+    log_prefix: str = "bench",
+    log_dir: Path | None = None,
+    timeout: float = 20.0,
 ) -> Iterator[Server]:
-    log = open(f"/tmp/bench-{name}-{port}.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        list(args),
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
-    )
-    try:
-        wait_for_port(port)
-        yield Server(name, port, path, proc)
-    finally:
-        proc.terminate()
+    """Run `args` (output to <log_dir or temp dir>/<log_prefix>-<name>-<port>.log, `env` added
+    to ours) until the block ends; yield its Server once `port` accepts connections."""
+    log = (log_dir or Path(tempfile.gettempdir())) / f"{log_prefix}-{name}-{port}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            list(args),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            wait_for_port(port, timeout, proc, log)
+            yield Server(name, port, path, proc)
+        finally:
+            stop(proc)
 
 
 def our_exporter(port: int, config: Path | None = None, *flags: str) -> list[str]:
@@ -145,11 +190,21 @@ def our_exporter(port: int, config: Path | None = None, *flags: str) -> list[str
     return args + list(flags)
 
 
-class Scraper:
-    """One keep-alive connection that scrapes like Prometheus."""
+def count_series(body: bytes) -> int:
+    """Samples in an exposition: the lines that are neither empty nor comments."""
+    return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
 
-    def __init__(self, server: Server) -> None:
+
+class Scraper:
+    """One keep-alive connection that scrapes like Prometheus.
+
+    With `decode`, each scrape also gunzips the body and counts its samples into
+    `server.series` (that work is then part of the measured latency).
+    """
+
+    def __init__(self, server: Server, decode: bool = False) -> None:
         self.server = server
+        self.decode = decode
         self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
 
     def scrape(self) -> int:
@@ -158,15 +213,20 @@ class Scraper:
         body = response.read()
         if response.status != 200:
             raise RuntimeError(f"{self.server.name}: HTTP {response.status}")
+        if self.decode:
+            text = body
+            if response.getheader("Content-Encoding") == "gzip":
+                text = gzip.decompress(body)
+            self.server.series = count_series(text)
         return len(body)
 
     def close(self) -> None:
         self.conn.close()
 
 
-def measure_round(server: Server, scrapes: int) -> None:
+def measure_round(server: Server, scrapes: int, decode: bool = False) -> None:
     """Sequential scrapes: latency of each, CPU of the whole round."""
-    scraper = Scraper(server)
+    scraper = Scraper(server, decode)
     scraper.scrape()  # warm the connection
     before = cpu_seconds(server.pid)
     for _ in range(scrapes):
@@ -177,7 +237,7 @@ def measure_round(server: Server, scrapes: int) -> None:
     scraper.close()
 
 
-def measure_throughput(server: Server, clients: int, seconds: int) -> None:
+def measure_throughput(server: Server, clients: int, seconds: float) -> None:
     """Scrapes per second with `clients` concurrent keep-alive connections (wrk if present)."""
     wrk = shutil.which("wrk")
     if wrk:
@@ -187,7 +247,7 @@ def measure_throughput(server: Server, clients: int, seconds: int) -> None:
                 wrk,
                 f"-c{clients}",
                 f"-t{min(clients, 2)}",
-                f"-d{int(seconds)}s",
+                f"-d{seconds:g}s",
                 *header_args,
                 f"http://127.0.0.1:{server.port}{server.path}",
             ],
@@ -195,17 +255,20 @@ def measure_throughput(server: Server, clients: int, seconds: int) -> None:
             text=True,
             check=True,
         ).stdout
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        if errors:
+            raise RuntimeError(f"{server.name}: {errors.group(1)} failed scrapes under load")
         rate = next(
             float(line.split()[1]) for line in out.splitlines() if line.startswith("Requests/sec:")
         )
         server.throughput.setdefault(clients, []).append(rate)
         return
     done = [0] * clients
-    stop = time.monotonic() + seconds
+    until = time.monotonic() + seconds
 
     def worker(index: int) -> None:
         scraper = Scraper(server)
-        while time.monotonic() < stop:
+        while time.monotonic() < until:
             scraper.scrape()
             done[index] += 1
         scraper.close()

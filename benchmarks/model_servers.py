@@ -14,10 +14,8 @@ Run: python benchmarks/model_servers.py [--rounds 10] [--per-round 200]
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -25,16 +23,18 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-HEADERS = {
-    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
-    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
-    "Accept-Encoding": "gzip",
-    "X-Prometheus-Scrape-Timeout-Seconds": "10",
-}
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.harness import (  # noqa: E402
+    PROMETHEUS_HEADERS,
+    cpu_seconds,
+    free_port,
+    our_exporter,
+    percentile,
+    started,
+    wait_http,
+)
 
 ENDPOINT_APP = textwrap.dedent(
     """
@@ -66,37 +66,6 @@ ENDPOINT_APP = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {timeout}s")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime+stime of the process and its children (from /proc/<pid>/stat)."""
-    total = 0.0
-    process = psutil.Process(pid)
-    for proc in [process, *process.children(recursive=True)]:
-        try:
-            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return total
-
-
 class Contender:
     def __init__(self, name: str, pid: int, url: str, params: dict[str, str]) -> None:
         self.name = name
@@ -106,7 +75,7 @@ class Contender:
         self.latencies: list[float] = []
         self.cpu = 0.0
         self.probes = 0
-        self.client = httpx.Client(headers=HEADERS, timeout=15)
+        self.client = httpx.Client(headers=PROMETHEUS_HEADERS, timeout=15)
 
     def round(self, n: int) -> None:
         before = cpu_seconds(self.pid)
@@ -120,8 +89,7 @@ class Contender:
         self.probes += n
 
     def p(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return percentile(self.latencies, q)
 
 
 def main() -> int:
@@ -133,130 +101,110 @@ def main() -> int:
     if blackbox is None:
         raise SystemExit("prometheus-blackbox-exporter is not installed (scripts/install-tools)")
     work = Path(tempfile.mkdtemp(prefix="bench-model-servers-"))
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(argv: list[str], log: str) -> subprocess.Popen[bytes]:
-        out = (work / log).open("wb")
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        processes.append(proc)
-        return proc
-
     try:
-        endpoint_port = free_port()
-        (work / "endpoint.py").write_text(ENDPOINT_APP)
-        start([sys.executable, str(work / "endpoint.py"), str(endpoint_port)], "endpoint.log")
-        endpoint = f"http://127.0.0.1:{endpoint_port}"
-        wait_http(f"{endpoint}/healthz")
+        with contextlib.ExitStack() as stack:
 
-        ours_port = free_port()
-        (work / "exporter.yml").write_text(
-            textwrap.dedent(
-                f"""
-                collectors: {{system: {{enabled: false}}, process: {{enabled: false}}}}
-                model_servers:
-                  - name: bench
-                    url: {endpoint}/healthz
-                    json_field: status
-                    json_equals: UP
-                  - name: bench-vllm
-                    kind: vllm
-                    url: {endpoint}
-                    models: [fir-summarizer]
-                """
+            def start(name: str, argv: list[str], port: int) -> int:
+                """Run `argv` until the end (output in `work`); its pid once `port` listens."""
+                return stack.enter_context(started(name, argv, port, log_dir=work)).pid
+
+            endpoint_port = free_port()
+            (work / "endpoint.py").write_text(ENDPOINT_APP)
+            endpoint_args = [sys.executable, str(work / "endpoint.py"), str(endpoint_port)]
+            start("endpoint", endpoint_args, endpoint_port)
+            endpoint = f"http://127.0.0.1:{endpoint_port}"
+            wait_http(f"{endpoint}/healthz")
+
+            ours_port = free_port()
+            (work / "exporter.yml").write_text(
+                textwrap.dedent(
+                    f"""
+                    collectors: {{system: {{enabled: false}}, process: {{enabled: false}}}}
+                    model_servers:
+                      - name: bench
+                        url: {endpoint}/healthz
+                        json_field: status
+                        json_equals: UP
+                      - name: bench-vllm
+                        kind: vllm
+                        url: {endpoint}
+                        models: [fir-summarizer]
+                    """
+                )
             )
-        )
-        ours = start(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config",
-                str(work / "exporter.yml"),
-                "--web.listen-address",
-                f"127.0.0.1:{ours_port}",
-                "--log.level",
-                "warning",
-            ],
-            "exporter.log",
-        )
-        bb_port = free_port()
-        (work / "blackbox.yml").write_text(
-            textwrap.dedent(
-                """
-                modules:
-                  http_json:
-                    prober: http
-                    timeout: 10s
-                    http:
-                      valid_status_codes: [200]
-                      preferred_ip_protocol: ip4
-                      fail_if_body_not_matches_regexp: ['"status":\\s*"UP"']
-                """
+            ours = start("exporter", our_exporter(ours_port, work / "exporter.yml"), ours_port)
+            bb_port = free_port()
+            (work / "blackbox.yml").write_text(
+                textwrap.dedent(
+                    """
+                    modules:
+                      http_json:
+                        prober: http
+                        timeout: 10s
+                        http:
+                          valid_status_codes: [200]
+                          preferred_ip_protocol: ip4
+                          fail_if_body_not_matches_regexp: ['"status":\\s*"UP"']
+                    """
+                )
             )
-        )
-        bb = start(
-            [
+            bb_args = [
                 blackbox,
                 f"--config.file={work / 'blackbox.yml'}",
                 f"--web.listen-address=127.0.0.1:{bb_port}",
                 "--log.level=warn",
-            ],
-            "blackbox.log",
-        )
-        wait_http(f"http://127.0.0.1:{ours_port}/-/healthy")
-        wait_http(f"http://127.0.0.1:{bb_port}/-/healthy")
+            ]
+            bb = start("blackbox", bb_args, bb_port)
+            wait_http(f"http://127.0.0.1:{ours_port}/-/healthy")
+            wait_http(f"http://127.0.0.1:{bb_port}/-/healthy")
 
-        contenders = [
-            Contender(
-                "afirgen /probe generic",
-                ours.pid,
-                f"http://127.0.0.1:{ours_port}/probe",
-                {"target": "bench"},
-            ),
-            Contender(
-                "blackbox http module",
-                bb.pid,
-                f"http://127.0.0.1:{bb_port}/probe",
-                {"target": f"{endpoint}/healthz", "module": "http_json"},
-            ),
-            Contender(
-                "afirgen /probe vllm (3 req)",
-                ours.pid,
-                f"http://127.0.0.1:{ours_port}/probe",
-                {"target": "bench-vllm"},
-            ),
-        ]
-        for contender in contenders:  # warm up: connections, imports, first-request costs
-            contender.round(20)
-            contender.latencies.clear()
-            contender.cpu = 0.0
-            contender.probes = 0
-        for _ in range(args.rounds):
-            for contender in contenders:
-                contender.round(args.per_round)
-
-        print(f"{args.rounds} interleaved rounds x {args.per_round} probes, loopback endpoint\n")
-        print(f"{'':30} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/probe':>13}")
-        for c in contenders:
-            cpu_ms = 1000 * c.cpu / c.probes
-            print(f"{c.name:30} {1000 * c.p(0.5):8.3f} {1000 * c.p(0.99):8.3f} {cpu_ms:13.3f}")
-        ours_c, bb_c = contenders[0], contenders[1]
-        print(
-            "\nratio ours/blackbox (generic vs http module): "
-            f"p50 {ours_c.p(0.5) / bb_c.p(0.5):.2f}x, "
-            f"p99 {ours_c.p(0.99) / bb_c.p(0.99):.2f}x, "
-            f"CPU/probe {(ours_c.cpu / ours_c.probes) / (bb_c.cpu / bb_c.probes):.2f}x"
-        )
+            contenders = [
+                Contender(
+                    "afirgen /probe generic",
+                    ours,
+                    f"http://127.0.0.1:{ours_port}/probe",
+                    {"target": "bench"},
+                ),
+                Contender(
+                    "blackbox http module",
+                    bb,
+                    f"http://127.0.0.1:{bb_port}/probe",
+                    {"target": f"{endpoint}/healthz", "module": "http_json"},
+                ),
+                Contender(
+                    "afirgen /probe vllm (3 req)",
+                    ours,
+                    f"http://127.0.0.1:{ours_port}/probe",
+                    {"target": "bench-vllm"},
+                ),
+            ]
+            for contender in contenders:  # warm up: connections, imports, first-request costs
+                contender.round(20)
+                contender.latencies.clear()
+                contender.cpu = 0.0
+                contender.probes = 0
+            for _ in range(args.rounds):
+                for contender in contenders:
+                    contender.round(args.per_round)
+        report(contenders, args.rounds, args.per_round)
     finally:
-        for proc in reversed(processes):
-            proc.terminate()
-        for proc in processes:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def report(contenders: list[Contender], rounds: int, per_round: int) -> None:
+    print(f"{rounds} interleaved rounds x {per_round} probes, loopback endpoint\n")
+    print(f"{'':30} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/probe':>13}")
+    for c in contenders:
+        cpu_ms = 1000 * c.cpu / c.probes
+        print(f"{c.name:30} {1000 * c.p(0.5):8.3f} {1000 * c.p(0.99):8.3f} {cpu_ms:13.3f}")
+    ours_c, bb_c = contenders[0], contenders[1]
+    print(
+        "\nratio ours/blackbox (generic vs http module): "
+        f"p50 {ours_c.p(0.5) / bb_c.p(0.5):.2f}x, "
+        f"p99 {ours_c.p(0.99) / bb_c.p(0.99):.2f}x, "
+        f"CPU/probe {(ours_c.cpu / ours_c.probes) / (bb_c.cpu / bb_c.probes):.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -17,64 +17,33 @@ ratios side by side.
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import httpx
-import psutil
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-HEADERS = {
-    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
-    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
-    "Accept-Encoding": "gzip",
-    "X-Prometheus-Scrape-Timeout-Seconds": "10",
-}
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.harness import (  # noqa: E402
+    Scraper,
+    Server,
+    count_series,
+    free_port,
+    measure_round,
+    measure_throughput,
+    our_exporter,
+    percentile,
+    rss_bytes,
+    started,
+    wait_http,
+)
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {timeout}s")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime+stime of a process and its children (from /proc/<pid>/stat)."""
-    total = 0.0
-    proc = psutil.Process(pid)
-    for p in [proc, *proc.children(recursive=True)]:
-        fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return total
-
-
-def rss_bytes(pid: int) -> int:
-    proc = psutil.Process(pid)
-    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+CONNECTIONS = 16
 
 
 def populate(port: int, keys: int = 8000, dbs: int = 4) -> None:
@@ -115,53 +84,10 @@ def populate(port: int, keys: int = 8000, dbs: int = 4) -> None:
                 pass
 
 
-def scrape_sequential(client: httpx.Client, url: str, n: int) -> list[float]:
-    times = []
-    for _ in range(n):
-        started = time.perf_counter()
-        response = client.get(url, headers=HEADERS)
-        response.read()
-        times.append(time.perf_counter() - started)
-        assert response.status_code == 200
-    return times
-
-
-def throughput(url: str, seconds: float, connections: int = 16) -> float:
-    wrk = shutil.which("wrk")
-    if wrk:
-        args = [wrk, "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
-        for name, value in HEADERS.items():
-            args += ["-H", f"{name}: {value}"]
-        out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
-        match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        if errors:
-            raise SystemExit(f"{url}: {errors.group(1)} failed scrapes under load")
-        assert match, out
-        return float(match.group(1))
-    count = 0
-    lock = threading.Lock()
-    stop = time.monotonic() + seconds
-
-    def worker() -> None:
-        nonlocal count
-        with httpx.Client(timeout=30) as client:
-            while time.monotonic() < stop:
-                client.get(url, headers=HEADERS).read()
-                with lock:
-                    count += 1
-
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return count / seconds
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+def samples(server: Server) -> int:
+    """Samples in one plain-text scrape."""
+    url = f"http://127.0.0.1:{server.port}{server.path}"
+    return count_series(httpx.get(url, headers={"Accept": "text/plain"}).content)
 
 
 def main() -> int:
@@ -176,91 +102,62 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
     redis_port, ours_port, theirs_port = free_port(), free_port(), free_port()
-    processes: list[subprocess.Popen[bytes]] = []
+    redis_args = ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                  "--save", "", "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
+    config = workdir / "exporter.yml"
+    config.write_text(
+        "collectors:\n  system: {enabled: false}\n  process: {enabled: false}\n"
+        f"redis:\n  - name: cache\n    url: redis://127.0.0.1:{redis_port}/0\n"
+    )
+    theirs_args = ["prometheus-redis-exporter", f"--redis.addr=redis://127.0.0.1:{redis_port}",
+                   f"--web.listen-address=127.0.0.1:{theirs_port}"]  # fmt: skip
     try:
-        processes.append(
-            subprocess.Popen(
-                ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-                 "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-                stdout=subprocess.DEVNULL,
-            )
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(port=redis_port).ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        populate(redis_port)
-        config = workdir / "exporter.yml"
-        config.write_text(
-            "collectors:\n  system: {enabled: false}\n  process: {enabled: false}\n"
-            f"redis:\n  - name: cache\n    url: redis://127.0.0.1:{redis_port}/0\n"
-        )
-        ours = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "--config", str(config),
-             "--web.listen-address", f"127.0.0.1:{ours_port}", "--log.level", "warning"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(workdir / "ours.log", "wb"),
-        )  # fmt: skip
-        processes.append(ours)
-        theirs = subprocess.Popen(
-            ["prometheus-redis-exporter", f"--redis.addr=redis://127.0.0.1:{redis_port}",
-             f"--web.listen-address=127.0.0.1:{theirs_port}"],
-            stdout=subprocess.DEVNULL, stderr=open(workdir / "theirs.log", "wb"),
-        )  # fmt: skip
-        processes.append(theirs)
-        targets = {
-            "ours": (ours.pid, f"http://127.0.0.1:{ours_port}/metrics"),
-            "redis_exporter": (theirs.pid, f"http://127.0.0.1:{theirs_port}/metrics"),
-        }
-        for _, url in targets.values():
-            wait_http(url)
-        latencies: dict[str, list[float]] = {name: [] for name in targets}
-        cpu: dict[str, list[float]] = {name: [] for name in targets}
-        rates: dict[str, list[float]] = {name: [] for name in targets}
-        sizes: dict[str, int] = {}
-        with httpx.Client(timeout=30) as client:
-            for name, (_, url) in targets.items():
-                scrape_sequential(client, url, 20)  # warm up: connections, caches, JIT-less
-                plain = client.get(url, headers={"Accept": "text/plain"})
-                sizes[name] = sum(1 for line in plain.text.splitlines() if line[:1] != "#")
-            for round_ in range(args.rounds):
-                order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
-                for name in order:
-                    pid, url = targets[name]
-                    before = cpu_seconds(pid)
-                    latencies[name] += scrape_sequential(client, url, args.scrapes)
-                    cpu[name].append((cpu_seconds(pid) - before) / args.scrapes)
-                for name in order:
-                    rates[name].append(throughput(targets[name][1], args.seconds))
-        rss = {name: rss_bytes(pid) for name, (pid, _) in targets.items()}
-        report(latencies, cpu, rates, rss, sizes, args)
+        with started("redis", redis_args, redis_port, log_dir=workdir, timeout=10):
+            redis.Redis(port=redis_port).ping()  # PING is part of the command mix measured
+            populate(redis_port)
+            with (
+                started(
+                    "ours", our_exporter(ours_port, config), ours_port, log_dir=workdir
+                ) as ours,
+                started("redis_exporter", theirs_args, theirs_port, log_dir=workdir) as theirs,
+            ):
+                servers = [ours, theirs]
+                sizes = {}
+                for server in servers:
+                    wait_http(f"http://127.0.0.1:{server.port}{server.path}")
+                for server in servers:
+                    scraper = Scraper(server, decode=True)  # warm up: connections, caches
+                    for _ in range(20):
+                        scraper.scrape()
+                    scraper.close()
+                    sizes[server.name] = samples(server)
+                for round_ in range(args.rounds):
+                    order = servers if round_ % 2 == 0 else servers[::-1]
+                    for server in order:
+                        measure_round(server, args.scrapes, decode=True)
+                    for server in order:
+                        measure_throughput(server, CONNECTIONS, args.seconds)
+                rss = {server.name: rss_bytes(server.pid) for server in servers}
+        report(servers, rss, sizes, args)
     finally:
-        for proc in reversed(processes):
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
-def report(latencies, cpu, rates, rss, sizes, args) -> None:
+def report(
+    servers: list[Server], rss: dict[str, int], sizes: dict[str, int], args: argparse.Namespace
+) -> None:
     rows = []
-    for name in latencies:
+    for server in servers:
         rows.append(
             (
-                name,
-                statistics.median(latencies[name]) * 1e3,
-                percentile(latencies[name], 0.99) * 1e3,
-                statistics.median(cpu[name]) * 1e3,
-                statistics.median(rates[name]),
-                rss[name] / 2**20,
-                sizes[name],
+                server.name,
+                statistics.median(server.latencies) * 1e3,
+                percentile(server.latencies, 0.99) * 1e3,
+                statistics.median(server.cpu) * 1e3,
+                statistics.median(server.throughput[CONNECTIONS]),
+                rss[server.name] / 2**20,
+                sizes[server.name],
             )
         )
     print(

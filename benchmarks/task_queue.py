@@ -1,6 +1,6 @@
 """The task-queue collector beside rq-exporter (PyPI), on the same RQ data, in one run.
 
-    python benchmarks/task_queue.py
+    python -m benchmarks.task_queue     (or: python benchmarks/task_queue.py)
 
 Starts a private redis-server on a free loopback port and fills it with 50 queues x 4
 priorities: for RQ (db 0) the usual RQ way, one queue per priority (`q07_p2`: 200 queues), 5
@@ -21,88 +21,35 @@ ours/peer ratios.
 from __future__ import annotations
 
 import contextlib
-import gzip
-import http.client
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# run as a script, benchmarks/ would come first on sys.path and its redis.py shadow redis-py
+if sys.path[0] == str(ROOT / "benchmarks"):
+    sys.path[0] = str(ROOT)
+else:
+    sys.path.insert(0, str(ROOT))
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-HEADERS = {
-    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
-    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
-    "Accept-Encoding": "gzip",
-    "X-Prometheus-Scrape-Timeout-Seconds": "10",
-}
+from benchmarks.harness import (  # noqa: E402
+    Server,
+    free_port,
+    measure_round,
+    our_exporter,
+    percentile,
+    started,
+)
+
 QUEUES, PRIORITIES, JOBS = 50, 4, 5
 ROUNDS, SCRAPES = 5, 100
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def process_tree(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [pid]
-    while todo:
-        tree.append(todo.pop())
-        todo.extend(children.get(tree[-1], []))
-    return tree
-
-
-def cpu_seconds(pid: int) -> float:
-    total = 0.0
-    for member in process_tree(pid):
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return total
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError(f"{name} did not start, see {log}")
-        time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def started(name: str, args: Sequence[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    log = Path(tempfile.gettempdir()) / f"bench-tq-{name}-{port}.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(list(args), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            wait_for_port(port, proc, name, log)
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+LOG = "bench-tq"  # processes' output: <temp dir>/bench-tq-<name>-<port>.log
 
 
 def rq_exporter_command() -> list[str]:
@@ -151,44 +98,6 @@ def fill_celery(url: str) -> None:
     app.close()
 
 
-@dataclass
-class Side:
-    name: str
-    port: int
-    pid: int
-    latencies: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
-    series: int = 0
-
-
-def measure_round(side: Side) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", side.port, timeout=30)
-
-    def scrape() -> None:
-        conn.request("GET", "/metrics", headers=HEADERS)
-        response = conn.getresponse()
-        body = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"{side.name}: HTTP {response.status}")
-        if response.getheader("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        side.series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-
-    scrape()  # warm the connection and first-time work
-    before = cpu_seconds(side.pid)
-    for _ in range(SCRAPES):
-        started_at = time.perf_counter()
-        scrape()
-        side.latencies.append(time.perf_counter() - started_at)
-    side.cpu.append((cpu_seconds(side.pid) - before) / SCRAPES)
-    conn.close()
-
-
-def p99(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-
-
 def exporter_config(directory: Path, name: str, kind: str, url: str) -> Path:
     path = directory / f"{name}.yml"
     path.write_text(
@@ -215,38 +124,34 @@ def main() -> int:
             "--appendonly", "no", "--dir", tmp,
         ]  # fmt: skip
         ports = {name: free_port() for name in ("ours-rq", "rq-exporter", "ours-celery")}
-        ours = [sys.executable, "-m", "exporter", "--log.level", "warning"]
         with contextlib.ExitStack() as stack:
-            stack.enter_context(started("redis", redis_args, redis_port))
+            stack.enter_context(
+                started("redis", redis_args, redis_port, log_prefix=LOG, timeout=30)
+            )
             fill_rq(rq_url)
             fill_celery(celery_url)
+            rq_config = exporter_config(directory, "rq", "rq", rq_url)
+            celery_config = exporter_config(directory, "celery", "celery", celery_url)
             commands = {
-                "ours-rq": [
-                    *ours, "--config", str(exporter_config(directory, "rq", "rq", rq_url)),
-                    "--web.listen-address", f"127.0.0.1:{ports['ours-rq']}",
-                ],
+                "ours-rq": our_exporter(ports["ours-rq"], rq_config),
                 "rq-exporter": [
                     *peer, "--host", "127.0.0.1", "--port", str(ports["rq-exporter"]),
                     "--redis-url", rq_url, "--log-level", "WARNING",
                 ],
-                "ours-celery": [
-                    *ours,
-                    "--config", str(exporter_config(directory, "celery", "celery", celery_url)),
-                    "--web.listen-address", f"127.0.0.1:{ports['ours-celery']}",
-                ],
+                "ours-celery": our_exporter(ports["ours-celery"], celery_config),
             }  # fmt: skip
-            sides = []
-            for name, args in commands.items():
-                proc = stack.enter_context(started(name, args, ports[name]))
-                sides.append(Side(name, ports[name], proc.pid))
+            sides = [
+                stack.enter_context(started(name, args, ports[name], log_prefix=LOG, timeout=30))
+                for name, args in commands.items()
+            ]
             for _ in range(ROUNDS):
                 for side in sides:
-                    measure_round(side)
+                    measure_round(side, SCRAPES, decode=True)
     report(sides)
     return 0
 
 
-def report(sides: Sequence[Side]) -> None:
+def report(sides: Sequence[Server]) -> None:
     print(
         f"\n{QUEUES} queues x {PRIORITIES} priorities, {JOBS} tasks each; "
         f"{ROUNDS} interleaved rounds x {SCRAPES} scrapes per side\n"
@@ -255,7 +160,7 @@ def report(sides: Sequence[Side]) -> None:
     stats = {}
     for side in sides:
         p50 = statistics.median(side.latencies) * 1000
-        tail = p99(side.latencies) * 1000
+        tail = percentile(side.latencies, 0.99) * 1000
         cpu = statistics.median(side.cpu) * 1000
         stats[side.name] = (p50, tail, cpu)
         print(f"{side.name:<13}{p50:>9.2f}{tail:>9.2f}{cpu:>15.2f}{side.series:>8}")

@@ -35,12 +35,23 @@ class PrometheusServer:
 
 
 @contextlib.contextmanager
-def prometheus_server(config: dict[str, Any], workdir: Path) -> Iterator[PrometheusServer]:
-    """Start `prometheus` with `config` (a dict) on a free loopback port; stop it after."""
+def prometheus_server(
+    config: dict[str, Any], workdir: Path, *, check_config: bool = False
+) -> Iterator[PrometheusServer]:
+    """Start `prometheus` with `config` (a dict) on a free loopback port; stop it after.
+
+    With `check_config`, `promtool check config` must accept the file first.
+    """
     binary = require_binary("prometheus")
     port = free_port()
     config_file = workdir / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config))
+    if check_config:
+        check = subprocess.run(
+            [require_binary("promtool"), "check", "config", str(config_file)],
+            capture_output=True,
+        )
+        assert check.returncode == 0, check.stderr.decode()
     log = (workdir / "prometheus.log").open("w+")
     proc = subprocess.Popen(
         [

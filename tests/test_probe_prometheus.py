@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +13,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.model_server_apps import Behaviour, make_app
-from tests.support import exporter_process, free_port, require_binary, serve_app, wait_until
+from tests.prometheus_server import PrometheusServer, prometheus_server
+from tests.support import exporter_process, free_port, serve_app, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -117,8 +116,7 @@ def relabel(exporter_address: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def prometheus(exporter, tmp_path_factory) -> Iterator[str]:
-    binary = require_binary("prometheus")
+def prometheus(exporter, tmp_path_factory) -> Iterator[PrometheusServer]:
     directory = tmp_path_factory.mktemp("prometheus")
     address = exporter.removeprefix("http://")
     config = {
@@ -161,65 +159,23 @@ def prometheus(exporter, tmp_path_factory) -> Iterator[str]:
             },
         ],
     }
-    config_file = directory / "prometheus.yml"
-    config_file.write_text(yaml.safe_dump(config))
-    check = subprocess.run(
-        [require_binary("promtool"), "check", "config", str(config_file)], capture_output=True
-    )
-    assert check.returncode == 0, check.stderr.decode()
-    port = free_port()
-    log = (directory / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config_file}",
-            f"--storage.tsdb.path={directory / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-lifecycle",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: httpx.get(f"{url}/-/ready").status_code == 200, what="Prometheus")
-        yield url
-    finally:
-        with contextlib.suppress(httpx.HTTPError):
-            httpx.post(f"{url}/-/quit", timeout=5)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        Path(log.name).unlink(missing_ok=True)
-
-
-def active_targets(prometheus: str) -> list[dict]:
-    data = httpx.get(f"{prometheus}/api/v1/targets", params={"state": "active"}).json()
-    return data["data"]["activeTargets"]
-
-
-def query(prometheus: str, expr: str) -> list[dict]:
-    data = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}).json()
-    assert data["status"] == "success", data
-    return data["data"]["result"]
+    with prometheus_server(config, directory, check_config=True) as server:
+        yield server
 
 
 def test_prometheus_scrapes_two_targets_through_probe(prometheus):
     def both_up() -> bool:
-        targets = [t for t in active_targets(prometheus) if t["labels"]["job"] == "model-servers"]
+        targets = [t for t in prometheus.targets() if t["labels"]["job"] == "model-servers"]
         return len(targets) == 2 and all(t["health"] == "up" for t in targets)
 
     wait_until(both_up, timeout=30, interval=0.5, what="both /probe targets up")
-    targets = [t for t in active_targets(prometheus) if t["labels"]["job"] == "model-servers"]
+    targets = [t for t in prometheus.targets() if t["labels"]["job"] == "model-servers"]
     assert {t["labels"]["instance"] for t in targets} == set(PROBED)
     for t in targets:
         assert "/probe?target=" in t["scrapeUrl"]
 
     def both_in_query() -> list[dict]:
-        result = query(prometheus, 'model_server_availability{job="model-servers"}')
+        result = prometheus.query('model_server_availability{job="model-servers"}')
         return result if len(result) == 2 else []
 
     result = wait_until(both_in_query, timeout=30, interval=0.5, what="a query to see both")
@@ -230,7 +186,7 @@ def test_prometheus_scrapes_two_targets_through_probe(prometheus):
 
 def test_prometheus_discovers_targets_through_sd(prometheus):
     def discovered() -> list[dict]:
-        result = query(prometheus, 'probe_success{job="discovered"}')
+        result = prometheus.query('probe_success{job="discovered"}')
         return result if len(result) == 4 else []
 
     result = wait_until(discovered, timeout=30, interval=0.5, what="the /sd targets scraped")
@@ -249,7 +205,7 @@ def test_prometheus_shards_discovered_targets_with_hashmod(prometheus):
     assert expected  # the fixture's names must put at least one target in shard 0
 
     def scraped() -> set[str]:
-        targets = [t for t in active_targets(prometheus) if t["labels"]["job"] == "shard-0-of-2"]
+        targets = [t for t in prometheus.targets() if t["labels"]["job"] == "shard-0-of-2"]
         return {t["labels"]["instance"] for t in targets if t["health"] != "unknown"}
 
     assert wait_until(lambda: scraped() == expected, timeout=30, interval=0.5, what="shard 0")
