@@ -12,7 +12,6 @@ discovery and /probe relabelling), with short intervals, and a copy of the shipp
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.redis_server import RedisServer
 from tests.support import (
     ROOT,
     exporter_process,
@@ -37,40 +37,6 @@ pytestmark = pytest.mark.slow
 ALERTS_DIR = ROOT / "alerts"
 TEST_FOR = "2s"
 REDIS_DB = 15
-
-
-class RedisServer:
-    """A redis-server on a fixed loopback port that can be stopped and started again."""
-
-    def __init__(self, directory: Path) -> None:
-        self.binary = require_binary("redis-server")
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [
-            self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.directory),
-        ]  # fmt: skip
-        with (self.directory / "redis.log").open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        wait_until(self._answers, timeout=15, what="redis-server to answer")
-
-    def _answers(self) -> bool:
-        assert self.process is not None and self.process.poll() is None, "redis-server exited"
-        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
 
 
 @contextlib.contextmanager
