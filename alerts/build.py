@@ -612,21 +612,29 @@ def render() -> dict[Path, str]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def write_or_check(files: dict[Path, str], command: str, argv: list[str] | None) -> int:
+    """Write generated files, or with --check fail when a committed one is stale.
+
+    Shared by the rule and dashboard generators.
+    """
+    parser = argparse.ArgumentParser(description=f"Generate files ({command}).")
     parser.add_argument("--check", action="store_true", help="fail if the files are stale")
     args = parser.parse_args(argv)
     stale = []
-    for path, text in render().items():
+    for path, text in files.items():
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(path.name)
         else:
             path.write_text(text)
     if stale:
-        print(f"stale, run python -m alerts.build: {', '.join(stale)}", file=sys.stderr)
+        print(f"stale, run {command}: {', '.join(stale)}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return write_or_check(render(), "python -m alerts.build", argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ datasource, `__requires`) is not part of that model, so it is added around the S
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 
-from alerts.build import THRESHOLDS
+from alerts.build import THRESHOLDS, write_or_check
 
 HERE = Path(__file__).resolve().parent
 GRAFANA_VERSION = "11.6.0"
@@ -1220,20 +1219,7 @@ def render() -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="fail if the files are stale")
-    args = parser.parse_args(argv)
-    stale = []
-    for path, text in render().items():
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(path.name)
-        else:
-            path.write_text(text)
-    if stale:
-        print(f"stale, run python -m grafana.build: {', '.join(stale)}", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(render(), "python -m grafana.build", argv)
 
 
 if __name__ == "__main__":
