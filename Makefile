@@ -29,6 +29,7 @@ test: $(VENV)/.installed tools lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[bench]'
 	scripts/install-tools --peers
 	$(BIN)/python benchmarks/scrape.py
 
