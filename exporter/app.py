@@ -90,7 +90,8 @@ def create_app(exporter: Exporter, *, debug: bool = False) -> ASGIApp:
         units = [u for u in exporter.loaded.units if u.target == name and name]
         if not units:
             valid = sorted({u.target for u in exporter.loaded.units})
-            message = f"unknown target {name!r}" if name else "missing ?target=NAME"
+            shown = name if len(name) <= 64 else name[:64] + "..."
+            message = f"unknown target {shown!r}" if name else "missing ?target=NAME"
             return PlainTextResponse(
                 f"{message}; configured targets: {', '.join(valid) or 'none'}\n", status_code=400
             )

@@ -150,6 +150,8 @@ def test_probe_scrapes_one_target_and_rejects_unknown_ones(url):
     bad = httpx.get(f"{url}/probe", params={"target": "http://evil.example/"})
     assert bad.status_code == 400 and "c1" in bad.text
     assert httpx.get(f"{url}/probe").status_code == 400
+    long = httpx.get(f"{url}/probe", params={"target": "x" * 5000})
+    assert long.status_code == 400 and len(long.text) < 300
 
 
 def test_deadline_header_bounds_a_hung_source(silent_listener):  # noqa: F811
