@@ -40,7 +40,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from collectors.base import Deadline, ScrapeContext, SourceCollector, SourceDown
+from collectors.base import Deadline, ScrapeContext, SourceCollector, SourceDown, up_family
 from collectors.checks import check_existing_file, check_limit, check_positive
 from collectors.secret import Secret, redact_url
 
@@ -605,22 +605,22 @@ class ModelServerCollector(SourceCollector):
         yield from self._accumulated()
 
     def _up(self, up: bool) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(
+        return up_family(
             "model_server_up",
             "1 if the model server answered its liveness endpoint over HTTP in this scrape.",
-            labels=["server"],
+            ["server"],
+            [self.name],
+            up,
         )
-        family.add_metric([self.name], 1.0 if up else 0.0)
-        return family
 
     def _availability(self, ready: bool) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(
+        return up_family(
             "model_server_availability",
             "1 if the model server and every configured model are ready to serve, else 0.",
-            labels=["server"],
+            ["server"],
+            [self.name],
+            ready,
         )
-        family.add_metric([self.name], 1.0 if ready else 0.0)
-        return family
 
     def _model_gauge(self, name: str, help_text: str, values: Mapping[str, float]) -> Metric:
         family = GaugeMetricFamily(name, help_text, labels=["server", "model"])
