@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import httpx
@@ -19,7 +18,16 @@ from exporter.app import create_app
 from exporter.config import load_config
 from exporter.state import Exporter
 from tests.db_servers import private_mariadb
-from tests.dbhelp import collect, engine_for, execute, names, scalar, table_values, value
+from tests.dbhelp import (
+    collect,
+    engine_for,
+    execute,
+    names,
+    scalar,
+    scrape_while_sampling,
+    table_values,
+    value,
+)
 from tests.support import serve_app
 
 APP_NAME = f"afx-db-test-{os.getpid()}"
@@ -164,33 +172,10 @@ def program_connections(url: str) -> int:
 
 
 def test_500_scrapes_keep_exporter_connections_within_the_pool(perf_url):
-    config = load_config(
-        {
-            "databases": [{"name": "my", "url": perf_url, "application_name": APP_NAME}],
-            "collectors": {"system": {"enabled": False}, "process": {"enabled": False}},
-        },
-        env={},
-    )
-    exporter = Exporter(config)
     seen: list[int] = []
-    try:
-        with serve_app(create_app(exporter)) as base, httpx.Client(timeout=30) as client:
-
-            def scrape_many(count: int) -> None:
-                for _ in range(count):
-                    assert client.get(f"{base}/metrics", headers=HEADERS).status_code == 200
-
-            threads = [threading.Thread(target=scrape_many, args=(125,)) for _ in range(4)]
-            for t in threads:
-                t.start()
-            while any(t.is_alive() for t in threads):
-                seen.append(program_connections(perf_url))
-                time.sleep(0.05)
-            for t in threads:
-                t.join()
-            seen.append(program_connections(perf_url))
-    finally:
-        exporter.loaded.engine.close()
+    scrape_while_sampling(
+        "my", perf_url, APP_NAME, lambda: seen.append(program_connections(perf_url))
+    )
     assert max(seen) <= 1
     assert seen[-1] == 1
 

@@ -18,7 +18,16 @@ from exporter.app import create_app
 from exporter.config import load_config
 from exporter.state import Exporter
 from tests.db_servers import private_postgres
-from tests.dbhelp import collect, engine_for, execute, names, scalar, table_values, value
+from tests.dbhelp import (
+    collect,
+    engine_for,
+    execute,
+    names,
+    scalar,
+    scrape_while_sampling,
+    table_values,
+    value,
+)
 from tests.support import serve_app, wait_until
 
 APP_NAME = f"afx-db-test-{os.getpid()}"
@@ -245,38 +254,15 @@ def test_locked_table_does_not_hold_the_scrape_and_leaves_no_stuck_backend(postg
 
 
 def test_500_scrapes_keep_exporter_connections_within_the_pool(postgres_url):
-    config = load_config(
-        {
-            "databases": [{"name": "pg", "url": postgres_url, "application_name": APP_NAME}],
-            "collectors": {"system": {"enabled": False}, "process": {"enabled": False}},
-        },
-        env={},
-    )
-    exporter = Exporter(config)
     seen: list[int] = []
     pids: set[int] = set()
-    try:
-        with serve_app(create_app(exporter)) as base, httpx.Client(timeout=30) as client:
 
-            def scrape_many(count: int) -> None:
-                for _ in range(count):
-                    assert client.get(f"{base}/metrics", headers=HEADERS).status_code == 200
+    def sample() -> None:
+        backends = exporter_backends(postgres_url)
+        seen.append(len(backends))
+        pids.update(b[2] for b in backends)
 
-            threads = [threading.Thread(target=scrape_many, args=(125,)) for _ in range(4)]
-            for t in threads:
-                t.start()
-            while any(t.is_alive() for t in threads):
-                backends = exporter_backends(postgres_url)
-                seen.append(len(backends))
-                pids.update(b[2] for b in backends)
-                time.sleep(0.05)
-            for t in threads:
-                t.join()
-            backends = exporter_backends(postgres_url)
-            seen.append(len(backends))
-            pids.update(b[2] for b in backends)
-    finally:
-        exporter.loaded.engine.close()
+    scrape_while_sampling("pg", postgres_url, APP_NAME, sample)
     assert max(seen) <= 1  # pool_size 1, max_overflow 0
     assert seen[-1] == 1  # the long-lived connection is kept between scrapes
     assert len(pids) == 1  # ... and it is the same one all along: no reconnects
