@@ -179,7 +179,19 @@ class SourceCollector(abc.ABC):
         return classify_error(exc)
 
     def close(self) -> None:  # noqa: B027 - most collectors have nothing to close
-        """Release connections (on reload or shutdown). Collectors with clients override it."""
+        """Release connections (on reload or shutdown). Collectors with clients override it.
+
+        Must not wait on a lock that a stuck `fetch` may hold: shutdown has a grace period.
+        """
+
+    def abandon(self) -> None:  # noqa: B027 - collectors without connections have nothing to drop
+        """A run of this collector overran its deadline and the engine stopped waiting for it.
+
+        Called once per abandoned run, in a worker thread. The next scrape starts a new run
+        while the stuck one may still be blocked in I/O, so a collector that holds a connection
+        drops or marks it here (without blocking and without a lock the stuck run holds): the
+        next run must dial afresh, and the stuck one fails on its own by its I/O timeouts.
+        """
 
     def run(self, deadline: Deadline) -> CollectionResult:
         """One whole collection: all families on success, the down families otherwise."""

@@ -15,12 +15,72 @@ from types import ModuleType
 from typing import Any
 
 import psutil
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
 from collectors.base import ScrapeContext, SourceCollector
 from collectors.checks import check_regex
+from collectors.specs import MetricSpec, add, counter, gauge
 
 _IDLE_MODES = ("idle", "iowait")
+_FS_LABELS = ("mountpoint", "fstype", "device")
+_ALL_BUT_EXCLUDED = "all network devices but the excluded ones (loopback)"
+
+# fmt: off
+CPU_SECONDS = counter("system_cpu_seconds_total", "CPU time spent in each mode, summed over all CPUs.", ["mode"], unit="seconds", source="psutil.cpu_times()")  # noqa: E501
+CPU_PERCENT = gauge("system_cpu_percent", "Share of CPU time not idle since the previous scrape (since boot on the first).", source="psutil.cpu_times() deltas")  # noqa: E501
+CPUS = gauge("system_cpus", "Logical CPUs.", source="psutil.cpu_count()")
+MEMORY_PERCENT = gauge("system_memory_percent", "Memory in use, percent of total (total - available).", source="psutil.virtual_memory().percent")  # noqa: E501
+#: psutil.virtual_memory() attribute -> spec
+MEMORY: tuple[tuple[str, MetricSpec], ...] = (
+    ("total", gauge("system_memory_total_bytes", "Physical memory.", unit="bytes", source="psutil.virtual_memory().total")),  # noqa: E501
+    ("available", gauge("system_memory_available_bytes", "Memory available to new processes without swapping.", unit="bytes", source="psutil.virtual_memory().available")),  # noqa: E501
+    ("used", gauge("system_memory_used_bytes", "Memory in use (psutil's definition).", unit="bytes", source="psutil.virtual_memory().used")),  # noqa: E501
+    ("free", gauge("system_memory_free_bytes", "Memory not used at all.", unit="bytes", source="psutil.virtual_memory().free")),  # noqa: E501
+)
+SWAP_TOTAL = gauge("system_swap_total_bytes", "Swap space.", unit="bytes", source="psutil.swap_memory().total")  # noqa: E501
+SWAP_USED = gauge("system_swap_used_bytes", "Swap in use.", unit="bytes", source="psutil.swap_memory().used")  # noqa: E501
+LOAD = tuple(gauge(f"system_load{p}", f"Load average over {p} minute(s).", source="os.getloadavg()") for p in ("1", "5", "15"))  # noqa: E501
+BOOT_TIME = gauge("system_boot_time_seconds", "When the host booted (Unix time).", unit="seconds", source="psutil.boot_time()")  # noqa: E501
+#: psutil.disk_io_counters() attribute -> spec
+DISK_IO: tuple[tuple[str, MetricSpec], ...] = (
+    ("read_bytes", counter("system_disk_io_read_bytes_total", "Bytes read from whole disks.", unit="bytes", source="psutil.disk_io_counters().read_bytes")),  # noqa: E501
+    ("write_bytes", counter("system_disk_io_write_bytes_total", "Bytes written to whole disks.", unit="bytes", source="psutil.disk_io_counters().write_bytes")),  # noqa: E501
+    ("read_count", counter("system_disk_io_reads_total", "Reads completed by whole disks.", source="psutil.disk_io_counters().read_count")),  # noqa: E501
+    ("write_count", counter("system_disk_io_writes_total", "Writes completed by whole disks.", source="psutil.disk_io_counters().write_count")),  # noqa: E501
+)
+#: psutil.net_io_counters() attribute -> spec, summed over the devices not excluded
+NETWORK: tuple[tuple[str, MetricSpec], ...] = (
+    ("bytes_sent", counter("system_network_sent_bytes_total", f"Bytes sent, {_ALL_BUT_EXCLUDED}.", unit="bytes", source="psutil.net_io_counters().bytes_sent")),  # noqa: E501
+    ("bytes_recv", counter("system_network_recv_bytes_total", f"Bytes received, {_ALL_BUT_EXCLUDED}.", unit="bytes", source="psutil.net_io_counters().bytes_recv")),  # noqa: E501
+    ("packets_sent", counter("system_network_sent_packets_total", f"Packets sent, {_ALL_BUT_EXCLUDED}.", source="psutil.net_io_counters().packets_sent")),  # noqa: E501
+    ("packets_recv", counter("system_network_recv_packets_total", f"Packets received, {_ALL_BUT_EXCLUDED}.", source="psutil.net_io_counters().packets_recv")),  # noqa: E501
+    ("errin", counter("system_network_errors_in_total", f"Receive errors, {_ALL_BUT_EXCLUDED}.", source="psutil.net_io_counters().errin")),  # noqa: E501
+    ("errout", counter("system_network_errors_out_total", f"Transmit errors, {_ALL_BUT_EXCLUDED}.", source="psutil.net_io_counters().errout")),  # noqa: E501
+    ("dropin", counter("system_network_drops_in_total", f"Incoming packets dropped, {_ALL_BUT_EXCLUDED}.", source="psutil.net_io_counters().dropin")),  # noqa: E501
+    ("dropout", counter("system_network_drops_out_total", f"Outgoing packets dropped, {_ALL_BUT_EXCLUDED}.", source="psutil.net_io_counters().dropout")),  # noqa: E501
+)
+#: psutil.disk_usage() attribute -> spec, per filesystem within `filesystem_limit`
+FILESYSTEM: tuple[tuple[str, MetricSpec], ...] = (
+    ("total", gauge("system_filesystem_size_bytes", "Filesystem size.", _FS_LABELS, unit="bytes", source="psutil.disk_usage().total")),  # noqa: E501
+    ("used", gauge("system_filesystem_used_bytes", "Filesystem space in use.", _FS_LABELS, unit="bytes", source="psutil.disk_usage().used")),  # noqa: E501
+    ("free", gauge("system_filesystem_avail_bytes", "Filesystem space available to unprivileged users.", _FS_LABELS, unit="bytes", source="psutil.disk_usage().free")),  # noqa: E501
+)
+# fmt: on
+
+SPECS: tuple[MetricSpec, ...] = (
+    CPU_SECONDS,
+    CPU_PERCENT,
+    CPUS,
+    MEMORY_PERCENT,
+    *(spec for _, spec in MEMORY),
+    SWAP_TOTAL,
+    SWAP_USED,
+    *LOAD,
+    BOOT_TIME,
+    *(spec for _, spec in DISK_IO),
+    *(spec for _, spec in NETWORK),
+    *(spec for _, spec in FILESYSTEM),
+)
 
 
 @dataclass(frozen=True)
@@ -61,15 +121,10 @@ class SystemCollector(SourceCollector):
         yield from self._filesystems(ctx)
 
     def _cpu(self) -> Iterator[Metric]:
-        times = self.ps.cpu_times()
-        modes = times._asdict()
-        seconds = CounterMetricFamily(
-            "system_cpu_seconds",
-            "CPU time spent in each mode, summed over all CPUs (psutil.cpu_times).",
-            labels=["mode"],
-        )
+        modes = self.ps.cpu_times()._asdict()
+        seconds = CPU_SECONDS.family()
         for mode, value in modes.items():
-            seconds.add_metric([mode], float(value))
+            add(seconds, [mode], value)
         yield seconds
         # guest time is already included in user time on Linux: leave it out of the total
         total = sum(v for m, v in modes.items() if m not in ("guest", "guest_nice"))
@@ -80,61 +135,33 @@ class SystemCollector(SourceCollector):
         delta_total = total - previous[1]
         delta_busy = busy - previous[0]
         percent = 100.0 * delta_busy / delta_total if delta_total > 0 else 0.0
-        yield GaugeMetricFamily(
-            "system_cpu_percent",
-            "Share of CPU time not idle since the previous scrape (since boot on the first).",
-            value=min(100.0, max(0.0, percent)),
-        )
-        yield GaugeMetricFamily(
-            "system_cpus", "Logical CPUs.", value=float(self.ps.cpu_count() or 0)
-        )
+        yield CPU_PERCENT.single(min(100.0, max(0.0, percent)))
+        yield CPUS.single(float(self.ps.cpu_count() or 0))
 
     def _memory(self) -> Iterator[Metric]:
         memory = self.ps.virtual_memory()
-        yield GaugeMetricFamily(
-            "system_memory_percent",
-            "Memory in use, percent of total (psutil: total - available).",
-            value=float(memory.percent),
-        )
-        for name, help_text in (
-            ("total", "Physical memory."),
-            ("available", "Memory available to new processes without swapping."),
-            ("used", "Memory in use (psutil's definition)."),
-            ("free", "Memory not used at all."),
-        ):
-            yield GaugeMetricFamily(
-                f"system_memory_{name}_bytes", help_text, value=float(getattr(memory, name))
-            )
+        yield MEMORY_PERCENT.single(memory.percent)
+        for attr, spec in MEMORY:
+            yield spec.single(getattr(memory, attr))
         swap = self.ps.swap_memory()
-        yield GaugeMetricFamily("system_swap_total_bytes", "Swap space.", value=float(swap.total))
-        yield GaugeMetricFamily("system_swap_used_bytes", "Swap in use.", value=float(swap.used))
+        yield SWAP_TOTAL.single(swap.total)
+        yield SWAP_USED.single(swap.used)
 
     def _load(self) -> Iterator[Metric]:
         try:
             load = os.getloadavg()
         except OSError:
             return
-        for period, value in zip(("1", "5", "15"), load, strict=True):
-            yield GaugeMetricFamily(
-                f"system_load{period}", f"Load average over {period} minute(s).", value=value
-            )
-        yield GaugeMetricFamily(
-            "system_boot_time_seconds",
-            "When the host booted (Unix time).",
-            value=float(self.ps.boot_time()),
-        )
+        for spec, value in zip(LOAD, load, strict=True):
+            yield spec.single(value)
+        yield BOOT_TIME.single(self.ps.boot_time())
 
     def _disk_io(self) -> Iterator[Metric]:
         disk = self.ps.disk_io_counters(perdisk=False)
         if disk is None:  # no disks visible (some containers)
             return
-        for name, attr, help_text in (
-            ("system_disk_io_read_bytes", "read_bytes", "Bytes read from whole disks."),
-            ("system_disk_io_write_bytes", "write_bytes", "Bytes written to whole disks."),
-            ("system_disk_io_reads", "read_count", "Reads completed by whole disks."),
-            ("system_disk_io_writes", "write_count", "Writes completed by whole disks."),
-        ):
-            yield CounterMetricFamily(name, help_text, value=float(getattr(disk, attr)))
+        for attr, spec in DISK_IO:
+            yield spec.single(getattr(disk, attr))
 
     def _network(self) -> Iterator[Metric]:
         totals: dict[str, float] = {}
@@ -143,21 +170,8 @@ class SystemCollector(SourceCollector):
                 continue
             for attr, value in counters._asdict().items():
                 totals[attr] = totals.get(attr, 0.0) + float(value)
-        for name, attr, help_text in (
-            ("system_network_sent_bytes", "bytes_sent", "Bytes sent"),
-            ("system_network_recv_bytes", "bytes_recv", "Bytes received"),
-            ("system_network_sent_packets", "packets_sent", "Packets sent"),
-            ("system_network_recv_packets", "packets_recv", "Packets received"),
-            ("system_network_errors_in", "errin", "Receive errors"),
-            ("system_network_errors_out", "errout", "Transmit errors"),
-            ("system_network_drops_in", "dropin", "Incoming packets dropped"),
-            ("system_network_drops_out", "dropout", "Outgoing packets dropped"),
-        ):
-            yield CounterMetricFamily(
-                name,
-                f"{help_text}, all network devices but the excluded ones (loopback).",
-                value=totals.get(attr, 0.0),
-            )
+        for attr, spec in NETWORK:
+            yield spec.single(totals.get(attr, 0.0))
 
     def _filesystems(self, ctx: ScrapeContext) -> Iterator[Metric]:
         usage: dict[tuple[str, str, str], Any] = {}
@@ -173,26 +187,11 @@ class SystemCollector(SourceCollector):
         kept = ctx.keep_top(
             {key: float(u.total) for key, u in usage.items()}, self.options.filesystem_limit
         )
-        labels = ["mountpoint", "fstype", "device"]
-        families = {
-            "size": GaugeMetricFamily(
-                "system_filesystem_size_bytes", "Filesystem size.", labels=labels
-            ),
-            "used": GaugeMetricFamily(
-                "system_filesystem_used_bytes", "Filesystem space in use.", labels=labels
-            ),
-            "avail": GaugeMetricFamily(
-                "system_filesystem_avail_bytes",
-                "Filesystem space available to unprivileged users.",
-                labels=labels,
-            ),
-        }
-        for key in sorted(kept):
-            u = usage[key]
-            families["size"].add_metric(list(key), float(u.total))
-            families["used"].add_metric(list(key), float(u.used))
-            families["avail"].add_metric(list(key), float(u.free))
-        yield from families.values()
+        for attr, spec in FILESYSTEM:
+            family = spec.family()
+            for key in sorted(kept):
+                add(family, key, getattr(usage[key], attr))
+            yield family
 
     def _partitions(self) -> Iterable[Any]:
         seen: set[str] = set()

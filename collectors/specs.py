@@ -1,0 +1,163 @@
+"""Metric specs: every family a collector serves, declared once at the top of its module.
+
+A spec holds what a reader needs to find a number: its exposed name, type, help, labels, unit
+and the source it is read from. Collectors build their families from specs (never from a name
+and a help string repeated where the sample is added), and `exporter.docs_tables` writes the
+metric tables of the docs from the same specs, so the three cannot drift apart.
+
+Names are written as exposed: counters end in `_total` (prometheus_client strips and re-adds
+it), so one search for a metric name finds its spec.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+
+
+class MetricType(enum.Enum):
+    """The exposition types a spec can have (prometheus_client's type names)."""
+
+    GAUGE = "gauge"
+    COUNTER = "counter"
+    HISTOGRAM = "histogram"
+    SUMMARY = "summary"
+    INFO = "info"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One family: exposed name, type, help, label names, unit and where the value comes from."""
+
+    name: str
+    type: MetricType
+    help: str
+    labels: tuple[str, ...] = ()
+    #: The base unit (`seconds`, `bytes`, `ratio`...); announced in OpenMetrics when the name
+    #: carries it.
+    unit: str = ""
+    #: What the number is read from (an INFO field, a view or query, an engine's family), for
+    #: the generated docs. Never a secret.
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type is MetricType.COUNTER and not self.name.endswith("_total"):
+            raise ValueError(f"{self.name}: a counter's name ends in _total")
+        if self.type is MetricType.INFO and not self.name.endswith("_info"):
+            raise ValueError(f"{self.name}: an info metric's name ends in _info")
+
+    def family(self, labels: Sequence[str] | None = None) -> Metric:
+        """An empty family of this spec (its own label names, or `labels` when given)."""
+        names = list(self.labels if labels is None else labels)
+        unit = self._unit()
+        if self.type is MetricType.COUNTER:
+            return CounterMetricFamily(self.name, self.help, labels=names, unit=unit)
+        if self.type is MetricType.GAUGE:
+            return GaugeMetricFamily(self.name, self.help, labels=names, unit=unit)
+        if self.type is MetricType.HISTOGRAM:
+            return HistogramMetricFamily(self.name, self.help, labels=names, unit=unit)
+        if self.type is MetricType.SUMMARY:
+            return SummaryMetricFamily(self.name, self.help, labels=names, unit=unit)
+        return InfoMetricFamily(self.name.removesuffix("_info"), self.help, labels=names)
+
+    def single(self, value: float, *label_values: str) -> Metric:
+        """A gauge or counter family with one sample."""
+        family = self.family()
+        add(family, label_values, value)
+        return family
+
+    def _unit(self) -> str:
+        base = self.name.removesuffix("_total") if self.type is MetricType.COUNTER else self.name
+        return self.unit if self.unit and base.endswith("_" + self.unit) else ""
+
+
+def add(family: Metric, label_values: Sequence[str], value: float) -> None:
+    """Add one sample to a gauge or counter family built from a spec."""
+    if not isinstance(family, CounterMetricFamily | GaugeMetricFamily):
+        raise TypeError(f"{family.name}: add() takes gauges and counters, not {family.type}")
+    family.add_metric(list(label_values), float(value))
+
+
+def gauge(name: str, help: str, labels: Iterable[str] = (), **extra: str) -> MetricSpec:
+    return MetricSpec(name, MetricType.GAUGE, help, tuple(labels), **extra)
+
+
+def counter(name: str, help: str, labels: Iterable[str] = (), **extra: str) -> MetricSpec:
+    return MetricSpec(name, MetricType.COUNTER, help, tuple(labels), **extra)
+
+
+def histogram(name: str, help: str, labels: Iterable[str] = (), **extra: str) -> MetricSpec:
+    return MetricSpec(name, MetricType.HISTOGRAM, help, tuple(labels), **extra)
+
+
+def summary(name: str, help: str, labels: Iterable[str] = (), **extra: str) -> MetricSpec:
+    return MetricSpec(name, MetricType.SUMMARY, help, tuple(labels), **extra)
+
+
+def info(name: str, help: str, labels: Iterable[str] = (), **extra: str) -> MetricSpec:
+    return MetricSpec(name, MetricType.INFO, help, tuple(labels), **extra)
+
+
+def by_name(specs: Iterable[MetricSpec]) -> Mapping[str, MetricSpec]:
+    """Specs keyed by exposed name; a name declared twice is a programming error."""
+    table: dict[str, MetricSpec] = {}
+    for spec in specs:
+        if spec.name in table and table[spec.name] != spec:
+            raise ValueError(f"{spec.name} is declared twice with different specs")
+        table[spec.name] = spec
+    return table
+
+
+class FamilySet:
+    """The families of one collection, each made from its spec on first use, in first-use order.
+
+    `prefix` holds label values every sample starts with (the target's `database`, `cache`,
+    `server` or `backend`), so call sites pass only the labels that vary.
+    """
+
+    def __init__(self, *prefix: str) -> None:
+        self.prefix = prefix
+        self._families: dict[str, Metric] = {}
+
+    def get(self, spec: MetricSpec) -> Metric:
+        family = self._families.get(spec.name)
+        if family is None:
+            family = self._families[spec.name] = spec.family()
+        return family
+
+    def add(self, spec: MetricSpec, value: float, *label_values: str) -> None:
+        add(self.get(spec), (*self.prefix, *label_values), value)
+
+    def histogram(
+        self,
+        spec: MetricSpec,
+        buckets: Sequence[tuple[str, float]],
+        sum_value: float,
+        *label_values: str,
+    ) -> None:
+        """Cumulative `(le, count)` buckets ending in `+Inf`, and the sum of observations."""
+        family = self.get(spec)
+        if not isinstance(family, HistogramMetricFamily):
+            raise TypeError(f"{spec.name} is not a histogram")
+        family.add_metric(
+            [*self.prefix, *label_values], [(le, float(n)) for le, n in buckets], sum_value
+        )
+
+    def summary(self, spec: MetricSpec, count: float, sum_value: float, *label_values: str) -> None:
+        family = self.get(spec)
+        if not isinstance(family, SummaryMetricFamily):
+            raise TypeError(f"{spec.name} is not a summary")
+        family.add_metric([*self.prefix, *label_values], int(count), sum_value)
+
+    def families(self) -> list[Metric]:
+        return list(self._families.values())
