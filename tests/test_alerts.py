@@ -2,7 +2,7 @@
 
 promtool runs the unit tests in `alerts/tests/`; these tests also prove that every alert has a
 case where it fires and one (past its `for`) where it does not, that the unit tests fail when
-the alerts cannot fire, and that the example Prometheus and Alertmanager configs load.
+the alerts cannot fire, and that the example Prometheus and Alertmanager configs (under deploy/) load.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from alerts import build
 from tests.support import ROOT, require_binary
 
 ALERTS_DIR = ROOT / "alerts"
+PROMETHEUS_EXAMPLE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+ALERTMANAGER_EXAMPLE = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 UNIT_TESTS = sorted((ALERTS_DIR / "tests").glob("*_test.yml"))
 SEVERITIES = {"critical", "warning", "info"}
 
@@ -45,9 +47,13 @@ def test_committed_rules_match_the_generator():
         assert path.read_text() == text, f"{path.name} is stale: run python -m alerts.build"
 
 
-def test_promtool_accepts_the_rules():
+def test_promtool_accepts_every_yaml_file_of_the_rules_folder():
+    """`promtool check rules alerts/*.yml`: the folder holds rule files only (the example
+    Prometheus and Alertmanager configs live under deploy/)."""
     promtool = require_binary("promtool")
-    result = run(promtool, "check", "rules", "afirgen.rules.yml", "afirgen.alerts.yml")
+    files = sorted(p.name for p in ALERTS_DIR.glob("*.yml"))
+    assert files == ["afirgen.alerts.yml", "afirgen.rules.yml"]
+    result = run(promtool, "check", "rules", *files)
     assert result.returncode == 0, result.stderr + result.stdout
 
 
@@ -131,13 +137,16 @@ def test_ratios_guard_their_denominators():
 
 def test_example_prometheus_config_is_valid():
     promtool = require_binary("promtool")
-    result = run(promtool, "check", "config", "prometheus.yml")
+    result = run(promtool, "check", "config", str(PROMETHEUS_EXAMPLE))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 rule files found" in result.stdout
+    config = yaml.safe_load(PROMETHEUS_EXAMPLE.read_text())
+    rule_files = {(PROMETHEUS_EXAMPLE.parent / f).resolve() for f in config["rule_files"]}
+    assert rule_files == {ALERTS_DIR / "afirgen.rules.yml", ALERTS_DIR / "afirgen.alerts.yml"}
 
 
 def test_example_prometheus_config_probes_through_sd():
-    config = load("prometheus.yml")
+    config = yaml.safe_load(PROMETHEUS_EXAMPLE.read_text())
     probe = next(job for job in config["scrape_configs"] if job.get("metrics_path") == "/probe")
     assert probe["http_sd_configs"][0]["url"].endswith("/sd")
     relabel = {r.get("target_label"): r for r in probe["relabel_configs"]}
@@ -147,7 +156,7 @@ def test_example_prometheus_config_probes_through_sd():
 
 def test_example_alertmanager_config_is_valid():
     amtool = require_binary("amtool")
-    result = run(amtool, "check-config", "alertmanager.yml")
+    result = run(amtool, "check-config", str(ALERTMANAGER_EXAMPLE))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -155,15 +164,14 @@ def test_config_checkers_reject_a_broken_config(tmp_path: Path):
     """The two checks above can fail: a typo in either file is caught."""
     promtool = require_binary("promtool")
     amtool = require_binary("amtool")
-    bad_prom = tmp_path / "prometheus.yml"
-    bad_prom.write_text(
-        (ALERTS_DIR / "prometheus.yml").read_text().replace("action: keep", "action: kep")
-    )
+    good_prom = tmp_path / "prometheus.yml"
+    good_prom.write_text(PROMETHEUS_EXAMPLE.read_text().replace("../../alerts/", f"{ALERTS_DIR}/"))
+    assert run(promtool, "check", "config", str(good_prom)).returncode == 0
+    bad_prom = tmp_path / "bad-prometheus.yml"
+    bad_prom.write_text(good_prom.read_text().replace("action: keep", "action: kep"))
     bad_am = tmp_path / "alertmanager.yml"
     bad_am.write_text(
-        (ALERTS_DIR / "alertmanager.yml")
-        .read_text()
-        .replace("receiver: backend-pager", "receiver: nobody")
+        ALERTMANAGER_EXAMPLE.read_text().replace("receiver: backend-pager", "receiver: nobody")
     )
     assert run(promtool, "check", "config", str(bad_prom)).returncode != 0
     assert run(amtool, "check-config", str(bad_am)).returncode != 0

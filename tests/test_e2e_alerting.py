@@ -35,6 +35,8 @@ from tests.support import (
 pytestmark = pytest.mark.slow
 
 ALERTS_DIR = ROOT / "alerts"
+PROMETHEUS_EXAMPLE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+ALERTMANAGER_EXAMPLE = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 TEST_FOR = "2s"
 REDIS_DB = 15
 
@@ -72,7 +74,9 @@ def write_rules_with_short_for(directory: Path) -> None:
 
 def prometheus_config(exporter: str, alertmanager: str) -> dict[str, Any]:
     """The example scrape config pointed at this test's exporter and Alertmanager."""
-    config = yaml.safe_load((ALERTS_DIR / "prometheus.yml").read_text())
+    config = yaml.safe_load(PROMETHEUS_EXAMPLE.read_text())
+    # the rule files with the short `for`, written beside the config
+    config["rule_files"] = [Path(f).name for f in config["rule_files"]]
     config["global"] = {
         "scrape_interval": "1s",
         "scrape_timeout": "1s",
@@ -93,7 +97,7 @@ def prometheus_config(exporter: str, alertmanager: str) -> dict[str, Any]:
 
 def alertmanager_config() -> dict[str, Any]:
     """The example route and inhibitions, with receivers that notify nobody."""
-    config = yaml.safe_load((ALERTS_DIR / "alertmanager.yml").read_text())
+    config = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text())
     config["receivers"] = [{"name": r["name"]} for r in config["receivers"]]
     return config
 
