@@ -133,3 +133,25 @@ def exporter_process(config_file: Path | None = None, *extra_args: str) -> Itera
     """Run `python -m exporter` as a real process on a free port; yield its base URL."""
     with running_exporter(config_file, *extra_args) as (url, _):
         yield url
+
+
+@contextlib.contextmanager
+def server_process(args: list[str], log: Path, ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A server binary (Prometheus, Alertmanager, VictoriaMetrics...) as a real process, ready
+    when `ready_url` answers 200; stopped by its PID (SIGTERM, then SIGKILL)."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(
+            lambda: process.poll() is None and httpx.get(ready_url).status_code == 200,
+            timeout=30,
+            what=f"{Path(args[0]).name} to be ready ({log})",
+        )
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -12,7 +12,6 @@ discovery and /probe relabelling), with short intervals, and a copy of the shipp
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tests.support import (
     require_binary,
     require_service,
     serve_app,
+    server_process,
     wait_until,
 )
 
@@ -39,27 +39,6 @@ PROMETHEUS_EXAMPLE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 ALERTMANAGER_EXAMPLE = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 TEST_FOR = "2s"
 REDIS_DB = 15
-
-
-@contextlib.contextmanager
-def running(args: list[str], log: Path, ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A server process, ready when `ready_url` answers 200; stopped by its PID."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_until(
-            lambda: process.poll() is None and httpx.get(ready_url).status_code == 200,
-            timeout=30,
-            what=f"{Path(args[0]).name} to be ready ({log})",
-        )
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def write_rules_with_short_for(directory: Path) -> None:
@@ -175,14 +154,18 @@ def monitoring(tmp_path: Path, exporter_config_file: Path) -> Iterator[tuple[str
             f"--web.listen-address=127.0.0.1:{am_port}",
             "--cluster.listen-address=",
         ]
-        stack.enter_context(running(am_args, tmp_path / "alertmanager.log", f"{am_url}/-/ready"))
+        stack.enter_context(
+            server_process(am_args, tmp_path / "alertmanager.log", f"{am_url}/-/ready")
+        )
         prom_args = [
             prometheus,
             f"--config.file={tmp_path / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp_path / 'prom-data'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",
         ]
-        stack.enter_context(running(prom_args, tmp_path / "prometheus.log", f"{prom_url}/-/ready"))
+        stack.enter_context(
+            server_process(prom_args, tmp_path / "prometheus.log", f"{prom_url}/-/ready")
+        )
         yield prom_url, am_url
 
 
