@@ -65,3 +65,24 @@ def alerting_rules() -> dict[str, Any]:
             if area.alerts
         ]
     }
+
+
+#: The labels every shipped Kubernetes object carries (deploy/kubernetes/).
+KUBERNETES_LABELS = {
+    "app.kubernetes.io/name": "afirgen-exporter",
+    "app.kubernetes.io/part-of": "afirgen",
+}
+
+
+def prometheus_rule() -> dict[str, Any]:
+    """The same groups as a prometheus-operator PrometheusRule (deploy/kubernetes/)."""
+    groups = recording_rules()["groups"] + alerting_rules()["groups"]
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {
+            "name": "afirgen-exporter",
+            "labels": {**KUBERNETES_LABELS, "app.kubernetes.io/component": "rules"},
+        },
+        "spec": {"groups": groups},
+    }
