@@ -2,7 +2,8 @@
 
 Run `python -m alerts.build` after changing anything under `alerts/`; `tests/test_alerts.py`
 fails while a committed file differs from what this generates: the two rule files and the same
-groups as a Kubernetes PrometheusRule (`deploy/kubernetes/prometheusrule.yaml`). Every number
+groups as a Kubernetes PrometheusRule (`deploy/kubernetes/prometheusrule.yaml`), and the
+monitoring mixin `mixin.libsonnet` (rules, plus the dashboards grafana/ holds). Every number
 an operator may want to tune is in `alerts/thresholds.py`, with the reason it has the value it
 has; the label selector every expression starts from is `SELECTOR` in `alerts/rules.py`; the
 rules of each area are in `alerts/areas/`.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from alerts import mixin
 from alerts.generated import write_or_check
 from alerts.render import alerting_rules, dump, prometheus_rule, recording_rules
 from alerts.rules import RUNBOOK_URL, SELECTOR
@@ -27,6 +29,11 @@ KUBERNETES_HEADER = (
 )
 
 
+def shipped_dashboards() -> list[str]:
+    """The dashboards `python -m grafana.build` wrote, relative to the repository root."""
+    return [f"grafana/{p.name}" for p in sorted((ROOT / "grafana").glob("*.json"))]
+
+
 def render() -> dict[Path, str]:
     """Every generated file and its content."""
     return {
@@ -35,6 +42,7 @@ def render() -> dict[Path, str]:
         ROOT / "deploy" / "kubernetes" / "prometheusrule.yaml": dump(
             prometheus_rule(), KUBERNETES_HEADER
         ),
+        ROOT / "mixin.libsonnet": mixin.render(shipped_dashboards()),
     }
 
 
