@@ -57,3 +57,18 @@ def test_make_run_installs_no_test_tooling():
     test_only = {"pytest", "ruff", "mypy", "grafana-foundation-sdk", "celery", "rq", "fastapi"}
     assert run_needs & test_only == set()
     assert test_only <= requirements("test")
+
+
+def test_deployment_docs_link_every_shipped_deployment_file_and_no_missing_one():
+    import re
+
+    root = README.parent
+    deployment = root / "docs" / "deployment.md"
+    for doc in (README, deployment):
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text()):
+            assert (doc.parent / target).exists(), f"{doc.name} links a missing {target}"
+    text = deployment.read_text()
+    for folder in sorted(p for p in (root / "deploy").iterdir() if p.is_dir()):
+        assert f"(../deploy/{folder.name}/" in text, f"docs/deployment.md does not link {folder}"
+    assert "(../mixin.libsonnet)" in text
+    assert "(docs/deployment.md)" in README.read_text()
