@@ -25,10 +25,12 @@ from tests.support import (
     ROOT,
     exporter_process,
     free_port,
+    instant_query,
     require_binary,
     require_service,
     serve_app,
     server_process,
+    silent_alertmanager_config,
     wait_until,
 )
 
@@ -36,7 +38,6 @@ pytestmark = pytest.mark.slow
 
 ALERTS_DIR = ROOT / "alerts"
 PROMETHEUS_EXAMPLE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
-ALERTMANAGER_EXAMPLE = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 TEST_FOR = "2s"
 REDIS_DB = 15
 
@@ -74,13 +75,6 @@ def prometheus_config(exporter: str, alertmanager: str) -> dict[str, Any]:
     return config
 
 
-def alertmanager_config() -> dict[str, Any]:
-    """The example route and inhibitions, with receivers that notify nobody."""
-    config = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text())
-    config["receivers"] = [{"name": r["name"]} for r in config["receivers"]]
-    return config
-
-
 def cache_down_alerts(alertmanager_url: str) -> list[dict[str, Any]]:
     response = httpx.get(
         f"{alertmanager_url}/api/v2/alerts",
@@ -90,13 +84,6 @@ def cache_down_alerts(alertmanager_url: str) -> list[dict[str, Any]]:
     response.raise_for_status()
     alerts: list[dict[str, Any]] = response.json()
     return alerts
-
-
-def query(prometheus_url: str, expr: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": expr}, timeout=5)
-    response.raise_for_status()
-    result: list[dict[str, Any]] = response.json()["data"]["result"]
-    return result
 
 
 def exporter_config(redis_port: int, model_server_url: str) -> dict[str, Any]:
@@ -136,7 +123,7 @@ def monitoring(tmp_path: Path, exporter_config_file: Path) -> Iterator[tuple[str
     alertmanager = require_binary("prometheus-alertmanager")
     write_rules_with_short_for(tmp_path)
     am_port, prom_port = free_port(), free_port()
-    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config()))
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(silent_alertmanager_config()))
     (tmp_path / "am-data").mkdir()
     am_url = f"http://127.0.0.1:{am_port}"
     prom_url = f"http://127.0.0.1:{prom_port}"
@@ -170,7 +157,7 @@ def monitoring(tmp_path: Path, exporter_config_file: Path) -> Iterator[tuple[str
 
 
 def reads_up(prom_url: str, selector: str) -> bool:
-    return [r["value"][1] for r in query(prom_url, selector)] == ["1"]
+    return [r["value"][1] for r in instant_query(prom_url, selector)] == ["1"]
 
 
 def test_cache_down_alert_reaches_alertmanager_and_resolves(tmp_path: Path):

@@ -26,15 +26,16 @@ from tests.support import (
     ROOT,
     exporter_process,
     free_port,
+    instant_query,
     require_binary,
     server_process,
+    silent_alertmanager_config,
     wait_until,
 )
 
 pytestmark = pytest.mark.slow
 
 VMAGENT_EXAMPLE = ROOT / "deploy" / "victoriametrics" / "vmagent.yml"
-ALERTMANAGER_EXAMPLE = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 RULE_FILES = [ROOT / "alerts" / "afirgen.rules.yml", ROOT / "alerts" / "afirgen.alerts.yml"]
 DATABASES = [f"shard-{letter}" for letter in "abcdef"]
 MEMBERS = 2
@@ -71,17 +72,10 @@ def vmagent_config(replicas: list[str]) -> dict[str, Any]:
     return config
 
 
-def query(vm_url: str, expr: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{vm_url}/api/v1/query", params={"query": expr}, timeout=5)
-    response.raise_for_status()
-    result: list[dict[str, Any]] = response.json()["data"]["result"]
-    return result
-
-
 def landed(vm_url: str, expr: str) -> dict[tuple[str, str], list[str]]:
     """(job, instance) -> the vmagents whose writes carry that series."""
     found: dict[tuple[str, str], list[str]] = {}
-    for series in query(vm_url, expr):
+    for series in instant_query(vm_url, expr):
         labels = series["metric"]
         found.setdefault((labels["job"], labels["instance"]), []).append(labels["vmagent"])
     return found
@@ -110,9 +104,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         addresses = [url.removeprefix("http://") for url in replicas]
 
         am_port, vm_port = free_port(), free_port()
-        am_config = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text())
-        am_config["receivers"] = [{"name": r["name"]} for r in am_config["receivers"]]
-        (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(am_config))
+        (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(silent_alertmanager_config()))
         am_url = f"http://127.0.0.1:{am_port}"
         args = [
             binaries["prometheus-alertmanager"],
@@ -203,7 +195,7 @@ def test_two_sharded_vmagents_land_every_target_once_and_vmalert_records(tmp_pat
             ("afirgen-probe", name): [owner[("afirgen-probe", name)]] for name in DATABASES
         }
         # every database was probed through one replica or the other, and only once
-        success = query(vm, 'afirgen_exporter_collector_success{collector="database"}')
+        success = instant_query(vm, 'afirgen_exporter_collector_success{collector="database"}')
         assert sorted(s["metric"]["target"] for s in success) == DATABASES
 
         # vmalert loaded every group of the shipped files and its recording rules write series
@@ -214,7 +206,7 @@ def test_two_sharded_vmagents_land_every_target_once_and_vmalert_records(tmp_pat
         assert sorted(g["name"] for g in groups) == sorted(shipped)
         pools = wait_until(
             lambda: (
-                (r := query(vm, "job_database:db_connection_pool_checked_out:ratio"))
+                (r := instant_query(vm, "job_database:db_connection_pool_checked_out:ratio"))
                 and len(r) == len(DATABASES)
                 and r
             ),
@@ -225,7 +217,7 @@ def test_two_sharded_vmagents_land_every_target_once_and_vmalert_records(tmp_pat
         assert {p["value"][1] for p in pools} == {"0"}  # nothing checks connections out
         cpu = wait_until(
             lambda: (
-                (r := query(vm, "job_instance:system_cpu_utilisation:rate5m"))
+                (r := instant_query(vm, "job_instance:system_cpu_utilisation:rate5m"))
                 and len(r) == len(urls["replicas"])
                 and r
             ),
