@@ -17,11 +17,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
-	$(PIP) -e '.[$(RUN_EXTRAS)]' 2>&1 | { grep -v '^WARNING: Location' || true; } >&2
+	$(PIP) -e '.[$(RUN_EXTRAS)]'
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	$(PIP) -e '.[test]' 2>&1 | { grep -v '^WARNING: Location' || true; } >&2
+	$(PIP) -e '.[test]'
 	touch $@
 
 run: $(VENV)/.run-installed
