@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from alerts.thresholds import Level, Ratio
+
 #: Selectors every query starts from, narrowed by the dashboard's variables.
 JOB = 'job=~"$job"'
 TARGET = f'{JOB}, instance=~"$instance"'
@@ -117,14 +119,19 @@ def stat_panel(
     )
 
 
-def red_above(limit: float) -> tuple[Step, ...]:
-    """Green up to `limit`, red from it on: for things that are bad when high."""
-    return ((None, "green"), (limit, "red"))
+def _number(limit: float | Ratio | Level) -> float:
+    return limit.value if isinstance(limit, Ratio | Level) else limit
 
 
-def red_below(limit: float) -> tuple[Step, ...]:
+def red_above(limit: float | Ratio | Level) -> tuple[Step, ...]:
+    """Green up to `limit`, red from it on: for things that are bad when high. An alert's
+    threshold (alerts/thresholds.py) makes the stat turn red where the alert fires."""
+    return ((None, "green"), (_number(limit), "red"))
+
+
+def red_below(limit: float | Ratio | Level) -> tuple[Step, ...]:
     """Red below `limit`, green from it on: for things that are bad when low."""
-    return ((None, "red"), (limit, "green"))
+    return ((None, "red"), (_number(limit), "green"))
 
 
 def job_variable() -> Variable:

@@ -44,7 +44,7 @@ BOARD = Board(
                     "percentunit",
                     query(f"min(job_instance:cache_hit:ratio_rate5m{{{CACHE}}})"),
                     max=1,
-                    steps=red_below(CACHE_HIT_RATIO_MIN.value),
+                    steps=red_below(CACHE_HIT_RATIO_MIN),
                 ),
                 stat_panel(
                     "Memory of maxmemory",
@@ -52,7 +52,7 @@ BOARD = Board(
                     "percentunit",
                     query(f"max(job_instance:cache_memory_usage:ratio{{{CACHE}}})"),
                     max=1,
-                    steps=red_above(CACHE_MEMORY_RATIO.value),
+                    steps=red_above(CACHE_MEMORY_RATIO),
                 ),
                 stat_panel(
                     "Uptime",

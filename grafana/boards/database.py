@@ -42,7 +42,7 @@ BOARD = Board(
                     "percentunit",
                     query(f"max(job_database:db_connection_pool_checked_out:ratio{{{DB}}})"),
                     max=1,
-                    steps=red_above(POOL_SATURATION_RATIO.value),
+                    steps=red_above(POOL_SATURATION_RATIO),
                 ),
                 timeseries_panel(
                     "Ping",

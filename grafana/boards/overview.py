@@ -77,7 +77,7 @@ BOARD = Board(
                     "percentunit",
                     query(f"max(job_instance:system_cpu_utilisation:rate5m{{{TARGET}}})"),
                     max=1,
-                    steps=red_above(HOST_CPU_RATIO.value),
+                    steps=red_above(HOST_CPU_RATIO),
                 ),
                 stat_panel(
                     "API 5xx ratio",
@@ -85,7 +85,7 @@ BOARD = Board(
                     "percentunit",
                     query(f"max(job_endpoint:api_requests_errors:ratio_rate5m{{{TARGET}}})"),
                     max=1,
-                    steps=red_above(API_ERROR_RATIO.value),
+                    steps=red_above(API_ERROR_RATIO),
                 ),
                 timeseries_panel(
                     "Firing alerts",

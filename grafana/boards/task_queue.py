@@ -59,7 +59,7 @@ BOARD = Board(
                     "Age of the oldest task waiting in the selected queues.",
                     "s",
                     query(f"max(background_tasks_oldest_waiting_age_seconds{{{QUEUE}}})"),
-                    steps=red_above(OLDEST_TASK_SECONDS.value),
+                    steps=red_above(OLDEST_TASK_SECONDS),
                 ),
                 timeseries_panel(
                     "Waiting tasks by queue and priority",
