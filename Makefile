@@ -1,35 +1,50 @@
 # Two commands on a fresh Debian 12 machine with Python 3.11:
 #   make run    runs the exporter with its default config (or ARGS="--config exporter.yml")
 #   make test   lints, type-checks and runs the whole test suite
+# One venv, two stamps: `run` installs the exporter and its collectors' clients only; `test`
+# adds the test extra (linters, the Grafana SDK, Celery, real brokers' clients).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
+# every collector's client library, so any config runs; not celery (only `inspect: true`)
+RUN_EXTRAS := database,redis,http,task-queue
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check --no-warn-script-location
 
-.PHONY: run test lint tools bench clean
+.PHONY: run test lint tools bench generate clean
 
-$(VENV)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[$(RUN_EXTRAS)]'
 	touch $@
 
-run: $(VENV)/.installed
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[test]'
+	touch $@
+
+run: $(VENV)/.run-installed
 	$(BIN)/afirgen-exporter $(ARGS)
 
 tools:
 	scripts/install-tools
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(VENV)/.installed tools lint
+test: $(VENV)/.test-installed tools lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[bench]'
+# Regenerates every generated file (dashboards, rules and what derives from them).
+generate: $(VENV)/.test-installed
+	$(BIN)/python -m grafana.build
+	$(BIN)/python -m alerts.build
+
+bench: $(VENV)/.test-installed
+	$(PIP) -e '.[bench]'
 	scripts/install-tools --peers
 	$(BIN)/python benchmarks/scrape.py
 

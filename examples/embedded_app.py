@@ -1,11 +1,13 @@
 """A FastAPI backend with the exporter embedded in it.
 
 `/prometheus/metrics` serves the pool of the engine this app really uses, its Redis cache, the
-host, and the app's own request metrics by route template. Run it from the repository root:
+host, and the app's own request metrics by route template. Run it from the repository root
+(no venv to activate; the `example` extra is FastAPI plus `[database,redis]`):
 
+    python3 -m venv .venv && .venv/bin/pip install -q -e '.[example]'
     DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \
     REDIS_URL=redis://127.0.0.1:6379/14 \
-    uvicorn examples.embedded_app:app --port 8000
+    .venv/bin/uvicorn examples.embedded_app:app --port 8000
 
     curl -s -X POST localhost:8000/api/fir -H 'content-type: application/json' \
         -d '{"title": "stolen bicycle"}'

@@ -4,6 +4,7 @@ afirgen-exporter [--config FILE] [--web.listen-address HOST:PORT]
                  [--collector.NAME | --no-collector.NAME ...] [--log.level LEVEL]
 afirgen-exporter check-config FILE
 afirgen-exporter once [--config FILE]
+afirgen-exporter dashboards|rules --out DIR
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 from collectors.base import Deadline
 from collectors.catalog import CATALOG
-from exporter import __version__
+from exporter import __version__, shipped
 from exporter.config import Config, load_config, read_config, with_overrides
 from exporter.schema import ConfigError
 from exporter.state import Exporter
@@ -40,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="afirgen-exporter",
         description="Prometheus exporter for a Python ML backend.",
-        epilog="Commands: 'check-config FILE' validates a config; 'once' prints one scrape.",
+        epilog="Commands: 'check-config FILE' validates a config; 'once' prints one scrape; "
+        "'dashboards --out DIR' and 'rules --out DIR' write the shipped Grafana dashboards "
+        "and Prometheus rules.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -109,7 +112,10 @@ def load(invocation: Invocation) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    invocation = parse_args(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in shipped.COMMANDS:
+        return shipped.main(args)
+    invocation = parse_args(args)
     logging.basicConfig(
         level=invocation.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -120,11 +121,7 @@ def running_exporter(
         )
         yield url, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, timeout=10)
         log.close()
 
 
@@ -133,3 +130,49 @@ def exporter_process(config_file: Path | None = None, *extra_args: str) -> Itera
     """Run `python -m exporter` as a real process on a free port; yield its base URL."""
     with running_exporter(config_file, *extra_args) as (url, _):
         yield url
+
+
+@contextlib.contextmanager
+def server_process(args: list[str], log: Path, ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A server binary (Prometheus, Alertmanager, VictoriaMetrics...) as a real process, ready
+    when `ready_url` answers 200; stopped by its PID (SIGTERM, then SIGKILL)."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(
+            lambda: process.poll() is None and httpx.get(ready_url).status_code == 200,
+            timeout=30,
+            what=f"{Path(args[0]).name} to be ready ({log})",
+        )
+        yield process
+    finally:
+        stop_process(process, timeout=15)
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM, and SIGKILL if it has not exited within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def instant_query(base_url: str, expr: str) -> list[dict[str, Any]]:
+    """The result of a PromQL instant query on Prometheus's HTTP API (or VictoriaMetrics')."""
+    response = httpx.get(f"{base_url}/api/v1/query", params={"query": expr}, timeout=5)
+    response.raise_for_status()
+    result: list[dict[str, Any]] = response.json()["data"]["result"]
+    return result
+
+
+def silent_alertmanager_config() -> dict[str, Any]:
+    """The example Alertmanager config (deploy/alertmanager/), its receivers notifying nobody."""
+    import yaml
+
+    config: dict[str, Any] = yaml.safe_load(
+        (ROOT / "deploy" / "alertmanager" / "alertmanager.yml").read_text()
+    )
+    config["receivers"] = [{"name": r["name"]} for r in config["receivers"]]
+    return config

@@ -2,7 +2,7 @@
 
 promtool runs the unit tests in `alerts/tests/`; these tests also prove that every alert has a
 case where it fires and one (past its `for`) where it does not, that the unit tests fail when
-the alerts cannot fire, and that the example Prometheus and Alertmanager configs load.
+the alerts cannot fire, and that the example Prometheus and Alertmanager configs (under deploy/) load.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alerts import build
+from alerts import build, thresholds
 from tests.support import ROOT, require_binary
 
 ALERTS_DIR = ROOT / "alerts"
+PROMETHEUS_EXAMPLE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+ALERTMANAGER_EXAMPLE = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 UNIT_TESTS = sorted((ALERTS_DIR / "tests").glob("*_test.yml"))
 SEVERITIES = {"critical", "warning", "info"}
 
@@ -45,9 +47,13 @@ def test_committed_rules_match_the_generator():
         assert path.read_text() == text, f"{path.name} is stale: run python -m alerts.build"
 
 
-def test_promtool_accepts_the_rules():
+def test_promtool_accepts_every_yaml_file_of_the_rules_folder():
+    """`promtool check rules alerts/*.yml`: the folder holds rule files only (the example
+    Prometheus and Alertmanager configs live under deploy/)."""
     promtool = require_binary("promtool")
-    result = run(promtool, "check", "rules", "afirgen.rules.yml", "afirgen.alerts.yml")
+    files = sorted(p.name for p in ALERTS_DIR.glob("*.yml"))
+    assert files == ["afirgen.alerts.yml", "afirgen.rules.yml"]
+    result = run(promtool, "check", "rules", *files)
     assert result.returncode == 0, result.stderr + result.stdout
 
 
@@ -113,10 +119,26 @@ def test_runbook_has_one_section_per_alert():
 
 
 def test_every_threshold_is_used_and_explained():
-    source = (ROOT / "alerts" / "build.py").read_text()
-    for name, threshold in build.THRESHOLDS.items():
+    table = thresholds.table()
+    assert len(table) >= 40
+    sources = " ".join(p.read_text() for p in (ALERTS_DIR / "areas").glob("*.py"))
+    for name, threshold in table.items():
         assert len(threshold.why) > 20, f"{name}: say why"
-        assert source.count(f"t('{name}')") + source.count(f't("{name}")') >= 1, name
+        assert re.search(rf"\b{name}\b", sources), f"{name} is used by no rule"
+
+
+def test_thresholds_are_typed_and_rendered_as_promql_wants():
+    assert str(thresholds.minutes(15, "x")) == "15m"
+    assert str(thresholds.hours(1, "x")) == "1h"
+    assert str(thresholds.Duration(90, "x")) == "90s"
+    assert str(thresholds.Ratio(0.05, "x")) == "0.05"
+    assert str(thresholds.Level(900, "seconds", "x")) == "900"
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        thresholds.Ratio(90, "a percent is not a ratio")
+    with pytest.raises(ValueError, match="positive"):
+        thresholds.minutes(0, "x")
+    fors = {a["alert"]: a["for"] for a in shipped_alerts()}
+    assert fors["AfirgenExporterDown"] == str(thresholds.EXPORTER_DOWN_FOR) == "5m"
 
 
 def test_ratios_guard_their_denominators():
@@ -131,13 +153,16 @@ def test_ratios_guard_their_denominators():
 
 def test_example_prometheus_config_is_valid():
     promtool = require_binary("promtool")
-    result = run(promtool, "check", "config", "prometheus.yml")
+    result = run(promtool, "check", "config", str(PROMETHEUS_EXAMPLE))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 rule files found" in result.stdout
+    config = yaml.safe_load(PROMETHEUS_EXAMPLE.read_text())
+    rule_files = {(PROMETHEUS_EXAMPLE.parent / f).resolve() for f in config["rule_files"]}
+    assert rule_files == {ALERTS_DIR / "afirgen.rules.yml", ALERTS_DIR / "afirgen.alerts.yml"}
 
 
 def test_example_prometheus_config_probes_through_sd():
-    config = load("prometheus.yml")
+    config = yaml.safe_load(PROMETHEUS_EXAMPLE.read_text())
     probe = next(job for job in config["scrape_configs"] if job.get("metrics_path") == "/probe")
     assert probe["http_sd_configs"][0]["url"].endswith("/sd")
     relabel = {r.get("target_label"): r for r in probe["relabel_configs"]}
@@ -147,7 +172,7 @@ def test_example_prometheus_config_probes_through_sd():
 
 def test_example_alertmanager_config_is_valid():
     amtool = require_binary("amtool")
-    result = run(amtool, "check-config", "alertmanager.yml")
+    result = run(amtool, "check-config", str(ALERTMANAGER_EXAMPLE))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -155,15 +180,14 @@ def test_config_checkers_reject_a_broken_config(tmp_path: Path):
     """The two checks above can fail: a typo in either file is caught."""
     promtool = require_binary("promtool")
     amtool = require_binary("amtool")
-    bad_prom = tmp_path / "prometheus.yml"
-    bad_prom.write_text(
-        (ALERTS_DIR / "prometheus.yml").read_text().replace("action: keep", "action: kep")
-    )
+    good_prom = tmp_path / "prometheus.yml"
+    good_prom.write_text(PROMETHEUS_EXAMPLE.read_text().replace("../../alerts/", f"{ALERTS_DIR}/"))
+    assert run(promtool, "check", "config", str(good_prom)).returncode == 0
+    bad_prom = tmp_path / "bad-prometheus.yml"
+    bad_prom.write_text(good_prom.read_text().replace("action: keep", "action: kep"))
     bad_am = tmp_path / "alertmanager.yml"
     bad_am.write_text(
-        (ALERTS_DIR / "alertmanager.yml")
-        .read_text()
-        .replace("receiver: backend-pager", "receiver: nobody")
+        ALERTMANAGER_EXAMPLE.read_text().replace("receiver: backend-pager", "receiver: nobody")
     )
     assert run(promtool, "check", "config", str(bad_prom)).returncode != 0
     assert run(amtool, "check-config", str(bad_am)).returncode != 0
@@ -179,3 +203,16 @@ def test_docs_list_every_alert_with_its_severity_and_for():
         assert row, f"docs/dashboards.md has no row for {name}"
         cells = [c.strip() for c in row.group(1).split("|")]
         assert cells[:2] == [alert["labels"]["severity"], alert["for"]], name
+
+
+def test_the_shared_generator_helper_writes_then_finds_nothing_stale(tmp_path: Path, capsys):
+    from alerts.generated import write_or_check
+
+    files = {tmp_path / "sub" / "a.yml": "a: 1\n", tmp_path / "b.json": "{}\n"}
+    assert write_or_check(files, "gen", ["--check"]) == 1
+    assert "stale, run gen: a.yml, b.json" in capsys.readouterr().err
+    assert write_or_check(files, "gen", []) == 0
+    assert write_or_check(files, "gen", ["--check"]) == 0
+    (tmp_path / "b.json").write_text("{ }\n")
+    assert write_or_check(files, "gen", ["--check"]) == 1
+    assert "b.json" in capsys.readouterr().err

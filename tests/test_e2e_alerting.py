@@ -12,7 +12,6 @@ discovery and /probe relabelling), with short intervals, and a copy of the shipp
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,38 +25,21 @@ from tests.support import (
     ROOT,
     exporter_process,
     free_port,
+    instant_query,
     require_binary,
     require_service,
     serve_app,
+    server_process,
+    silent_alertmanager_config,
     wait_until,
 )
 
 pytestmark = pytest.mark.slow
 
 ALERTS_DIR = ROOT / "alerts"
+PROMETHEUS_EXAMPLE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 TEST_FOR = "2s"
 REDIS_DB = 15
-
-
-@contextlib.contextmanager
-def running(args: list[str], log: Path, ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A server process, ready when `ready_url` answers 200; stopped by its PID."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_until(
-            lambda: process.poll() is None and httpx.get(ready_url).status_code == 200,
-            timeout=30,
-            what=f"{Path(args[0]).name} to be ready ({log})",
-        )
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def write_rules_with_short_for(directory: Path) -> None:
@@ -72,7 +54,9 @@ def write_rules_with_short_for(directory: Path) -> None:
 
 def prometheus_config(exporter: str, alertmanager: str) -> dict[str, Any]:
     """The example scrape config pointed at this test's exporter and Alertmanager."""
-    config = yaml.safe_load((ALERTS_DIR / "prometheus.yml").read_text())
+    config = yaml.safe_load(PROMETHEUS_EXAMPLE.read_text())
+    # the rule files with the short `for`, written beside the config
+    config["rule_files"] = [Path(f).name for f in config["rule_files"]]
     config["global"] = {
         "scrape_interval": "1s",
         "scrape_timeout": "1s",
@@ -91,13 +75,6 @@ def prometheus_config(exporter: str, alertmanager: str) -> dict[str, Any]:
     return config
 
 
-def alertmanager_config() -> dict[str, Any]:
-    """The example route and inhibitions, with receivers that notify nobody."""
-    config = yaml.safe_load((ALERTS_DIR / "alertmanager.yml").read_text())
-    config["receivers"] = [{"name": r["name"]} for r in config["receivers"]]
-    return config
-
-
 def cache_down_alerts(alertmanager_url: str) -> list[dict[str, Any]]:
     response = httpx.get(
         f"{alertmanager_url}/api/v2/alerts",
@@ -107,13 +84,6 @@ def cache_down_alerts(alertmanager_url: str) -> list[dict[str, Any]]:
     response.raise_for_status()
     alerts: list[dict[str, Any]] = response.json()
     return alerts
-
-
-def query(prometheus_url: str, expr: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": expr}, timeout=5)
-    response.raise_for_status()
-    result: list[dict[str, Any]] = response.json()["data"]["result"]
-    return result
 
 
 def exporter_config(redis_port: int, model_server_url: str) -> dict[str, Any]:
@@ -153,7 +123,7 @@ def monitoring(tmp_path: Path, exporter_config_file: Path) -> Iterator[tuple[str
     alertmanager = require_binary("prometheus-alertmanager")
     write_rules_with_short_for(tmp_path)
     am_port, prom_port = free_port(), free_port()
-    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config()))
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(silent_alertmanager_config()))
     (tmp_path / "am-data").mkdir()
     am_url = f"http://127.0.0.1:{am_port}"
     prom_url = f"http://127.0.0.1:{prom_port}"
@@ -171,19 +141,23 @@ def monitoring(tmp_path: Path, exporter_config_file: Path) -> Iterator[tuple[str
             f"--web.listen-address=127.0.0.1:{am_port}",
             "--cluster.listen-address=",
         ]
-        stack.enter_context(running(am_args, tmp_path / "alertmanager.log", f"{am_url}/-/ready"))
+        stack.enter_context(
+            server_process(am_args, tmp_path / "alertmanager.log", f"{am_url}/-/ready")
+        )
         prom_args = [
             prometheus,
             f"--config.file={tmp_path / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp_path / 'prom-data'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",
         ]
-        stack.enter_context(running(prom_args, tmp_path / "prometheus.log", f"{prom_url}/-/ready"))
+        stack.enter_context(
+            server_process(prom_args, tmp_path / "prometheus.log", f"{prom_url}/-/ready")
+        )
         yield prom_url, am_url
 
 
 def reads_up(prom_url: str, selector: str) -> bool:
-    return [r["value"][1] for r in query(prom_url, selector)] == ["1"]
+    return [r["value"][1] for r in instant_query(prom_url, selector)] == ["1"]
 
 
 def test_cache_down_alert_reaches_alertmanager_and_resolves(tmp_path: Path):

@@ -1,0 +1,20 @@
+"""The rules, one module per area, in the order the rule files list their groups."""
+
+from __future__ import annotations
+
+from alerts.areas import api, cache, database, exporter, host, model_servers, task_queue
+from alerts.rules import Alert, Area
+
+AREAS: tuple[Area, ...] = (
+    exporter.AREA,
+    database.AREA,
+    cache.AREA,
+    model_servers.AREA,
+    task_queue.AREA,
+    host.AREA,
+    api.AREA,
+)
+
+
+def all_alerts() -> list[Alert]:
+    return [alert for area in AREAS for alert in area.alerts]
