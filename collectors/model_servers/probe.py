@@ -1,0 +1,100 @@
+"""The requests of one scrape of one server, over its httpx client, within the deadline."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from typing import Any
+
+import httpx
+
+from collectors.base import Deadline
+from collectors.model_servers.readiness import Answer, BodyMismatch, ProbeFailed
+
+#: A health or model list answer larger than this is not what any documented API returns.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+#: A request gives up this much (at most a tenth of what is left) before the scrape deadline.
+DEADLINE_MARGIN_SECONDS = 0.05
+
+
+def transport_outcome(exc: BaseException) -> str:
+    """Why a request got no answer, from httpx's exception and what it wraps."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError | ssl.CertificateError):
+            return "tls"
+        if isinstance(current, ConnectionRefusedError):
+            return "refused"
+        if isinstance(current, TimeoutError):
+            return "timeout"
+        current = current.__cause__ or current.__context__
+    return "connection"
+
+
+class Probe:
+    """The requests of one scrape of one server, with their outcomes and latencies."""
+
+    def __init__(self, client: httpx.Client, base_url: str, deadline: Deadline) -> None:
+        self.client = client
+        self.base_url = base_url  # used as written for the liveness URL (generic: the URL)
+        self.deadline = deadline
+        self.outcomes: list[str] = []
+        self.latencies: list[float] = []
+        self.problems: list[str] = []
+        self.timed_out = False
+
+    def get(self, path: str, *, base_url: str | None = None) -> Answer:
+        """GET `path` within what is left of the deadline; ProbeFailed without an answer."""
+        if self.timed_out or self.deadline.expired():  # the budget is spent: ask nothing more
+            raise ProbeFailed("timeout", path)
+        url = (base_url or self.base_url).rstrip("/") + path if path else self.base_url
+        # end a little before the deadline, so the timeout is counted here and the collection
+        # still answers before the scrape engine gives up on it
+        left = self.deadline.remaining()
+        timeout = max(0.001, left - min(DEADLINE_MARGIN_SECONDS, left / 10))
+        started = time.perf_counter()
+        try:
+            with self.client.stream("GET", url, timeout=httpx.Timeout(timeout)) as response:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        break
+                status = response.status_code
+        except httpx.HTTPError as exc:
+            outcome = transport_outcome(exc)
+            self.timed_out = outcome == "timeout"
+            self.outcomes.append(outcome)
+            self.problems.append(f"{outcome} on {path or '/'}")
+            raise ProbeFailed(outcome, path) from exc
+        self.latencies.append(time.perf_counter() - started)
+        self.outcomes.append(f"{status // 100}xx")
+        answer = Answer(status, bytes(body), len(self.outcomes) - 1)
+        if len(body) > MAX_BODY_BYTES:
+            self.mismatch(answer, path)
+        elif status != 200:
+            self.problems.append(f"http_{status // 100}xx on {path or '/'}")
+        return answer
+
+    def json(self, answer: Answer, path: str) -> Any:
+        """The answer's JSON; a body that does not parse counts as `body_mismatch`."""
+        try:
+            return json.loads(answer.body)
+        except ValueError:
+            self.mismatch(answer, path)
+            raise BodyMismatch(path) from None
+
+    def mismatch(self, answer: Answer, path: str) -> None:
+        self.outcomes[answer.index] = "body_mismatch"
+        self.problems.append(f"body_mismatch on {path or '/'}")
+
+    def get_json(self, path: str, *, base_url: str | None = None) -> tuple[Answer, Any]:
+        answer = self.get(path, base_url=base_url)
+        if not answer.ok:
+            return answer, None
+        return answer, self.json(answer, path)
