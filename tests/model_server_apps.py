@@ -7,21 +7,32 @@ A `Behaviour` switches the server between the states the tests need: `healthy`, 
 server does not have `ner`), `slow` (every answer held past the probe timeout), `slow_models`
 (only per-model endpoints slow) and `malformed` (JSON bodies that do not parse).
 Each request's client port is recorded, so a test can tell whether connections were reused.
+`DripServer` is a raw socket server that answers one byte at a time; `make_collector`,
+`scrape` and `value` are what the model-server tests share.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import pytest
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from collectors.model_servers import PRESETS
+from collectors.base import CollectionResult, Deadline
+from collectors.model_servers import PRESETS, ModelServerCollector, build
 from collectors.model_servers.preset import Endpoint, ServerState
+from exporter.config import load_config
 
 MODELS = ("fir-summarizer", "ner")
 #: Ollama: what /api/ps lists as loaded in memory
@@ -73,3 +84,140 @@ def route(endpoint: Endpoint, behaviour: Behaviour) -> Route:
 def make_app(kind: str, behaviour: Behaviour) -> Starlette:
     """The stand-in for one preset kind; the management API (TorchServe) on the same app."""
     return Starlette(routes=[route(e, behaviour) for e in PRESETS[kind].endpoints])
+
+
+class DripServer:
+    """A socket server on loopback that answers HTTP one byte every `interval` seconds.
+
+    The first `drip_connections` connections drip (then -1: all of them); later ones get the
+    whole answer at once, so a test can tell a collector stuck on its first connection from
+    one that dialled afresh. Every connection is closed by `stop()`.
+    """
+
+    ANSWER = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n"
+        b'{"status": "UP"}'
+    )
+
+    def __init__(self, interval: float = 0.5, drip_connections: int = -1) -> None:
+        self.interval = interval
+        self.drip_connections = drip_connections
+        self.connections = 0
+        self._stop = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def __enter__(self) -> DripServer:
+        self._start(self._accept)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _start(self, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            self._sockets.append(conn)
+            drip = self.drip_connections < 0 or self.connections <= self.drip_connections
+            self._start(self._answer, conn, drip)
+
+    def _answer(self, conn: socket.socket, drip: bool) -> None:
+        with contextlib.suppress(OSError), conn:
+            self._answering(conn, drip)
+
+    def idle(self, timeout: float = 5.0) -> bool:
+        """Wait until every connection the clients closed is closed here too."""
+        deadline = time.monotonic() + timeout
+        for thread in self._threads[1:]:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads[1:])
+
+    def _answering(self, conn: socket.socket, drip: bool) -> None:
+        conn.settimeout(0.2)
+        while not self._stop.is_set():  # every request on this connection
+            request = b""
+            while b"\r\n\r\n" not in request and not self._stop.is_set():
+                try:
+                    chunk = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    return
+                request += chunk
+            if not drip:
+                conn.sendall(self.ANSWER)
+                continue
+            for i in range(len(self.ANSWER)):
+                if self._stop.wait(self.interval):
+                    return
+                conn.sendall(self.ANSWER[i : i + 1])
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        for conn in self._sockets:
+            with contextlib.suppress(OSError):
+                conn.close()
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+
+def collector_for(
+    entry: dict, env: dict[str, str] | None = None, base_dir="."
+) -> ModelServerCollector:
+    config = load_config({"model_servers": [entry]}, env=env or {}, base_dir=base_dir)
+    return build(None, config.targets["model_servers"][0])
+
+
+@pytest.fixture(name="make_collector")
+def make_collector_fixture() -> Iterator:
+    """Collectors made in a test, closed after it (import this into a test module to use it)."""
+    made: list[ModelServerCollector] = []
+
+    def factory(entry: dict, **kwargs) -> ModelServerCollector:
+        collector = collector_for(entry, **kwargs)
+        made.append(collector)
+        return collector
+
+    yield factory
+    for collector in made:
+        collector.close()
+
+
+class _Families:
+    def __init__(self, families):
+        self.families = families
+
+    def collect(self):
+        return iter(self.families)
+
+
+def scrape(
+    collector: ModelServerCollector, seconds: float = 5.0
+) -> tuple[CollectionResult, CollectorRegistry]:
+    result = collector.run(Deadline.after(seconds))
+    return result, registry_of(result)
+
+
+def registry_of(result: CollectionResult) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(_Families(result.families))
+    return registry
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)

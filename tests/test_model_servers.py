@@ -11,7 +11,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
-from collectors.base import Deadline
 from collectors.catalog import BY_NAME
 from collectors.model_servers import (
     LATENCY_BUCKETS,
@@ -19,14 +18,22 @@ from collectors.model_servers import (
     SPECS,
     STATUSES,
     TABLES,
-    ModelServerCollector,
-    build,
 )
 from collectors.model_servers.readiness import model_path
 from collectors.specs import by_name
 from exporter.config import load_config
 from exporter.schema import ConfigError
-from tests.model_server_apps import GENERIC_PATH, LOADED, MODELS, VERSION, Behaviour, make_app
+from tests.model_server_apps import (
+    GENERIC_PATH,
+    LOADED,
+    MODELS,
+    VERSION,
+    Behaviour,
+    make_app,
+    make_collector_fixture,  # noqa: F401 - the make_collector fixture
+    scrape,
+    value,
+)
 from tests.support import free_port, require_binary, serve_app
 
 KINDS = tuple(PRESETS)
@@ -88,44 +95,6 @@ def target_config(kind: str, url: str, **extra) -> dict:
     if kind == "torchserve":
         entry.setdefault("management_url", url)
     return entry
-
-
-def collector_for(entry: dict, env: dict[str, str] | None = None, base_dir=".") -> Iterator:
-    config = load_config({"model_servers": [entry]}, env=env or {}, base_dir=base_dir)
-    return build(None, config.targets["model_servers"][0])
-
-
-@pytest.fixture
-def make_collector():
-    made: list[ModelServerCollector] = []
-
-    def factory(entry: dict, **kwargs) -> ModelServerCollector:
-        collector = collector_for(entry, **kwargs)
-        made.append(collector)
-        return collector
-
-    yield factory
-    for collector in made:
-        collector.close()
-
-
-class _Families:
-    def __init__(self, families):
-        self.families = families
-
-    def collect(self):
-        return iter(self.families)
-
-
-def scrape(collector: ModelServerCollector, seconds: float = 5.0):
-    result = collector.run(Deadline.after(seconds))
-    registry = CollectorRegistry()
-    registry.register(_Families(result.families))
-    return result, registry
-
-
-def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return registry.get_sample_value(name, labels)
 
 
 def answered(registry: CollectorRegistry, server: str) -> float:

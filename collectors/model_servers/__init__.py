@@ -39,10 +39,10 @@ TABLES = {"presets": preset_table}
 
 
 def build(options: None, target: Target) -> ModelServerCollector:
-    from collectors.model_servers.client import make_client
+    """A collector for `target`; its client is made on its first fetch (no I/O here)."""
     from collectors.model_servers.collector import ModelServerCollector
 
-    return ModelServerCollector(target, make_client(target))
+    return ModelServerCollector(target)
 
 
 def __getattr__(name: str) -> Any:

@@ -14,11 +14,11 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-import httpx
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import ScrapeContext, SourceCollector, SourceDown
 from collectors.model_servers import families as fam
+from collectors.model_servers.client import Connection
 from collectors.model_servers.presets import PRESETS
 from collectors.model_servers.probe import Probe
 from collectors.model_servers.readiness import Health, ProbeFailed
@@ -33,10 +33,10 @@ VERSION_REFRESH_SECONDS = 300.0
 class ModelServerCollector(SourceCollector):
     kind = "model_servers"
 
-    def __init__(self, target: Target, client: httpx.Client) -> None:
+    def __init__(self, target: Target) -> None:
         super().__init__(target.name, secrets=target.secrets())
         self.target = target
-        self.client = client
+        self.connection = Connection(target)  # no client until the first fetch
         self.preset = PRESETS[target.kind]
         self._lock = threading.Lock()
         self._totals = fam.Totals()
@@ -45,7 +45,7 @@ class ModelServerCollector(SourceCollector):
 
     def fetch(self, ctx: ScrapeContext) -> Iterator[Metric]:
         started = time.perf_counter()
-        probe = Probe(self.client, self.target.url, ctx.deadline)
+        probe = Probe(self.connection.client(), self.target.url, ctx.deadline)
         try:
             live = probe.get(self.preset.liveness)
         except ProbeFailed as exc:
@@ -99,5 +99,9 @@ class ModelServerCollector(SourceCollector):
             totals = self._totals.copy()
         return fam.down(self.name, self.target.models, totals)
 
+    def abandon(self) -> None:
+        """The engine stopped waiting for a run: cut it off; the next run dials afresh."""
+        self.connection.drop()
+
     def close(self) -> None:
-        self.client.close()
+        self.connection.drop()

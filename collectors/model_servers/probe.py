@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from collectors.base import Deadline
+from collectors.model_servers.client import Client
 from collectors.model_servers.readiness import Answer, BodyMismatch, ProbeFailed
 
 #: A health or model list answer larger than this is not what any documented API returns.
@@ -39,7 +40,7 @@ def transport_outcome(exc: BaseException) -> str:
 class Probe:
     """The requests of one scrape of one server, with their outcomes and latencies."""
 
-    def __init__(self, client: httpx.Client, base_url: str, deadline: Deadline) -> None:
+    def __init__(self, client: Client, base_url: str, deadline: Deadline) -> None:
         self.client = client
         self.base_url = base_url  # used as written for the liveness URL (generic: the URL)
         self.deadline = deadline
@@ -59,7 +60,12 @@ class Probe:
         timeout = max(0.001, left - min(DEADLINE_MARGIN_SECONDS, left / 10))
         started = time.perf_counter()
         try:
-            with self.client.stream("GET", url, timeout=httpx.Timeout(timeout)) as response:
+            # every connect, read and write is capped by `until`: the whole request, headers
+            # and body, ends by then however slowly the server sends
+            with (
+                self.client.backend.until(time.monotonic() + timeout),
+                self.client.http.stream("GET", url, timeout=timeout) as response,
+            ):
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk

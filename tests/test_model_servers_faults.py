@@ -1,0 +1,134 @@
+"""Model servers that misbehave for real: a socket that drips one byte every half second, a run
+the scrape engine gave up on, idle connections closed by the server, secrets in URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+from collectors.base import Deadline
+from exporter.scrape import ScrapeEngine, Unit
+from tests.model_server_apps import (
+    DripServer,
+    make_collector_fixture,  # noqa: F401 - the make_collector fixture
+    registry_of,
+    scrape,
+    value,
+)
+
+
+def generic(url: str, **extra) -> dict:
+    return {"name": "drip", "url": f"{url}/healthz", **extra}
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def run_in_thread(collector, seconds: float) -> tuple[threading.Thread, list]:
+    results: list = []
+    thread = threading.Thread(target=lambda: results.append(collector.run(Deadline.after(seconds))))
+    thread.start()
+    return thread, results
+
+
+# -- a whole-request deadline -------------------------------------------------------------
+
+
+def test_a_dripping_server_costs_one_deadline_not_the_whole_drip(make_collector):
+    with DripServer(interval=0.5) as server:
+        collector = make_collector(generic(server.url))
+        started = time.monotonic()
+        thread, results = run_in_thread(collector, 1.0)
+        thread.join(timeout=3.0)  # the drip would take ~45 s: a per-read timeout never fires
+        elapsed = time.monotonic() - started
+        assert not thread.is_alive(), f"the probe was still reading after {elapsed:.1f} s"
+    (result,) = results
+    assert not result.success and result.reason == "timeout"
+    assert elapsed < 1.0 + 0.3  # the deadline, plus scheduling slack on a loaded machine
+
+
+def test_the_scrape_after_a_dripping_one_recovers_on_a_fresh_connection(make_collector):
+    # drips faster than any per-read timeout: only a whole-request deadline ends the request
+    with DripServer(interval=0.2, drip_connections=1) as server:
+        collector = make_collector(generic(server.url))
+        engine = ScrapeEngine([Unit("model_servers", "drip", collector)])
+
+        async def two_scrapes() -> list:
+            first = await engine.collect(engine.units, Deadline.after(1.0))
+            second = await engine.collect(engine.units, Deadline.after(2.0))
+            return [first[0][1], second[0][1]]
+
+        try:
+            first, second = asyncio.run(two_scrapes())
+        finally:
+            engine.close()
+        assert server.connections == 2
+    assert not first.success and first.reason == "timeout"
+    assert second.success, "the second scrape joined the stuck first one"
+    registry = registry_of(second)
+    assert value(registry, "model_server_availability", server="drip") == 1.0
+    assert value(registry, "model_server_requests_total", server="drip", status="timeout") == 1
+
+
+def test_an_abandoned_run_is_cut_off_and_the_next_run_dials_afresh(make_collector):
+    with DripServer(interval=0.5, drip_connections=1) as server:
+        collector = make_collector(generic(server.url))
+        stuck, _ = run_in_thread(collector, 30.0)  # a long deadline: only abandon() ends it
+        deadline = time.monotonic() + 5
+        while server.connections < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # the request is on the wire and the drip has begun
+        collector.abandon()  # what the scrape engine does once it stopped waiting
+        result, _ = scrape(collector, seconds=2.0)
+        stuck.join(timeout=1.0)
+        assert not stuck.is_alive(), "abandon() left the stuck run blocked in its read"
+        assert server.connections == 2
+    assert result.success
+
+
+def test_close_does_not_wait_for_a_stuck_fetch(make_collector):
+    with DripServer(interval=0.5) as server:
+        collector = make_collector(generic(server.url))
+        stuck, _ = run_in_thread(collector, 30.0)
+        time.sleep(0.3)
+        started = time.monotonic()
+        collector.close()
+        closing = time.monotonic() - started
+        stuck.join(timeout=1.0)
+        assert not stuck.is_alive()
+    assert closing < 0.5
+
+
+def test_threads_and_fds_stay_flat_over_200_scrapes_of_a_dripping_server(make_collector):
+    # a byte every 20 ms: well inside any per-read timeout, a whole answer takes ~1.8 s
+    with DripServer(interval=0.02) as server:
+        collector = make_collector(generic(server.url))
+        engine = ScrapeEngine([Unit("model_servers", "drip", collector)])
+
+        async def scrapes(n: int) -> list[bool]:
+            out = []
+            for _ in range(n):
+                results = await engine.collect(engine.units, Deadline.after(0.1))
+                out.append(results[0][1].success)
+            return out
+
+        try:
+            asyncio.run(scrapes(10))  # warm up: executor threads, the first client
+            assert server.idle()  # the server's side of closed connections (same process)
+            threads, fds = threading.active_count(), open_fds()
+            outcomes = asyncio.run(scrapes(200))
+            assert server.idle()
+            after_threads, after_fds = threading.active_count(), open_fds()
+        finally:
+            engine.close()
+    print(f"\n200 scrapes of a dripping server: threads {threads} -> {after_threads}, "
+          f"fds {fds} -> {after_fds}, server connections {server.connections}")  # fmt: skip
+    assert not any(outcomes)
+    # every scrape runs its own probe on its own connection; a few may share (single flight)
+    # a run that is just returning at its deadline. Joining stuck runs would leave ~20.
+    assert server.connections >= 150, "scrapes joined stuck runs instead of starting their own"
+    assert after_threads <= threads + 2
+    assert after_fds <= fds + 4
