@@ -91,7 +91,8 @@ class DripServer:
 
     The first `drip_connections` connections drip (then -1: all of them); later ones get the
     whole answer at once, so a test can tell a collector stuck on its first connection from
-    one that dialled afresh. Every connection is closed by `stop()`.
+    one that dialled afresh. With `hang_up`, every connection is closed as soon as a request
+    has arrived, unanswered. Every connection is closed by `stop()`.
     """
 
     ANSWER = (
@@ -99,8 +100,11 @@ class DripServer:
         b'{"status": "UP"}'
     )
 
-    def __init__(self, interval: float = 0.5, drip_connections: int = -1) -> None:
+    def __init__(
+        self, interval: float = 0.5, drip_connections: int = -1, hang_up: bool = False
+    ) -> None:
         self.interval = interval
+        self.hang_up = hang_up
         self.drip_connections = drip_connections
         self.connections = 0
         self._stop = threading.Event()
@@ -158,6 +162,8 @@ class DripServer:
                 if not chunk:
                     return
                 request += chunk
+            if self.hang_up:
+                return
             if not drip:
                 conn.sendall(self.ANSWER)
                 continue

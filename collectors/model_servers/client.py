@@ -18,8 +18,11 @@ import httpx
 from collectors.model_servers.deadline import DeadlineBackend
 from collectors.model_servers.target import Target
 
-#: Idle keep-alive connections are kept this long, longer than any usual scrape interval.
-KEEPALIVE_EXPIRY_SECONDS = 300.0
+#: Idle connections are dropped after this long: before the idle timeouts servers commonly
+#: close them at (gunicorn 2 s, uvicorn and so vLLM 5 s), so a request is not sent on a socket
+#: the server is closing. A scrape's own requests share its connection; scrapes further apart
+#: dial afresh. (A server that closes even sooner is covered by one retry, see `probe`.)
+KEEPALIVE_EXPIRY_SECONDS = 1.5
 MAX_CONNECTIONS = 4
 MAX_KEEPALIVE_CONNECTIONS = 2
 

@@ -15,6 +15,9 @@ from collectors.model_servers.readiness import Answer, BodyMismatch, ProbeFailed
 
 #: A health or model list answer larger than this is not what any documented API returns.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+#: What a kept-alive connection closed by the server under our request looks like (sent once
+#: more on a new connection). Timeouts are not among them: the server may just be slow.
+RETRIED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 #: A request gives up this much (at most a tenth of what is left) before the scrape deadline.
 DEADLINE_MARGIN_SECONDS = 0.05
 
@@ -50,28 +53,25 @@ class Probe:
         self.timed_out = False
 
     def get(self, path: str, *, base_url: str | None = None) -> Answer:
-        """GET `path` within what is left of the deadline; ProbeFailed without an answer."""
+        """GET `path` within what is left of the deadline; ProbeFailed without an answer.
+
+        A request that fails on a kept-alive connection the server has just closed (its idle
+        timeout raced our request) is sent once more, on a new connection: that is not the
+        server failing. A failure on a fresh connection is.
+        """
         if self.timed_out or self.deadline.expired():  # the budget is spent: ask nothing more
             raise ProbeFailed("timeout", path)
         url = (base_url or self.base_url).rstrip("/") + path if path else self.base_url
-        # end a little before the deadline, so the timeout is counted here and the collection
-        # still answers before the scrape engine gives up on it
-        left = self.deadline.remaining()
-        timeout = max(0.001, left - min(DEADLINE_MARGIN_SECONDS, left / 10))
         started = time.perf_counter()
+        dialled: list[str] = []  # the connections the request dialled (none: a kept-alive one)
         try:
-            # every connect, read and write is capped by `until`: the whole request, headers
-            # and body, ends by then however slowly the server sends
-            with (
-                self.client.backend.until(time.monotonic() + timeout),
-                self.client.http.stream("GET", url, timeout=timeout) as response,
-            ):
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BODY_BYTES:
-                        break
-                status = response.status_code
+            try:
+                status, body = self._send(url, dialled)
+            except RETRIED:
+                if dialled or self.deadline.expired():
+                    raise
+                started = time.perf_counter()
+                status, body = self._send(url, dialled)
         except httpx.HTTPError as exc:
             outcome = transport_outcome(exc)
             self.timed_out = outcome == "timeout"
@@ -86,6 +86,34 @@ class Probe:
         elif status != 200:
             self.problems.append(f"http_{status // 100}xx on {path or '/'}")
         return answer
+
+    def _send(self, url: str, dialled: list[str]) -> tuple[int, bytearray]:
+        """One GET: status and body (cut past MAX_BODY_BYTES); notes in `dialled` each
+        connection it had to open (httpcore's trace), so a failure can tell a kept-alive
+        connection from a new one."""
+        # end a little before the deadline, so the timeout is counted here and the collection
+        # still answers before the scrape engine gives up on it
+        left = self.deadline.remaining()
+        timeout = max(0.001, left - min(DEADLINE_MARGIN_SECONDS, left / 10))
+
+        def trace(event: str, info: object) -> None:
+            if event == "connection.connect_tcp.started":
+                dialled.append(event)
+
+        # every connect, read and write is capped by `until`: the whole request, headers and
+        # body, ends by then however slowly the server sends
+        with (
+            self.client.backend.until(time.monotonic() + timeout),
+            self.client.http.stream(
+                "GET", url, timeout=timeout, extensions={"trace": trace}
+            ) as response,
+        ):
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    break
+            return response.status_code, body
 
     def json(self, answer: Answer, path: str) -> Any:
         """The answer's JSON; a body that does not parse counts as `body_mismatch`."""
