@@ -4,16 +4,23 @@ the scrape engine gave up on, idle connections closed by the server, secrets in 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import threading
 import time
 
+import httpx
+import pytest
 import uvicorn
 
 from collectors.base import Deadline
 from collectors.model_servers.client import KEEPALIVE_EXPIRY_SECONDS
+from collectors.model_servers.urls import mask_urls, shown_url
+from exporter.app import create_app
+from exporter.config import load_config
 from exporter.scrape import ScrapeEngine, Unit
+from exporter.state import Exporter
 from tests.model_server_apps import (
     Behaviour,
     DripServer,
@@ -23,7 +30,7 @@ from tests.model_server_apps import (
     scrape,
     value,
 )
-from tests.support import serve_app
+from tests.support import free_port, serve_app
 
 
 def generic(url: str, **extra) -> dict:
@@ -174,3 +181,66 @@ def test_a_fresh_connection_that_fails_is_not_retried(make_collector):
         assert server.connections == 1
     assert not result.success and result.reason == "connection"
     assert value(registry, "model_server_requests_total", server="drip", status="connection") == 1
+
+
+# -- secrets in URLs ------------------------------------------------------------------------
+
+KEY, TOKEN, USER = "key-secret-5e1f", "tok-secret-77aa", "user-secret-c0de"
+
+
+def test_url_query_secrets_never_show_in_logs_pages_or_errors(caplog):
+    vllm, generic_behaviour = Behaviour(), Behaviour()
+    query = f"?api_key={KEY}&token={TOKEN}"
+    with (
+        serve_app(make_app("vllm", vllm)) as vllm_url,
+        serve_app(make_app("generic", generic_behaviour)) as generic_url,
+        DripServer(hang_up=True) as hanging,
+    ):
+        config = load_config(
+            {
+                "collectors": {"system": {"enabled": False}, "process": {"enabled": False}},
+                "model_servers": [
+                    {"name": "llm", "kind": "vllm", "url": vllm_url + query, "models": ["ner"]},
+                    {"name": "health", "url": f"{generic_url}/healthz{query}"},
+                    {"name": "gone", "url": f"http://127.0.0.1:{free_port()}/h{query}"},
+                    {"name": "hangs", "url": f"{hanging.url}/h{query}&x={USER}"},
+                ],
+            },
+            env={},
+        )
+        exporter = Exporter(config)
+        with caplog.at_level(logging.DEBUG), serve_app(create_app(exporter)) as base:
+            pages = [
+                httpx.get(base + path, params=params)
+                for path, params in [
+                    ("/metrics", {}),
+                    ("/", {}),
+                    ("/sd", {}),
+                    *(("/probe", {"target": t}) for t in ("llm", "health", "gone", "hangs")),
+                ]
+            ]
+            text = " ".join(p.text for p in pages) + repr(config) + caplog.text
+        asyncio.run(exporter.aclose())
+    # the probes did go out with the real URL: the secrets reached the servers
+    assert "/health" in vllm.paths and "/v1/models" in vllm.paths
+    assert "/healthz" in generic_behaviour.paths
+    assert hanging.connections >= 1
+    assert "HTTP Request: GET" in caplog.text  # httpx did log its requests, masked
+    assert "api_key=***" in caplog.text
+    for secret in (KEY, TOKEN, USER):
+        assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://h:8000/v1?api_key=k1&flag", "http://h:8000/v1?api_key=***&flag"),
+        ("https://u:pw@h/x?t=1#frag", "https://***@h/x?t=***"),
+        ("http://tok@[::1]:9/", "http://***@[::1]:9/"),
+        ("http://h/plain", "http://h/plain"),
+        ("http://h:99999", "***"),  # a port out of range does not parse: show nothing
+    ],
+)
+def test_shown_urls_keep_keys_and_hosts_but_no_values(url, shown):
+    assert shown_url(url) == shown
+    assert mask_urls(f"GET {url} 200") == f"GET {shown} 200"

@@ -17,6 +17,7 @@ import httpx
 
 from collectors.model_servers.deadline import DeadlineBackend
 from collectors.model_servers.target import Target
+from collectors.model_servers.urls import mask_urls_in_httpx_logs
 
 #: Idle connections are dropped after this long: before the idle timeouts servers commonly
 #: close them at (gunicorn 2 s, uvicorn and so vLLM 5 s), so a request is not sent on a socket
@@ -75,6 +76,7 @@ def make_client(target: Target) -> Client:
     headers.update(target.headers)
     if target.bearer_token:
         headers["Authorization"] = f"Bearer {target.bearer_token.reveal()}"
+    mask_urls_in_httpx_logs()  # httpx logs every request's URL at INFO
     backend = DeadlineBackend()
     http = httpx.Client(
         headers=headers,

@@ -23,7 +23,7 @@ from collectors.model_servers.presets import PRESETS
 from collectors.model_servers.probe import Probe
 from collectors.model_servers.readiness import Health, ProbeFailed
 from collectors.model_servers.target import Target
-from collectors.secret import redact_url
+from collectors.model_servers.urls import shown_url
 from collectors.specs import FamilySet
 
 #: How long a server's version (from its metadata endpoint) is reused before it is asked again.
@@ -52,7 +52,7 @@ class ModelServerCollector(SourceCollector):
             self._account(probe)
             with self._lock:
                 self._version_at = None  # ask again once it is back: it may have been upgraded
-            message = f"{exc.outcome} from {redact_url(self.target.url)}"
+            message = f"{exc.outcome} from {shown_url(self.target.url)}"
             raise SourceDown(exc.outcome, message) from exc
         want_version = self.target.kind != "generic" and self._version_stale()
         try:

@@ -12,6 +12,7 @@ import httpx
 from collectors.base import Deadline
 from collectors.model_servers.client import Client
 from collectors.model_servers.readiness import Answer, BodyMismatch, ProbeFailed
+from collectors.model_servers.urls import request_url
 
 #: A health or model list answer larger than this is not what any documented API returns.
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -61,7 +62,7 @@ class Probe:
         """
         if self.timed_out or self.deadline.expired():  # the budget is spent: ask nothing more
             raise ProbeFailed("timeout", path)
-        url = (base_url or self.base_url).rstrip("/") + path if path else self.base_url
+        url = request_url(base_url or self.base_url, path)
         started = time.perf_counter()
         dialled: list[str] = []  # the connections the request dialled (none: a kept-alive one)
         try:

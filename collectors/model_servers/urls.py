@@ -38,6 +38,17 @@ def shown_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=""))
 
 
+def request_url(base: str, path: str) -> str:
+    """`path` under the base URL, the base's query kept (a gateway's key goes with every
+    request); "" is the base URL itself."""
+    if not path:
+        return base
+    if "?" not in base:
+        return base.rstrip("/") + path
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + path))
+
+
 def mask_urls(text: str) -> str:
     """Every URL in `text` passed through `shown_url`."""
     return _URL_IN_TEXT.sub(lambda match: shown_url(match.group(0)), text)
