@@ -4,9 +4,11 @@ the scrape engine gave up on, idle connections closed by the server, secrets in 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import random
+import ssl
 import threading
 import time
 
@@ -15,12 +17,14 @@ import pytest
 import uvicorn
 
 from collectors.base import Deadline
+from collectors.model_servers import PRESETS
 from collectors.model_servers.client import KEEPALIVE_EXPIRY_SECONDS
 from collectors.model_servers.urls import mask_urls, shown_url
 from exporter.app import create_app
 from exporter.config import load_config
 from exporter.scrape import ScrapeEngine, Unit
 from exporter.state import Exporter
+from exporter.units import build_units
 from tests.model_server_apps import (
     Behaviour,
     DripServer,
@@ -244,3 +248,34 @@ def test_url_query_secrets_never_show_in_logs_pages_or_errors(caplog):
 def test_shown_urls_keep_keys_and_hosts_but_no_values(url, shown):
     assert shown_url(url) == shown
     assert mask_urls(f"GET {url} 200") == f"GET {shown} 200"
+
+
+# -- building collectors is free ------------------------------------------------------------
+
+
+def live_objects(kind: type) -> int:
+    gc.collect()
+    return sum(isinstance(o, kind) for o in gc.get_objects())
+
+
+def test_building_collectors_opens_no_socket_and_makes_no_client(make_collector):
+    kinds = list(PRESETS)
+    entries = [
+        {"name": f"m{i}", "kind": kinds[i % len(kinds)], "url": f"https://127.0.0.1:{1 + i}"}
+        for i in range(1000)
+    ]
+    config = load_config({"model_servers": entries}, env={})
+    clients, contexts, fds = live_objects(httpx.Client), live_objects(ssl.SSLContext), open_fds()
+    units = build_units(config)
+    assert len(units) >= 1000
+    assert live_objects(httpx.Client) == clients
+    assert live_objects(ssl.SSLContext) == contexts
+    assert open_fds() == fds
+    # the first fetch makes the client: one collector, one client
+    behaviour = Behaviour()
+    with serve_app(make_app("vllm", behaviour)) as url:
+        collector = make_collector({"name": "llm", "kind": "vllm", "url": url})
+        assert live_objects(httpx.Client) == clients
+        result, _ = scrape(collector)
+        assert result.success
+        assert live_objects(httpx.Client) == clients + 1
