@@ -23,9 +23,12 @@ import httpcore
 
 
 class _Now(threading.local):
-    """The deadline (monotonic clock) of the request the current thread is sending."""
+    """The deadline (monotonic clock) of the request the current thread is sending, and how
+    many connections this thread has dialled (so a failed request can tell whether it went
+    out on a kept-alive connection)."""
 
     at: float | None = None
+    dialled: int = 0
 
 
 def _capped(now: _Now, timeout: float | None, expired: type[Exception]) -> float | None:
@@ -103,6 +106,7 @@ class DeadlineBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         left = _capped(self.now, timeout, httpcore.ConnectTimeout)
+        self.now.dialled += 1
         return self.track(self._inner.connect_tcp(host, port, left, local_address, socket_options))
 
     def connect_unix_socket(
@@ -112,7 +116,12 @@ class DeadlineBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         left = _capped(self.now, timeout, httpcore.ConnectTimeout)
+        self.now.dialled += 1
         return self.track(self._inner.connect_unix_socket(path, left, socket_options))
+
+    def dialled(self) -> int:
+        """Connections the calling thread has dialled so far through this backend."""
+        return self.now.dialled
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)

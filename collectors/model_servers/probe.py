@@ -64,15 +64,16 @@ class Probe:
             raise ProbeFailed("timeout", path)
         url = request_url(base_url or self.base_url, path)
         started = time.perf_counter()
-        dialled: list[str] = []  # the connections the request dialled (none: a kept-alive one)
+        dialled = self.client.backend.dialled()
         try:
             try:
-                status, body = self._send(url, dialled)
+                status, body = self._send(url)
             except RETRIED:
-                if dialled or self.deadline.expired():
+                reused = self.client.backend.dialled() == dialled  # no new connection for it
+                if not reused or self.deadline.expired():
                     raise
                 started = time.perf_counter()
-                status, body = self._send(url, dialled)
+                status, body = self._send(url)
         except httpx.HTTPError as exc:
             outcome = transport_outcome(exc)
             self.timed_out = outcome == "timeout"
@@ -88,26 +89,18 @@ class Probe:
             self.problems.append(f"http_{status // 100}xx on {path or '/'}")
         return answer
 
-    def _send(self, url: str, dialled: list[str]) -> tuple[int, bytearray]:
-        """One GET: status and body (cut past MAX_BODY_BYTES); notes in `dialled` each
-        connection it had to open (httpcore's trace), so a failure can tell a kept-alive
-        connection from a new one."""
+    def _send(self, url: str) -> tuple[int, bytearray]:
+        """One GET: status and body (cut past MAX_BODY_BYTES)."""
         # end a little before the deadline, so the timeout is counted here and the collection
         # still answers before the scrape engine gives up on it
         left = self.deadline.remaining()
         timeout = max(0.001, left - min(DEADLINE_MARGIN_SECONDS, left / 10))
 
-        def trace(event: str, info: object) -> None:
-            if event == "connection.connect_tcp.started":
-                dialled.append(event)
-
         # every connect, read and write is capped by `until`: the whole request, headers and
         # body, ends by then however slowly the server sends
         with (
             self.client.backend.until(time.monotonic() + timeout),
-            self.client.http.stream(
-                "GET", url, timeout=timeout, extensions={"trace": trace}
-            ) as response,
+            self.client.http.stream("GET", url, timeout=timeout) as response,
         ):
             body = bytearray()
             for chunk in response.iter_bytes():
