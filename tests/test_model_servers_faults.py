@@ -117,7 +117,11 @@ def test_close_does_not_wait_for_a_stuck_fetch(make_collector):
         closing = time.monotonic() - started
         stuck.join(timeout=1.0)
         assert not stuck.is_alive()
+        clients = live_objects(httpx.Client)
+        after_close, _ = scrape(collector, seconds=1.0)  # a run that starts after close()
+        assert live_objects(httpx.Client) == clients  # makes no client that nobody closes
     assert closing < 0.5
+    assert not after_close.success
 
 
 def test_threads_and_fds_stay_flat_over_200_scrapes_of_a_dripping_server(make_collector):

@@ -92,26 +92,34 @@ class Connection:
 
     def __init__(self, target: Target) -> None:
         self._target = target
-        self._lock = threading.Lock()  # guards `_client` only: never held across I/O
+        self._lock = threading.Lock()  # guards the fields only: never held across I/O
         self._client: Client | None = None
+        self._closed = False
 
     def client(self) -> Client:
+        """The current client, made now if there is none; RuntimeError once closed."""
         with self._lock:
-            current = self._client
+            current, closed = self._client, self._closed
+        if closed:
+            raise RuntimeError("the collector is closed")
         if current is not None:
             return current
         made = make_client(self._target)  # reads CA files: outside the lock
         with self._lock:
-            if self._client is None:
+            if self._client is None and not self._closed:
                 self._client = made
                 return made
             current = self._client
-        made.http.close()  # another thread made one first
+        made.http.close()  # another thread made one first, or it was closed meanwhile
+        if current is None:
+            raise RuntimeError("the collector is closed")
         return current
 
-    def drop(self) -> None:
-        """Forget the current client and cut off its requests: the next fetch dials afresh."""
+    def drop(self, *, close: bool = False) -> None:
+        """Forget the current client and cut off its requests: the next fetch dials afresh
+        (or, with `close`, none makes a client again)."""
         with self._lock:
             old, self._client = self._client, None
+            self._closed = self._closed or close
         if old is not None:
             old.discard()

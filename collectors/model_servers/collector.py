@@ -104,4 +104,5 @@ class ModelServerCollector(SourceCollector):
         self.connection.drop()
 
     def close(self) -> None:
-        self.connection.drop()
+        """Cut off any request in flight and close the client; a later run makes none."""
+        self.connection.drop(close=True)
