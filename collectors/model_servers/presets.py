@@ -132,7 +132,8 @@ def ask_torchserve(probe: Requests, target: Target, live: Answer, want_version: 
 
 # -- Text Generation Inference ---------------------------------------------------------------
 
-TGI_HEALTH = Endpoint("/health", lambda s, _: (_status(s.ready, 503), None))
+#: TGI's and vLLM's health: 200 with an empty body, 503 while not ready / once the engine died.
+HEALTH = Endpoint("/health", lambda s, _: (_status(s.ready, 503), None))
 TGI_INFO = Endpoint(
     "/info",
     lambda s, _: (
@@ -163,13 +164,12 @@ def ask_tgi(probe: Requests, target: Target, live: Answer, want_version: bool) -
 
 # -- vLLM's OpenAI-compatible server --------------------------------------------------------
 
-VLLM_HEALTH = Endpoint("/health", lambda s, _: (_status(s.ready, 503), None))
 VLLM_MODELS = Endpoint(
     "/v1/models",
     lambda s, _: (
         200,
         {"object": "list", "data": [{"id": m, "object": "model"} for m in s.models]},
-    ),  # noqa: E501
+    ),
 )
 VLLM_VERSION = Endpoint("/version", lambda s, _: (200, {"version": s.version}))
 
@@ -264,12 +264,12 @@ _PRESETS = (
         version="- (the inference API has none)",
     ),
     Preset(
-        "tgi", "TGI", (TGI_HEALTH, TGI_INFO), ask_tgi,
+        "tgi", "TGI", (HEALTH, TGI_INFO), ask_tgi,
         ready_when="200 (503 while not ready) and configured models served",
         per_model="`model_id` of `GET /info` equals the model", version="`version` of `/info`",
     ),
     Preset(
-        "vllm", "vLLM", (VLLM_HEALTH, VLLM_MODELS, VLLM_VERSION), ask_vllm,
+        "vllm", "vLLM", (HEALTH, VLLM_MODELS, VLLM_VERSION), ask_vllm,
         ready_when="200 (503 when the engine is dead) and configured models served",
         per_model="listed in `GET /v1/models` (`data[].id`)",
         version="`version` of `GET /version`",
