@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -389,12 +390,47 @@ def test_tls_verification(tls_files, make_collector):
         result, _ = scrape(with_ca)
         assert result.success
 
+        mutual = make_collector(
+            target_config("vllm", url, ca_file=str(cert), cert_file=str(cert), key_file=str(key))
+        )
+        result, _ = scrape(mutual)
+        assert result.success
+
         insecure = make_collector(target_config("vllm", url, tls_verify=False))
         result, registry = scrape(insecure)
         assert result.success
         assert value(registry, "model_server_availability", server="vllm-1") == 1.0
-        for collector in (strict, with_ca, insecure):
+        for collector in (strict, with_ca, mutual, insecure):
             collector.close()
+
+
+def test_tls_files_that_are_not_certificates_are_config_errors(tls_files, tmp_path):
+    cert, key = tls_files
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    base = {"name": "m", "url": "https://127.0.0.1:1"}
+    cases = [
+        ({"ca_file": str(junk)}, "model_servers[0].ca_file: "),
+        (
+            {"cert_file": str(junk), "key_file": str(key)},
+            "model_servers[0]: cert_file and key_file",
+        ),
+        (
+            {"cert_file": str(cert), "key_file": str(junk)},
+            "model_servers[0]: cert_file and key_file",
+        ),
+    ]
+    for extra, message in cases:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config({"model_servers": [{**base, **extra}]}, env={})
+    load_config(
+        {
+            "model_servers": [
+                {**base, "ca_file": str(cert), "cert_file": str(cert), "key_file": str(key)}
+            ]
+        },
+        env={},
+    )
 
 
 # -- config ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import httpcore
 import httpx
 
 from collectors.model_servers.deadline import DeadlineBackend
-from collectors.model_servers.target import Target
+from collectors.model_servers.target import Target, no_key_password
 from collectors.model_servers.urls import mask_urls_in_httpx_logs
 
 #: Idle connections are dropped after this long: before the idle timeouts servers commonly
@@ -35,7 +35,7 @@ def ssl_context(target: Target) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     if target.cert_file:
-        context.load_cert_chain(target.cert_file, target.key_file)
+        context.load_cert_chain(target.cert_file, target.key_file, password=no_key_password)
     return context
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -33,6 +34,32 @@ def check_status_codes(value: tuple[int, ...]) -> tuple[int, ...]:
     return value
 
 
+def no_key_password() -> bytes:
+    """An encrypted key would make OpenSSL ask for its password on the terminal: refuse it."""
+    return b""
+
+
+def check_ca_file(value: str) -> str:
+    """A readable file of PEM certificates (read now: a scrape must not be the first to find
+    out, and building collectors reads no file)."""
+    check_existing_file(value)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=value)
+    except (ssl.SSLError, ValueError, OSError):
+        raise ValueError(f"{value} holds no PEM certificate") from None
+    return value
+
+
+def check_client_certificate(cert_file: str, key_file: str | None) -> None:
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_cert_chain(cert_file, key_file, password=no_key_password)
+    except (ssl.SSLError, ValueError, OSError):
+        raise ValueError(
+            "cert_file and key_file must be a PEM certificate and its unencrypted key"
+        ) from None
+
+
 def check_kind(value: str) -> str:
     if value not in PRESETS:
         raise ValueError(f"must be one of {', '.join(PRESETS)}, got {value!r}")
@@ -57,7 +84,7 @@ class Target:
     #: Extra request headers (an API key header, a Host for a gateway); values may use ${ENV}.
     headers: Mapping[str, str] = field(default_factory=dict)
     tls_verify: bool = True
-    ca_file: str | None = field(default=None, metadata={"check": check_existing_file})
+    ca_file: str | None = field(default=None, metadata={"check": check_ca_file})
     cert_file: str | None = field(default=None, metadata={"check": check_existing_file})
     key_file: str | None = field(default=None, metadata={"check": check_existing_file})
     #: generic: the status codes that mean ready.
@@ -81,6 +108,8 @@ class Target:
             raise ValueError("management_url is for kind torchserve only")
         if self.key_file is not None and self.cert_file is None:
             raise ValueError("key_file needs cert_file")
+        if self.cert_file is not None:
+            check_client_certificate(self.cert_file, self.key_file)
 
     def secrets(self) -> list[str]:
         """Values that must never be shown: header values and the bearer token."""
