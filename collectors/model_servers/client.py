@@ -71,7 +71,7 @@ class Client:
 
 
 def make_client(target: Target) -> Client:
-    """The target's client: auth headers, TLS settings, keep-alive across scrapes."""
+    """The target's client: auth headers, TLS settings, keep-alive, the deadline backend."""
     headers = {"User-Agent": "afirgen-exporter", "Accept": "application/json"}
     headers.update(target.headers)
     if target.bearer_token:
