@@ -9,13 +9,19 @@ ratios ours/blackbox. A third row (not in the ratios) probes a vLLM-shaped endpo
 `vllm` preset, which makes three requests per probe.
 
 Run: python benchmarks/model_servers.py [--rounds 10] [--per-round 200]
+
+`--build-targets N` instead measures what loading a config of N model servers and building
+their collectors costs (what `check-config` and a reload pay): time and RSS growth of a fresh
+process, and the httpx clients and open files that exist afterwards (there should be none).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -28,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.harness import (  # noqa: E402
     PROMETHEUS_HEADERS,
+    ROOT,
     cpu_seconds,
     free_port,
     our_exporter,
@@ -92,11 +99,62 @@ class Contender:
         return percentile(self.latencies, q)
 
 
+BUILD_COST = textwrap.dedent(
+    """
+    import gc, json, os, sys, time
+    import httpx
+    from exporter.config import load_config
+    from exporter.units import build_units
+    import collectors.model_servers  # the imports are not what is measured
+    from collectors.model_servers import PRESETS
+
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    n = int(sys.argv[1])
+    kinds = list(PRESETS)
+    data = {"collectors": {"system": {"enabled": False}, "process": {"enabled": False}},
+            "model_servers": [{"name": f"m{i}", "kind": kinds[i % len(kinds)],
+                               "url": f"https://127.0.0.1:{1 + i % 60000}"} for i in range(n)]}
+    gc.collect()
+    rss0, fds0, t0 = rss(), len(os.listdir("/proc/self/fd")), time.perf_counter()
+    config = load_config(data, env={})
+    t1 = time.perf_counter()
+    units = build_units(config)
+    t2 = time.perf_counter()
+    clients = sum(isinstance(o, httpx.Client) for o in gc.get_objects())
+    print(json.dumps({"load": t1 - t0, "build": t2 - t1, "rss": rss() - rss0, "units": len(units),
+                      "fds": len(os.listdir("/proc/self/fd")) - fds0, "clients": clients}))
+    """
+)
+
+
+def build_cost(targets: int) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", BUILD_COST, str(targets)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    cost = json.loads(out.stdout)
+    print(
+        f"{targets} model servers: load_config {cost['load']:.2f} s, build {cost['build']:.2f} s, "
+        f"RSS +{cost['rss'] / 2**20:.1f} MiB, httpx clients {cost['clients']}, "
+        f"open files +{cost['fds']}"
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=200)
+    parser.add_argument("--build-targets", type=int, default=0, metavar="N")
     args = parser.parse_args()
+    if args.build_targets:
+        return build_cost(args.build_targets)
     blackbox = shutil.which("prometheus-blackbox-exporter")
     if blackbox is None:
         raise SystemExit("prometheus-blackbox-exporter is not installed (scripts/install-tools)")

@@ -19,6 +19,8 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
+from collectors.model_servers import presets as model_server_presets
+
 
 @dataclass(frozen=True)
 class CollectorSpec:
@@ -65,8 +67,7 @@ CATALOG: tuple[CollectorSpec, ...] = (
         "model_servers",
         "collectors.model_servers",
         True,
-        "HTTP model servers (KServe v2/Triton, TorchServe, TGI, vLLM, Ollama, generic): "
-        "liveness, readiness per model, probe latency, version (httpx).",
+        model_server_presets.summary(),
         section="model_servers",
     ),
     CollectorSpec(

@@ -1,24 +1,45 @@
-"""Loopback stand-ins for the model servers, answering as their public API documentation says.
+"""Loopback stand-ins for the model servers, one Starlette app per preset, built from the preset
+records themselves (`collectors.model_servers.PRESETS`): every documented endpoint of a kind
+answers what its record says the server answers. A new preset gets its stand-in for free.
 
-One Starlette app per preset. A `Behaviour` switches it between the states the tests need:
-`healthy`, `not_ready` (503 from the server health endpoint, 400 from a v2 model endpoint, a
-model missing from a model list), `slow` (every answer held past the probe timeout),
-`slow_models` (only per-model endpoints slow), `model_missing` (vLLM lists one model less)
-and `malformed` (JSON bodies that do not parse).
+A `Behaviour` switches the server between the states the tests need: `healthy`, `not_ready`
+(the server's own health says not ready and model `ner` is not ready), `model_missing` (the
+server does not have `ner`), `slow` (every answer held past the probe timeout), `slow_models`
+(only per-model endpoints slow) and `malformed` (JSON bodies that do not parse).
 Each request's client port is recorded, so a test can tell whether connections were reused.
+`DripServer` is a raw socket server that answers one byte at a time; `make_collector`,
+`scrape` and `value` are what the model-server tests share.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import pytest
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from collectors.base import CollectionResult, Deadline
+from collectors.model_servers import PRESETS, ModelServerCollector, build
+from collectors.model_servers.preset import Endpoint, ServerState
+from exporter.config import load_config
+
 MODELS = ("fir-summarizer", "ner")
+#: Ollama: what /api/ps lists as loaded in memory
+LOADED = ("fir-summarizer",)
+VERSION = "2.41.0"
+#: where the generic stand-in answers (a generic target's URL is the health URL itself)
+GENERIC_PATH = "/healthz"
 BROKEN_JSON = b'{"status": "Healthy", '
 
 
@@ -31,132 +52,178 @@ class Behaviour:
     #: headers every request must carry (auth tests); 401 otherwise
     required_headers: dict[str, str] = field(default_factory=dict)
 
+    def state(self) -> ServerState:
+        models = tuple(m for m in MODELS if not (self.mode == "model_missing" and m == "ner"))
+        not_ready = self.mode == "not_ready"
+        unready = frozenset({"ner"}) if not_ready else frozenset()
+        return ServerState(not not_ready, models, unready, LOADED, VERSION)
 
-def json_or_broken(behaviour: Behaviour, body: object, status: int = 200) -> Response:
-    if behaviour.mode == "malformed":
-        return Response(BROKEN_JSON, status_code=status, media_type="application/json")
-    return JSONResponse(body, status_code=status)
+
+def route(endpoint: Endpoint, behaviour: Behaviour) -> Route:
+    per_model = "{model}" in endpoint.path
+    slow_in = ("slow", "slow_models") if per_model else ("slow",)
+
+    async def answer(request: Request) -> Response:
+        if request.client is not None:
+            behaviour.client_ports.append(request.client.port)
+        behaviour.paths.append(request.url.path)
+        for name, value in behaviour.required_headers.items():
+            if request.headers.get(name) != value:
+                return JSONResponse({"error": "unauthorized"}, status_code=401)
+        if behaviour.mode in slow_in:
+            await asyncio.sleep(behaviour.slow_seconds)
+        status, body = endpoint.answer(behaviour.state(), request.path_params.get("model", ""))
+        if body is None:
+            return Response(status_code=status)
+        content = BROKEN_JSON if behaviour.mode == "malformed" else json.dumps(body).encode()
+        return Response(content, status_code=status, media_type="application/json")
+
+    return Route(endpoint.path or GENERIC_PATH, answer)
 
 
 def make_app(kind: str, behaviour: Behaviour) -> Starlette:
-    """The app for one preset kind (`generic`, `kserve`, `triton`, `torchserve`, ...)."""
+    """The stand-in for one preset kind; the management API (TorchServe) on the same app."""
+    return Starlette(routes=[route(e, behaviour) for e in PRESETS[kind].endpoints])
 
-    def route(path: str, answer, *, slow_in: tuple[str, ...] = ("slow",)) -> Route:
-        async def endpoint(request: Request) -> Response:
-            if request.client is not None:
-                behaviour.client_ports.append(request.client.port)
-            behaviour.paths.append(request.url.path)
-            for name, value in behaviour.required_headers.items():
-                if request.headers.get(name) != value:
-                    return JSONResponse({"error": "unauthorized"}, status_code=401)
-            if behaviour.mode in slow_in:
-                await asyncio.sleep(behaviour.slow_seconds)
-            return answer(request)
 
-        return Route(path, endpoint)
+class DripServer:
+    """A socket server on loopback that answers HTTP one byte every `interval` seconds.
 
-    b = behaviour
-    not_ready = lambda: b.mode == "not_ready"  # noqa: E731 - read at request time
-    routes: list[Route]
-    if kind == "generic":
-        routes = [
-            route(
-                "/healthz",
-                lambda r: json_or_broken(
-                    b,
-                    {"status": "DOWN" if not_ready() else "UP", "checks": [{"name": "db"}]},
-                    503 if not_ready() else 200,
-                ),
-            )
-        ]
-    elif kind in ("kserve", "triton"):
-        name = "triton" if kind == "triton" else "kserve"
+    The first `drip_connections` connections drip (then -1: all of them); later ones get the
+    whole answer at once, so a test can tell a collector stuck on its first connection from
+    one that dialled afresh. With `hang_up`, every connection is closed as soon as a request
+    has arrived, unanswered. Every connection is closed by `stop()`.
+    """
 
-        def model_ready(r: Request) -> Response:
-            model = r.path_params["model"]
-            ok = model in MODELS and not (not_ready() and model == "ner")
-            # KServe/Triton answer a model-ready request with 200 or a 4xx (Triton: 400)
-            return Response(status_code=200 if ok else 400)
+    ANSWER = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n"
+        b'{"status": "UP"}'
+    )
 
-        routes = [
-            route("/v2/health/live", lambda r: Response(status_code=200)),
-            route("/v2/health/ready", lambda r: Response(status_code=503 if not_ready() else 200)),
-            route("/v2/models/{model}/ready", model_ready, slow_in=("slow", "slow_models")),
-            route(
-                "/v2",
-                lambda r: json_or_broken(
-                    b, {"name": name, "version": "2.41.0", "extensions": ["model_repository"]}
-                ),
-            ),
-        ]
-    elif kind == "torchserve":
+    def __init__(
+        self, interval: float = 0.5, drip_connections: int = -1, hang_up: bool = False
+    ) -> None:
+        self.interval = interval
+        self.hang_up = hang_up
+        self.drip_connections = drip_connections
+        self.connections = 0
+        self._stop = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
 
-        def ping(r: Request) -> Response:
-            if b.mode == "malformed":
-                return PlainTextResponse("Healthy")
-            if not_ready():
-                return JSONResponse({"status": "Unhealthy"}, status_code=500)
-            return JSONResponse({"status": "Healthy"})
+    def __enter__(self) -> DripServer:
+        self._start(self._accept)
+        return self
 
-        def describe_model(r: Request) -> Response:
-            model = r.path_params["model"]
-            if model not in MODELS:
-                return JSONResponse(
-                    {"code": 404, "type": "ModelNotFoundException"}, status_code=404
-                )
-            return JSONResponse(
-                [{"modelName": model, "workers": [{"id": "9000", "status": "READY"}]}]
-            )
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
-        routes = [route("/ping", ping), route("/models/{model}", describe_model)]
-    elif kind == "tgi":
-        routes = [
-            route("/health", lambda r: Response(status_code=503 if not_ready() else 200)),
-            route(
-                "/info",
-                lambda r: json_or_broken(
-                    b,
-                    {
-                        "model_id": "fir-summarizer",
-                        "model_dtype": "torch.float16",
-                        "max_concurrent_requests": 128,
-                        "version": "2.4.1",
-                        "sha": "abc",
-                    },
-                ),
-            ),
-        ]
-    elif kind == "vllm":
+    def _start(self, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
-        def models(r: Request) -> Response:
-            listed = [m for m in MODELS if not (b.mode == "model_missing" and m == "ner")]
-            data = [{"id": m, "object": "model", "owned_by": "vllm"} for m in listed]
-            return json_or_broken(b, {"object": "list", "data": data})
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            self._sockets.append(conn)
+            drip = self.drip_connections < 0 or self.connections <= self.drip_connections
+            self._start(self._answer, conn, drip)
 
-        routes = [
-            # vLLM's /health: 200 with an empty body, 503 once the engine is dead
-            route("/health", lambda r: Response(status_code=503 if not_ready() else 200)),
-            route("/v1/models", models),
-            route("/version", lambda r: json_or_broken(b, {"version": "0.6.4"})),
-        ]
-    elif kind == "ollama":
+    def _answer(self, conn: socket.socket, drip: bool) -> None:
+        with contextlib.suppress(OSError), conn:
+            self._answering(conn, drip)
 
-        def tags(r: Request) -> Response:
-            names = ["llama3.2:latest"] + ([] if not_ready() else ["fir-summarizer:7b"])
-            return json_or_broken(
-                b, {"models": [{"name": n, "model": n, "size": 1} for n in names]}
-            )
+    def idle(self, timeout: float = 5.0) -> bool:
+        """Wait until every connection the clients closed is closed here too."""
+        deadline = time.monotonic() + timeout
+        for thread in self._threads[1:]:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads[1:])
 
-        routes = [
-            route("/api/version", lambda r: json_or_broken(b, {"version": "0.5.7"})),
-            route("/api/tags", tags),
-            route(
-                "/api/ps",
-                lambda r: json_or_broken(
-                    b, {"models": [{"name": "llama3.2:latest", "model": "llama3.2:latest"}]}
-                ),
-            ),
-        ]
-    else:
-        raise ValueError(kind)
-    return Starlette(routes=routes)
+    def _answering(self, conn: socket.socket, drip: bool) -> None:
+        conn.settimeout(0.2)
+        while not self._stop.is_set():  # every request on this connection
+            request = b""
+            while b"\r\n\r\n" not in request and not self._stop.is_set():
+                try:
+                    chunk = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    return
+                request += chunk
+            if self.hang_up:
+                return
+            if not drip:
+                conn.sendall(self.ANSWER)
+                continue
+            for i in range(len(self.ANSWER)):
+                if self._stop.wait(self.interval):
+                    return
+                conn.sendall(self.ANSWER[i : i + 1])
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        for conn in self._sockets:
+            with contextlib.suppress(OSError):
+                conn.close()
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+
+def collector_for(
+    entry: dict, env: dict[str, str] | None = None, base_dir="."
+) -> ModelServerCollector:
+    config = load_config({"model_servers": [entry]}, env=env or {}, base_dir=base_dir)
+    return build(None, config.targets["model_servers"][0])
+
+
+@pytest.fixture(name="make_collector")
+def make_collector_fixture() -> Iterator:
+    """Collectors made in a test, closed after it (import this into a test module to use it)."""
+    made: list[ModelServerCollector] = []
+
+    def factory(entry: dict, **kwargs) -> ModelServerCollector:
+        collector = collector_for(entry, **kwargs)
+        made.append(collector)
+        return collector
+
+    yield factory
+    for collector in made:
+        collector.close()
+
+
+class _Families:
+    def __init__(self, families):
+        self.families = families
+
+    def collect(self):
+        return iter(self.families)
+
+
+def scrape(
+    collector: ModelServerCollector, seconds: float = 5.0
+) -> tuple[CollectionResult, CollectorRegistry]:
+    result = collector.run(Deadline.after(seconds))
+    return result, registry_of(result)
+
+
+def registry_of(result: CollectionResult) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(_Families(result.families))
+    return registry
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,26 +12,50 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
-from collectors.base import Deadline
-from collectors.model_servers import LATENCY_BUCKETS, STATUSES, ModelServerCollector, build
+from collectors.catalog import BY_NAME
+from collectors.model_servers import (
+    LATENCY_BUCKETS,
+    PRESETS,
+    SPECS,
+    STATUSES,
+    TABLES,
+)
+from collectors.model_servers.readiness import model_path
+from collectors.specs import by_name
 from exporter.config import load_config
 from exporter.schema import ConfigError
-from tests.model_server_apps import MODELS, Behaviour, make_app
+from tests.model_server_apps import (
+    GENERIC_PATH,
+    LOADED,
+    MODELS,
+    VERSION,
+    Behaviour,
+    make_app,
+    make_collector_fixture,  # noqa: F401 - the make_collector fixture
+    scrape,
+    value,
+)
 from tests.support import free_port, require_binary, serve_app
 
-KINDS = ("generic", "kserve", "triton", "torchserve", "tgi", "vllm", "ollama")
-#: the models each preset is configured with (Ollama names them with a tag)
-CONFIGURED = {
-    "generic": (),
-    "kserve": MODELS,
-    "triton": MODELS,
-    "torchserve": MODELS,
-    "tgi": ("fir-summarizer",),
-    "vllm": MODELS,
-    "ollama": ("llama3.2", "fir-summarizer:7b"),
+KINDS = tuple(PRESETS)
+#: the models each preset is configured with, where not both MODELS (Ollama with a tag on one)
+CONFIGURED = {"generic": (), "tgi": MODELS[:1], "ollama": ("fir-summarizer", "ner:latest")}
+#: kinds whose API has no version to report
+UNVERSIONED = ("generic", "torchserve")
+#: how each kind says "not ready", and the configured models that are then not ready
+NOT_READY = {
+    "generic": ("not_ready", ()),
+    "kserve": ("not_ready", ("ner",)),
+    "triton": ("not_ready", ("ner",)),
+    "torchserve": ("not_ready", MODELS),
+    "tgi": ("not_ready", MODELS[:1]),
+    "vllm": ("not_ready", MODELS),
+    "ollama": ("model_missing", ("ner:latest",)),  # Ollama's API has no "not ready" answer
 }
-VERSIONS = {"kserve": "2.41.0", "triton": "2.41.0", "tgi": "2.4.1", "vllm": "0.6.4"}
-VERSIONS["ollama"] = "0.5.7"
+
+
+def configured(kind: str) -> tuple[str, ...]:
+    return CONFIGURED.get(kind, MODELS)
 
 
 class Served:
@@ -65,50 +90,12 @@ def fresh(servers: dict[str, Served]) -> dict[str, Served]:
 def target_config(kind: str, url: str, **extra) -> dict:
     entry = {"name": f"{kind}-1", "kind": kind, "url": url, **extra}
     if kind == "generic":
-        entry["url"] = url + "/healthz"
-    elif CONFIGURED[kind] and "models" not in extra:
-        entry["models"] = list(CONFIGURED[kind])
+        entry["url"] = url + GENERIC_PATH
+    elif configured(kind) and "models" not in extra:
+        entry["models"] = list(configured(kind))
     if kind == "torchserve":
         entry.setdefault("management_url", url)
     return entry
-
-
-def collector_for(entry: dict, env: dict[str, str] | None = None, base_dir=".") -> Iterator:
-    config = load_config({"model_servers": [entry]}, env=env or {}, base_dir=base_dir)
-    return build(None, config.targets["model_servers"][0])
-
-
-@pytest.fixture
-def make_collector():
-    made: list[ModelServerCollector] = []
-
-    def factory(entry: dict, **kwargs) -> ModelServerCollector:
-        collector = collector_for(entry, **kwargs)
-        made.append(collector)
-        return collector
-
-    yield factory
-    for collector in made:
-        collector.close()
-
-
-class _Families:
-    def __init__(self, families):
-        self.families = families
-
-    def collect(self):
-        return iter(self.families)
-
-
-def scrape(collector: ModelServerCollector, seconds: float = 5.0):
-    result = collector.run(Deadline.after(seconds))
-    registry = CollectorRegistry()
-    registry.register(_Families(result.families))
-    return result, registry
-
-
-def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return registry.get_sample_value(name, labels)
 
 
 def answered(registry: CollectorRegistry, server: str) -> float:
@@ -130,11 +117,10 @@ def test_healthy_server_is_up_available_and_reports_models_and_version(fresh, ma
     assert result.success, result.reason
     assert value(registry, "model_server_up", server=server) == 1.0
     assert value(registry, "model_server_availability", server=server) == 1.0
-    for model in CONFIGURED[kind]:
+    for model in configured(kind):
         assert value(registry, "model_server_model_ready", server=server, model=model) == 1.0
-    info = value(
-        registry, "model_server_info", server=server, kind=kind, version=VERSIONS.get(kind, "")
-    )
+    version = "" if kind in UNVERSIONED else VERSION
+    info = value(registry, "model_server_info", server=server, kind=kind, version=version)
     assert info == 1.0
     # every request was answered with a 2xx and timed into the histogram
     requests = len(served.behaviour.paths)
@@ -144,26 +130,25 @@ def test_healthy_server_is_up_available_and_reports_models_and_version(fresh, ma
     assert value(registry, "model_server_probe_duration_seconds", server=server) > 0
 
 
-def test_presets_ask_the_documented_endpoints(fresh, make_collector):
+@pytest.mark.parametrize("kind", KINDS)
+def test_presets_ask_every_documented_endpoint(fresh, make_collector, kind):
+    collector = make_collector(target_config(kind, fresh[kind].url))
+    scrape(collector)
     expected = {
-        "kserve": {"/v2/health/live", "/v2/health/ready", "/v2", "/v2/models/ner/ready"},
-        "torchserve": {"/ping", "/models/fir-summarizer", "/models/ner"},
-        "tgi": {"/health", "/info"},
-        "vllm": {"/health", "/v1/models", "/version"},
-        "ollama": {"/api/version", "/api/tags", "/api/ps"},
+        model_path(e.path, model) if "{model}" in e.path else e.path or GENERIC_PATH
+        for e in PRESETS[kind].endpoints
+        for model in configured(kind)[:2] or ("",)
     }
-    for kind, paths in expected.items():
-        collector = make_collector(target_config(kind, fresh[kind].url))
-        scrape(collector)
-        assert paths <= set(fresh[kind].behaviour.paths), kind
+    assert set(fresh[kind].behaviour.paths) == expected
 
 
 def test_ollama_reports_loaded_models_and_matches_untagged_names(fresh, make_collector):
     collector = make_collector(target_config("ollama", fresh["ollama"].url))
     _, registry = scrape(collector)
     loaded = "model_server_model_loaded"
-    assert value(registry, loaded, server="ollama-1", model="llama3.2") == 1.0
-    assert value(registry, loaded, server="ollama-1", model="fir-summarizer:7b") == 0.0
+    assert LOADED == ("fir-summarizer",)  # untagged here, `fir-summarizer:latest` in Ollama
+    assert value(registry, loaded, server="ollama-1", model="fir-summarizer") == 1.0
+    assert value(registry, loaded, server="ollama-1", model="ner:latest") == 0.0
 
 
 def test_models_listed_by_the_server_are_reported_when_none_are_configured(fresh, make_collector):
@@ -184,30 +169,17 @@ def test_discovered_models_beyond_the_budget_are_dropped_and_counted(fresh, make
 # -- not ready is data, not a failure ----------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("kind", "not_ready_models"),
-    [
-        ("generic", ()),
-        ("kserve", ("ner",)),
-        ("triton", ("ner",)),
-        ("torchserve", MODELS),
-        ("tgi", ("fir-summarizer",)),
-        ("vllm", MODELS),
-        ("ollama", ("fir-summarizer:7b",)),
-    ],
-)
-def test_not_ready_server_succeeds_with_availability_zero(
-    fresh, make_collector, kind, not_ready_models
-):
+@pytest.mark.parametrize("kind", KINDS)
+def test_not_ready_server_succeeds_with_availability_zero(fresh, make_collector, kind):
     served = fresh[kind]
-    served.behaviour.mode = "not_ready"
+    served.behaviour.mode, not_ready_models = NOT_READY[kind]
     collector = make_collector(target_config(kind, served.url))
     result, registry = scrape(collector)
     server = f"{kind}-1"
     assert result.success, "a server that answers 'not ready' is data, not a collector failure"
     assert value(registry, "model_server_up", server=server) == 1.0
     assert value(registry, "model_server_availability", server=server) == 0.0
-    for model in CONFIGURED[kind]:
+    for model in configured(kind):
         expected = 0.0 if model in not_ready_models else 1.0
         got = value(registry, "model_server_model_ready", server=server, model=model)
         assert got == expected, model
@@ -215,7 +187,7 @@ def test_not_ready_server_succeeds_with_availability_zero(
         value(registry, "model_server_requests_total", server=server, status=s)
         for s in ("4xx", "5xx")
     )
-    if kind != "ollama":  # Ollama has no "not ready" answer: the model is missing from its list
+    if served.behaviour.mode == "not_ready":  # a missing model is not an error answer
         assert errors >= 1
 
 
@@ -418,12 +390,47 @@ def test_tls_verification(tls_files, make_collector):
         result, _ = scrape(with_ca)
         assert result.success
 
+        mutual = make_collector(
+            target_config("vllm", url, ca_file=str(cert), cert_file=str(cert), key_file=str(key))
+        )
+        result, _ = scrape(mutual)
+        assert result.success
+
         insecure = make_collector(target_config("vllm", url, tls_verify=False))
         result, registry = scrape(insecure)
         assert result.success
         assert value(registry, "model_server_availability", server="vllm-1") == 1.0
-        for collector in (strict, with_ca, insecure):
+        for collector in (strict, with_ca, mutual, insecure):
             collector.close()
+
+
+def test_tls_files_that_are_not_certificates_are_config_errors(tls_files, tmp_path):
+    cert, key = tls_files
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    base = {"name": "m", "url": "https://127.0.0.1:1"}
+    cases = [
+        ({"ca_file": str(junk)}, "model_servers[0].ca_file: "),
+        (
+            {"cert_file": str(junk), "key_file": str(key)},
+            "model_servers[0]: cert_file and key_file",
+        ),
+        (
+            {"cert_file": str(cert), "key_file": str(junk)},
+            "model_servers[0]: cert_file and key_file",
+        ),
+    ]
+    for extra, message in cases:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config({"model_servers": [{**base, **extra}]}, env={})
+    load_config(
+        {
+            "model_servers": [
+                {**base, "ca_file": str(cert), "cert_file": str(cert), "key_file": str(key)}
+            ]
+        },
+        env={},
+    )
 
 
 # -- config ---------------------------------------------------------------------------------
@@ -473,7 +480,7 @@ def test_version_is_asked_once_not_every_scrape(fresh, make_collector):
         _, registry = scrape(collector)
     assert served.behaviour.paths.count("/version") == 1
     assert served.behaviour.paths.count("/health") == 3
-    info = value(registry, "model_server_info", server="vllm-1", kind="vllm", version="0.6.4")
+    info = value(registry, "model_server_info", server="vllm-1", kind="vllm", version=VERSION)
     assert info == 1.0
 
 
@@ -492,3 +499,36 @@ def test_failure_log_line_is_redacted_and_bounded(make_collector, caplog):
     text = caplog.text
     assert "reason=refused" in text
     assert "tok-material-7" not in text and "key-material-9" not in text
+
+
+# -- specs and presets as data ----------------------------------------------------------------
+
+
+def test_the_collector_serves_exactly_the_families_its_specs_declare(fresh, make_collector):
+    declared = by_name(SPECS)
+    served: set[str] = set()
+    down = make_collector(target_config("ollama", f"http://127.0.0.1:{free_port()}"))
+    results = [scrape(make_collector(target_config(k, fresh[k].url)))[0] for k in KINDS]
+    results.append(scrape(down)[0])
+    for result in results:
+        for family in result.families:
+            exposed = family.name + "_total" if family.type == "counter" else family.name
+            spec = declared[exposed]
+            assert (family.type, family.documentation) == (spec.type.value, spec.help)
+            for sample in family.samples:
+                bucket = ("le",) if sample.name.endswith("_bucket") else ()
+                assert tuple(sample.labels) == spec.labels + bucket
+            served.add(exposed)
+    assert served == set(declared)
+
+
+def test_kinds_summary_and_docs_table_come_from_the_presets():
+    with pytest.raises(ConfigError, match=", ".join(PRESETS)):
+        load_config({"model_servers": [{"name": "m", "url": "http://127.0.0.1:1", "kind": "x"}]})
+    summary = BY_NAME["model_servers"].summary
+    table = TABLES["presets"]()
+    for kind, preset in PRESETS.items():
+        assert preset.title in summary
+        assert f"| `{kind}` | " in table
+    docs = (Path(__file__).parent.parent / "docs" / "model_servers.md").read_text()
+    assert table in docs

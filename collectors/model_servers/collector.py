@@ -1,0 +1,108 @@
+"""The collector: one per configured server, probing it at scrape time.
+
+The collector **succeeds** whenever the server answered HTTP on its liveness endpoint, whatever
+the answer: a server that says "not ready" (503, 400 per model, a body that does not parse) is
+data, reported as `model_server_availability` 0 and per-model readiness 0. It **fails**
+(`model_server_up` 0, `afirgen_exporter_collector_success` 0, `probe_success` 0 on /probe) only
+when the liveness request got no HTTP answer at all: timeout, refused, TLS or connection error.
+The probe counters and the latency histogram are still served then.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+from prometheus_client.metrics_core import Metric
+
+from collectors.base import ScrapeContext, SourceCollector, SourceDown
+from collectors.model_servers import families as fam
+from collectors.model_servers.client import Connection
+from collectors.model_servers.presets import PRESETS
+from collectors.model_servers.probe import Probe
+from collectors.model_servers.readiness import Health, ProbeFailed
+from collectors.model_servers.target import Target
+from collectors.model_servers.urls import shown_url
+from collectors.specs import FamilySet
+
+#: How long a server's version (from its metadata endpoint) is reused before it is asked again.
+VERSION_REFRESH_SECONDS = 300.0
+
+
+class ModelServerCollector(SourceCollector):
+    kind = "model_servers"
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target.name, secrets=target.secrets())
+        self.target = target
+        self.connection = Connection(target)  # no client until the first fetch
+        self.preset = PRESETS[target.kind]
+        self._lock = threading.Lock()
+        self._totals = fam.Totals()
+        self._version = ""
+        self._version_at: float | None = None
+
+    def fetch(self, ctx: ScrapeContext) -> Iterator[Metric]:
+        started = time.perf_counter()
+        probe = Probe(self.connection.client(), self.target.url, ctx.deadline)
+        try:
+            live = probe.get(self.preset.liveness)
+        except ProbeFailed as exc:
+            self._account(probe)
+            with self._lock:
+                self._version_at = None  # ask again once it is back: it may have been upgraded
+            message = f"{exc.outcome} from {shown_url(self.target.url)}"
+            raise SourceDown(exc.outcome, message) from exc
+        want_version = self.target.kind != "generic" and self._version_stale()
+        try:
+            health = self.preset.ask(probe, self.target, live, want_version)
+        finally:
+            self._account(probe)
+        if health.version is not None:
+            with self._lock:
+                self._version, self._version_at = health.version, time.monotonic()
+        for problem in probe.problems[:3]:
+            ctx.note(problem)
+        yield from self._families(ctx, health, time.perf_counter() - started)
+
+    def _version_stale(self) -> bool:
+        with self._lock:
+            at = self._version_at
+        return at is None or time.monotonic() - at > VERSION_REFRESH_SECONDS
+
+    def _account(self, probe: Probe) -> None:
+        with self._lock:
+            self._totals.add(probe.outcomes, probe.latencies)
+
+    def _families(self, ctx: ScrapeContext, health: Health, seconds: float) -> list[Metric]:
+        families = FamilySet(self.name)
+        families.add(fam.UP, 1.0)
+        families.add(fam.AVAILABILITY, 1.0 if health.ready else 0.0)
+        limit = 0 if self.target.models else self.target.max_models
+        kept = ctx.keep_top({m: 1.0 for m in health.models}, limit)
+        fam.models(families, fam.MODEL_READY, {m: v for m, v in health.models.items() if m in kept})
+        if self.target.kind == "ollama":
+            kept_loaded = ctx.keep_top(health.loaded, limit)
+            loaded = {m: v for m, v in health.loaded.items() if m in kept_loaded}
+            fam.models(families, fam.MODEL_LOADED, loaded)
+        with self._lock:
+            version = self._version
+            totals = self._totals.copy()
+        families.add(fam.INFO, 1.0, self.target.kind, version)
+        families.add(fam.PROBE_DURATION, seconds)
+        totals.fill(families)
+        return families.families()
+
+    def down_families(self) -> Sequence[Metric]:
+        with self._lock:
+            totals = self._totals.copy()
+        return fam.down(self.name, self.target.models, totals)
+
+    def abandon(self) -> None:
+        """The engine stopped waiting for a run: cut it off; the next run dials afresh."""
+        self.connection.drop()
+
+    def close(self) -> None:
+        """Cut off any request in flight and close the client; a later run makes none."""
+        self.connection.drop(close=True)
