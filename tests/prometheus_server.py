@@ -36,11 +36,16 @@ class PrometheusServer:
 
 @contextlib.contextmanager
 def prometheus_server(
-    config: dict[str, Any], workdir: Path, *, check_config: bool = False
+    config: dict[str, Any],
+    workdir: Path,
+    *,
+    check_config: bool = False,
+    flags: tuple[str, ...] = (),
 ) -> Iterator[PrometheusServer]:
     """Start `prometheus` with `config` (a dict) on a free loopback port; stop it after.
 
-    With `check_config`, `promtool check config` must accept the file first.
+    With `check_config`, `promtool check config` must accept the file first; `flags` are
+    more command-line flags (`--enable-feature=native-histograms`).
     """
     binary = require_binary("prometheus")
     port = free_port()
@@ -60,6 +65,7 @@ def prometheus_server(
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--web.enable-lifecycle",
+            *flags,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -1,0 +1,133 @@
+"""Native histograms end to end: Debian's Prometheus (native-histograms on) scrapes the embedded app.
+
+The app runs under uvicorn on loopback. Prometheus asks for protobuf, stores the request
+duration as native histograms, and `histogram_quantile` over them answers the latencies this
+test produced (handlers that sleep known times), within one native bucket. A histogram of
+values the test observes itself pins the bucket math exactly, and one with a small bucket
+limit shows the resolution reduced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import math
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from collectors.base import ScrapeContext, SourceCollector
+from collectors.native_histogram import Histograms, NativeSettings
+from exporter import embed
+from tests.prometheus_server import prometheus_server
+from tests.support import serve_app, wait_until
+
+pytestmark = pytest.mark.slow
+
+FAST, SLOW = 0.25, 1.0  # seconds the handlers sleep
+FAST_REQUESTS, SLOW_REQUESTS = 20, 5
+# Scheduling on a shared 2-core machine adds to each request; the bound is one bucket above.
+OVERHEAD = 0.2
+KNOWN = [0.002 * 1.013**i for i in range(400)]  # 2 ms .. ~0.35 s, observed by the test
+
+
+class KnownValues(SourceCollector):
+    """Serves histograms the test fills itself."""
+
+    kind = "known"
+
+    def __init__(self, *families: Histograms) -> None:
+        super().__init__("known")
+        self.histograms = families
+
+    def fetch(self, ctx: ScrapeContext):
+        return [h.family() for h in self.histograms]
+
+
+async def work(request: Request) -> PlainTextResponse:
+    await asyncio.sleep(int(request.path_params["ms"]) / 1000)
+    return PlainTextResponse("done")
+
+
+def exact_quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def base(schema: int) -> float:
+    return 2.0 ** (2.0**-schema)
+
+
+def one_value(prom, expr: str) -> float:
+    result = prom.query(expr)
+    assert len(result) == 1, (expr, result)
+    return float(result[0]["value"][1])
+
+
+def test_prometheus_stores_native_histograms_and_answers_quantiles(tmp_path):
+    known = Histograms("test_known_seconds", "Values observed by the test.")
+    coarse = Histograms(
+        "test_coarse_seconds", "Same values, 20 buckets at most.", native=NativeSettings(max_buckets=20)
+    )
+    for value in KNOWN:
+        known.observe(value)
+        coarse.observe(value)
+    app = Starlette(routes=[Route("/work/{ms:int}", work)])
+    embed(app, collectors=[KnownValues(known, coarse)])
+    with serve_app(app) as url:
+        with concurrent.futures.ThreadPoolExecutor(FAST_REQUESTS + SLOW_REQUESTS) as pool:
+            paths = [f"/work/{int(FAST * 1000)}"] * FAST_REQUESTS
+            paths += [f"/work/{int(SLOW * 1000)}"] * SLOW_REQUESTS
+            answers = list(pool.map(lambda p: httpx.get(url + p, timeout=30), paths))
+        assert [a.status_code for a in answers] == [200] * len(paths)
+        # text scrapers still get the classic buckets
+        text = httpx.get(url + "/prometheus/metrics", headers={"Accept": "text/plain"}).text
+        assert 'api_request_duration_seconds_bucket{endpoint="/work/{ms}",le="0.5",method="GET"} 20.0' in text
+
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+            "scrape_configs": [
+                {
+                    "job_name": "embedded",
+                    "metrics_path": "/prometheus/metrics",
+                    "static_configs": [{"targets": [url.removeprefix("http://")]}],
+                }
+            ],
+        }
+        flags = ("--enable-feature=native-histograms",)
+        with prometheus_server(config, tmp_path, flags=flags) as prom:
+            selector = 'api_request_duration_seconds{endpoint="/work/{ms}",method="GET"}'
+
+            def stored():
+                result = prom.query(selector)
+                return result and "histogram" in result[0] and result
+
+            series = wait_until(stored, timeout=30, what="a native histogram in Prometheus")
+            _, histogram = series[0]["histogram"]
+            assert histogram["count"] == str(FAST_REQUESTS + SLOW_REQUESTS)
+            target = prom.targets()[0]
+            assert target["health"] == "up", target
+
+            step = base(3)
+            p50 = one_value(prom, f"histogram_quantile(0.5, {selector})")
+            assert FAST / step <= p50 <= (FAST + OVERHEAD) * step
+            p90 = one_value(prom, f"histogram_quantile(0.9, {selector})")
+            assert SLOW / step <= p90 <= (SLOW + OVERHEAD) * step
+
+            for q in (0.1, 0.5, 0.9, 0.99):
+                expected = exact_quantile(KNOWN, q)
+                got = one_value(prom, f"histogram_quantile({q}, test_known_seconds)")
+                assert expected / step <= got <= expected * step, (q, expected, got)
+
+            # the coarse one was reduced to fit 20 buckets: wider buckets, same count
+            _, coarse_h = prom.query("test_coarse_seconds")[0]["histogram"]
+            assert coarse_h["count"] == str(len(KNOWN))
+            buckets = coarse_h["buckets"]
+            assert len(buckets) <= 20
+            widths = {round(float(b[2]) / float(b[1]), 6) for b in buckets if float(b[1]) > 0}
+            assert widths and all(w >= round(base(1), 6) for w in widths), widths
+            assert sum(float(b[3]) for b in buckets) == len(KNOWN)
