@@ -71,7 +71,9 @@ def one_value(prom, expr: str) -> float:
 def test_prometheus_stores_native_histograms_and_answers_quantiles(tmp_path):
     known = Histograms("test_known_seconds", "Values observed by the test.")
     coarse = Histograms(
-        "test_coarse_seconds", "Same values, 20 buckets at most.", native=NativeSettings(max_buckets=20)
+        "test_coarse_seconds",
+        "Same values, 20 buckets at most.",
+        native=NativeSettings(max_buckets=20),
     )
     for value in KNOWN:
         known.observe(value)
@@ -86,7 +88,10 @@ def test_prometheus_stores_native_histograms_and_answers_quantiles(tmp_path):
         assert [a.status_code for a in answers] == [200] * len(paths)
         # text scrapers still get the classic buckets
         text = httpx.get(url + "/prometheus/metrics", headers={"Accept": "text/plain"}).text
-        assert 'api_request_duration_seconds_bucket{endpoint="/work/{ms}",le="0.5",method="GET"} 20.0' in text
+        assert (
+            'api_request_duration_seconds_bucket{endpoint="/work/{ms}",le="0.5",method="GET"} 20.0'
+            in text
+        )
 
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
