@@ -55,7 +55,7 @@ def proto_samples(body: bytes) -> set:
         for metric in family.metric:
             labels = metrics_pb.labels(metric)
 
-            def add(sample_name, value, extra=None):
+            def add(sample_name, value, extra=None, labels=labels):
                 out.add((sample_name, normal({**labels, **(extra or {})}), number(value)))
 
             if kind == "COUNTER":
