@@ -255,13 +255,10 @@ def _histogram_metrics(family: Metric, labels: _Labels) -> list[bytes]:
     name = family.name
     gauge = family.type == "gaugehistogram"
     count_name, sum_name = (
-        (name + "_gcount", name + "_gsum")
-        if gauge
-        else (
-            name + "_count",
-            name + "_sum",
-        )
+        (name + "_gcount", name + "_gsum") if gauge else (name + "_count", name + "_sum")
     )
+    bucket_name = name + "_bucket"
+    bounds: dict[str, bytes] = {}  # le text -> its encoded upper_bound field
     out = []
     for key, samples in _grouped(family.samples, labels, "le").items():
         count, total, created, timestamp = 0.0, 0.0, None, None
@@ -269,12 +266,19 @@ def _histogram_metrics(family: Metric, labels: _Labels) -> list[bytes]:
         buckets = []
         for sample in samples:
             sname = sample.name
-            if sname == name + "_bucket":
-                bucket = b"\x08" + _varint(int(sample.value))
-                bucket += _double(0x11, float(sample.labels.get("le", "+Inf")))
+            if sname == bucket_name:
+                le = sample.labels.get("le", "+Inf")
+                bound = bounds.get(le)
+                if bound is None:
+                    bound = bounds[le] = _double(0x11, float(le))
+                bucket = b"\x08" + _varint(int(sample.value)) + bound
                 if sample.exemplar is not None:
                     bucket += _field(0x1A, _exemplar(sample.exemplar))
-                buckets.append(_field(0x1A, bucket))
+                buckets.append(
+                    b"\x1a" + _SMALL[len(bucket)] + bucket
+                    if len(bucket) < 128
+                    else _field(0x1A, bucket)
+                )
             elif sname == count_name:
                 count = float(sample.value)
             elif sname == sum_name:
@@ -301,6 +305,14 @@ def _histogram_metrics(family: Metric, labels: _Labels) -> list[bytes]:
     return out
 
 
+def _packed_sint(values: Sequence[int]) -> bytes:
+    """Packed sint64s; small ones (|v| < 64, the usual bucket deltas) in one step."""
+    zigzagged = [(v << 1) ^ (v >> 63) for v in values]
+    if not zigzagged or max(zigzagged) < 128:
+        return bytes(zigzagged)
+    return b"".join(_varint(v) for v in zigzagged)
+
+
 def _length(payload: bytes) -> bytes:
     return _varint(len(payload)) + payload
 
@@ -315,7 +327,7 @@ def _native_body(native: NativeHistogram) -> bytes:
     ):
         if spans:
             body.extend(_field(span_tag, item) for item in _span_items(spans))
-            body.append(_field(delta_tag, b"".join(_zigzag(int(d)) for d in deltas or ())))
+            body.append(_field(delta_tag, _packed_sint(deltas or ())))
     if not native.pos_spans and not native.neg_spans:
         # A no-op span tells a native histogram without buckets from a classic one.
         body.append(_field(0x62, b"\x08\x00\x10\x00"))
