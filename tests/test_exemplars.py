@@ -7,7 +7,10 @@ and as protobuf (parsed by Google's protobuf runtime).
 
 from __future__ import annotations
 
+import time
+
 import httpx
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from starlette.applications import Starlette
@@ -15,8 +18,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from exporter import embed
+from exporter.config import load_config
 from tests import metrics_pb
-from tests.support import serve_app
+from tests.prometheus_server import prometheus_server
+from tests.support import serve_app, wait_until
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 PROTOBUF = (
@@ -45,13 +50,13 @@ async def hello(request):
     return PlainTextResponse("hi")
 
 
-def build(span_outside: bool):
+def build(span_outside: bool, config=None):
     tracer = TracerProvider().get_tracer("test")
     contexts: list = []
     app = Starlette(routes=[Route("/traced", hello), Route("/plain", hello)])
     if not span_outside:  # added first: ends up inside the exporter's middleware
         app.add_middleware(Traced, tracer=tracer, contexts=contexts)
-    embed(app)
+    embed(app, config=config)
     served = Traced(app, tracer, contexts) if span_outside else app
     return served, contexts
 
@@ -106,3 +111,59 @@ def test_exemplar_from_a_span_started_outside_the_middleware():
 
 def test_exemplar_from_a_span_started_inside_the_middleware():
     check(span_outside=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("native", [False, True], ids=["openmetrics", "protobuf"])
+def test_prometheus_stores_the_exemplars(tmp_path, native):
+    """Debian's Prometheus with exemplar storage keeps the trace id, over OpenMetrics or protobuf.
+
+    Text 0.0.4 has no exemplars: over OpenMetrics they need `web.prefer_text_format: false`.
+    """
+    config = None if native else load_config({"web": {"prefer_text_format": False}}, env={})
+    app, contexts = build(span_outside=True, config=config)
+    with serve_app(app) as url:
+        for _ in range(3):
+            assert httpx.get(url + "/traced").status_code == 200
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+            "scrape_configs": [
+                {
+                    "job_name": "embedded",
+                    "metrics_path": "/prometheus/metrics",
+                    "static_configs": [{"targets": [url.removeprefix("http://")]}],
+                }
+            ],
+        }
+        features = "exemplar-storage,native-histograms" if native else "exemplar-storage"
+        with prometheus_server(config, tmp_path, flags=(f"--enable-feature={features}",)) as prom:
+
+            def stored(query):
+                def found():
+                    response = httpx.get(
+                        f"{prom.url}/api/v1/query_exemplars",
+                        params={
+                            "query": query,
+                            "start": time.time() - 300,
+                            "end": time.time() + 60,
+                        },
+                        timeout=5,
+                    )
+                    return response.json()["data"]
+
+                return wait_until(found, timeout=30, what=f"exemplars of {query}")
+
+            last = contexts[-1]
+            for query in (
+                "api_requests_total",
+                "api_request_duration_seconds_bucket"
+                if not native
+                else "api_request_duration_seconds",
+            ):
+                (series,) = stored(query)
+                labels = [e["labels"] for e in series["exemplars"]]
+                assert {
+                    "trace_id": f"{last.trace_id:032x}",
+                    "span_id": f"{last.span_id:016x}",
+                } in labels, (query, labels)
+                assert series["seriesLabels"]["endpoint"] == "/traced"

@@ -18,10 +18,11 @@ from tests import metrics_pb
 from tests.support import serve_app
 
 PROTO = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
-# What Prometheus 2.42 sends with --enable-feature=native-histograms, and without it.
+# What Debian's Prometheus 2.42 sends with --enable-feature=native-histograms (captured),
+# and without it.
 PROM_242_NATIVE = (
-    f"{PROTO};q=0.8,application/openmetrics-text;version=1.0.0;q=0.7,"
-    "application/openmetrics-text;version=0.0.1;q=0.6,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    f"{PROTO},application/openmetrics-text;version=1.0.0;q=0.8,"
+    "application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
 PROM_242 = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
