@@ -173,12 +173,34 @@ def _simple_metrics(family: Metric, labels: _Labels, value_tag: bytes) -> list[b
 
 
 def _grouped(samples: Iterable[Sample], labels: _Labels, skip: str) -> dict[bytes, list[Sample]]:
-    """Samples by their label set (minus `le` / `quantile`), in first-seen order."""
+    """Samples by their label set (minus `le` / `quantile`), in first-seen order.
+
+    A series' samples usually come one after the other: a sample whose labels (but `skip`)
+    are the previous one's joins its group without encoding them again.
+    """
     groups: dict[bytes, list[Sample]] = {}
+    previous: Mapping[str, str] | None = None
+    group: list[Sample] = []
     for sample in samples:
-        key = labels.encode(sample.labels, skip if skip in sample.labels else "")
-        groups.setdefault(key, []).append(sample)
+        current = sample.labels
+        if previous is not None and _same_series(current, previous, skip):
+            group.append(sample)
+            continue
+        key = labels.encode(current, skip if skip in current else "")
+        group = groups.setdefault(key, [])
+        group.append(sample)
+        previous = current
     return groups
+
+
+def _same_series(a: Mapping[str, str], b: Mapping[str, str], skip: str) -> bool:
+    size = len(a) - (skip in a)
+    if size != len(b) - (skip in b):
+        return False
+    for name, value in a.items():
+        if name != skip and b.get(name) != value:
+            return False
+    return True
 
 
 def _counter_metrics(family: Metric, labels: _Labels) -> list[bytes]:
