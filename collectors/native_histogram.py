@@ -142,7 +142,7 @@ class HistogramSeries:
         self.schema = native.schema if native else 0
         self.created = time.time()
 
-    def observe(self, value: float, exemplar: Mapping[str, str] | None = None) -> None:
+    def observe(self, value: float, exemplar: dict[str, str] | None = None) -> None:
         """Count `value` in both representations; `exemplar` labels are kept per bucket."""
         slot = bisect_left(self.upper_bounds, value)
         native = self.native
@@ -160,8 +160,8 @@ class HistogramSeries:
                     side[index] = before + 1
                     if not before:  # a new bucket: within the limit?
                         self._limit(native.max_buckets)
-            if exemplar is not None:
-                self._exemplars[slot] = Exemplar(dict(exemplar), value, time.time())
+            if exemplar is not None:  # kept as given: pass a fresh dict per observation
+                self._exemplars[slot] = Exemplar(exemplar, value, time.time())
 
     def _limit(self, max_buckets: int) -> None:
         """Halve the resolution while there are too many buckets (lock held)."""
@@ -249,7 +249,7 @@ class Histograms:
                 series = self._series.setdefault(values, HistogramSeries(self.buckets, self.native))
         return series
 
-    def observe(self, value: float, exemplar: Mapping[str, str] | None = None) -> None:
+    def observe(self, value: float, exemplar: dict[str, str] | None = None) -> None:
         """For a family without labels."""
         self.labels().observe(value, exemplar)
 
