@@ -187,3 +187,26 @@ def test_created_series_option(urls, created):
     assert metric.counter.HasField("created_timestamp") is created
     if created:
         assert metric.counter.created_timestamp.seconds == 1_700_000_000
+
+
+def test_protobuf_is_gzipped_like_text(urls):
+    import gzip
+
+    with httpx.stream(
+        "GET",
+        f"{urls[True]}/metrics",
+        headers={"Accept": PROM_242_NATIVE, "Accept-Encoding": "gzip"},
+    ) as response:
+        assert response.headers["content-encoding"] == "gzip"
+        assert response.headers["content-type"].startswith("application/vnd.google.protobuf")
+        body = gzip.decompress(b"".join(response.iter_raw()))
+    families = metrics_pb.by_name(body)
+    assert families["afirgen_exporter_build_info"].metric[0].gauge.value == 1
+    assert "app.queue.depth" not in families and "app_queue_depth" in families
+
+
+def test_created_series_must_be_a_boolean():
+    from exporter.schema import ConfigError
+
+    with pytest.raises(ConfigError, match=r"scrape\.created_series: expected true or false"):
+        load_config({"scrape": {"created_series": "sometimes"}}, env={})

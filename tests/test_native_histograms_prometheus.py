@@ -20,6 +20,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from prometheus_client.core import (
+    CounterMetricFamily,
+    InfoMetricFamily,
+    StateSetMetricFamily,
+    SummaryMetricFamily,
+)
+
 from collectors.base import ScrapeContext, SourceCollector
 from collectors.native_histogram import Histograms, NativeSettings
 from exporter import embed
@@ -36,7 +43,7 @@ KNOWN = [0.002 * 1.013**i for i in range(400)]  # 2 ms .. ~0.35 s, observed by t
 
 
 class KnownValues(SourceCollector):
-    """Serves histograms the test fills itself."""
+    """Serves histograms the test fills itself, and one family of every other type."""
 
     kind = "known"
 
@@ -45,7 +52,17 @@ class KnownValues(SourceCollector):
         self.histograms = families
 
     def fetch(self, ctx: ScrapeContext):
-        return [h.family() for h in self.histograms]
+        summary = SummaryMetricFamily("test_summary_seconds", "S.", labels=["op"])
+        summary.add_metric(["a"], count_value=4, sum_value=2.5)
+        info = InfoMetricFamily("test_build", "I.", value={"version": "1.2"})
+        state = StateSetMetricFamily("test_state", "St.", value={"on": True, "off": False})
+        counter = CounterMetricFamily("test_jobs", "C.", labels=["kind"], created=1.7e9)
+        counter.add_metric(["x"], 7, created=1.7e9)
+        # No gauge histogram: Prometheus 2.42's protobuf parser stores GAUGE_HISTOGRAM buckets
+        # without their `_bucket` suffix (later versions fixed it); tests/test_protobuf_format.py
+        # checks our encoding of them against Google's parser.
+        others = [summary, info, state, counter]
+        return [h.family() for h in self.histograms] + others
 
 
 async def work(request: Request) -> PlainTextResponse:
@@ -127,6 +144,17 @@ def test_prometheus_stores_native_histograms_and_answers_quantiles(tmp_path):
                 expected = exact_quantile(KNOWN, q)
                 got = one_value(prom, f"histogram_quantile({q}, test_known_seconds)")
                 assert expected / step <= got <= expected * step, (q, expected, got)
+
+            # every other type came through protobuf too
+            assert one_value(prom, 'test_summary_seconds_count{op="a"}') == 4
+            assert one_value(prom, 'test_summary_seconds_sum{op="a"}') == 2.5
+            assert one_value(prom, 'test_build_info{version="1.2"}') == 1
+            assert one_value(prom, 'test_state{test_state="on"}') == 1
+            assert one_value(prom, 'test_state{test_state="off"}') == 0
+            assert one_value(prom, 'test_jobs_total{kind="x"}') == 7
+            assert one_value(prom, "afirgen_exporter_build_info") == 1
+            assert one_value(prom, 'afirgen_exporter_collector_success{collector="api"}') == 1
+            assert prom.query("system_cpu_seconds_total")  # a collector's labelled counters
 
             # the coarse one was reduced to fit 20 buckets: wider buckets, same count
             _, coarse_h = prom.query("test_coarse_seconds")[0]["histogram"]
