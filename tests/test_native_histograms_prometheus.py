@@ -15,17 +15,16 @@ import math
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
-
 from prometheus_client.core import (
     CounterMetricFamily,
     InfoMetricFamily,
     StateSetMetricFamily,
     SummaryMetricFamily,
 )
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from collectors.base import ScrapeContext, SourceCollector
 from collectors.native_histogram import Histograms, NativeSettings
