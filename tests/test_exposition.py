@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import httpx
 import pytest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -13,6 +15,7 @@ from exporter.app import create_app
 from exporter.config import load_config
 from exporter.exposition import Format, Kind, negotiate
 from exporter.name_escaping import escape_name
+from exporter.schema import ConfigError
 from exporter.state import Exporter
 from tests import metrics_pb
 from tests.support import serve_app
@@ -190,8 +193,6 @@ def test_created_series_option(urls, created):
 
 
 def test_protobuf_is_gzipped_like_text(urls):
-    import gzip
-
     with httpx.stream(
         "GET",
         f"{urls[True]}/metrics",
@@ -206,7 +207,5 @@ def test_protobuf_is_gzipped_like_text(urls):
 
 
 def test_created_series_must_be_a_boolean():
-    from exporter.schema import ConfigError
-
     with pytest.raises(ConfigError, match=r"scrape\.created_series: expected true or false"):
         load_config({"scrape": {"created_series": "sometimes"}}, env={})
