@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from google.protobuf.internal.encoder import _VarintBytes  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 from prometheus_client import Histogram as ClientHistogram  # noqa: E402
 from prometheus_client.metrics_core import (  # noqa: E402
@@ -80,13 +81,7 @@ def runtime_protobuf(families: list[Metric]) -> bytes:
             else:
                 metric.gauge.value = sample.value
         body = message.SerializeToString()
-        size = len(body)
-        prefix = bytearray()
-        while size >= 0x80:
-            prefix.append((size & 0x7F) | 0x80)
-            size >>= 7
-        prefix.append(size)
-        out.append(bytes(prefix) + body)
+        out.append(_VarintBytes(len(body)) + body)
     return b"".join(out)
 
 

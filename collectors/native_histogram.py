@@ -29,6 +29,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import BucketSpan, Exemplar, NativeHistogram, Sample
 from prometheus_client.utils import floatToGoString
 
+from collectors.checks import check_limit
+
 #: prometheus_client's default classic buckets (seconds), which span API latencies.
 DEFAULT_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
@@ -40,12 +42,6 @@ MIN_SCHEMA, MAX_SCHEMA = -4, 8
 def _check_schema(value: int) -> int:
     if not MIN_SCHEMA <= value <= MAX_SCHEMA:
         raise ValueError(f"must be {MIN_SCHEMA} to {MAX_SCHEMA}, got {value}")
-    return value
-
-
-def _check_buckets(value: int) -> int:
-    if value < 1:
-        raise ValueError(f"must be at least 1, got {value}")
     return value
 
 
@@ -65,12 +61,12 @@ class NativeSettings:
     """
 
     schema: int = field(default=3, metadata={"check": _check_schema})
-    max_buckets: int = field(default=160, metadata={"check": _check_buckets})
+    max_buckets: int = field(default=160, metadata={"check": check_limit})
     zero_threshold: float = field(default=2.0**-128, metadata={"check": _check_threshold})
 
     def __post_init__(self) -> None:
         _check_schema(self.schema)
-        _check_buckets(self.max_buckets)
+        check_limit(self.max_buckets)
         _check_threshold(self.zero_threshold)
 
 

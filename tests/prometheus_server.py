@@ -14,6 +14,20 @@ import yaml
 from tests.support import free_port, require_binary, wait_until
 
 
+def scrape_one(url: str, metrics_path: str = "/prometheus/metrics") -> dict[str, Any]:
+    """A config scraping one loopback target every second (`url` as `http://host:port`)."""
+    return {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": "embedded",
+                "metrics_path": metrics_path,
+                "static_configs": [{"targets": [url.removeprefix("http://")]}],
+            }
+        ],
+    }
+
+
 class PrometheusServer:
     def __init__(self, url: str) -> None:
         self.url = url

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from exporter import embed
 from exporter.config import load_config
 from tests import metrics_pb
-from tests.prometheus_server import prometheus_server
+from tests.prometheus_server import prometheus_server, scrape_one
 from tests.support import serve_app, wait_until
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -125,16 +125,7 @@ def test_prometheus_stores_the_exemplars(tmp_path, native):
     with serve_app(app) as url:
         for _ in range(3):
             assert httpx.get(url + "/traced").status_code == 200
-        config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-            "scrape_configs": [
-                {
-                    "job_name": "embedded",
-                    "metrics_path": "/prometheus/metrics",
-                    "static_configs": [{"targets": [url.removeprefix("http://")]}],
-                }
-            ],
-        }
+        config = scrape_one(url)
         features = "exemplar-storage,native-histograms" if native else "exemplar-storage"
         with prometheus_server(config, tmp_path, flags=(f"--enable-feature={features}",)) as prom:
 

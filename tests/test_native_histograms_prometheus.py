@@ -29,7 +29,7 @@ from starlette.routing import Route
 from collectors.base import ScrapeContext, SourceCollector
 from collectors.native_histogram import Histograms, NativeSettings
 from exporter import embed
-from tests.prometheus_server import prometheus_server
+from tests.prometheus_server import prometheus_server, scrape_one
 from tests.support import serve_app, wait_until
 
 pytestmark = pytest.mark.slow
@@ -109,16 +109,7 @@ def test_prometheus_stores_native_histograms_and_answers_quantiles(tmp_path):
             in text
         )
 
-        config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-            "scrape_configs": [
-                {
-                    "job_name": "embedded",
-                    "metrics_path": "/prometheus/metrics",
-                    "static_configs": [{"targets": [url.removeprefix("http://")]}],
-                }
-            ],
-        }
+        config = scrape_one(url)
         flags = ("--enable-feature=native-histograms",)
         with prometheus_server(config, tmp_path, flags=flags) as prom:
             selector = 'api_request_duration_seconds{endpoint="/work/{ms}",method="GET"}'

@@ -11,6 +11,7 @@ import math
 import random
 
 import pytest
+from google.protobuf.internal.encoder import _VarintBytes  # type: ignore[attr-defined]
 from prometheus_client import CollectorRegistry, Counter, exposition
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -264,14 +265,5 @@ def test_bytes_equal_the_runtime_serialization_of_the_same_messages():
                 metric.label.add(name=name, value=sample.labels[name])
             (metric.counter if kind == 0 else metric.gauge).value = sample.value
         body = message.SerializeToString()
-        expected += delimiter(len(body)) + body
+        expected += _VarintBytes(len(body)) + body
     assert generate_protobuf([counter, gauge]) == expected
-
-
-def delimiter(size: int) -> bytes:
-    out = bytearray()
-    while size >= 0x80:
-        out.append((size & 0x7F) | 0x80)
-        size >>= 7
-    out.append(size)
-    return bytes(out)
