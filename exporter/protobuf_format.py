@@ -3,9 +3,11 @@
 Prometheus scrapes native histograms only in this format (it asks for it first when they are
 enabled). Written by hand, field by field, instead of building protobuf-runtime messages:
 benchmarks/exposition.py measured the runtime's message building at a fraction of this
-writer's samples/s, and the schema is small and frozen (client_model's metrics.proto; field
-numbers are listed below). tests/test_protobuf_format.py decodes the output with the
-`protobuf` runtime from a descriptor written independently in tests/metrics_pb.py.
+writer's samples/s, and the schema is small and frozen (client_model's metrics.proto). A tag
+byte is `field << 3 | wire type`: 0x0A is field 1 length-delimited, 0x11 field 2 double, 0x08
+field 1 varint; the field each one writes is named where it is used. tests/test_protobuf_format.py
+decodes the output with the `protobuf` runtime from a descriptor written independently in
+tests/metrics_pb.py, and checks counters and gauges byte for byte against its serialization.
 
 How prometheus_client families map (one `Metric` message per label set):
 

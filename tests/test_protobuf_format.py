@@ -7,6 +7,7 @@ exemplars, created timestamps and escaping are checked field by field.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 
@@ -17,9 +18,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Exemplar, Sample
 
+from collectors.base import Deadline
 from collectors.native_histogram import Histograms, NativeSettings
+from exporter.config import read_config
+from exporter.exposition import Format, encode
 from exporter.protobuf_format import generate_protobuf
+from exporter.state import Exporter
 from tests import metrics_pb
+from tests.support import ROOT
 from tests.test_text_format import Families, varied_families
 
 
@@ -267,3 +273,23 @@ def test_bytes_equal_the_runtime_serialization_of_the_same_messages():
         body = message.SerializeToString()
         expected += _VarintBytes(len(body)) + body
     assert generate_protobuf([counter, gauge]) == expected
+
+
+def test_a_whole_real_scrape_says_the_same_in_protobuf_and_text():
+    """Every collector of the example config against this host's services: one set of
+    families, encoded both ways, must hold the same samples (no family misnames its samples)."""
+    config = read_config(ROOT / "exporter.example.yml")
+    exporter = Exporter(config)
+    try:
+        engine = exporter.loaded.engine
+        families = asyncio.run(
+            engine.metrics_families(exporter.loaded.metrics_units(), Deadline.after(20))
+        )
+    finally:
+        exporter.loaded.engine.close()
+    kinds = {f.name.split("_")[0] for f in families}
+    assert {"db", "cache", "system", "process", "afirgen"} <= kinds, kinds
+    body = encode(families, Format.PROTOBUF)
+    assert proto_samples(body) == text_samples(families)
+    names = [f.name for f in metrics_pb.parse_delimited(body)]
+    assert len(names) == len(set(names))  # one message per family
