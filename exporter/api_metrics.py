@@ -6,6 +6,12 @@
 - `ApiCollector` is the `SourceCollector` that hands those families to the scrape engine.
 - `ApiMetricsMiddleware` times each HTTP request to the end of its response body.
 
+The duration histogram keeps classic and native (exponential) buckets
+(collectors/native_histogram.py): protobuf scrapers get both, text and OpenMetrics the classic
+ones. In multiprocess mode it is prometheus_client's (classic buckets only): native buckets
+cannot be summed over workers' files. When an OpenTelemetry span is active, the request's
+trace and span ids become exemplars of the counter and the histogram (exporter/tracing.py).
+
 `endpoint` is the matched route template (`/api/fir/{fir_id}`, mount prefixes included), never
 the raw path: every unmatched request shares the value `UNMATCHED`. `method` is one of the
 HTTP methods or `other`. A request whose handler raises counts as status 500.
@@ -25,6 +31,8 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collectors.base import ScrapeContext, SourceCollector
+from collectors.native_histogram import Histograms, NativeSettings
+from exporter.tracing import trace_exemplar
 
 log = logging.getLogger("afirgen_exporter")
 
@@ -69,7 +77,11 @@ class ApiMetrics:
     """The three API families, in a private registry or in multiprocess files."""
 
     def __init__(
-        self, *, buckets: Sequence[float] = DEFAULT_BUCKETS, multiproc_dir: str | None = None
+        self,
+        *,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+        native: NativeSettings | None = NativeSettings(),  # noqa: B008 - frozen, shared
+        multiproc_dir: str | None = None,
     ) -> None:
         self.multiproc_dir = multiproc_dir
         self.registry = CollectorRegistry()
@@ -82,13 +94,19 @@ class ApiMetrics:
             ["endpoint", "method", "status"],
             registry=owner,
         )
-        self.duration = Histogram(
-            "api_request_duration_seconds",
-            "Time from the request's arrival to the end of its response body.",
-            ["endpoint", "method"],
-            buckets=buckets,
-            registry=owner,
-        )
+        name = "api_request_duration_seconds"
+        documentation = "Time from the request's arrival to the end of its response body."
+        self.duration: Histogram | Histograms
+        #: Our own histogram with native buckets, served by families() (not in a registry).
+        self.native_duration: Histograms | None = None
+        if multiproc_dir:
+            self.duration = Histogram(
+                name, documentation, ["endpoint", "method"], buckets=buckets, registry=None
+            )
+        else:
+            self.duration = self.native_duration = Histograms(
+                name, documentation, ["endpoint", "method"], buckets=buckets, native=native
+            )
         self.in_progress = Gauge(
             "api_requests_in_progress",
             "HTTP requests being handled now (summed over live workers in multiprocess mode).",
@@ -114,20 +132,28 @@ class ApiMetrics:
             self._timing[key] = children
         return children
 
-    def count(self, endpoint: str, method: str, status: str) -> None:
+    def count(
+        self, endpoint: str, method: str, status: str, exemplar: dict[str, str] | None = None
+    ) -> None:
         key = (endpoint, method, status)
         child = self._counts.get(key)
         if child is None:
             child = self._counts[key] = self.requests.labels(*key)
-        child.inc()
+        child.inc(1, exemplar)
+
+    @property
+    def exemplars(self) -> bool:
+        """Exemplars are kept per process only (prometheus_client's files have none)."""
+        return not self.multiproc_dir
 
     def families(self) -> Iterator[Metric]:
         """The API families as they stand (summed over workers in multiprocess mode)."""
         for family in self.registry.collect():
             if family.name not in FAMILY_NAMES and family.name + "_total" not in FAMILY_NAMES:
                 continue  # another library's multiprocess metrics in the same directory
-            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
             yield family
+        if self.native_duration is not None:
+            yield self.native_duration.family()
 
     def mark_process_dead(self) -> None:
         """Drop this worker's in-progress files when it stops (multiprocess mode only)."""
@@ -221,6 +247,10 @@ class ApiMetricsMiddleware:
         histogram, gauge = self.metrics.timing(endpoint, method)
         status = "500"
         finished = False
+        with_exemplars = self.metrics.exemplars
+        # The span may be started outside this middleware (seen now) or inside it (seen when
+        # the response starts, which runs in the inner app's context).
+        exemplar = trace_exemplar() if with_exemplars else None
         started = time.perf_counter()
         gauge.inc()
 
@@ -229,14 +259,16 @@ class ApiMetricsMiddleware:
             if finished:
                 return
             finished = True
-            histogram.observe(time.perf_counter() - started)
+            histogram.observe(time.perf_counter() - started, exemplar)
             gauge.dec()
-            self.metrics.count(endpoint, method, final_status)
+            self.metrics.count(endpoint, method, final_status, exemplar)
 
         async def send_timed(message: Message) -> None:
-            nonlocal status
+            nonlocal status, exemplar
             if message["type"] == "http.response.start":
                 status = str(message["status"])
+                if exemplar is None and with_exemplars:
+                    exemplar = trace_exemplar()
             await send(message)
             if message["type"] in _BODY_ENDS and not message.get("more_body", False):
                 finish(status)

@@ -111,6 +111,9 @@ class ScrapeConfig:
     #: Upper bound on the deadline whatever the scrape header says.
     max_timeout_seconds: float = field(default=120.0, metadata={"check": check_positive})
     gzip_level: int = field(default=6, metadata={"check": check_gzip_level})
+    #: Serve `_created` series: created timestamps of counters, histograms and summaries
+    #: (separate series in the text formats, `created_timestamp` in protobuf).
+    created_series: bool = True
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from collectors.base import SourceCollector
+from collectors.native_histogram import NativeSettings
 from exporter.api_metrics import ApiCollector, ApiMetrics, ApiMetricsMiddleware
 from exporter.app import create_app
 from exporter.config import Config, load_config, read_config
@@ -83,16 +84,21 @@ def embed(
     redis: Any = None,
     config: ConfigLike = None,
     path: str = "/prometheus",
+    native_histograms: NativeSettings | None = NativeSettings(),  # noqa: B008 - frozen
+    collectors: Sequence[SourceCollector] = (),
 ) -> Exporter:
     """Mount the exporter at `path` in `app`, instrument its requests; return the Exporter.
 
     `engine` is a SQLAlchemy Engine, `redis` a redis-py client; `config` a
-    Config, a YAML file path, or None for the defaults. Call it before the app starts serving
-    (Starlette refuses middleware added later).
+    Config, a YAML file path, or None for the defaults. `native_histograms` sets the schema,
+    bucket limit and zero threshold of the request-duration histogram's native buckets
+    (None: classic buckets only); `collectors` are more collectors of the app's own, served
+    with the rest. Call it before the app starts serving (Starlette refuses middleware added
+    later).
     """
     prefix = mount_path(path)
-    metrics = ApiMetrics.from_environment()
-    extra = [*app_collectors(engine, redis), ApiCollector(metrics)]
+    metrics = ApiMetrics.from_environment(native=native_histograms)
+    extra = [*app_collectors(engine, redis), ApiCollector(metrics), *collectors]
     exporter = Exporter(as_config(config), extra_collectors=extra)
     # First in the route list: a catch-all route of the app must not shadow the scrape path.
     app.router.routes.insert(0, Mount(prefix, app=create_app(exporter)))

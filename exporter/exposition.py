@@ -1,32 +1,89 @@
-"""Choosing and producing the exposition format: text 0.0.4 or OpenMetrics, optionally gzipped.
+"""Choosing and producing the exposition format: text, OpenMetrics or protobuf, maybe gzipped.
 
-OpenMetrics is encoded by prometheus_client; the text format by `exporter.text_format`, a
-faster encoder checked byte-for-byte against prometheus_client's. This module negotiates which
-one and compresses. gzip runs at
-level 6 by default (prometheus_client's level 9 costs ~15x the CPU for ~2% smaller bodies).
+Negotiation follows Prometheus's own (common/expfmt): the `Accept` clauses are taken by q
+value, highest first (a more specific media type first among equal q); the first one we can
+serve wins: protobuf (`application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;
+encoding=delimited`), OpenMetrics, text (`text/plain` 0.0.4 or 1.0.0, `text/*`, `*/*`). With
+`prefer_text` on, a client that accepts both OpenMetrics and text gets text (cheaper; what the
+Go exporters answer). Prometheus with native histograms enabled asks for protobuf first, and
+gets it. An `escaping=` parameter of the chosen clause is honoured and echoed in
+`Content-Type` (exporter/name_escaping.py); without one the output is as before.
+
+The text format is encoded by `exporter.text_format`, protobuf by `exporter.protobuf_format`,
+OpenMetrics by prometheus_client. gzip runs at level 6 by default (prometheus_client's level 9
+costs ~15x the CPU for ~2% smaller bodies).
 """
 
 from __future__ import annotations
 
 import gzip
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
-from prometheus_client import exposition as text_exposition
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as om_exposition
 
+from exporter import protobuf_format
+from exporter.name_escaping import ALLOW_UTF8, DOTS, SCHEMES, UNDERSCORES, VALUES, escape_families
 from exporter.text_format import generate_text
 
+PROTOBUF_TYPE = "application/vnd.google.protobuf"
+PROTOBUF_PROTO = "io.prometheus.client.MetricFamily"
 
-class Format(Enum):
-    TEXT = text_exposition.CONTENT_TYPE_PLAIN_0_0_4
-    OPENMETRICS = om_exposition.CONTENT_TYPE_LATEST
+
+class Kind(Enum):
+    TEXT = "text"
+    OPENMETRICS = "openmetrics"
+    PROTOBUF = "protobuf"
+
+
+@dataclass(frozen=True)
+class Format:
+    """What to answer: the format, its text version and the name escaping asked for."""
+
+    kind: Kind
+    #: `escaping=` of the chosen Accept clause (one of name_escaping.SCHEMES), or None.
+    escaping: str | None = None
+    #: Text format version to announce: 0.0.4, or 1.0.0 when the client asked for it.
+    text_version: str = "0.0.4"
+
+    TEXT: ClassVar[Format]
+    OPENMETRICS: ClassVar[Format]
+    PROTOBUF: ClassVar[Format]
+
+    @property
+    def name(self) -> str:
+        return self.kind.name
 
     @property
     def content_type(self) -> str:
-        return self.value
+        if self.kind is Kind.TEXT:
+            base = f"text/plain; version={self.text_version}; charset=utf-8"
+        elif self.kind is Kind.OPENMETRICS:
+            base = om_exposition.CONTENT_TYPE_LATEST
+        else:
+            base = protobuf_format.CONTENT_TYPE
+        return f"{base}; escaping={self.escaping}" if self.escaping else base
+
+
+Format.TEXT = Format(Kind.TEXT)
+Format.OPENMETRICS = Format(Kind.OPENMETRICS)
+Format.PROTOBUF = Format(Kind.PROTOBUF)
+
+
+@dataclass(frozen=True)
+class _Clause:
+    media: str
+    params: dict[str, str]
+    q: float
+    position: int
+
+    @property
+    def specificity(self) -> int:
+        kind, _, sub = self.media.partition("/")
+        return 0 if kind == "*" else 1 if sub == "*" else 2
 
 
 class _Families:
@@ -39,40 +96,64 @@ class _Families:
         return iter(self._families)
 
 
-def _accepted(header: str) -> dict[str, float]:
-    """Media type -> q value, from an Accept header."""
-    result: dict[str, float] = {}
-    for part in header.split(","):
+def _clauses(header: str) -> list[_Clause]:
+    """Accept clauses, best first: higher q, then more specific, then as written."""
+    found = []
+    for position, part in enumerate(header.split(",")):
         fields = [f.strip() for f in part.split(";")]
         media = fields[0].lower()
         if not media:
             continue
-        q = 1.0
+        params: dict[str, str] = {}
         for param in fields[1:]:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        result[media] = max(result.get(media, 0.0), q)
-    return result
+            key, _, value = param.partition("=")
+            params[key.strip().lower()] = value.strip().strip('"')
+        try:
+            q = float(params.pop("q", "1"))
+        except ValueError:
+            q = 0.0
+        if q > 0.0:
+            found.append(_Clause(media, params, q, position))
+    return sorted(found, key=lambda c: (-c.q, -c.specificity, c.position))
+
+
+def _served(clause: _Clause) -> Format | None:
+    """The format a clause asks for, if we can serve it."""
+    media, params = clause.media, clause.params
+    escaping = params.get("escaping")
+    if escaping not in SCHEMES:
+        escaping = None  # unknown schemes are ignored, as Prometheus does
+    if media == PROTOBUF_TYPE:
+        if params.get("proto") == PROTOBUF_PROTO and params.get("encoding") == "delimited":
+            return Format(Kind.PROTOBUF, escaping)
+        return None
+    if media == "application/openmetrics-text":
+        if params.get("version", "1.0.0") in ("0.0.1", "1.0.0"):
+            return Format(Kind.OPENMETRICS, escaping)
+        return None
+    if media == "text/plain":
+        version = params.get("version", "0.0.4")
+        if version in ("0.0.4", "1.0.0"):
+            return Format(Kind.TEXT, escaping, version)
+        return None
+    if media in ("text/*", "*/*"):
+        return Format(Kind.TEXT, escaping)
+    return None
 
 
 def negotiate(accept: str | None, *, prefer_text: bool = True) -> Format:
-    """The format to answer in. Text unless the client prefers OpenMetrics (and we let it)."""
+    """The format to answer in: the best Accept clause we serve; text when none matches."""
     if not accept:
         return Format.TEXT
-    types = _accepted(accept)
-    om_q = types.get("application/openmetrics-text", 0.0)
-    text_q = max(types.get("text/plain", 0.0), types.get("text/*", 0.0), types.get("*/*", 0.0))
-    if om_q <= 0.0:
+    offers = [(clause, fmt) for clause in _clauses(accept) if (fmt := _served(clause))]
+    if not offers:
         return Format.TEXT
-    if text_q <= 0.0:
-        return Format.OPENMETRICS
-    if prefer_text:
-        return Format.TEXT
-    return Format.OPENMETRICS if om_q >= text_q else Format.TEXT
+    best = offers[0][1]
+    if best.kind is Kind.OPENMETRICS and prefer_text:
+        text = next((fmt for _, fmt in offers if fmt.kind is Kind.TEXT), None)
+        if text is not None:
+            return text
+    return best
 
 
 def wants_gzip(accept_encoding: str | None) -> bool:
@@ -89,12 +170,35 @@ def wants_gzip(accept_encoding: str | None) -> bool:
     return False
 
 
-def encode(families: Iterable[Metric], fmt: Format) -> bytes:
-    if fmt is Format.OPENMETRICS:
+def without_created(families: Iterable[Metric]) -> list[Metric]:
+    """Families with their `_created` samples left out (`scrape.created_series: false`)."""
+    out = []
+    for family in families:
+        created = family.name + "_created"
+        if any(s.name == created for s in family.samples):
+            copy = Metric(family.name, family.documentation, family.type, family.unit)
+            copy.samples = [s for s in family.samples if s.name != created]
+            family = copy
+        out.append(family)
+    return out
+
+
+def encode(families: Iterable[Metric], fmt: Format, *, created: bool = True) -> bytes:
+    """The body for `fmt`; `created=False` leaves out `_created` series (and timestamps)."""
+    if not created:
+        families = without_created(families)
+    escaping = fmt.escaping or UNDERSCORES  # no scheme asked: legacy names, as before
+    if fmt.kind is Kind.PROTOBUF:
+        return protobuf_format.generate_protobuf(families, escaping)
+    if escaping in (DOTS, VALUES):
+        families = escape_families(families, escaping)
+    # prometheus_client's encoders quote UTF-8 names, or replace their invalid characters
+    names = om_exposition.ALLOWUTF8 if escaping == ALLOW_UTF8 else om_exposition.UNDERSCORES
+    if fmt.kind is Kind.OPENMETRICS:
         registry: Any = _Families(families)
-        body: bytes = om_exposition.generate_latest(registry)  # type: ignore[no-untyped-call]
+        body: bytes = om_exposition.generate_latest(registry, escaping=names)  # type: ignore[no-untyped-call]
         return body
-    return generate_text(families)
+    return generate_text(families, names)
 
 
 def compress(body: bytes, level: int) -> bytes:

@@ -97,6 +97,8 @@ class ScrapeEngine:
     units: Sequence[Unit]
     namespace: str = ""
     gzip_level: int = 6
+    #: Serve `_created` series (created timestamps in protobuf); `scrape.created_series`.
+    created_series: bool = True
     #: Families added to every /metrics answer (reload status and the like); no I/O.
     extra_families: Callable[[], Iterable[Metric]] = no_families
     status: dict[UnitKey, UnitStatus] = field(default_factory=dict)
@@ -280,7 +282,7 @@ class ScrapeEngine:
             future.exception()  # retrieved here; the awaiting scrapers see it too
 
     def _encode(self, families: list[Metric], fmt: Format, gzipped: bool) -> bytes:
-        body = encode(families, fmt)
+        body = encode(families, fmt, created=self.created_series)
         return compress(body, self.gzip_level) if gzipped else body
 
     async def render_families_text(self, units: Sequence[Unit], deadline: Deadline) -> bytes:

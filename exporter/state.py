@@ -61,6 +61,7 @@ class Exporter:
             units,
             namespace=config.namespace,
             gzip_level=config.scrape.gzip_level,
+            created_series=config.scrape.created_series,
             extra_families=self.reload_families,
         )
         return Loaded(config, units, engine)

@@ -14,7 +14,13 @@ import math
 from collections.abc import Iterable
 
 from prometheus_client.metrics_core import Metric
-from prometheus_client.openmetrics.exposition import escape_label_name, escape_metric_name
+from prometheus_client.openmetrics.exposition import (
+    ALLOWUTF8,
+    UNDERSCORES,
+    escape_label_name,
+    escape_metric_name,
+)
+from prometheus_client.validation import _is_valid_legacy_metric_name
 
 _TYPE_RENAMES = {
     "info": "gauge",
@@ -54,8 +60,21 @@ def _escape_help(text: str) -> str:
     return text.replace("\\", r"\\").replace("\n", r"\n")
 
 
-def generate_text(families: Iterable[Metric]) -> bytes:
-    """The text exposition of `families`, as prometheus_client's `generate_latest` writes it."""
+def _sample_name(name: str, escaping: str) -> str:
+    """The name as a sample line starts: `{"quoted"` (closed by the labels) when UTF-8."""
+    if escaping == ALLOWUTF8 and not _is_valid_legacy_metric_name(name):
+        return "{" + escape_metric_name(name, escaping)
+    return escape_metric_name(name, escaping)
+
+
+def generate_text(families: Iterable[Metric], escaping: str = UNDERSCORES) -> bytes:
+    """The text exposition of `families`, as prometheus_client's `generate_latest` writes it.
+
+    `escaping` is prometheus_client's: `allow-utf-8` quotes names outside the legacy set
+    (`{"my.name",label="v"} 1`), the default replaces their invalid characters with `_`.
+    Samples that carry only native buckets (collectors/native_histogram.py) have no text
+    form and are left out; their classic buckets are written.
+    """
     output: list[str] = []
     append = output.append
     # label names (in the order a sample's dict has them) -> (sorted names, escaped prefixes)
@@ -67,15 +86,18 @@ def generate_text(families: Iterable[Metric]) -> bytes:
     for metric in families:
         name = metric.name + _NAME_SUFFIX.get(metric.type, "")
         mtype = _TYPE_RENAMES.get(metric.type, metric.type)
-        escaped_name = escape_metric_name(name)
+        escaped_name = escape_metric_name(name, escaping)
         documentation = _escape_help(metric.documentation)
         append(f"# HELP {escaped_name} {documentation}\n# TYPE {escaped_name} {mtype}\n")
         om_lines: dict[str, list[str]] = {}
         om_names = {metric.name + suffix: suffix for suffix in _OM_SUFFIXES}
-        for sample in metric.samples:
+        samples = metric.samples
+        if mtype == "histogram":
+            samples = [s for s in samples if s.native_histogram is None]
+        for sample in samples:
             sname = sample_names.get(sample.name)
             if sname is None:
-                sname = sample_names[sample.name] = escape_metric_name(sample.name)
+                sname = sample_names[sample.name] = _sample_name(sample.name, escaping)
             labels = sample.labels
             if labels:
                 layout_key = tuple(labels)
@@ -83,7 +105,7 @@ def generate_text(families: Iterable[Metric]) -> bytes:
                 if layout is None:
                     ordered = tuple(sorted(layout_key))
                     prefixes = tuple(
-                        ("{" if i == 0 else ",") + escape_label_name(key) + '="'
+                        ("{" if i == 0 else ",") + escape_label_name(key, escaping) + '="'
                         for i, key in enumerate(ordered)
                     )
                     layout = label_layouts[layout_key] = (ordered, prefixes)
@@ -98,6 +120,10 @@ def generate_text(families: Iterable[Metric]) -> bytes:
                     parts.append('"')
                 parts.append("} ")
                 head = "".join(parts)
+                if sname[0] == "{":  # a quoted UTF-8 name goes inside the braces
+                    head = sname + "," + head[len(sname) + 1 :]
+            elif sname[0] == "{":
+                head = sname + "} "
             else:
                 head = sname + " "
             value = sample.value
@@ -118,7 +144,7 @@ def generate_text(families: Iterable[Metric]) -> bytes:
             else:
                 om_lines.setdefault(om_suffix, []).append(line)
         for om_suffix, lines in sorted(om_lines.items()):
-            om_name = escape_metric_name(metric.name + om_suffix)
+            om_name = escape_metric_name(metric.name + om_suffix, escaping)
             append(f"# HELP {om_name} {documentation}\n# TYPE {om_name} gauge\n")
             output.extend(lines)
     return "".join(output).encode("utf-8")

@@ -14,6 +14,20 @@ import yaml
 from tests.support import free_port, require_binary, wait_until
 
 
+def scrape_one(url: str, metrics_path: str = "/prometheus/metrics") -> dict[str, Any]:
+    """A config scraping one loopback target every second (`url` as `http://host:port`)."""
+    return {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": "embedded",
+                "metrics_path": metrics_path,
+                "static_configs": [{"targets": [url.removeprefix("http://")]}],
+            }
+        ],
+    }
+
+
 class PrometheusServer:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -36,11 +50,16 @@ class PrometheusServer:
 
 @contextlib.contextmanager
 def prometheus_server(
-    config: dict[str, Any], workdir: Path, *, check_config: bool = False
+    config: dict[str, Any],
+    workdir: Path,
+    *,
+    check_config: bool = False,
+    flags: tuple[str, ...] = (),
 ) -> Iterator[PrometheusServer]:
     """Start `prometheus` with `config` (a dict) on a free loopback port; stop it after.
 
-    With `check_config`, `promtool check config` must accept the file first.
+    With `check_config`, `promtool check config` must accept the file first; `flags` are
+    more command-line flags (`--enable-feature=native-histograms`).
     """
     binary = require_binary("prometheus")
     port = free_port()
@@ -60,6 +79,7 @@ def prometheus_server(
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--web.enable-lifecycle",
+            *flags,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
