@@ -1,6 +1,6 @@
-"""collectors/task_queue.py on plain Redis keys (a private redis-server), a PostgreSQL table
-(`afx_tq_*` in `test`) and RabbitMQ queues and exchanges named for this run (`afx_tq_<run>_*`,
-deleted afterwards), plus the label budget.
+"""collectors/task_queue.py on plain Redis keys (a private redis-server) and RabbitMQ queues
+and exchanges named for this run (`afx_tq_<run>_*`, deleted afterwards), plus the label budget.
+The SQL kind is in tests/test_task_queue_sql.py.
 """
 
 from __future__ import annotations
@@ -108,85 +108,6 @@ def test_queue_budget_folds_the_smallest_queues_into_other(make_collector, keys_
     assert got.labels("background_tasks_queued", "queue") == {"afx_tq_big", "afx_tq_mid", "other"}
     assert got.value("background_tasks_queued", backend="k", queue="other", priority="none") == 4
     assert got.series_dropped == 3
-
-
-# -- SQL table -----------------------------------------------------------------------------
-
-
-TABLE = unique("tasks")
-QUERY = f"""
-SELECT queue, priority, status, count(*) AS count, kind AS type,
-       extract(epoch FROM now() - min(created_at)) AS age_seconds
-FROM {TABLE} GROUP BY queue, priority, status, kind
-"""
-
-
-@pytest.fixture
-def task_table(postgres_url):
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                f"CREATE TABLE {TABLE} (id serial PRIMARY KEY, queue text, priority int, "
-                "status text, kind text, created_at timestamptz)"
-            )
-        )
-    yield engine
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP TABLE {TABLE}"))
-    engine.dispose()
-
-
-def test_sql_table_counts_by_status(make_collector, task_table, postgres_url):
-    from sqlalchemy import text
-
-    rows = (
-        [("mail", 1, "queued", "send", 300)] * 3
-        + [("mail", 5, "queued", "send", 10)] * 2
-        + [("mail", 1, "running", "send", 5)]
-        + [("ocr", 1, "done", "scan", 400)] * 4
-        + [("ocr", 1, "failed", "scan", 400)] * 2
-    )
-    with task_table.begin() as conn:
-        for queue, priority, status, kind, age in rows:
-            conn.execute(
-                text(
-                    f"INSERT INTO {TABLE} (queue, priority, status, kind, created_at) "
-                    "VALUES (:q, :p, :s, :k, now() - make_interval(secs => :age))"
-                ),
-                {"q": queue, "p": priority, "s": status, "k": kind, "age": age},
-            )
-    target = target_from({"name": "t", "kind": "sql", "url": postgres_url, "query": QUERY})
-    collector = make_collector(target)
-    got = scrape(collector)
-    assert got.success, got.reason
-    assert got.value("background_tasks_queued", backend="t", queue="mail", priority="1") == 3
-    assert got.value("background_tasks_queued", backend="t", queue="mail", priority="5") == 2
-    assert got.value("background_tasks_in_progress", backend="t", queue="mail") == 1
-    assert got.value("background_tasks_in_progress", backend="t", queue="ocr") == 0
-    assert (
-        got.value("background_tasks_processed_total", backend="t", type="scan", status="done") == 4
-    )
-    assert (
-        got.value("background_tasks_processed_total", backend="t", type="scan", status="failed")
-        == 2
-    )
-    age = got.value("background_tasks_oldest_waiting_age_seconds", backend="t", queue="mail")
-    assert 300 <= age < 360
-    collector.close()
-
-
-def test_sql_query_without_the_needed_columns_reads_down(make_collector, task_table, postgres_url):
-    target = target_from(
-        {"name": "t", "kind": "sql", "url": postgres_url, "query": "SELECT 1 AS queue"}
-    )
-    collector = make_collector(target)
-    got = scrape(collector)
-    assert not got.success
-    assert got.value("background_tasks_up", backend="t", kind="sql") == 0
-    collector.close()
 
 
 # -- RabbitMQ ------------------------------------------------------------------------------
