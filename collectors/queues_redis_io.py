@@ -1,4 +1,6 @@
-"""Pipelined Redis reads whose every reply wait is bounded by the scrape deadline.
+"""Redis as a broker: the connection keys every Redis-based kind shares (`RedisBroker`, built
+with the Redis collector's `connection_settings`, so TLS and ACL users work the same way), and
+pipelined reads whose every reply wait is bounded by the scrape deadline.
 
 redis-py's timeouts belong to the connection; a scrape deadline shrinks as the scrape goes on.
 `read_many` sends a batch of commands in one write and reads each reply with
@@ -9,12 +11,83 @@ commands whose raw reply is what they need (LLEN, ZCOUNT, HGET, SMEMBERS, SCAN..
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from collectors.base import Deadline
+from collectors.checks import check_existing_file
+from collectors.queues_target import Clients, QueueTarget
 
 Command = tuple[str | bytes | int | float, ...]
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+#: The keys of `RedisBroker`, as the Redis collector's `redis:` entries spell them.
+CONNECTION_KEYS = ("username", "ca_file", "cert_file", "key_file", "server_name", "verify")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedisBroker(QueueTarget):
+    """A target read from Redis: the URL plus the connection keys of a `redis:` entry."""
+
+    username: str | None = None
+    #: TLS (rediss:// only): a private CA, a client certificate, the name to verify.
+    ca_file: str | None = field(default=None, metadata={"check": check_existing_file})
+    cert_file: str | None = field(default=None, metadata={"check": check_existing_file})
+    key_file: str | None = field(default=None, metadata={"check": check_existing_file})
+    server_name: str | None = None
+    verify: bool = True
+
+    url_schemes: ClassVar[frozenset[str]] = REDIS_SCHEMES
+
+    def problems(self) -> Iterator[str]:
+        yield from super().problems()
+        if urlsplit(self.url).scheme in REDIS_SCHEMES:
+            try:
+                self.connection_target()  # the Redis collector's own checks (TLS keys...)
+            except ValueError as exc:
+                yield str(exc)
+
+    def connection_target(self) -> Any:
+        """This target as a `redis:` entry of the Redis collector (for `connection_settings`)."""
+        from collectors.redis import Target
+
+        return Target(
+            name=self.name,
+            url=self.url,
+            username=self.username,
+            password=self.password,
+            ca_file=self.ca_file,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+            server_name=self.server_name,
+            verify=self.verify,
+        )
+
+    def redis(self, clients: Clients) -> Any:
+        """The redis-py client (the application's in embedded mode), made on first use."""
+        return clients.get("redis", self.redis_client, close_redis)
+
+    def redis_client(self) -> Any:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        from collectors.redis import Options, connection_settings
+
+        options = Options(connect_timeout_seconds=self.cap, read_timeout_seconds=self.cap)
+        connection_class, kwargs = connection_settings(self.connection_target(), options)
+        # one attempt per call: a retry would outlive the scrape deadline
+        pool = redis.ConnectionPool(
+            connection_class=connection_class, retry=Retry(NoBackoff(), 0), **kwargs
+        )
+        return redis.Redis(connection_pool=pool)
+
+
+def close_redis(client: Any) -> None:
+    client.close()
+    client.connection_pool.disconnect()
+
 
 #: Commands per write: keeps one batch's buffers small when hundreds of queues are read.
 BATCH = 512

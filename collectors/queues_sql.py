@@ -16,11 +16,12 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from collectors.base import Deadline
+from collectors.base import Deadline, ScrapeContext
 from collectors.queues_model import ANY_TYPE, NO_PRIORITY, QueueReading
+from collectors.queues_target import Clients, QueueTarget
 
 REQUIRED_COLUMNS = ("queue", "status", "count")
 
@@ -87,6 +88,41 @@ CONNECT_TIMEOUT_ARGS: dict[str, Callable[[float], dict[str, Any]]] = {
     "pymysql": lambda s: {"connect_timeout": s, "read_timeout": s, "write_timeout": s},
 }
 # ==== end of the dialect-specific code ===========================================================
+
+
+@dataclass(frozen=True, kw_only=True)
+class SqlTarget(QueueTarget):
+    """`kind: sql`: an application's task table, counted by `query` (a SQLAlchemy URL)."""
+
+    kind: Literal["sql"] = field(default="sql", init=False)
+    #: Returns queue, status, count [, priority, type, age_seconds].
+    query: str
+    waiting_statuses: tuple[str, ...] = ("queued", "pending", "waiting")
+    running_statuses: tuple[str, ...] = ("running", "started", "in_progress")
+
+    def problems(self) -> Iterator[str]:
+        yield from super().problems()
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(self.url)
+        except ArgumentError:
+            yield "url: not a valid SQLAlchemy URL (dialect+driver://user@host/db)"
+        if not self.query.strip():
+            yield "query: must not be empty"
+
+    def read(self, clients: Clients, ctx: ScrapeContext, reading: QueueReading, now: float) -> None:
+        engine = clients.get("sql", self.engine, dispose)
+        statuses = StatusMap(frozenset(self.waiting_statuses), frozenset(self.running_statuses))
+        read_sql(engine, self.query, statuses, ctx.deadline, reading)
+
+    def engine(self) -> Any:
+        return create_engine(self.url, self.secret, self.cap)
+
+
+def dispose(engine: Any) -> None:
+    engine.dispose()
 
 
 @dataclass(frozen=True)

@@ -58,15 +58,44 @@ def celery_app(broker: str, **transport_options):
             {"kind": "rq", "url": "amqp://app:hunter22@127.0.0.1:5672/"},
             "task_queues[0]: url: kind rq needs a redis/rediss/unix URL, got amqp://",
         ),
-        ({"kind": "sql", "url": "postgresql://127.0.0.1/x"}, "query: required for kind sql"),
-        ({"kind": "redis", "url": "redis://127.0.0.1"}, "keys: required for kind redis"),
+        (
+            {"kind": "sql", "url": "postgresql://127.0.0.1/x"},
+            "task_queues[0].query: required key is missing",
+        ),
+        ({"kind": "redis", "url": "redis://127.0.0.1"}, "task_queues[0].keys: required key"),
+        (
+            {"kind": "redis", "url": "redis://127.0.0.1", "keys": []},
+            "task_queues[0].keys: must not be empty",
+        ),
         (
             {"kind": "rabbitmq", "url": "amqp://127.0.0.1"},
             "queues: required for RabbitMQ",
         ),
         (
+            {"kind": "celery", "url": "amqp://127.0.0.1"},
+            "queues: required for RabbitMQ",
+        ),
+        # an option of another kind is an unknown key that says where it belongs
+        (
             {"kind": "rq", "url": "redis://127.0.0.1", "priority_steps": [0, 5]},
-            "priority_steps: applies to kind celery, not rq",
+            "task_queues[0].priority_steps: unknown key for kind rq (allowed: ",
+        ),
+        (
+            {"kind": "rq", "url": "redis://127.0.0.1", "priority_steps": [0, 5]},
+            "; it applies to kind celery",
+        ),
+        (
+            {"kind": "redis", "url": "redis://127.0.0.1", "keys": [{"key": "k"}], "queues": ["q"]},
+            "task_queues[0].queues: unknown key for kind redis",
+        ),
+        (
+            {"kind": "sql", "url": "sqlite://", "query": "SELECT 1", "quueue_limit": 3},
+            "unknown key for kind sql; did you mean 'queue_limit'?",
+        ),
+        ({"url": "redis://127.0.0.1"}, "task_queues[0].kind: required key is missing (one of"),
+        (
+            {"kind": "sidekiq", "url": "redis://127.0.0.1"},
+            "task_queues[0].kind: must be one of celery, rq, redis, sql, rabbitmq, got str",
         ),
         (
             {"kind": "celery", "url": "redis://127.0.0.1", "priority_steps": [3, 1]},
@@ -82,9 +111,18 @@ def celery_app(broker: str, **transport_options):
         ),
         ({"kind": "rq", "url": "redis://:hunter22@127.0.0.1:99999"}, "url: not a valid URL"),
         ({"kind": "rq", "url": "redis://127.0.0.1", "queue_limit": 0}, "queue_limit: must be"),
+        # TLS keys: the Redis collector's own rules
         (
-            {"kind": "redis", "url": "redis://127.0.0.1", "keys": [{"key": "k"}], "queues": ["q"]},
-            "queues: applies to kind celery or rabbitmq or rq, not redis",
+            {"kind": "rq", "url": "redis://:hunter22@127.0.0.1", "server_name": "q.internal"},
+            "task_queues[0]: server_name apply only to rediss:// URLs",
+        ),
+        (
+            {"kind": "celery", "url": "amqp://127.0.0.1", "queues": ["q"], "username": "u"},
+            "task_queues[0]: username: apply to Celery on Redis only",
+        ),
+        (
+            {"kind": "sql", "url": "not a url", "query": "SELECT 1"},
+            "url: not a valid URL (no scheme",
         ),
     ],
 )

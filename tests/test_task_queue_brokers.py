@@ -110,6 +110,55 @@ def test_queue_budget_folds_the_smallest_queues_into_other(make_collector, keys_
     assert got.series_dropped == 3
 
 
+# -- Redis over TLS ------------------------------------------------------------------------
+
+
+def test_rq_over_rediss_with_a_private_ca_and_client_certificate(make_collector, tmp_path):
+    """The queue's Redis connection is the Redis collector's: CA, server name, client cert."""
+    from rq import Queue
+
+    from tests.redis_server import RedisServer, private_redis
+    from tests.test_redis import make_certificates
+
+    certs = make_certificates(tmp_path)
+    tls_port = RedisServer(tmp_path).port
+    args = (
+        "--tls-port", str(tls_port),
+        "--tls-cert-file", str(certs["server"]),
+        "--tls-key-file", str(certs["server-key"]),
+        "--tls-ca-cert-file", str(certs["ca"]),
+        "--tls-auth-clients", "yes",
+    )  # fmt: skip
+    with private_redis(tmp_path, *args) as server:
+        plain = server.client()
+        for i in range(3):
+            Queue("afx_tq_tls", connection=plain).enqueue("tests.tq_rq_jobs.ok", i)
+        plain.close()
+        base = {"name": "tls", "kind": "rq", "url": f"rediss://127.0.0.1:{tls_port}/0"}
+        trusted = {"ca_file": str(certs["ca"]), "server_name": "redis.test"}
+        # the server certificate is signed by the CA: it serves as the client's certificate too
+        client_cert = {"cert_file": str(certs["server"]), "key_file": str(certs["server-key"])}
+        cases = {
+            "trusted": {**trusted, **client_cert},
+            "no client certificate": trusted,
+            "unnamed": {"ca_file": str(certs["ca"]), **client_cert},  # the IP is not in the cert
+            "system CAs": {"server_name": "redis.test", **client_cert},
+        }
+        got = {case: scrape(make_collector({**base, **extra})) for case, extra in cases.items()}
+    ok = got["trusted"]
+    assert ok.success, ok.reason
+    assert (
+        ok.value("background_tasks_queued", backend="tls", queue="afx_tq_tls", priority="none") == 3
+    )
+    assert {case: result.success for case, result in got.items()} == {
+        "trusted": True,
+        "no client certificate": False,
+        "unnamed": False,
+        "system CAs": False,
+    }
+    assert got["unnamed"].reason == got["system CAs"].reason == "tls"
+
+
 # -- RabbitMQ ------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ PostgreSQL and MariaDB are the machine's shared servers (a table named for this 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
 
 from collectors.task_queue import TaskQueueCollector
-from tests.support import require_service
-from tests.tq_support import Scrape, scrape, target_from, unique
+from tests.support import require_service, wait_until
+from tests.tq_support import Scrape, WedgingProxy, scrape, target_from, unique
 
 TABLE = unique("sql_tasks")
 #: (queue, priority, status, kind, age in seconds) -> the rows the test inserts
@@ -203,3 +204,56 @@ def test_a_query_without_the_needed_columns_reads_down(database):
         collector.close()
     assert not got.success
     assert got.value("background_tasks_up", backend="t", kind="sql") == 0
+
+
+def test_an_abandoned_run_on_a_wedged_connection_does_not_hold_up_the_next(postgres_url):
+    """PostgreSQL over a connection the network silently dropped: the stuck run would wait for
+    TCP keepalive (hours). Once the engine abandons it, the next run dials afresh and answers,
+    and the stuck one's engine is closed when it finally ends."""
+    db = postgresql()
+    engine = create_engine(db.url)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE TABLE {TABLE} (queue text, status text)"))
+        conn.execute(text(f"INSERT INTO {TABLE} VALUES ('mail', 'queued'), ('mail', 'queued')"))
+    app_name = unique("wedged")
+    query = f"SELECT queue, status, count(*) AS count FROM {TABLE} GROUP BY queue, status"
+    try:
+        with WedgingProxy(5432) as proxy:
+            url = f"postgresql+psycopg://postgres@127.0.0.1:{proxy.port}/test"
+            collector = TaskQueueCollector(
+                target_from(
+                    {
+                        "name": "t",
+                        "kind": "sql",
+                        "url": f"{url}?application_name={app_name}",
+                        "query": query,
+                    }  # fmt: skip
+                )
+            )
+            assert scrape(collector).success
+            proxy.wedge()
+            stuck: list = []
+            thread = threading.Thread(target=lambda: stuck.append(scrape(collector)))
+            thread.start()
+            wait_until(lambda: proxy.swallowed > 0, timeout=10, what="the stuck run's request")
+            collector.abandon()  # what the scrape engine does once a run overran its deadline
+            fresh = Scrape(collector, seconds=5)
+            assert fresh.success, fresh.reason
+            assert fresh.value("background_tasks_queued", backend="t", queue="mail",
+                               priority="none") == 2  # fmt: skip
+            assert thread.is_alive()  # still waiting on the dead connection
+            proxy.close()  # the network gives up on the dead connection at last
+            thread.join(timeout=10)
+            assert not thread.is_alive() and not stuck[0].success
+            collector.close()
+
+        def our_backends() -> int:
+            statement = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n")
+            with engine.connect() as conn:
+                return int(conn.execute(statement, {"n": app_name}).scalar())
+
+        wait_until(lambda: our_backends() == 0, timeout=10, what="every connection closed")
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE {TABLE}"))
+        engine.dispose()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -163,3 +165,63 @@ def wait_for_value(collector, name: str, expected: float, what: str, timeout: fl
     return wait_until(
         lambda: scrape(collector).value(name, **labels) == expected, timeout=timeout, what=what
     )
+
+
+class WedgingProxy:
+    """A TCP forwarder to a loopback port whose existing connections can be wedged: after
+    `wedge()` their bytes are swallowed (a connection silently dropped by the network) while
+    new connections are forwarded as usual. Used as a context manager; closes every socket."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.pairs: list[list[socket.socket]] = []
+        self.wedged: set[int] = set()
+        self.swallowed = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", self.upstream))
+            pair = [downstream, upstream]
+            self.pairs.append(pair)
+            for src, dst in ((downstream, upstream), (upstream, downstream)):
+                threading.Thread(target=self._pump, args=(id(pair), src, dst), daemon=True).start()
+
+    def _pump(self, pair: int, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                if pair in self.wedged:
+                    self.swallowed += len(data)
+                else:
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def wedge(self) -> None:
+        self.wedged.update(id(pair) for pair in self.pairs)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not
+        self.listener.close()
+        for pair in self.pairs:
+            for sock in pair:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def __enter__(self) -> WedgingProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
