@@ -11,7 +11,8 @@ commands whose raw reply is what they need (LLEN, ZCOUNT, HGET, SMEMBERS, SCAN..
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -103,7 +104,7 @@ def read_many(client: Any, commands: Sequence[Command], deadline: Deadline) -> l
     try:
         for start in range(0, len(commands), BATCH):
             batch = commands[start : start + BATCH]
-            connection.send_packed_command(connection.pack_commands(batch))
+            connection.send_packed_command(pack(connection, batch))
             for _ in batch:
                 replies.append(connection.read_response(timeout=deadline.timeout()))
     except BaseException:
@@ -113,6 +114,29 @@ def read_many(client: Any, commands: Sequence[Command], deadline: Deadline) -> l
     finally:
         pool.release(connection)
     return replies
+
+
+@functools.cache
+def _hiredis_pack() -> Callable[[Command], bytes] | None:
+    try:
+        from hiredis import pack_command
+    except ImportError:
+        return None
+    # hiredis' stub types the argument as a 1-tuple; it takes a tuple of any length
+    packer: Callable[[Command], bytes] = pack_command  # type: ignore[assignment]
+    return packer
+
+
+def pack(connection: Any, batch: Sequence[Command]) -> list[bytes]:
+    """The wire bytes of `batch`: hiredis packs a command about 3x cheaper than redis-py's
+    wrapper around it, which matters at hundreds of commands per scrape. redis-py's own packing
+    where hiredis is missing or the client encodes keys other than as UTF-8."""
+    packer = _hiredis_pack()
+    encoder = getattr(connection, "encoder", None)
+    if packer is None or getattr(encoder, "encoding", "utf-8").lower() not in ("utf-8", "utf8"):
+        packed: list[bytes] = connection.pack_commands(batch)
+        return packed
+    return [b"".join([packer(command) for command in batch])]
 
 
 def scan_keys(client: Any, pattern: str, deadline: Deadline, limit: int = 10_000) -> list[bytes]:

@@ -9,9 +9,8 @@ Brokers' client libraries are imported only when a target of their kind is read.
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -163,42 +162,45 @@ def shape_families(
         type_weights[task_type] = type_weights.get(task_type, 0.0) + count
     for task_type in reading.duration:
         type_weights.setdefault(task_type, 0.0)
-    kept = {
-        "queue": ctx.keep_top(reading.queue_weights(), target.queue_limit),
-        "type": ctx.keep_top(type_weights, target.type_limit),
-    }
+    weights = {"queue": reading.queue_weights(), "type": type_weights}
+    limits = {"queue": target.queue_limit, "type": target.type_limit}
+    kept = {label: ctx.keep_top(weights[label], limits[label]) for label in weights}
+    over_budget = {label for label in weights if len(kept[label]) < len(weights[label])}
 
-    def relabel(folds: tuple[str, ...], key: Any) -> tuple[str, ...]:
-        parts = key if isinstance(key, tuple) else (key,)
-        return tuple(
-            part if not fold or part in kept[fold] else OTHER
-            for fold, part in zip(folds, parts, strict=True)
-        )
-
-    families = FamilySet(target.name)
+    backend = target.name
+    families = FamilySet(backend)
     for shape in SHAPES:
         values = shape.values(reading)
-        if shape.spec is EXISTS:  # a folded queue's existence says nothing: left out
+        if shape.spec is EXISTS and "queue" in over_budget:
+            # a folded queue's existence says nothing: left out
             values = {k: v for k, v in values.items() if k in kept["queue"]}
         if not values and not shape.served(reading):
             continue
-        families.get(shape.spec)
-        for labels, value in fold(values, functools.partial(relabel, shape.folds), shape.combine):
+        family: Any = families.get(shape.spec)
+        folding = [(i, kept[label]) for i, label in enumerate(shape.folds) if label in over_budget]
+        for labels, value in fold(values, folding, shape.combine):
             if shape.spec.type is MetricType.SUMMARY:
-                families.summary(shape.spec, value[0], value[1], *labels)
+                family.add_metric([backend, *labels], count_value=int(value[0]), sum_value=value[1])
             else:
-                families.add(shape.spec, value, *labels)
+                family.add_metric([backend, *labels], float(value))
     yield from families.families()
 
 
 def fold(
     values: Mapping[Any, Any],
-    relabel: Callable[[Any], tuple[str, ...]],
+    folding: Sequence[tuple[int, frozenset[str]]],
     combine: Callable[[Any, Any], Any],
 ) -> list[tuple[tuple[str, ...], Any]]:
-    """Values keyed by their relabelled key (budget folding), combined, in a stable order."""
+    """Values by label tuple, in a stable order. `folding` names the key positions under a
+    budget and the values kept there; other values become `other`, combined with `combine`."""
+    if not folding:  # nothing over budget: every key stays as it is
+        return sorted((k if isinstance(k, tuple) else (k,), v) for k, v in values.items())
     result: dict[tuple[str, ...], Any] = {}
     for key, value in values.items():
-        new = relabel(key)
+        parts = list(key) if isinstance(key, tuple) else [key]
+        for index, keep in folding:
+            if parts[index] not in keep:
+                parts[index] = OTHER
+        new = tuple(parts)
         result[new] = combine(result[new], value) if new in result else value
     return sorted(result.items())

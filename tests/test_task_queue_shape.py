@@ -17,6 +17,7 @@ from collectors.queues_celery import (
     worker_names,
 )
 from collectors.queues_model import QueueReading
+from collectors.queues_redis_io import pack
 from collectors.queues_rq import parse_enqueued_at
 from collectors.queues_sql import StatusMap, add_rows
 from collectors.specs import by_name
@@ -160,3 +161,17 @@ def test_every_family_served_is_a_declared_spec():
         assert (family.type, family.documentation) == (spec.type.value, spec.help)
         for sample in family.samples:
             assert tuple(sample.labels) == spec.labels
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_commands_are_packed_byte_for_byte_as_redis_py_packs_them(encoding):
+    import redis
+
+    connection = redis.Connection(encoding=encoding)
+    batch = [
+        ("LLEN", "rq:queue:ünïcode"),
+        ("ZCOUNT", b"rq:wip:q", 1767323045.25, "+inf"),
+        ("ZRANGE", "k", 0, -1, "WITHSCORES"),
+        ("HMGET", "rq:worker:w", "state", "successful_job_count"),
+    ]
+    assert b"".join(pack(connection, batch)) == b"".join(connection.pack_commands(batch))
