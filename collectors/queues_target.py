@@ -120,6 +120,10 @@ class Clients:
         client: T = self._clients[name]
         return client
 
+    def started(self) -> None:
+        """A run is using these clients."""
+        self.busy = True
+
     def finished(self) -> None:
         """The run using these clients ended."""
         self.busy = False

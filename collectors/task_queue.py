@@ -113,7 +113,7 @@ class TaskQueueCollector(SourceCollector):
 
     def fetch(self, ctx: ScrapeContext) -> Iterator[Metric]:
         clients = self._clients
-        clients.busy = True
+        clients.started()
         try:
             reading = QueueReading()
             self.target.read(clients, ctx, reading, time.time())

@@ -49,7 +49,10 @@ def problems(client_for_db: dict[int, redis.Redis], snapshot: Snapshot) -> list[
     found = []
     for db, client in client_for_db.items():
         if not client.exists(snapshot.sentinel):
-            found.append(f"db {db} was flushed during the test run (its sentinel key is gone)")
+            found.append(
+                f"db {db} was flushed during the test run (its sentinel key is gone; by this run "
+                "or by another client of the shared server)"
+            )
         pipe = client.pipeline(transaction=False)
         for key in snapshot.persistent.get(db, ()):
             pipe.exists(key)
