@@ -13,28 +13,85 @@ sets whose members are `routing_key<sep>pattern<sep>queue`; workers bind their
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from collectors.base import Deadline
+from collectors.base import Deadline, ScrapeContext
+from collectors.checks import check_positive
 from collectors.queues_model import ANY_TYPE, QueueReading
-from collectors.queues_redis_io import read_many, scan_keys, text
+from collectors.queues_rabbitmq import AMQP_SCHEMES, NEEDS_QUEUES, read_rabbitmq
+from collectors.queues_redis_io import (
+    CONNECTION_KEYS,
+    REDIS_SCHEMES,
+    RedisBroker,
+    read_many,
+    scan_keys,
+    text,
+)
+from collectors.queues_target import Clients, check_not_empty
 
 BINDING_PREFIX = "_kombu.binding."
 DEFAULT_CONTROL_EXCHANGE = "celery"
 UNACKED_KEY = "unacked"
+#: URL scheme -> the Celery transport it implies
+TRANSPORTS = {**dict.fromkeys(REDIS_SCHEMES, "redis"), **dict.fromkeys(AMQP_SCHEMES, "amqp")}
 
 
-@dataclass(frozen=True)
-class CelerySettings:
-    queues: tuple[str, ...]
-    priority_steps: tuple[int, ...]
-    sep: str
-    key_prefix: str
-    queue_discovery_limit: int
-    #: Celery's `control_exchange` setting: workers bind `<hostname>.<it>.pidbox` queues
-    control_exchange: str = DEFAULT_CONTROL_EXCHANGE
+def check_priority_steps(value: tuple[int, ...]) -> tuple[int, ...]:
+    if not value or list(value) != sorted(set(value)) or value[0] != 0:
+        raise ValueError("must be increasing whole numbers starting at 0, e.g. [0, 3, 6, 9]")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class CeleryTarget(RedisBroker):
+    """`kind: celery`, on Redis (read from kombu's keys) or RabbitMQ (passive declares)."""
+
+    kind: Literal["celery"] = field(default="celery", init=False)
+    #: Queues to read; empty: discovered from the `_kombu.binding.*` sets (Redis only).
+    queues: tuple[str, ...] = ()
+    #: The broker transport; inferred from the URL scheme when not set.
+    transport: Literal["redis", "amqp"] | None = None
+    #: kombu's `priority_steps` and `sep` transport options (Redis).
+    priority_steps: tuple[int, ...] = field(
+        default=(0, 3, 6, 9), metadata={"check": check_priority_steps}
+    )
+    sep: str = field(default="\x06\x16", metadata={"check": check_not_empty})
+    #: kombu's `global_keyprefix` (Redis).
+    key_prefix: str = ""
+    #: The app's `control_exchange` setting: workers bind `<hostname>.<it>.pidbox` queues.
+    control_exchange: str = field(
+        default=DEFAULT_CONTROL_EXCHANGE, metadata={"check": check_not_empty}
+    )
+    #: Ask the workers for per-task totals (`inspect().stats()`).
+    inspect: bool = False
+    inspect_timeout_seconds: float = field(default=1.0, metadata={"check": check_positive})
+
+    url_schemes: ClassVar[frozenset[str]] = REDIS_SCHEMES | AMQP_SCHEMES
+    queue_discovery_limit: ClassVar[int] = 10_000
+
+    def problems(self) -> Iterator[str]:
+        yield from super().problems()
+        implied = TRANSPORTS.get(urlsplit(self.url).scheme)
+        if self.transport and implied and implied != self.transport:
+            scheme = urlsplit(self.url).scheme
+            yield f"transport: {self.transport} does not match the URL scheme {scheme}://"
+        if self.transport_name == "amqp":
+            if not self.queues:
+                yield NEEDS_QUEUES
+            redis_only = [key for key in CONNECTION_KEYS if getattr(self, key) not in (None, True)]
+            if redis_only:
+                yield f"{', '.join(redis_only)}: apply to Celery on Redis only"
+
+    @property
+    def transport_name(self) -> str:
+        return self.transport or TRANSPORTS.get(urlsplit(self.url).scheme, "redis")
+
+    @property
+    def kind_label(self) -> str:
+        return f"celery-{self.transport_name}"
 
     @property
     def pidbox_exchange(self) -> str:
@@ -47,8 +104,36 @@ class CelerySettings:
             {self.pidbox_exchange, f"reply.{self.pidbox_exchange}", "celeryev", "celery.pidbox"}
         )
 
+    def read(self, clients: Clients, ctx: ScrapeContext, reading: QueueReading, now: float) -> None:
+        workers: int | None = None  # unknown on AMQP: the inspect wait cannot end early
+        if self.transport_name == "redis":
+            workers = len(read_celery_redis(self.redis(clients), self, ctx.deadline, reading))
+        else:
+            read_rabbitmq(self.url, self.secret, self.queues, ctx.deadline, reading)
+        if self.inspect:
+            wait = ctx.deadline.timeout(self.inspect_timeout_seconds) * 0.8
+            inspector = clients.get("inspector", self.inspector, CeleryInspector.close)
+            inspector.read(workers, wait, reading)
 
-def priority_key(queue: str, step: int, settings: CelerySettings) -> str:
+    def inspector(self) -> CeleryInspector:
+        options: dict[str, Any] = {"priority_steps": list(self.priority_steps), "sep": self.sep}
+        if self.key_prefix:
+            options["global_keyprefix"] = self.key_prefix
+        url = with_password(self.url, self.secret)
+        return CeleryInspector(url, options, self.control_exchange)
+
+
+def with_password(url: str, password: str | None) -> str:
+    """`url` with `password` in its userinfo (for clients that only take a URL)."""
+    if not password:
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    user = quote(parts.username or "", safe="")
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
+
+
+def priority_key(queue: str, step: int, settings: CeleryTarget) -> str:
     """The list holding `queue`'s messages of priority `step` (kombu's `_q_for_pri`)."""
     name = f"{queue}{settings.sep}{step}" if step else queue
     return settings.key_prefix + name
@@ -81,7 +166,7 @@ def worker_names(pidbox_queues: Iterable[str], pidbox_exchange: str = "celery.pi
 
 
 def read_bindings(
-    client: Any, settings: CelerySettings, deadline: Deadline
+    client: Any, settings: CeleryTarget, deadline: Deadline
 ) -> dict[str, list[tuple[str, str]]]:
     """exchange -> [(routing_key, queue)] for every `_kombu.binding.*` set."""
     prefix = settings.key_prefix + BINDING_PREFIX
@@ -119,7 +204,7 @@ def queue_of(exchange: str, routing_key: str, bindings: dict[str, list[tuple[str
 
 
 def read_celery_redis(
-    client: Any, settings: CelerySettings, deadline: Deadline, reading: QueueReading
+    client: Any, settings: CeleryTarget, deadline: Deadline, reading: QueueReading
 ) -> list[str]:
     """Fill depths per priority step, unacked per queue and workers; return the worker names."""
     bindings = read_bindings(client, settings, deadline)

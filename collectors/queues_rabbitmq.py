@@ -10,11 +10,34 @@ heartbeats alive between scrapes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
-from collectors.base import Deadline
+from collectors.base import Deadline, ScrapeContext
 from collectors.queues_model import NO_PRIORITY, QueueReading
+from collectors.queues_target import Clients, QueueTarget
+
+AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
+NEEDS_QUEUES = "queues: required for RabbitMQ (queues cannot be discovered by AMQP)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RabbitMqTarget(QueueTarget):
+    """`kind: rabbitmq`: queues read by passive declare."""
+
+    kind: Literal["rabbitmq"] = field(default="rabbitmq", init=False)
+    queues: tuple[str, ...] = ()
+
+    url_schemes: ClassVar[frozenset[str]] = AMQP_SCHEMES
+
+    def problems(self) -> Iterator[str]:
+        yield from super().problems()
+        if not self.queues:
+            yield NEEDS_QUEUES
+
+    def read(self, clients: Clients, ctx: ScrapeContext, reading: QueueReading, now: float) -> None:
+        read_rabbitmq(self.url, self.secret, self.queues, ctx.deadline, reading)
 
 
 def connect(url: str, password: str | None, deadline: Deadline) -> Any:

@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from collectors.base import Deadline
+from collectors.base import Deadline, ScrapeContext
 from collectors.queues_model import NO_PRIORITY, QueueReading
-from collectors.queues_redis_io import Command, read_many
+from collectors.queues_redis_io import Command, RedisBroker, read_many
+from collectors.queues_target import Clients, check_not_empty
 
 
 def check_score_ranges(value: Mapping[str, tuple[float, ...]]) -> Mapping[str, tuple[float, ...]]:
@@ -56,6 +57,17 @@ class RedisKey:
     @property
     def queue_name(self) -> str:
         return self.queue or self.key
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedisKeysTarget(RedisBroker):
+    """`kind: redis`: lists and sorted sets the application uses as queues."""
+
+    kind: Literal["redis"] = field(default="redis", init=False)
+    keys: tuple[RedisKey, ...] = field(metadata={"check": check_not_empty})
+
+    def read(self, clients: Clients, ctx: ScrapeContext, reading: QueueReading, now: float) -> None:
+        read_redis_keys(self.redis(clients), self.keys, ctx.deadline, now, reading)
 
 
 def key_commands(spec: RedisKey) -> list[tuple[str, Command]]:

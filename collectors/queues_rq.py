@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from collectors.base import Deadline
+from collectors.base import Deadline, ScrapeContext
 from collectors.queues_model import ANY_TYPE, NO_PRIORITY, QueueReading
-from collectors.queues_redis_io import Command, read_many, text
+from collectors.queues_redis_io import Command, RedisBroker, read_many, text
+from collectors.queues_target import Clients
 
 QUEUES_KEY = "rq:queues"
 QUEUE_PREFIX = "rq:queue:"
@@ -37,6 +39,18 @@ REGISTRIES: dict[str, tuple[str, bool]] = {
 WORKER_FIELDS = ("state", "successful_job_count", "failed_job_count", "total_working_time")
 ALWAYS_REPORTED_STATES = ("idle", "busy")
 ENQUEUED_AT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RqTarget(RedisBroker):
+    """`kind: rq`."""
+
+    kind: Literal["rq"] = field(default="rq", init=False)
+    #: Queues to read; empty: discovered from `rq:queues`.
+    queues: tuple[str, ...] = ()
+
+    def read(self, clients: Clients, ctx: ScrapeContext, reading: QueueReading, now: float) -> None:
+        read_rq(self.redis(clients), self.queues, ctx.deadline, now, reading)
 
 
 def parse_enqueued_at(value: bytes | str | None) -> float | None:

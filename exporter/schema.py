@@ -7,6 +7,10 @@ must be, defaults make a key optional. Field metadata adds what types cannot say
   message completes "key: ...".
 - `secret_file_for`: on a `*_file` field, the name of the Secret field its file content fills.
 
+A dataclass with a `schema_variants` class attribute `(key, {value: dataclass})` is a tagged
+union: the value of `key` in the mapping picks the dataclass it is built as, and a key of
+another variant is reported as belonging to that one.
+
 Strings may reference the environment as `${NAME}` or `${NAME:-default}` (`$$` is a literal
 `$`), so secrets can stay out of the file.
 """
@@ -91,12 +95,20 @@ class Loader:
         if not isinstance(data, Mapping):
             self.problem(path, f"expected a mapping, got {describe(data)}")
             return None
+        what, elsewhere = "key", dict[str, str]()
+        variants = getattr(cls, "schema_variants", None)
+        if variants is not None:
+            chosen = self.variant(variants, data, path)
+            if chosen is None:
+                return None
+            cls, what, elsewhere = chosen
         fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         hints = get_type_hints(cls)
         before = len(self.problems)
         for key in data:
             if not isinstance(key, str) or key not in fields or key.startswith("_"):
-                self.problem(join(path, str(key)), unknown_key_message(str(key), fields))
+                message = unknown_key_message(str(key), fields, what)
+                self.problem(join(path, str(key)), message + elsewhere.get(str(key), ""))
         values: dict[str, Any] = {}
         for name, spec in fields.items():
             if name.startswith("_") or not spec.init:
@@ -138,6 +150,29 @@ class Loader:
         except ValueError as exc:  # cross-field checks in __post_init__
             self.problem(path, str(exc))
             return None
+
+    def variant(
+        self, variants: tuple[str, Mapping[str, Any]], data: Mapping[Any, Any], path: str
+    ) -> tuple[Any, str, dict[str, str]] | None:
+        """(the dataclass `data`'s tag picks, "key for TAG VALUE", {other variants' key: hint})."""
+        tag, table = variants
+        value = data.get(tag)
+        if not isinstance(value, str) or value not in table:
+            choices = ", ".join(table)
+            if tag not in data:
+                self.problem(join(path, tag), f"required key is missing (one of {choices})")
+            else:
+                self.problem(join(path, tag), f"must be one of {choices}, got {describe(value)}")
+            return None
+        chosen = table[value]
+        owners: dict[str, list[str]] = {}
+        for name, other in table.items():
+            for f in dataclasses.fields(other):
+                owners.setdefault(f.name, []).append(name)
+        hints = {
+            key: f"; it applies to {tag} {' or '.join(names)}" for key, names in owners.items()
+        }
+        return chosen, f"key for {tag} {value}", hints
 
     def convert(self, hint: Any, value: Any, path: str) -> Any:
         origin = get_origin(hint)

@@ -1,10 +1,36 @@
-"""Shared fixtures: the machine's real services, skipped (or failed under CI) when down."""
+"""Shared fixtures: the machine's real services, skipped (or failed under CI) when down, and a
+guard that fails the run if it flushed or emptied the machine's shared Redis."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from tests.support import require_service
+from tests import shared_redis_guard
+from tests.support import reachable, require_service
+
+SHARED_REDIS = ("127.0.0.1", 6379)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_redis_left_intact() -> Iterator[None]:
+    """The shared Redis holds other people's data: no test may flush a db or delete their keys.
+
+    Sentinels and a sample of existing keys are checked at the end (tests/shared_redis_guard.py);
+    a failure here is an error at the teardown of the last test.
+    """
+    if not reachable(*SHARED_REDIS):
+        yield  # nothing to protect
+        return
+    dbs = shared_redis_guard.clients(*SHARED_REDIS)
+    snapshot = shared_redis_guard.plant(dbs)
+    try:
+        yield
+        found = shared_redis_guard.problems(dbs, snapshot)
+        assert not found, "the test run destroyed data on the shared Redis:\n" + "\n".join(found)
+    finally:
+        shared_redis_guard.remove(dbs, snapshot)
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ The PromQL of every dashboard panel, dashboard variable and rule is parsed with 
 collected. Each must be a sample name of a real scrape of the exporter with every collector
 configured against the machine's services (plus the API metrics of an embedded app), the
 output of a recording rule, or a series Prometheus itself makes (`up`, `scrape_*`, `ALERTS`).
+Redis and RQ run on a private redis-server (the shared one holds other people's data); the
+RabbitMQ queue is named for this run and deleted afterwards.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import contextlib
 import json
 import re
 import sqlite3
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,8 +36,9 @@ GRAFANA_MACROS = {
 }
 #: Series Prometheus makes itself, not the exporter.
 PROMETHEUS_MADE = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "ALERTS"}
-REDIS_DB = 15
 PREFIX = "afx_e2e_"
+#: Part of the RabbitMQ queue's name, so concurrent runs on the shared broker never share it.
+RUN = uuid.uuid4().hex[:8]
 
 
 # -- what the dashboards and rules name -------------------------------------------------------
@@ -163,34 +168,34 @@ def statement_tracking_postgres() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def redis_workload() -> Iterator[str]:
-    """Redis db 15 with hits, misses and an RQ queue holding waiting jobs."""
+def redis_workload(directory: Path) -> Iterator[str]:
+    """A private redis-server with hits, misses and an RQ queue holding waiting jobs."""
     import redis as redis_py
     from rq import Queue
 
-    url = f"redis://127.0.0.1:6379/{REDIS_DB}"
-    client = redis_py.Redis.from_url(url)
-    client.flushdb()
-    try:
-        client.set(f"{PREFIX}key", "v")
-        client.get(f"{PREFIX}key")
-        client.get(f"{PREFIX}missing")
-        waiting = Queue(f"{PREFIX}waiting", connection=client)
-        waiting.enqueue("tests.tq_rq_jobs.ok", 1)
-        done = Queue(f"{PREFIX}done", connection=client)
-        done.enqueue("tests.tq_rq_jobs.ok", 2)
-        done.enqueue("tests.tq_rq_jobs.boom")
-        yield url
-    finally:
-        client.flushdb()
-        client.close()
+    from tests.redis_server import private_redis
+
+    with private_redis(directory) as server:
+        client = redis_py.Redis.from_url(server.url)
+        try:
+            client.set(f"{PREFIX}key", "v")
+            client.get(f"{PREFIX}key")
+            client.get(f"{PREFIX}missing")
+            waiting = Queue(f"{PREFIX}waiting", connection=client)
+            waiting.enqueue("tests.tq_rq_jobs.ok", 1)
+            done = Queue(f"{PREFIX}done", connection=client)
+            done.enqueue("tests.tq_rq_jobs.ok", 2)
+            done.enqueue("tests.tq_rq_jobs.boom")
+            yield server.url
+        finally:
+            client.close()
 
 
 @contextlib.contextmanager
 def rabbitmq_queue() -> Iterator[str]:
     import amqp
 
-    name = f"{PREFIX}tasks"
+    name = f"{PREFIX}{RUN}_tasks"
     with amqp.Connection("127.0.0.1:5672", userid="guest", password="guest") as conn:
         channel = conn.channel()
         channel.queue_declare(name, durable=False, auto_delete=False)
@@ -238,7 +243,6 @@ def after_worker_ran(text: str) -> str | None:
 
 @pytest.fixture(scope="module")
 def emitted(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    require_service("Redis", 6379)
     require_service("PostgreSQL", 5432)
     require_service("MariaDB", 3306)
     require_service("RabbitMQ", 5672)
@@ -248,7 +252,7 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     tmp = tmp_path_factory.mktemp("promql")
     with contextlib.ExitStack() as stack:
         private_pg = stack.enter_context(statement_tracking_postgres())
-        redis_url = stack.enter_context(redis_workload())
+        redis_url = stack.enter_context(redis_workload(tmp))
         queue = stack.enter_context(rabbitmq_queue())
         model_url = stack.enter_context(serve_app(make_app("kserve", Behaviour())))
         api_text = stack.enter_context(embedded_app_metrics())

@@ -1,5 +1,6 @@
-"""collectors/task_queue.py on real brokers: Celery and RQ on the machine's Redis (dbs 8-12,
-flushed), real Celery and RQ workers as subprocesses, config errors and a broker that is down.
+"""collectors/task_queue.py on real brokers: Celery and RQ on a private redis-server (its dbs
+8-11, emptied per test), real Celery and RQ workers as subprocesses, config errors and a broker
+that is down.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ import datetime as dt
 
 import httpx
 import pytest
-import redis
 from freezegun import freeze_time
 
 from collectors.task_queue import TaskQueueCollector
@@ -16,10 +16,14 @@ from exporter.app import create_app
 from exporter.config import load_config
 from exporter.schema import ConfigError
 from exporter.state import Exporter
-from tests.support import free_port, require_service, serve_app
+from tests.support import free_port, serve_app
 from tests.tq_support import (
+    CONTROL_EXCHANGE,
     Scrape,
+    broker_redis_fixture,  # noqa: F401 - the broker_redis fixture
+    broker_url,
     make_collector_fixture,  # noqa: F401 - the make_collector fixture
+    redis_db_fixture,  # noqa: F401 - the redis_db fixture
     scrape,
     target_from,
     wait_for_value,
@@ -30,21 +34,9 @@ CELERY_DB, CELERY_WORKER_DB, RQ_DB, RQ_WORKER_DB = 8, 9, 10, 11
 
 
 @pytest.fixture
-def redis_db(request):
-    """A flushed Redis db of our own (number from the test's `db` marker-like param)."""
-    require_service("Redis", 6379)
-
-    def make(db: int) -> redis.Redis:
-        client = redis.Redis(host="127.0.0.1", port=6379, db=db)
-        client.flushdb()
-        request.addfinalizer(lambda: (client.flushdb(), client.close()))
-        return client
-
-    return make
-
-
-def redis_url(db: int) -> str:
-    return f"redis://127.0.0.1:6379/{db}"
+def redis_url(broker_redis):
+    """`redis_url(n)`: the URL of db `n` of this module's private redis-server."""
+    return lambda db: broker_url(broker_redis, db)
 
 
 def celery_app(broker: str, **transport_options):
@@ -66,15 +58,44 @@ def celery_app(broker: str, **transport_options):
             {"kind": "rq", "url": "amqp://app:hunter22@127.0.0.1:5672/"},
             "task_queues[0]: url: kind rq needs a redis/rediss/unix URL, got amqp://",
         ),
-        ({"kind": "sql", "url": "postgresql://127.0.0.1/x"}, "query: required for kind sql"),
-        ({"kind": "redis", "url": "redis://127.0.0.1"}, "keys: required for kind redis"),
+        (
+            {"kind": "sql", "url": "postgresql://127.0.0.1/x"},
+            "task_queues[0].query: required key is missing",
+        ),
+        ({"kind": "redis", "url": "redis://127.0.0.1"}, "task_queues[0].keys: required key"),
+        (
+            {"kind": "redis", "url": "redis://127.0.0.1", "keys": []},
+            "task_queues[0].keys: must not be empty",
+        ),
         (
             {"kind": "rabbitmq", "url": "amqp://127.0.0.1"},
             "queues: required for RabbitMQ",
         ),
         (
+            {"kind": "celery", "url": "amqp://127.0.0.1"},
+            "queues: required for RabbitMQ",
+        ),
+        # an option of another kind is an unknown key that says where it belongs
+        (
             {"kind": "rq", "url": "redis://127.0.0.1", "priority_steps": [0, 5]},
-            "priority_steps: applies to kind celery, not rq",
+            "task_queues[0].priority_steps: unknown key for kind rq (allowed: ",
+        ),
+        (
+            {"kind": "rq", "url": "redis://127.0.0.1", "priority_steps": [0, 5]},
+            "; it applies to kind celery",
+        ),
+        (
+            {"kind": "redis", "url": "redis://127.0.0.1", "keys": [{"key": "k"}], "queues": ["q"]},
+            "task_queues[0].queues: unknown key for kind redis",
+        ),
+        (
+            {"kind": "sql", "url": "sqlite://", "query": "SELECT 1", "quueue_limit": 3},
+            "unknown key for kind sql; did you mean 'queue_limit'?",
+        ),
+        ({"url": "redis://127.0.0.1"}, "task_queues[0].kind: required key is missing (one of"),
+        (
+            {"kind": "sidekiq", "url": "redis://127.0.0.1"},
+            "task_queues[0].kind: must be one of celery, rq, redis, sql, rabbitmq, got str",
         ),
         (
             {"kind": "celery", "url": "redis://127.0.0.1", "priority_steps": [3, 1]},
@@ -90,9 +111,18 @@ def celery_app(broker: str, **transport_options):
         ),
         ({"kind": "rq", "url": "redis://:hunter22@127.0.0.1:99999"}, "url: not a valid URL"),
         ({"kind": "rq", "url": "redis://127.0.0.1", "queue_limit": 0}, "queue_limit: must be"),
+        # TLS keys: the Redis collector's own rules
         (
-            {"kind": "redis", "url": "redis://127.0.0.1", "keys": [{"key": "k"}], "queues": ["q"]},
-            "queues: applies to kind celery or rabbitmq or rq, not redis",
+            {"kind": "rq", "url": "redis://:hunter22@127.0.0.1", "server_name": "q.internal"},
+            "task_queues[0]: server_name apply only to rediss:// URLs",
+        ),
+        (
+            {"kind": "celery", "url": "amqp://127.0.0.1", "queues": ["q"], "username": "u"},
+            "task_queues[0]: username: apply to Celery on Redis only",
+        ),
+        (
+            {"kind": "sql", "url": "not a url", "query": "SELECT 1"},
+            "url: not a valid URL (no scheme",
         ),
     ],
 )
@@ -135,7 +165,7 @@ def test_password_comes_from_environment_or_file(tmp_path, caplog):
 # -- Celery on Redis -----------------------------------------------------------------------
 
 
-def test_celery_depths_per_queue_and_priority_step(make_collector, redis_db):
+def test_celery_depths_per_queue_and_priority_step(make_collector, redis_db, redis_url):
     redis_db(CELERY_DB)
     app = celery_app(redis_url(CELERY_DB))
     sent = {("afx_tq_a", 0): 3, ("afx_tq_a", 4): 2, ("afx_tq_a", 9): 1, ("afx_tq_b", 7): 4}
@@ -166,7 +196,9 @@ def test_celery_depths_per_queue_and_priority_step(make_collector, redis_db):
     app.close()
 
 
-def test_celery_custom_priority_steps_and_separator_and_missing_queue(make_collector, redis_db):
+def test_celery_custom_priority_steps_and_separator_and_missing_queue(
+    make_collector, redis_db, redis_url
+):
     client = redis_db(CELERY_DB)
     app = celery_app(redis_url(CELERY_DB), priority_steps=[0, 5], sep=":")
     for priority, count in ((1, 2), (5, 3), (8, 1)):
@@ -196,7 +228,7 @@ def test_celery_custom_priority_steps_and_separator_and_missing_queue(make_colle
     app.close()
 
 
-def test_celery_worker_runs_tasks_and_inspect_counts_them(make_collector, redis_db):
+def test_celery_worker_runs_tasks_and_inspect_counts_them(make_collector, redis_db, redis_url):
     redis_db(CELERY_WORKER_DB)
     url = redis_url(CELERY_WORKER_DB)
     target = target_from(
@@ -205,7 +237,7 @@ def test_celery_worker_runs_tasks_and_inspect_counts_them(make_collector, redis_
             "kind": "celery",
             "url": url,
             "queues": ["afx_tq_work"],
-            "control_exchange": "afx_tq_ctl",
+            "control_exchange": CONTROL_EXCHANGE,
             "inspect": True,
             "inspect_timeout_seconds": 3,
         }
@@ -286,7 +318,7 @@ def test_celery_worker_runs_tasks_and_inspect_counts_them(make_collector, redis_
 # -- RQ ------------------------------------------------------------------------------------
 
 
-def test_rq_depths_registries_and_oldest_age(make_collector, redis_db):
+def test_rq_depths_registries_and_oldest_age(make_collector, redis_db, redis_url):
     from rq import Queue
 
     client = redis_db(RQ_DB)
@@ -334,7 +366,7 @@ def test_rq_depths_registries_and_oldest_age(make_collector, redis_db):
     )
 
 
-def test_rq_worker_runs_jobs_and_counts_outcomes(make_collector, redis_db):
+def test_rq_worker_runs_jobs_and_counts_outcomes(make_collector, redis_db, redis_url):
     from rq import Queue
 
     client = redis_db(RQ_WORKER_DB)
@@ -418,8 +450,7 @@ def test_rq_worker_runs_jobs_and_counts_outcomes(make_collector, redis_db):
 # -- a broker that is down -----------------------------------------------------------------
 
 
-def test_broker_at_a_closed_port_reads_down_and_the_scrape_answers_200():
-    require_service("Redis", 6379)
+def test_broker_at_a_closed_port_reads_down_and_the_scrape_answers_200(redis_url):
     closed = free_port()
     config = load_config(
         {
@@ -490,48 +521,10 @@ def test_every_backend_at_a_closed_port_reads_down_as_refused(make_collector, en
 # -- deadline and exposition ---------------------------------------------------------------
 
 
-@pytest.fixture
-def private_redis(tmp_path):
-    """A redis-server of our own (DEBUG SLEEP would stall the shared one for everybody)."""
-    import subprocess
-
-    from tests.support import require_binary, wait_until
-
-    binary = require_binary("redis-server")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-            "--enable-debug-command",
-            "local",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(host="127.0.0.1", port=port)
-    try:
-        wait_until(client.ping, timeout=10, what="the private redis-server")
-        yield port, client
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def test_a_stalled_broker_costs_one_deadline_not_a_stuck_scrape(make_collector, private_redis):
+def test_a_stalled_broker_costs_one_deadline_not_a_stuck_scrape(make_collector, broker_redis):
     import threading
 
-    port, client = private_redis
+    port, client = broker_redis.port, broker_redis.client()
     target = target_from(
         {"name": "slow", "kind": "rq", "url": f"redis://127.0.0.1:{port}/0", "queues": ["afx_tq_q"]}
     )
@@ -550,6 +543,7 @@ def test_a_stalled_broker_costs_one_deadline_not_a_stuck_scrape(make_collector, 
         assert got.value("background_tasks_up", backend="slow", kind="rq") == 0
     finally:
         stall.join()
+        client.close()
     # the connection that timed out was dropped: the next scrape works again
     assert scrape(collector).success
     collector.close()
@@ -568,7 +562,7 @@ def _ping_stalls(port: int) -> bool:
             return True
 
 
-def test_exposition_passes_promtool(redis_db):
+def test_exposition_passes_promtool(redis_db, redis_url):
     import subprocess
 
     from rq import Queue

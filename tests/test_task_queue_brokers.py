@@ -1,5 +1,6 @@
-"""collectors/task_queue.py on plain Redis keys (db 12), a PostgreSQL table (`afx_tq_*` in
-`test`) and RabbitMQ queues (`afx_tq_*`, deleted afterwards), plus the label budget.
+"""collectors/task_queue.py on plain Redis keys (a private redis-server) and RabbitMQ queues
+and exchanges named for this run (`afx_tq_<run>_*`, deleted afterwards), plus the label budget.
+The SQL kind is in tests/test_task_queue_sql.py.
 """
 
 from __future__ import annotations
@@ -7,35 +8,38 @@ from __future__ import annotations
 import time
 
 import pytest
-import redis
 
-from tests.support import require_service
 from tests.tq_support import (
+    CONTROL_EXCHANGE,
+    EVENT_EXCHANGE,
+    broker_redis_fixture,  # noqa: F401 - the broker_redis fixture
+    broker_url,
     make_collector_fixture,  # noqa: F401 - the make_collector fixture
+    redis_db_fixture,  # noqa: F401 - the redis_db fixture
     scrape,
     target_from,
+    unique,
     wait_for_value,
     worker_process,
 )
 
 KEYS_DB = 12
-KEYS_URL = f"redis://127.0.0.1:6379/{KEYS_DB}"
 
 
 @pytest.fixture
-def keys_db():
-    require_service("Redis", 6379)
-    client = redis.Redis(host="127.0.0.1", port=6379, db=KEYS_DB)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+def keys_db(redis_db):
+    return redis_db(KEYS_DB)
+
+
+@pytest.fixture
+def keys_url(broker_redis):
+    return broker_url(broker_redis, KEYS_DB)
 
 
 # -- plain Redis keys ----------------------------------------------------------------------
 
 
-def test_redis_lists_and_sorted_sets_with_a_priority_mapping(make_collector, keys_db):
+def test_redis_lists_and_sorted_sets_with_a_priority_mapping(make_collector, keys_db, keys_url):
     keys_db.rpush("afx_tq:mail:high", *range(4))
     keys_db.rpush("afx_tq:mail:low", *range(7))
     keys_db.zadd("afx_tq:scored", {f"job{i}": i for i in range(10)})  # scores are priorities
@@ -45,7 +49,7 @@ def test_redis_lists_and_sorted_sets_with_a_priority_mapping(make_collector, key
         {
             "name": "k",
             "kind": "redis",
-            "url": KEYS_URL,
+            "url": keys_url,
             "keys": [
                 {"key": "afx_tq:mail:high", "queue": "mail", "priority": "high"},
                 {"key": "afx_tq:mail:low", "queue": "mail", "priority": "low"},
@@ -87,7 +91,7 @@ def test_redis_lists_and_sorted_sets_with_a_priority_mapping(make_collector, key
     assert 120 <= age < 120 + 60  # the scrape happens after `now`, never before
 
 
-def test_queue_budget_folds_the_smallest_queues_into_other(make_collector, keys_db):
+def test_queue_budget_folds_the_smallest_queues_into_other(make_collector, keys_db, keys_url):
     sizes = {"afx_tq_big": 9, "afx_tq_mid": 5, "afx_tq_s1": 2, "afx_tq_s2": 1, "afx_tq_s3": 1}
     for key, size in sizes.items():
         keys_db.rpush(key, *range(size))
@@ -95,7 +99,7 @@ def test_queue_budget_folds_the_smallest_queues_into_other(make_collector, keys_
         {
             "name": "k",
             "kind": "redis",
-            "url": KEYS_URL,
+            "url": keys_url,
             "keys": [{"key": key} for key in sizes],
             "queue_limit": 2,
         }
@@ -106,83 +110,53 @@ def test_queue_budget_folds_the_smallest_queues_into_other(make_collector, keys_
     assert got.series_dropped == 3
 
 
-# -- SQL table -----------------------------------------------------------------------------
+# -- Redis over TLS ------------------------------------------------------------------------
 
 
-QUERY = """
-SELECT queue, priority, status, count(*) AS count, kind AS type,
-       extract(epoch FROM now() - min(created_at)) AS age_seconds
-FROM afx_tq_tasks GROUP BY queue, priority, status, kind
-"""
+def test_rq_over_rediss_with_a_private_ca_and_client_certificate(make_collector, tmp_path):
+    """The queue's Redis connection is the Redis collector's: CA, server name, client cert."""
+    from rq import Queue
 
+    from tests.redis_server import RedisServer, private_redis
+    from tests.test_redis import make_certificates
 
-@pytest.fixture
-def task_table(postgres_url):
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS afx_tq_tasks"))
-        conn.execute(
-            text(
-                "CREATE TABLE afx_tq_tasks (id serial PRIMARY KEY, queue text, priority int, "
-                "status text, kind text, created_at timestamptz)"
-            )
-        )
-    yield engine
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS afx_tq_tasks"))
-    engine.dispose()
-
-
-def test_sql_table_counts_by_status(make_collector, task_table, postgres_url):
-    from sqlalchemy import text
-
-    rows = (
-        [("mail", 1, "queued", "send", 300)] * 3
-        + [("mail", 5, "queued", "send", 10)] * 2
-        + [("mail", 1, "running", "send", 5)]
-        + [("ocr", 1, "done", "scan", 400)] * 4
-        + [("ocr", 1, "failed", "scan", 400)] * 2
-    )
-    with task_table.begin() as conn:
-        for queue, priority, status, kind, age in rows:
-            conn.execute(
-                text(
-                    "INSERT INTO afx_tq_tasks (queue, priority, status, kind, created_at) "
-                    "VALUES (:q, :p, :s, :k, now() - make_interval(secs => :age))"
-                ),
-                {"q": queue, "p": priority, "s": status, "k": kind, "age": age},
-            )
-    target = target_from({"name": "t", "kind": "sql", "url": postgres_url, "query": QUERY})
-    collector = make_collector(target)
-    got = scrape(collector)
-    assert got.success, got.reason
-    assert got.value("background_tasks_queued", backend="t", queue="mail", priority="1") == 3
-    assert got.value("background_tasks_queued", backend="t", queue="mail", priority="5") == 2
-    assert got.value("background_tasks_in_progress", backend="t", queue="mail") == 1
-    assert got.value("background_tasks_in_progress", backend="t", queue="ocr") == 0
+    certs = make_certificates(tmp_path)
+    tls_port = RedisServer(tmp_path).port
+    args = (
+        "--tls-port", str(tls_port),
+        "--tls-cert-file", str(certs["server"]),
+        "--tls-key-file", str(certs["server-key"]),
+        "--tls-ca-cert-file", str(certs["ca"]),
+        "--tls-auth-clients", "yes",
+    )  # fmt: skip
+    with private_redis(tmp_path, *args) as server:
+        plain = server.client()
+        for i in range(3):
+            Queue("afx_tq_tls", connection=plain).enqueue("tests.tq_rq_jobs.ok", i)
+        plain.close()
+        base = {"name": "tls", "kind": "rq", "url": f"rediss://127.0.0.1:{tls_port}/0"}
+        trusted = {"ca_file": str(certs["ca"]), "server_name": "redis.test"}
+        # the server certificate is signed by the CA: it serves as the client's certificate too
+        client_cert = {"cert_file": str(certs["server"]), "key_file": str(certs["server-key"])}
+        cases = {
+            "trusted": {**trusted, **client_cert},
+            "no client certificate": trusted,
+            "unnamed": {"ca_file": str(certs["ca"]), **client_cert},  # the IP is not in the cert
+            "system CAs": {"server_name": "redis.test", **client_cert},
+        }
+        got = {case: scrape(make_collector({**base, **extra})) for case, extra in cases.items()}
+    ok = got["trusted"]
+    assert ok.success, ok.reason
     assert (
-        got.value("background_tasks_processed_total", backend="t", type="scan", status="done") == 4
+        ok.value("background_tasks_queued", backend="tls", queue="afx_tq_tls", priority="none") == 3
     )
-    assert (
-        got.value("background_tasks_processed_total", backend="t", type="scan", status="failed")
-        == 2
-    )
-    age = got.value("background_tasks_oldest_waiting_age_seconds", backend="t", queue="mail")
-    assert 300 <= age < 360
-    collector.close()
-
-
-def test_sql_query_without_the_needed_columns_reads_down(make_collector, task_table, postgres_url):
-    target = target_from(
-        {"name": "t", "kind": "sql", "url": postgres_url, "query": "SELECT 1 AS queue"}
-    )
-    collector = make_collector(target)
-    got = scrape(collector)
-    assert not got.success
-    assert got.value("background_tasks_up", backend="t", kind="sql") == 0
-    collector.close()
+    assert {case: result.success for case, result in got.items()} == {
+        "trusted": True,
+        "no client certificate": False,
+        "unnamed": False,
+        "system CAs": False,
+    }
+    assert got["unnamed"].reason == got["system CAs"].reason == "tls"
 
 
 # -- RabbitMQ ------------------------------------------------------------------------------
@@ -226,18 +200,22 @@ def rabbit(rabbitmq_url):
             connection.release()
 
 
+READY, CONSUMED, MISSING = unique("ready"), unique("consumed"), unique("missing")
+CELERY_AMQP = unique("celery_amqp")
+
+
 def test_rabbitmq_ready_messages_consumers_and_a_missing_queue(
     make_collector, rabbit, rabbitmq_url
 ):
-    rabbit("afx_tq_ready", messages=3)
-    channel = rabbit("afx_tq_consumed")
-    channel.basic_consume("afx_tq_consumed", callback=lambda message: None)
+    rabbit(READY, messages=3)
+    channel = rabbit(CONSUMED)
+    channel.basic_consume(CONSUMED, callback=lambda message: None)
     target = target_from(
         {
             "name": "mq",
             "kind": "rabbitmq",
             "url": rabbitmq_url,
-            "queues": ["afx_tq_ready", "afx_tq_missing", "afx_tq_consumed"],
+            "queues": [READY, MISSING, CONSUMED],
         }
     )
     collector = make_collector(target)
@@ -248,22 +226,21 @@ def test_rabbitmq_ready_messages_consumers_and_a_missing_queue(
         3,
         "3 messages ready",
         backend="mq",
-        queue="afx_tq_ready",
+        queue=READY,
         priority="none",
     )
     got = scrape(collector)
     assert got.success
-    assert got.value("background_tasks_queue_consumers", backend="mq", queue="afx_tq_consumed") == 1
-    assert got.value("background_tasks_queue_consumers", backend="mq", queue="afx_tq_ready") == 0
+    assert got.value("background_tasks_queue_consumers", backend="mq", queue=CONSUMED) == 1
+    assert got.value("background_tasks_queue_consumers", backend="mq", queue=READY) == 0
     exists = {
         q: got.value("background_tasks_queue_exists", backend="mq", queue=q)
-        for q in ("afx_tq_ready", "afx_tq_missing", "afx_tq_consumed")
+        for q in (READY, MISSING, CONSUMED)
     }
-    assert exists == {"afx_tq_ready": 1, "afx_tq_missing": 0, "afx_tq_consumed": 1}
+    assert exists == {READY: 1, MISSING: 0, CONSUMED: 1}
     # a missing queue gets no invented depth
     assert (
-        got.value("background_tasks_queued", backend="mq", queue="afx_tq_missing", priority="none")
-        is None
+        got.value("background_tasks_queued", backend="mq", queue=MISSING, priority="none") is None
     )
 
 
@@ -271,13 +248,13 @@ def test_celery_on_rabbitmq_reads_its_queues(make_collector, rabbit, rabbitmq_ur
     from celery import Celery
 
     # Celery declares the queue (durable) and a direct exchange of the same name itself
-    rabbit("afx_tq_celery_amqp", create=False, exchanges=["afx_tq_celery_amqp"])
+    rabbit(CELERY_AMQP, create=False, exchanges=[CELERY_AMQP])
     app = Celery("afx_tq_sender", broker=rabbitmq_url, set_as_current=False)
     for i in range(5):
-        app.send_task("afx_tq.ok", args=[i], queue="afx_tq_celery_amqp")
+        app.send_task("afx_tq.ok", args=[i], queue=CELERY_AMQP)
     app.close()
     target = target_from(
-        {"name": "ca", "kind": "celery", "url": rabbitmq_url, "queues": ["afx_tq_celery_amqp"]}
+        {"name": "ca", "kind": "celery", "url": rabbitmq_url, "queues": [CELERY_AMQP]}
     )
     collector = make_collector(target)
     # publishes on another connection land asynchronously: poll with a deadline
@@ -287,16 +264,13 @@ def test_celery_on_rabbitmq_reads_its_queues(make_collector, rabbit, rabbitmq_ur
         5,
         "5 Celery messages ready",
         backend="ca",
-        queue="afx_tq_celery_amqp",
+        queue=CELERY_AMQP,
         priority="none",
     )
     got = scrape(collector)
     assert got.value("background_tasks_up", backend="ca", kind="celery-amqp") == 1
     assert (
-        got.value(
-            "background_tasks_queued", backend="ca", queue="afx_tq_celery_amqp", priority="none"
-        )
-        == 5
+        got.value("background_tasks_queued", backend="ca", queue=CELERY_AMQP, priority="none") == 5
     )
 
 
@@ -305,11 +279,16 @@ def test_celery_worker_on_rabbitmq_drains_its_queue_and_inspect_counts(
 ):
     from celery import Celery
 
-    queue = "afx_tq_amqp_work"
+    queue = unique("amqp_work")
     rabbit(
         queue,
         create=False,
-        exchanges=[queue, "afx_tq_ctl.pidbox", "reply.afx_tq_ctl.pidbox", "afx_tq_ev"],
+        exchanges=[
+            queue,
+            f"{CONTROL_EXCHANGE}.pidbox",
+            f"reply.{CONTROL_EXCHANGE}.pidbox",
+            EVENT_EXCHANGE,
+        ],
     )
     collector = make_collector(
         {
@@ -317,14 +296,14 @@ def test_celery_worker_on_rabbitmq_drains_its_queue_and_inspect_counts(
             "kind": "celery",
             "url": rabbitmq_url,
             "queues": [queue],
-            "control_exchange": "afx_tq_ctl",
+            "control_exchange": CONTROL_EXCHANGE,
             "inspect": True,
             # on AMQP the number of workers is unknown, so every inspect waits this long
             "inspect_timeout_seconds": 1.5,
         }
     )
     worker = ["celery", "-A", "tests.tq_celery_app", "worker", "-Q", queue, "-P", "solo",
-              "-n", "afx_tq_amqp_worker@%h", "--without-gossip", "--without-mingle",
+              "-n", f"{unique('amqp_worker')}@%h", "--without-gossip", "--without-mingle",
               "--without-heartbeat", "-l", "warning"]  # fmt: skip
     with worker_process(worker, env={"AFX_TQ_CELERY_BROKER": rabbitmq_url}):
         wait_for_value(collector, "background_tasks_queue_consumers", 1, "the worker consuming",

@@ -9,11 +9,19 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from collectors.base import Deadline, ScrapeContext
-from collectors.queues_celery import parse_binding, queue_of, unacked_routing_keys, worker_names
+from collectors.queues_celery import (
+    parse_binding,
+    queue_of,
+    unacked_routing_keys,
+    with_password,
+    worker_names,
+)
 from collectors.queues_model import QueueReading
+from collectors.queues_redis_io import pack
 from collectors.queues_rq import parse_enqueued_at
 from collectors.queues_sql import StatusMap, add_rows
-from collectors.task_queue import shape_families, with_password
+from collectors.specs import by_name
+from collectors.task_queue import KINDS, SPECS, TaskQueueCollector, shape_families
 from tests.tq_support import target_from
 
 SEP = "\x06\x16"
@@ -125,3 +133,45 @@ def test_with_password_puts_a_quoted_password_in_the_url():
     )
     assert with_password("amqp://bob@h:5672/v", "x") == "amqp://bob:x@h:5672/v"
     assert with_password("amqp://bob@h/v", None) == "amqp://bob@h/v"
+
+
+def test_every_kind_is_named_by_its_type():
+    for name, target_type in KINDS.items():
+        assert target_type.__dataclass_fields__["kind"].default == name
+
+
+def test_every_family_served_is_a_declared_spec():
+    reading = QueueReading()
+    reading.queued[("q", "none")] = 1
+    reading.in_progress["q"] = 1
+    reading.oldest_age["q"] = 5.0
+    reading.processed[("all", "success")] = 2
+    reading.duration["all"] = (2, 1.5)
+    reading.workers["idle"] = 1
+    reading.consumers["q"] = 1
+    reading.exists["q"] = 1
+    reading.registry[("q", "failed")] = 1
+    target = target_from({"name": "t", "kind": "rq", "url": "redis://127.0.0.1/0"})
+    families = list(shape_families(target, reading, ScrapeContext(Deadline.after(5))))
+    families.append(TaskQueueCollector(target).up(True))
+    declared = by_name(SPECS)
+    assert len(families) == len(SPECS)
+    for family in families:
+        spec = declared[family.name + "_total" if family.type == "counter" else family.name]
+        assert (family.type, family.documentation) == (spec.type.value, spec.help)
+        for sample in family.samples:
+            assert tuple(sample.labels) == spec.labels
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_commands_are_packed_byte_for_byte_as_redis_py_packs_them(encoding):
+    import redis
+
+    connection = redis.Connection(encoding=encoding)
+    batch = [
+        ("LLEN", "rq:queue:ünïcode"),
+        ("ZCOUNT", b"rq:wip:q", 1767323045.25, "+inf"),
+        ("ZRANGE", "k", 0, -1, "WITHSCORES"),
+        ("HMGET", "rq:worker:w", "state", "successful_job_count"),
+    ]
+    assert b"".join(pack(connection, batch)) == b"".join(connection.pack_commands(batch))

@@ -1,6 +1,9 @@
 """A Celery app for the task-queue tests: real workers import it (`celery -A tests.tq_celery_app`).
 
-The broker comes from `AFX_TQ_CELERY_BROKER` so each test picks its own Redis db or RabbitMQ.
+The broker comes from `AFX_TQ_CELERY_BROKER` (a private redis-server or the shared RabbitMQ:
+there is no default, so a worker never lands on the machine's shared Redis), and the control
+and event exchanges from `AFX_TQ_CONTROL_EXCHANGE` / `AFX_TQ_EVENT_EXCHANGE`, unique per test
+run, so a broadcast never reaches another run's workers.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from celery import Celery
 
 app = Celery(
     "afx_tq",
-    broker=os.environ.get("AFX_TQ_CELERY_BROKER", "redis://127.0.0.1:6379/8"),
+    broker=os.environ["AFX_TQ_CELERY_BROKER"],
     set_as_current=False,
 )
 app.conf.update(
@@ -22,8 +25,8 @@ app.conf.update(
     task_acks_late=False,
     worker_prefetch_multiplier=1,
     # keep the broker objects Celery makes under the tests' own afx_tq_ names
-    control_exchange="afx_tq_ctl",
-    event_exchange="afx_tq_ev",
+    control_exchange=os.environ.get("AFX_TQ_CONTROL_EXCHANGE", "afx_tq_ctl"),
+    event_exchange=os.environ.get("AFX_TQ_EVENT_EXCHANGE", "afx_tq_ev"),
 )
 
 

@@ -1,12 +1,21 @@
-"""Helpers shared by the task-queue tests: one collection read back as samples, real workers."""
+"""Helpers shared by the task-queue tests: one collection read back as samples, real workers,
+a private redis-server as the broker, and names unique to this run for the shared RabbitMQ.
+
+The machine's Redis is shared with other developers: these tests never write to it. Celery,
+RQ and plain-key tests use a redis-server of their own (flushing its dbs is theirs to do);
+RabbitMQ queues and exchanges are named with `unique()` and deleted by the test that made them.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -16,7 +25,53 @@ from prometheus_client import CollectorRegistry
 from collectors.base import Deadline
 from collectors.task_queue import TaskQueueCollector
 from exporter.config import load_config
+from tests.redis_server import RedisServer, private_redis
 from tests.support import ROOT, wait_until
+
+#: Part of every broker object name this run makes, so concurrent runs never share one.
+RUN = uuid.uuid4().hex[:8]
+
+
+def unique(name: str) -> str:
+    """`afx_tq_<run>_<name>`: a queue, exchange or key name no other test run uses."""
+    return f"afx_tq_{RUN}_{name}"
+
+
+#: The test Celery app's remote-control and event exchanges (tests/tq_celery_app.py).
+CONTROL_EXCHANGE = unique("ctl")
+EVENT_EXCHANGE = unique("ev")
+
+
+@pytest.fixture(name="broker_redis", scope="module")
+def broker_redis_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of this test module's own (DEBUG allowed: tests stall it on purpose)."""
+    with private_redis(
+        tmp_path_factory.mktemp("broker"), "--enable-debug-command", "local"
+    ) as server:
+        yield server
+
+
+@pytest.fixture(name="redis_db")
+def redis_db_fixture(broker_redis: RedisServer):
+    """`redis_db(n)`: db `n` of the private broker, emptied before and after the test."""
+    import redis
+
+    made: list[redis.Redis] = []
+
+    def make(db: int) -> redis.Redis:
+        client = redis.Redis(host="127.0.0.1", port=broker_redis.port, db=db)
+        client.flushdb()  # the private server's db: nobody else's data
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.flushdb()
+        client.close()
+
+
+def broker_url(server: RedisServer, db: int) -> str:
+    return f"redis://127.0.0.1:{server.port}/{db}"
 
 
 def target_from(entry: Mapping[str, object]):
@@ -82,7 +137,13 @@ def worker_process(args: list[str], env: Mapping[str, str] | None = None) -> Ite
     """A real worker process (Celery, RQ) run from the checkout; SIGTERM'd on the way out."""
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"afx-tq-worker-{os.getpid()}.log"
     log = log_path.open("w+")
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "AFX_TQ_CONTROL_EXCHANGE": CONTROL_EXCHANGE,
+        "AFX_TQ_EVENT_EXCHANGE": EVENT_EXCHANGE,
+        **(env or {}),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", *args], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
     )
@@ -104,3 +165,63 @@ def wait_for_value(collector, name: str, expected: float, what: str, timeout: fl
     return wait_until(
         lambda: scrape(collector).value(name, **labels) == expected, timeout=timeout, what=what
     )
+
+
+class WedgingProxy:
+    """A TCP forwarder to a loopback port whose existing connections can be wedged: after
+    `wedge()` their bytes are swallowed (a connection silently dropped by the network) while
+    new connections are forwarded as usual. Used as a context manager; closes every socket."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.pairs: list[list[socket.socket]] = []
+        self.wedged: set[int] = set()
+        self.swallowed = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", self.upstream))
+            pair = [downstream, upstream]
+            self.pairs.append(pair)
+            for src, dst in ((downstream, upstream), (upstream, downstream)):
+                threading.Thread(target=self._pump, args=(id(pair), src, dst), daemon=True).start()
+
+    def _pump(self, pair: int, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                if pair in self.wedged:
+                    self.swallowed += len(data)
+                else:
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def wedge(self) -> None:
+        self.wedged.update(id(pair) for pair in self.pairs)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not
+        self.listener.close()
+        for pair in self.pairs:
+            for sock in pair:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def __enter__(self) -> WedgingProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
