@@ -18,7 +18,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from collectors.base import Deadline
-from exporter.auth import BasicAuthMiddleware
+from exporter.auth import AuthLimits, BasicAuthMiddleware
 from exporter.config import ScrapeConfig
 from exporter.exposition import negotiate, wants_gzip
 from exporter.landing import render_landing
@@ -76,7 +76,7 @@ def select_units(exporter: Exporter, request: Request) -> list[Unit]:
 
 
 def create_app(exporter: Exporter, *, debug: bool = False) -> ASGIApp:
-    """The exporter's ASGI app (wrapped in basic auth when users are configured)."""
+    """The exporter's ASGI app, behind basic auth whenever the current config has users."""
 
     async def metrics(request: Request) -> Response:
         try:
@@ -153,7 +153,9 @@ def create_app(exporter: Exporter, *, debug: bool = False) -> ASGIApp:
         Route("/", landing, methods=["GET", "HEAD"]),
     ]
     app: ASGIApp = Starlette(debug=debug, routes=routes)
-    users = exporter.config.web.basic_auth_users
-    if users:
-        app = BasicAuthMiddleware(app, users)
-    return app
+
+    def limits() -> AuthLimits:
+        web = exporter.config.web
+        return AuthLimits(web.basic_auth_checks_burst, web.basic_auth_checks_per_minute)
+
+    return BasicAuthMiddleware(app, lambda: exporter.config.web.basic_auth_users, limits)

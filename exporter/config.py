@@ -21,13 +21,21 @@ from typing import Any
 import yaml
 
 from collectors.catalog import BY_NAME, BY_SECTION, CATALOG, CollectorSpec
-from collectors.checks import check_existing_file, check_non_negative, check_positive
+from collectors.checks import (
+    check_existing_file,
+    check_limit,
+    check_non_negative,
+    check_positive,
+)
 from exporter.schema import ConfigError, Loader, describe, unknown_key_message
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9864"
 _TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")
 _NAMESPACE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _BCRYPT_HASH = re.compile(r"^\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}$")
+#: bcrypt's own bounds start at 4; above 14 one check costs over a second of CPU.
+MIN_BCRYPT_COST = 4
+MAX_BCRYPT_COST = 14
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -56,11 +64,17 @@ def check_listen_address(value: str) -> str:
     return value
 
 
-def check_bcrypt_users(value: Mapping[str, str]) -> Mapping[str, str]:
-    for user, hashed in value.items():
-        if not _BCRYPT_HASH.match(hashed):
-            raise ValueError(f"user {user!r}: not a bcrypt hash (expected $2b$<cost>$...)")
-    return value
+def check_bcrypt_hash(hashed: str) -> str:
+    """A bcrypt hash whose cost the exporter can afford to check on every new credential."""
+    if not _BCRYPT_HASH.match(hashed):
+        raise ValueError("not a bcrypt hash (expected $2b$<cost>$...)")
+    cost = int(hashed.split("$")[2])
+    if not MIN_BCRYPT_COST <= cost <= MAX_BCRYPT_COST:
+        raise ValueError(
+            f"bcrypt cost {cost} is outside {MIN_BCRYPT_COST}-{MAX_BCRYPT_COST} (each step "
+            "doubles the CPU of a check; 10-12 is usual)"
+        )
+    return hashed
 
 
 def check_gzip_level(value: int) -> int:
@@ -84,8 +98,12 @@ class WebConfig:
     tls_key_file: str | None = field(default=None, metadata={"check": check_existing_file})
     basic_auth_users: Mapping[str, str] = field(
         default_factory=lambda: types.MappingProxyType({}),
-        metadata={"check": check_bcrypt_users},
+        metadata={"check_each": check_bcrypt_hash},
     )
+    #: Each client address may cause this many bcrypt checks at once...
+    basic_auth_checks_burst: int = field(default=5, metadata={"check": check_limit})
+    #: ...refilled at this rate; beyond it a request is answered 429 without running bcrypt.
+    basic_auth_checks_per_minute: float = field(default=30.0, metadata={"check": check_positive})
     #: Answer the text format even when the client would also take OpenMetrics: it is cheaper
     #: to encode, and it is what the Go exporters answer. Clients that accept only OpenMetrics
     #: still get it.

@@ -5,6 +5,8 @@ must be, defaults make a key optional. Field metadata adds what types cannot say
 
 - `check`: a callable that returns the (possibly normalised) value or raises ValueError whose
   message completes "key: ...".
+- `check_each`: on a mapping field, a check applied to each value, with the problem reported
+  at `key.path.NAME`.
 - `secret_file_for`: on a `*_file` field, the name of the Secret field its file content fills.
 
 Strings may reference the environment as `${NAME}` or `${NAME:-default}` (`$$` is a literal
@@ -119,6 +121,11 @@ class Loader:
                 except ValueError as exc:
                     self.problem(key_path, str(exc))
                     continue
+            check_each: Callable[[Any], Any] | None = spec.metadata.get("check_each")
+            if check_each is not None and isinstance(value, Mapping):
+                value = self.check_items(check_each, value, key_path)
+                if value is _INVALID:
+                    continue
             values[name] = value
         for name, spec in fields.items():
             target = spec.metadata.get("secret_file_for")
@@ -138,6 +145,18 @@ class Loader:
         except ValueError as exc:  # cross-field checks in __post_init__
             self.problem(path, str(exc))
             return None
+
+    def check_items(self, check: Callable[[Any], Any], value: Mapping[str, Any], path: str) -> Any:
+        """`check` on each value; _INVALID, with a problem per bad value, if any fails."""
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            try:
+                result[key] = check(item)
+            except ValueError as exc:
+                self.problem(join(path, str(key)), str(exc))
+        if len(result) < len(value):
+            return _INVALID
+        return types.MappingProxyType(result)
 
     def convert(self, hint: Any, value: Any, path: str) -> Any:
         origin = get_origin(hint)
