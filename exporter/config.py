@@ -104,6 +104,14 @@ class WebConfig:
     basic_auth_checks_burst: int = field(default=5, metadata={"check": check_limit})
     #: ...refilled at this rate; beyond it a request is answered 429 without running bcrypt.
     basic_auth_checks_per_minute: float = field(default=30.0, metadata={"check": check_positive})
+    #: A connection whose request headers are not complete this long after it opened (or
+    #: after the first byte of a next request) is closed: slowloris clients hold no FDs.
+    header_timeout_seconds: float = field(default=5.0, metadata={"check": check_positive})
+    #: Open connections at most (also bounded by the FD limit); a new one beyond it closes the
+    #: oldest connection still waiting for its headers.
+    max_connections: int = field(default=1024, metadata={"check": check_limit})
+    #: An idle kept-alive connection is closed after this long.
+    keep_alive_timeout_seconds: float = field(default=5.0, metadata={"check": check_positive})
     #: Answer the text format even when the client would also take OpenMetrics: it is cheaper
     #: to encode, and it is what the Go exporters answer. Clients that accept only OpenMetrics
     #: still get it.

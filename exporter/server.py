@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 from collections.abc import AsyncIterator
 
@@ -12,6 +13,7 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exporter.app import create_app
+from exporter.connections import guarded_protocol
 from exporter.schema import ConfigError
 from exporter.state import Exporter
 
@@ -62,21 +64,49 @@ class _Lifespan:
             log.error("config reload refused, keeping the old config:\n%s", exc)
 
 
-def serve(exporter: Exporter, *, log_level: str = "info") -> None:
-    """Run until SIGINT/SIGTERM."""
+#: File descriptors kept for everything but client connections (sources, logs, the listener).
+FD_RESERVE = 128
+
+
+def connection_limit(configured: int) -> int:
+    """`web.max_connections`, lowered to what the FD limit allows once the soft limit is raised
+    to the hard one (as Go programs do at start)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    return max(1, min(configured, soft - FD_RESERVE))
+
+
+def uvicorn_config(exporter: Exporter, app: ASGIApp, *, log_level: str = "info") -> uvicorn.Config:
+    """Everything uvicorn needs, from the `web:` settings."""
     web = exporter.config.web
-    app = _Lifespan(create_app(exporter), exporter)
-    config = uvicorn.Config(
+    limit = connection_limit(web.max_connections)
+    if limit < web.max_connections:
+        log.warning("web.max_connections lowered to %d by the open-files limit", limit)
+    return uvicorn.Config(
         app,
         host=web.host,
         port=web.port,
         ssl_certfile=web.tls_cert_file,
         ssl_keyfile=web.tls_key_file,
+        http=guarded_protocol(web.header_timeout_seconds, limit),
+        timeout_keep_alive=web.keep_alive_timeout_seconds,  # type: ignore[arg-type]
         log_level=log_level,
         access_log=False,
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=5,
     )
+
+
+def serve(exporter: Exporter, *, log_level: str = "info") -> None:
+    """Run until SIGINT/SIGTERM."""
+    web = exporter.config.web
+    app = _Lifespan(create_app(exporter), exporter)
+    config = uvicorn_config(exporter, app, log_level=log_level)
     log.info("listening on %s://%s", "https" if web.tls_cert_file else "http", web.listen_address)
     uvicorn.Server(config).run()
