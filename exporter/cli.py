@@ -1,6 +1,6 @@
 """The command line: flags -> a frozen Config -> run it, check it, or scrape once.
 
-afirgen-exporter [--config FILE] [--web.listen-address HOST:PORT]
+afirgen-exporter [--config FILE] [--web.listen-address HOST:PORT] [--web.enable-lifecycle]
                  [--collector.NAME | --no-collector.NAME ...] [--log.level LEVEL]
 afirgen-exporter check-config FILE
 afirgen-exporter once [--config FILE]
@@ -34,6 +34,7 @@ class Invocation:
     listen_address: str | None = None
     collectors: dict[str, bool] = field(default_factory=dict)
     log_level: str = "info"
+    enable_lifecycle: bool = False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="listen_address",
         metavar="HOST:PORT",
         help="address to listen on (overrides web.listen_address)",
+    )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="enable POST/PUT /-/reload (off: 403; SIGHUP always reloads)",
     )
     parser.add_argument(
         "--log.level",
@@ -98,7 +105,9 @@ def parse_args(argv: Sequence[str]) -> Invocation:
         for spec in CATALOG
         if (value := getattr(ns, f"collector_{spec.name}")) is not None
     }
-    return Invocation(command, config_file, ns.listen_address, toggles, ns.log_level)
+    return Invocation(
+        command, config_file, ns.listen_address, toggles, ns.log_level, ns.enable_lifecycle
+    )
 
 
 def load(invocation: Invocation) -> Config:
@@ -137,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_once(exporter))
     from exporter.server import serve
 
-    serve(exporter, log_level=invocation.log_level)
+    serve(exporter, log_level=invocation.log_level, lifecycle=invocation.enable_lifecycle)
     return 0
 
 

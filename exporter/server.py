@@ -103,10 +103,10 @@ def uvicorn_config(exporter: Exporter, app: ASGIApp, *, log_level: str = "info")
     )
 
 
-def serve(exporter: Exporter, *, log_level: str = "info") -> None:
+def serve(exporter: Exporter, *, log_level: str = "info", lifecycle: bool = False) -> None:
     """Run until SIGINT/SIGTERM."""
     web = exporter.config.web
-    app = _Lifespan(create_app(exporter), exporter)
+    app = _Lifespan(create_app(exporter, lifecycle=lifecycle), exporter)
     config = uvicorn_config(exporter, app, log_level=log_level)
     log.info("listening on %s://%s", "https" if web.tls_cert_file else "http", web.listen_address)
     uvicorn.Server(config).run()

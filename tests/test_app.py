@@ -281,7 +281,7 @@ def test_post_reload_swaps_good_config_and_refuses_bad(tmp_path):
     from exporter.config import read_config
 
     exp = Exporter(read_config(path))
-    with serve_app(create_app(exp)) as base:
+    with serve_app(create_app(exp, lifecycle=True)) as base:
         assert "system_cpu_percent" in names(httpx.get(f"{base}/metrics").text)
         path.write_text(yaml.safe_dump({"collectors": {"system": {"enabled": False}}}))
         assert httpx.post(f"{base}/-/reload").status_code == 200
@@ -302,3 +302,55 @@ def test_service_discovery_lists_probe_targets():
         groups = httpx.get(f"{base}/sd").json()
     exp.loaded.engine.close()
     assert groups == [{"targets": ["alpha"], "labels": {"__meta_afirgen_collector": "counting"}}]
+
+
+def test_reload_endpoint_is_403_unless_the_lifecycle_api_is_enabled(tmp_path):
+    from exporter.config import read_config
+
+    path = tmp_path / "exporter.yml"
+    path.write_text(yaml.safe_dump({"collectors": {"system": {"enabled": True}}}))
+    exp = Exporter(read_config(path))
+    with serve_app(create_app(exp)) as base:
+        path.write_text(yaml.safe_dump({"collectors": {"system": {"enabled": False}}}))
+        # what a cross-site HTML form would send
+        form = httpx.post(
+            f"{base}/-/reload",
+            data={"a": "b"},
+            headers={"Origin": "http://evil.example"},
+        )
+        put = httpx.put(f"{base}/-/reload")
+        body = httpx.get(f"{base}/metrics").text
+    exp.loaded.engine.close()
+    assert form.status_code == put.status_code == 403
+    assert "--web.enable-lifecycle" in form.text
+    assert "system_cpu_percent" in names(body)  # nothing was reloaded
+
+
+@pytest.mark.parametrize(
+    "path", ["/metrics/", "/prometheus/metrics/", "/probe/", "/-/healthy/", "/sd/", "//metrics"]
+)
+def test_trailing_slash_is_a_404_never_a_redirect_to_the_host_header(url, path):
+    response = httpx.get(f"{url}{path}", headers={"Host": "evil.example"}, follow_redirects=False)
+    assert response.status_code == 404
+    assert "location" not in response.headers
+
+
+def test_trailing_slash_under_a_mount_is_a_404_too(exporter):
+    outer = Starlette(routes=[Mount("/prometheus", app=create_app(exporter))])
+    with serve_app(outer) as base:
+        response = httpx.get(
+            f"{base}/prometheus/metrics/", headers={"Host": "evil.example"}, follow_redirects=False
+        )
+    assert response.status_code == 404 and "location" not in response.headers
+
+
+def test_unknown_collectors_are_echoed_short_and_few(url):
+    names_sent = [f"n{i}-" + "x" * 300 for i in range(40)]
+    response = httpx.get(f"{url}/metrics", params=[("collect[]", n) for n in names_sent])
+    assert response.status_code == 400
+    assert len(response.text) < 1000
+    assert "and 35 more" in response.text
+    assert "'n0-" + "x" * 61 + "'..." in response.text
+    assert "system" in response.text  # the valid names are still listed
+    one = httpx.get(f"{url}/metrics", params={"exclude[]": "nosuch"})
+    assert one.status_code == 400 and "'nosuch'" in one.text and "more" not in one.text
