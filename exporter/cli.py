@@ -126,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         config = load(invocation)
+        if invocation.command == "check-config":
+            # validation only: no collector, client, pool or socket is made
+            print(f"{invocation.config_file}: OK ({summary(config)})")
+            return 0
         exporter = Exporter(
             config,
             reload_overrides={
@@ -136,18 +140,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"afirgen-exporter: invalid configuration:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    if invocation.command == "check-config":
-        units = exporter.loaded.units
-        kinds = ", ".join(exporter.loaded.enabled_kinds()) or "none"
-        print(f"{invocation.config_file}: OK ({len(units)} targets; collectors: {kinds})")
-        exporter.loaded.engine.close()
-        return 0
     if invocation.command == "once":
         return asyncio.run(_once(exporter))
     from exporter.server import serve
 
     serve(exporter, log_level=invocation.log_level, lifecycle=invocation.enable_lifecycle)
     return 0
+
+
+def summary(config: Config) -> str:
+    """`N targets; collectors: a, b`, counted from the config alone."""
+    targets = 0
+    kinds = []
+    for spec in CATALOG:
+        count = 1 if spec.section is None else len(config.targets.get(spec.section, ()))
+        if spec.section is None and not config.enabled(spec.name):
+            count = 0
+        targets += count
+        if count and config.enabled(spec.name):
+            kinds.append(spec.name)
+    return f"{targets} targets; collectors: {', '.join(sorted(kinds)) or 'none'}"
 
 
 async def _once(exporter: Exporter) -> int:

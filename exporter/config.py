@@ -27,9 +27,13 @@ from collectors.checks import (
     check_non_negative,
     check_positive,
 )
+from exporter.files import CONFIG_FILE_LIMIT, decode_text, read_regular_file
 from exporter.schema import ConfigError, Loader, describe, unknown_key_message
+from exporter.tls import check_server_pair
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9864"
+#: No config needs lists and mappings nested deeper than this.
+MAX_DEPTH = 32
 _TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")
 _NAMESPACE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _BCRYPT_HASH = re.compile(r"^\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}$")
@@ -120,6 +124,13 @@ class WebConfig:
     def __post_init__(self) -> None:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_cert_file and self.tls_key_file:
+            check_server_pair(
+                self.tls_cert_file,
+                self.tls_key_file,
+                cert_key="tls_cert_file",
+                key_key="tls_key_file",
+            )
 
     @property
     def host(self) -> str:
@@ -188,6 +199,8 @@ def load_config(
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError([f"the config must be a mapping at the top level, got {describe(data)}"])
+    if nesting_depth(data, MAX_DEPTH) > MAX_DEPTH:
+        raise ConfigError([f"the config nests lists and mappings more than {MAX_DEPTH} deep"])
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             loader.problem(str(key), unknown_key_message(str(key), list(TOP_LEVEL_KEYS)))
@@ -291,9 +304,9 @@ def read_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     """Read and load a YAML config file; every failure is a ConfigError naming the file."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{file}: cannot read: {exc.strerror or exc}"]) from None
+        text = decode_text(read_regular_file(file, CONFIG_FILE_LIMIT), str(file))
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -301,7 +314,28 @@ def read_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError([f"{file}: not valid YAML{where}: {problem}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{file}: nested too deeply to be a config"]) from None
     return load_config(data, env=env, base_dir=file.parent, source=str(file))
+
+
+def nesting_depth(data: Any, limit: int) -> int:
+    """How deeply lists and mappings nest in `data`, counted up to `limit` + 1 (iteratively:
+    deep input must not exhaust the stack, and YAML aliases are walked once)."""
+    deepest = 0
+    seen: set[int] = set()
+    todo: list[tuple[Any, int]] = [(data, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if not isinstance(value, Mapping | list | tuple) or id(value) in seen:
+            continue
+        seen.add(id(value))
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        items = value.values() if isinstance(value, Mapping) else value
+        todo.extend((item, depth + 1) for item in items)
+    return deepest
 
 
 def with_overrides(
