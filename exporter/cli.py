@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
             dest=f"collector_{spec.name}",
             action="store_const",
             const=False,
-            help=argparse.SUPPRESS,
+            help=f"disable the {spec.name} collector",
         )
     return parser
 

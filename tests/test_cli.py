@@ -114,3 +114,14 @@ def test_reload_over_http_needs_the_lifecycle_flag(tmp_path):
         assert httpx.post(f"{url}/-/reload").status_code == 403
     with running_exporter(path, "--web.enable-lifecycle") as (url, _):
         assert httpx.post(f"{url}/-/reload").status_code == 200
+
+
+def test_help_lists_every_collector_flag_both_ways():
+    from collectors.catalog import CATALOG
+
+    result = run_cli("--help", timeout=30)
+    assert result.returncode == 0
+    for spec in CATALOG:
+        assert f"--collector.{spec.name}" in result.stdout
+        assert f"--no-collector.{spec.name}" in result.stdout
+    assert "--web.enable-lifecycle" in result.stdout
