@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,6 +26,7 @@ from exporter.landing import render_landing
 from exporter.schema import ConfigError
 from exporter.scrape import Unit
 from exporter.state import Exporter
+from exporter.webconfig import SecurityHeaders, WebConfigWatcher
 
 log = logging.getLogger("afirgen_exporter")
 
@@ -94,11 +95,19 @@ def select_units(exporter: Exporter, request: Request) -> list[Unit]:
     return [u for u in units if u.kind not in exclude]
 
 
-def create_app(exporter: Exporter, *, debug: bool = False, lifecycle: bool = False) -> ASGIApp:
+def create_app(
+    exporter: Exporter,
+    *,
+    debug: bool = False,
+    lifecycle: bool = False,
+    web_config: WebConfigWatcher | None = None,
+) -> ASGIApp:
     """The exporter's ASGI app, behind basic auth whenever the current config has users.
 
     `lifecycle` (`--web.enable-lifecycle`) enables `POST /-/reload`; without it the endpoint
     answers 403, as Prometheus's does, so a cross-site form cannot make every source reconnect.
+    `web_config` (`--web.config.file`) adds its users and response headers; its users win over
+    `web.basic_auth_users` (setting both is refused at start).
     """
 
     async def metrics(request: Request) -> Response:
@@ -189,4 +198,14 @@ def create_app(exporter: Exporter, *, debug: bool = False, lifecycle: bool = Fal
         web = exporter.config.web
         return AuthLimits(web.basic_auth_checks_burst, web.basic_auth_checks_per_minute)
 
-    return BasicAuthMiddleware(app, lambda: exporter.config.web.basic_auth_users, limits)
+    def users() -> Mapping[str, str]:
+        if web_config is not None:
+            from_file = web_config.current().basic_auth_users
+            if from_file:
+                return from_file
+        return exporter.config.web.basic_auth_users
+
+    app = BasicAuthMiddleware(app, users, limits)
+    if web_config is not None:
+        app = SecurityHeaders(app, web_config)
+    return app

@@ -1,6 +1,7 @@
 """The command line: flags -> a frozen Config -> run it, check it, or scrape once.
 
-afirgen-exporter [--config FILE] [--web.listen-address HOST:PORT] [--web.enable-lifecycle]
+afirgen-exporter [--config FILE] [--web.listen-address HOST:PORT] [--web.config.file FILE]
+                 [--web.enable-lifecycle]
                  [--collector.NAME | --no-collector.NAME ...] [--log.level LEVEL]
 afirgen-exporter check-config FILE
 afirgen-exporter once [--config FILE]
@@ -21,6 +22,7 @@ from exporter import __version__
 from exporter.config import Config, load_config, read_config, with_overrides
 from exporter.schema import ConfigError
 from exporter.state import Exporter
+from exporter.webconfig import WebConfigFile, WebConfigWatcher, conflicts
 
 EXIT_CONFIG_ERROR = 2
 
@@ -35,6 +37,7 @@ class Invocation:
     collectors: dict[str, bool] = field(default_factory=dict)
     log_level: str = "info"
     enable_lifecycle: bool = False
+    web_config_file: str | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="listen_address",
         metavar="HOST:PORT",
         help="address to listen on (overrides web.listen_address)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="Prometheus exporter-toolkit web config (TLS, mTLS, basic auth, headers)",
     )
     parser.add_argument(
         "--web.enable-lifecycle",
@@ -106,7 +115,13 @@ def parse_args(argv: Sequence[str]) -> Invocation:
         if (value := getattr(ns, f"collector_{spec.name}")) is not None
     }
     return Invocation(
-        command, config_file, ns.listen_address, toggles, ns.log_level, ns.enable_lifecycle
+        command,
+        config_file,
+        ns.listen_address,
+        toggles,
+        ns.log_level,
+        ns.enable_lifecycle,
+        ns.web_config_file,
     )
 
 
@@ -126,9 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         config = load(invocation)
+        web_config = load_web(invocation, config)
         if invocation.command == "check-config":
             # validation only: no collector, client, pool or socket is made
             print(f"{invocation.config_file}: OK ({summary(config)})")
+            if web_config is not None:
+                print(f"{invocation.web_config_file}: OK ({web_summary(web_config.config)})")
             return 0
         exporter = Exporter(
             config,
@@ -144,8 +162,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_once(exporter))
     from exporter.server import serve
 
-    serve(exporter, log_level=invocation.log_level, lifecycle=invocation.enable_lifecycle)
+    serve(
+        exporter,
+        log_level=invocation.log_level,
+        lifecycle=invocation.enable_lifecycle,
+        web_config=web_config,
+    )
     return 0
+
+
+def load_web(invocation: Invocation, config: Config) -> WebConfigWatcher | None:
+    """The `--web.config.file`, checked, and refused when it sets what `web:` also sets."""
+    if invocation.web_config_file is None:
+        return None
+    watcher = WebConfigWatcher(invocation.web_config_file)
+    problems = conflicts(config.web, watcher.config, invocation.web_config_file)
+    if problems:
+        raise ConfigError(problems)
+    return watcher
+
+
+def web_summary(web: WebConfigFile) -> str:
+    tls = web.tls_server_config
+    parts = [
+        f"TLS {tls.min_version}-{tls.max_version}, {tls.client_auth_type}" if tls else "no TLS"
+    ]
+    parts.append(f"{len(web.basic_auth_users)} basic auth users")
+    return "; ".join(parts)
 
 
 def summary(config: Config) -> str:
