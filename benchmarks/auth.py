@@ -145,11 +145,23 @@ def measure(name: str, port: int, pid: int, round_index: int) -> dict[str, str]:
     return figures
 
 
-def main() -> None:
-    cost = int(sys.argv[sys.argv.index("--cost") + 1]) if "--cost" in sys.argv else 10
+def small_node_exporter(port: int, *flags: str) -> list[str]:
+    """node_exporter on loopback with two cheap collectors: the HTTP layer is what is measured."""
     node = shutil.which("prometheus-node-exporter")
     if node is None:
         sys.exit("prometheus-node-exporter is not installed: run scripts/install-tools --peers")
+    return [
+        node,
+        f"--web.listen-address=127.0.0.1:{port}",
+        *flags,
+        "--collector.disable-defaults",
+        "--collector.loadavg",
+        "--collector.meminfo",
+    ]
+
+
+def main() -> None:
+    cost = int(sys.argv[sys.argv.index("--cost") + 1]) if "--cost" in sys.argv else 10
     hashed = bcrypt.hashpw(PASSWORD, bcrypt.gensalt(rounds=cost)).decode()
     with tempfile.TemporaryDirectory() as tmp:
         ours_config = Path(tmp) / "exporter.yml"
@@ -157,14 +169,7 @@ def main() -> None:
         web_config = Path(tmp) / "web.yml"
         web_config.write_text(f"basic_auth_users:\n  prom: '{hashed}'\n")
         our_port, node_port = free_port(), free_port()
-        node_args = [
-            node,
-            f"--web.listen-address=127.0.0.1:{node_port}",
-            f"--web.config.file={web_config}",
-            "--collector.disable-defaults",
-            "--collector.loadavg",
-            "--collector.meminfo",
-        ]
+        node_args = small_node_exporter(node_port, f"--web.config.file={web_config}")
         rows: dict[str, dict[str, str]] = {}
         with (
             started("afirgen", our_exporter(our_port, ours_config), our_port) as ours,

@@ -4,19 +4,15 @@
 
 For each server, 5,000 connections send the start of a request and never its end. Prints how
 many of them the server still holds after 1, 3, 6 and 12 s, how long it let them live (median,
-max; "held" when still open at the end), its open file descriptors at the peak, and scrape
+max), those never closed, its open file descriptors at the peak, and scrape
 latency p50/p99 of a real scraper (a new connection per scrape, as after a keep-alive timeout)
 with no attack and while the connections are held.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import resource
-import selectors
-import shutil
-import socket
 import statistics
 import sys
 import time
@@ -24,10 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.auth import small_node_exporter  # noqa: E402
 from benchmarks.harness import free_port, our_exporter, percentile, started  # noqa: E402
+from tests.slowloris import Slowloris  # noqa: E402
+from tests.slowloris import open_fds as fds  # noqa: E402
 
 HALF_OPEN = 5000
-PARTIAL = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 CHECKPOINTS = (1.0, 3.0, 6.0, 12.0)
 
 
@@ -52,57 +50,28 @@ def latencies(port: int, seconds: float) -> list[float]:
     return found
 
 
-def fds(pid: int) -> int:
-    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
-
-
 def attack(port: int, pid: int) -> dict[str, str]:
     figures: dict[str, str] = {}
     quiet = latencies(port, 3)
     figures["scrape p50 / p99, no attack (ms)"] = (
         f"{statistics.median(quiet) * 1e3:.1f} / {percentile(quiet, 0.99) * 1e3:.1f}"
     )
-    selector = selectors.DefaultSelector()
-    opened_at = time.monotonic()
-    for _ in range(HALF_OPEN):
-        sock = socket.socket()
-        sock.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            sock.connect(("127.0.0.1", port))
-        selector.register(sock, selectors.EVENT_WRITE, False)
-    lifetimes: list[float] = []
     busy: list[float] = []
     peak_fds = 0
-    next_scrape = time.monotonic()
-    for checkpoint in CHECKPOINTS:
-        while (now := time.monotonic()) - opened_at < checkpoint:
-            for key, _ in selector.select(timeout=0.05):
-                sock = key.fileobj  # type: ignore[assignment]
-                if not key.data:
-                    with contextlib.suppress(OSError):
-                        sock.send(PARTIAL)
-                    selector.modify(sock, selectors.EVENT_READ, True)
-                    continue
-                with contextlib.suppress(OSError):
-                    if sock.recv(4096):
-                        continue
-                selector.unregister(sock)
-                sock.close()
-                lifetimes.append(time.monotonic() - opened_at)
-            if now >= next_scrape:
+    with Slowloris(port, HALF_OPEN, reopen=False) as held:
+        started_at = time.monotonic()
+        for checkpoint in CHECKPOINTS:
+            while time.monotonic() - started_at < checkpoint:
                 busy.append(scrape_once(port))
                 peak_fds = max(peak_fds, fds(pid))
-                next_scrape = time.monotonic() + 0.2
-        figures[f"half-open held after {checkpoint:g} s"] = str(HALF_OPEN - len(lifetimes))
-    held = HALF_OPEN - len(lifetimes)
-    for key in list(selector.get_map().values()):
-        key.fileobj.close()  # type: ignore[union-attr]
-    selector.close()
+                time.sleep(0.2)
+            figures[f"half-open held after {checkpoint:g} s"] = str(held.held)
+        lifetimes = list(held.lifetimes)
+        figures["never closed (held at the end)"] = str(held.held)
     if lifetimes:
         figures["lifetime of closed ones, median / max (s)"] = (
             f"{statistics.median(lifetimes):.2f} / {max(lifetimes):.2f}"
         )
-    figures["never closed (held at the end)"] = str(held)
     figures["server FDs at the peak"] = str(peak_fds)
     figures["scrape p50 / p99 under attack (ms)"] = (
         f"{statistics.median(busy) * 1e3:.1f} / {percentile(busy, 0.99) * 1e3:.1f}"
@@ -113,17 +82,8 @@ def attack(port: int, pid: int) -> dict[str, str]:
 def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    node = shutil.which("prometheus-node-exporter")
-    if node is None:
-        sys.exit("prometheus-node-exporter is not installed: run scripts/install-tools --peers")
     our_port, node_port = free_port(), free_port()
-    node_args = [
-        node,
-        f"--web.listen-address=127.0.0.1:{node_port}",
-        "--collector.disable-defaults",
-        "--collector.loadavg",
-        "--collector.meminfo",
-    ]
+    node_args = small_node_exporter(node_port)
     rows: dict[str, dict[str, str]] = {}
     with (
         started("afirgen", our_exporter(our_port), our_port) as ours,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import gzip
 import ssl
-import subprocess
 import time
 
 import bcrypt
@@ -20,13 +19,14 @@ from starlette.routing import Mount
 from exporter.app import create_app, scrape_deadline
 from exporter.config import ScrapeConfig, load_config
 from exporter.state import Exporter
-from tests.support import require_binary, serve_app
+from tests.support import serve_app
 from tests.test_scrape import (  # noqa: F401
     CountingCollector,
     HungSourceCollector,
     RaisingCollector,
     silent_listener,
 )
+from tests.tls_certs import Authority
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
@@ -238,37 +238,16 @@ def test_basic_auth_with_bcrypt_hashes():
 
 
 def test_tls(tmp_path):
-    openssl = require_binary("openssl")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    ca = Authority(tmp_path, "ca")
+    cert, key = ca.issue("server", client=False)
     config = load_config({"web": {"tls_cert_file": str(cert), "tls_key_file": str(key)}}, env={})
     exp = Exporter(config)
     with serve_app(
         create_app(exp), ssl_certfile=config.web.tls_cert_file, ssl_keyfile=config.web.tls_key_file
     ) as base:
         assert base.startswith("https://")
-        response = httpx.get(f"{base}/metrics", verify=ssl.create_default_context(cafile=str(cert)))
+        trusted = ssl.create_default_context(cafile=str(ca.cert))
+        response = httpx.get(f"{base}/metrics", verify=trusted)
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{base}/metrics")  # not trusted without the CA
     exp.loaded.engine.close()

@@ -23,7 +23,8 @@ from exporter.cli import main
 from exporter.config import read_config
 from exporter.schema import ConfigError
 from exporter.state import Exporter
-from tests.support import ROOT, require_binary
+from tests.support import ROOT
+from tests.tls_certs import Authority
 
 GOOD = "scrape:\n  default_timeout_seconds: 7\n"
 DB = "postgresql+psycopg://app@127.0.0.1:1/app"
@@ -39,29 +40,8 @@ def database(**keys) -> str:
 
 
 def self_signed(tmp: Path) -> tuple[Path, Path]:
-    openssl = require_binary("openssl")
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],  # fmt: skip
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    """A server certificate and its key (from a throwaway CA)."""
+    return Authority(tmp, "ca").issue("server", client=False)
 
 
 def write(tmp: Path, name: str, content: bytes) -> Path:
