@@ -3,7 +3,7 @@
 afirgen-exporter [--config FILE] [--web.listen-address HOST:PORT] [--web.config.file FILE]
                  [--web.enable-lifecycle]
                  [--collector.NAME | --no-collector.NAME ...] [--log.level LEVEL]
-afirgen-exporter check-config FILE
+afirgen-exporter check-config FILE [--web.config.file FILE]
 afirgen-exporter once [--config FILE]
 """
 
