@@ -1,7 +1,8 @@
 """The HTTP surface: a Starlette app that can run alone or be mounted inside the backend.
 
 `create_app(exporter)` answers `/metrics` and `/prometheus/metrics` (exact paths, no redirect),
-`/probe?target=NAME`, `/sd`, `/-/healthy`, `/-/ready`, `POST /-/reload` and `/`. Mounted at
+`/probe?target=NAME`, `/sd`, `/-/healthy`, `/-/ready`, `POST /-/reload` (with
+`--web.enable-lifecycle`) and `/`. Other paths, `/metrics/` included, are 404s. Mounted at
 `/prometheus` in another app, `/prometheus/metrics` answers directly as well.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,13 +19,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from collectors.base import Deadline
-from exporter.auth import BasicAuthMiddleware
+from exporter.auth import AuthLimits, BasicAuthMiddleware
 from exporter.config import ScrapeConfig
 from exporter.exposition import negotiate, wants_gzip
 from exporter.landing import render_landing
 from exporter.schema import ConfigError
 from exporter.scrape import Unit
 from exporter.state import Exporter
+from exporter.webconfig import SecurityHeaders, WebConfigWatcher
 
 log = logging.getLogger("afirgen_exporter")
 
@@ -50,6 +52,24 @@ def scrape_deadline(header: str | None, settings: ScrapeConfig) -> Deadline:
     return Deadline.after(budget)
 
 
+#: A name from a request is echoed in an error at most this long...
+ECHO_CHARS = 64
+#: ...and at most this many of them.
+ECHO_NAMES = 5
+
+
+def echo(text: str) -> str:
+    """`text` as it may appear in an answer: quoted, at most ECHO_CHARS characters of it."""
+    return repr(text) if len(text) <= ECHO_CHARS else repr(text[:ECHO_CHARS]) + "..."
+
+
+def echo_names(names: Sequence[str]) -> str:
+    """At most ECHO_NAMES names from a request, each cut by `echo`."""
+    shown = ", ".join(echo(name) for name in names[:ECHO_NAMES])
+    more = len(names) - ECHO_NAMES
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
 def select_units(exporter: Exporter, request: Request) -> list[Unit]:
     """/metrics units narrowed by `collect[]` / `exclude[]`; unknown names are a BadRequest."""
     loaded = exporter.loaded
@@ -61,7 +81,7 @@ def select_units(exporter: Exporter, request: Request) -> list[Unit]:
     unknown = sorted(set(collect + exclude) - known)
     if unknown:
         raise BadRequest(
-            f"unknown collector(s): {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+            f"unknown collector(s): {echo_names(unknown)}; valid: {', '.join(sorted(known))}"
         )
     not_enabled = sorted(set(collect) - enabled)
     if not_enabled:
@@ -75,8 +95,20 @@ def select_units(exporter: Exporter, request: Request) -> list[Unit]:
     return [u for u in units if u.kind not in exclude]
 
 
-def create_app(exporter: Exporter, *, debug: bool = False) -> ASGIApp:
-    """The exporter's ASGI app (wrapped in basic auth when users are configured)."""
+def create_app(
+    exporter: Exporter,
+    *,
+    debug: bool = False,
+    lifecycle: bool = False,
+    web_config: WebConfigWatcher | None = None,
+) -> ASGIApp:
+    """The exporter's ASGI app, behind basic auth whenever the current config has users.
+
+    `lifecycle` (`--web.enable-lifecycle`) enables `POST /-/reload`; without it the endpoint
+    answers 403, as Prometheus's does, so a cross-site form cannot make every source reconnect.
+    `web_config` (`--web.config.file`) adds its users and response headers; its users win over
+    `web.basic_auth_users` (setting both is refused at start).
+    """
 
     async def metrics(request: Request) -> Response:
         try:
@@ -90,8 +122,7 @@ def create_app(exporter: Exporter, *, debug: bool = False) -> ASGIApp:
         units = [u for u in exporter.loaded.units if u.target == name and name]
         if not units:
             valid = sorted({u.target for u in exporter.loaded.units})
-            shown = name if len(name) <= 64 else name[:64] + "..."
-            message = f"unknown target {shown!r}" if name else "missing ?target=NAME"
+            message = f"unknown target {echo(name)}" if name else "missing ?target=NAME"
             return PlainTextResponse(
                 f"{message}; configured targets: {', '.join(valid) or 'none'}\n", status_code=400
             )
@@ -129,6 +160,12 @@ def create_app(exporter: Exporter, *, debug: bool = False) -> ASGIApp:
         return PlainTextResponse("Ready.\n")
 
     async def reload(request: Request) -> Response:
+        if not lifecycle:
+            return PlainTextResponse(
+                "Lifecycle API is not enabled (start with --web.enable-lifecycle; "
+                "SIGHUP always reloads).\n",
+                status_code=403,
+            )
         try:
             await exporter.reload()
         except ConfigError as exc:
@@ -152,8 +189,23 @@ def create_app(exporter: Exporter, *, debug: bool = False) -> ASGIApp:
         Route("/-/reload", reload, methods=["POST", "PUT"]),
         Route("/", landing, methods=["GET", "HEAD"]),
     ]
-    app: ASGIApp = Starlette(debug=debug, routes=routes)
-    users = exporter.config.web.basic_auth_users
-    if users:
-        app = BasicAuthMiddleware(app, users)
+    starlette = Starlette(debug=debug, routes=routes)
+    # `/metrics/` is a 404, never a redirect whose Location is built from the Host header
+    starlette.router.redirect_slashes = False
+    app: ASGIApp = starlette
+
+    def limits() -> AuthLimits:
+        web = exporter.config.web
+        return AuthLimits(web.basic_auth_checks_burst, web.basic_auth_checks_per_minute)
+
+    def users() -> Mapping[str, str]:
+        if web_config is not None:
+            from_file = web_config.current().basic_auth_users
+            if from_file:
+                return from_file
+        return exporter.config.web.basic_auth_users
+
+    app = BasicAuthMiddleware(app, users, limits)
+    if web_config is not None:
+        app = SecurityHeaders(app, web_config)
     return app

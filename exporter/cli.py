@@ -1,8 +1,9 @@
 """The command line: flags -> a frozen Config -> run it, check it, or scrape once.
 
-afirgen-exporter [--config FILE] [--web.listen-address HOST:PORT]
+afirgen-exporter [--config FILE] [--web.listen-address HOST:PORT] [--web.config.file FILE]
+                 [--web.enable-lifecycle]
                  [--collector.NAME | --no-collector.NAME ...] [--log.level LEVEL]
-afirgen-exporter check-config FILE
+afirgen-exporter check-config FILE [--web.config.file FILE]
 afirgen-exporter once [--config FILE]
 afirgen-exporter dashboards|rules --out DIR
 """
@@ -22,6 +23,7 @@ from exporter import __version__, shipped
 from exporter.config import Config, load_config, read_config, with_overrides
 from exporter.schema import ConfigError
 from exporter.state import Exporter
+from exporter.webconfig import WebConfigFile, WebConfigWatcher, conflicts
 
 EXIT_CONFIG_ERROR = 2
 
@@ -35,6 +37,8 @@ class Invocation:
     listen_address: str | None = None
     collectors: dict[str, bool] = field(default_factory=dict)
     log_level: str = "info"
+    enable_lifecycle: bool = False
+    web_config_file: str | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to listen on (overrides web.listen_address)",
     )
     parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="Prometheus exporter-toolkit web config (TLS, mTLS, basic auth, headers)",
+    )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="enable POST/PUT /-/reload (off: 403; SIGHUP always reloads)",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         default="info",
@@ -79,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
             dest=f"collector_{spec.name}",
             action="store_const",
             const=False,
-            help=argparse.SUPPRESS,
+            help=f"disable the {spec.name} collector",
         )
     return parser
 
@@ -101,7 +117,15 @@ def parse_args(argv: Sequence[str]) -> Invocation:
         for spec in CATALOG
         if (value := getattr(ns, f"collector_{spec.name}")) is not None
     }
-    return Invocation(command, config_file, ns.listen_address, toggles, ns.log_level)
+    return Invocation(
+        command,
+        config_file,
+        ns.listen_address,
+        toggles,
+        ns.log_level,
+        ns.enable_lifecycle,
+        ns.web_config_file,
+    )
 
 
 def load(invocation: Invocation) -> Config:
@@ -123,6 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         config = load(invocation)
+        web_config = load_web(invocation, config)
+        if invocation.command == "check-config":
+            # validation only: no collector, client, pool or socket is made
+            print(f"{invocation.config_file}: OK ({summary(config)})")
+            if web_config is not None:
+                print(f"{invocation.web_config_file}: OK ({web_summary(web_config.config)})")
+            return 0
         exporter = Exporter(
             config,
             reload_overrides={
@@ -133,18 +164,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"afirgen-exporter: invalid configuration:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    if invocation.command == "check-config":
-        units = exporter.loaded.units
-        kinds = ", ".join(exporter.loaded.enabled_kinds()) or "none"
-        print(f"{invocation.config_file}: OK ({len(units)} targets; collectors: {kinds})")
-        exporter.loaded.engine.close()
-        return 0
     if invocation.command == "once":
         return asyncio.run(_once(exporter))
     from exporter.server import serve
 
-    serve(exporter, log_level=invocation.log_level)
+    serve(
+        exporter,
+        log_level=invocation.log_level,
+        lifecycle=invocation.enable_lifecycle,
+        web_config=web_config,
+    )
     return 0
+
+
+def load_web(invocation: Invocation, config: Config) -> WebConfigWatcher | None:
+    """The `--web.config.file`, checked, and refused when it sets what `web:` also sets."""
+    if invocation.web_config_file is None:
+        return None
+    watcher = WebConfigWatcher(invocation.web_config_file)
+    problems = conflicts(config.web, watcher.config, invocation.web_config_file)
+    if problems:
+        raise ConfigError(problems)
+    return watcher
+
+
+def web_summary(web: WebConfigFile) -> str:
+    tls = web.tls_server_config
+    parts = [
+        f"TLS {tls.min_version}-{tls.max_version}, {tls.client_auth_type}" if tls else "no TLS"
+    ]
+    parts.append(f"{len(web.basic_auth_users)} basic auth users")
+    return "; ".join(parts)
+
+
+def summary(config: Config) -> str:
+    """`N targets; collectors: a, b`, counted from the config alone."""
+    targets = 0
+    kinds = []
+    for spec in CATALOG:
+        count = 1 if spec.section is None else len(config.targets.get(spec.section, ()))
+        if spec.section is None and not config.enabled(spec.name):
+            count = 0
+        targets += count
+        if count and config.enabled(spec.name):
+            kinds.append(spec.name)
+    return f"{targets} targets; collectors: {', '.join(sorted(kinds)) or 'none'}"
 
 
 async def _once(exporter: Exporter) -> int:

@@ -21,13 +21,25 @@ from typing import Any
 import yaml
 
 from collectors.catalog import BY_NAME, BY_SECTION, CATALOG, CollectorSpec
-from collectors.checks import check_existing_file, check_non_negative, check_positive
+from collectors.checks import (
+    check_existing_file,
+    check_limit,
+    check_non_negative,
+    check_positive,
+)
+from exporter.files import CONFIG_FILE_LIMIT, decode_text, read_regular_file
 from exporter.schema import ConfigError, Loader, describe, unknown_key_message
+from exporter.tls import check_server_pair
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9864"
+#: No config needs lists and mappings nested deeper than this.
+MAX_DEPTH = 32
 _TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")
 _NAMESPACE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _BCRYPT_HASH = re.compile(r"^\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}$")
+#: bcrypt's own bounds start at 4; above 14 one check costs over a second of CPU.
+MIN_BCRYPT_COST = 4
+MAX_BCRYPT_COST = 14
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -56,11 +68,17 @@ def check_listen_address(value: str) -> str:
     return value
 
 
-def check_bcrypt_users(value: Mapping[str, str]) -> Mapping[str, str]:
-    for user, hashed in value.items():
-        if not _BCRYPT_HASH.match(hashed):
-            raise ValueError(f"user {user!r}: not a bcrypt hash (expected $2b$<cost>$...)")
-    return value
+def check_bcrypt_hash(hashed: str) -> str:
+    """A bcrypt hash whose cost the exporter can afford to check on every new credential."""
+    if not _BCRYPT_HASH.match(hashed):
+        raise ValueError("not a bcrypt hash (expected $2b$<cost>$...)")
+    cost = int(hashed.split("$")[2])
+    if not MIN_BCRYPT_COST <= cost <= MAX_BCRYPT_COST:
+        raise ValueError(
+            f"bcrypt cost {cost} is outside {MIN_BCRYPT_COST}-{MAX_BCRYPT_COST} (each step "
+            "doubles the CPU of a check; 10-12 is usual)"
+        )
+    return hashed
 
 
 def check_gzip_level(value: int) -> int:
@@ -84,8 +102,20 @@ class WebConfig:
     tls_key_file: str | None = field(default=None, metadata={"check": check_existing_file})
     basic_auth_users: Mapping[str, str] = field(
         default_factory=lambda: types.MappingProxyType({}),
-        metadata={"check": check_bcrypt_users},
+        metadata={"check_each": check_bcrypt_hash},
     )
+    #: Each client address may cause this many bcrypt checks at once...
+    basic_auth_checks_burst: int = field(default=5, metadata={"check": check_limit})
+    #: ...refilled at this rate; beyond it a request is answered 429 without running bcrypt.
+    basic_auth_checks_per_minute: float = field(default=30.0, metadata={"check": check_positive})
+    #: A connection whose request headers are not complete this long after it opened (or
+    #: after the first byte of a next request) is closed: slowloris clients hold no FDs.
+    header_timeout_seconds: float = field(default=5.0, metadata={"check": check_positive})
+    #: Open connections at most (also bounded by the FD limit); a new one beyond it closes the
+    #: oldest connection still waiting for its headers.
+    max_connections: int = field(default=1024, metadata={"check": check_limit})
+    #: An idle kept-alive connection is closed after this long.
+    keep_alive_timeout_seconds: float = field(default=5.0, metadata={"check": check_positive})
     #: Answer the text format even when the client would also take OpenMetrics: it is cheaper
     #: to encode, and it is what the Go exporters answer. Clients that accept only OpenMetrics
     #: still get it.
@@ -94,6 +124,13 @@ class WebConfig:
     def __post_init__(self) -> None:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_cert_file and self.tls_key_file:
+            check_server_pair(
+                self.tls_cert_file,
+                self.tls_key_file,
+                cert_key="tls_cert_file",
+                key_key="tls_key_file",
+            )
 
     @property
     def host(self) -> str:
@@ -165,6 +202,8 @@ def load_config(
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError([f"the config must be a mapping at the top level, got {describe(data)}"])
+    if nesting_depth(data, MAX_DEPTH) > MAX_DEPTH:
+        raise ConfigError([f"the config nests lists and mappings more than {MAX_DEPTH} deep"])
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             loader.problem(str(key), unknown_key_message(str(key), list(TOP_LEVEL_KEYS)))
@@ -268,9 +307,9 @@ def read_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     """Read and load a YAML config file; every failure is a ConfigError naming the file."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{file}: cannot read: {exc.strerror or exc}"]) from None
+        text = decode_text(read_regular_file(file, CONFIG_FILE_LIMIT), str(file))
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -278,7 +317,28 @@ def read_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError([f"{file}: not valid YAML{where}: {problem}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{file}: nested too deeply to be a config"]) from None
     return load_config(data, env=env, base_dir=file.parent, source=str(file))
+
+
+def nesting_depth(data: Any, limit: int) -> int:
+    """How deeply lists and mappings nest in `data`, counted up to `limit` + 1 (iteratively:
+    deep input must not exhaust the stack, and YAML aliases are walked once)."""
+    deepest = 0
+    seen: set[int] = set()
+    todo: list[tuple[Any, int]] = [(data, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if not isinstance(value, Mapping | list | tuple) or id(value) in seen:
+            continue
+        seen.add(id(value))
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        items = value.values() if isinstance(value, Mapping) else value
+        todo.extend((item, depth + 1) for item in items)
+    return deepest
 
 
 def with_overrides(

@@ -5,6 +5,8 @@ must be, defaults make a key optional. Field metadata adds what types cannot say
 
 - `check`: a callable that returns the (possibly normalised) value or raises ValueError whose
   message completes "key: ...".
+- `check_each`: on a mapping field, a check applied to each value, with the problem reported
+  at `key.path.NAME`.
 - `secret_file_for`: on a `*_file` field, the name of the Secret field its file content fills.
 
 A dataclass with a `schema_variants` class attribute `(key, {value: dataclass})` is a tagged
@@ -19,17 +21,29 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from collectors.checks import shown_path
 from collectors.secret import Secret
+from exporter.files import SECRET_FILE_LIMIT, decode_text, read_regular_file
 
 T = TypeVar("T")
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class KeyProblem(ValueError):
+    """Raised by a dataclass's `__post_init__` for a problem with one of its keys."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
 
 
 class ConfigError(Exception):
@@ -74,17 +88,21 @@ class Loader:
         return result
 
     def read_secret_file(self, filename: str, path: str) -> str | None:
+        """The secret in a file: a regular file of at most 64 KiB of UTF-8 text, one line."""
         file = Path(filename)
         if not file.is_absolute():
             file = self.base_dir / file
         try:
-            content = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            self.problem(path, f"cannot read {file}: {exc.strerror or exc}")
+            value = decode_text(read_regular_file(file, SECRET_FILE_LIMIT), str(file))
+        except ValueError as exc:
+            self.problem(path, str(exc))
             return None
-        value = content.rstrip("\r\n")
+        value = value.rstrip("\r\n")
         if not value:
-            self.problem(path, f"{file} is empty")
+            self.problem(path, f"{shown_path(str(file))} is empty")
+            return None
+        if any(char < " " and char != "\t" or char == "\x7f" for char in value):
+            self.problem(path, f"{shown_path(str(file))} holds control characters (binary?)")
             return None
         return value
 
@@ -131,6 +149,11 @@ class Loader:
                 except ValueError as exc:
                     self.problem(key_path, str(exc))
                     continue
+            check_each: Callable[[Any], Any] | None = spec.metadata.get("check_each")
+            if check_each is not None and isinstance(value, Mapping):
+                value = self.check_items(check_each, value, key_path)
+                if value is _INVALID:
+                    continue
             values[name] = value
         for name, spec in fields.items():
             target = spec.metadata.get("secret_file_for")
@@ -140,13 +163,21 @@ class Loader:
                 self.problem(join(path, name), f"set either {target} or {name}, not both")
                 continue
             secret = self.read_secret_file(values[name], join(path, name))
-            if secret is not None:
-                values[target] = Secret(secret)
-                self.secrets.append(secret)
+            if secret is None:
+                continue
+            self.secrets.append(secret)
+            check = fields[target].metadata.get("check")
+            try:
+                values[target] = Secret(secret) if check is None else check(Secret(secret))
+            except ValueError as exc:  # the check the value would get in the file itself
+                self.problem(join(path, name), str(exc))
         if len(self.problems) > before:
             return None
         try:
             return cls(**values)
+        except KeyProblem as exc:  # a check in __post_init__ that knows which key is wrong
+            self.problem(join(path, exc.key), exc.message)
+            return None
         except ValueError as exc:  # cross-field checks in __post_init__
             self.problem(path, str(exc))
             return None
@@ -173,6 +204,18 @@ class Loader:
             key: f"; it applies to {tag} {' or '.join(names)}" for key, names in owners.items()
         }
         return chosen, f"key for {tag} {value}", hints
+
+    def check_items(self, check: Callable[[Any], Any], value: Mapping[str, Any], path: str) -> Any:
+        """`check` on each value; _INVALID, with a problem per bad value, if any fails."""
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            try:
+                result[key] = check(item)
+            except ValueError as exc:
+                self.problem(join(path, str(key)), str(exc))
+        if len(result) < len(value):
+            return _INVALID
+        return types.MappingProxyType(result)
 
     def convert(self, hint: Any, value: Any, path: str) -> Any:
         origin = get_origin(hint)
@@ -201,6 +244,9 @@ class Loader:
             expanded = self.expand(value, path)
             if expanded is None:
                 return _INVALID
+            if "\0" in expanded:
+                self.problem(path, "must not contain NUL characters")
+                return _INVALID
             if expanded:
                 self.secrets.append(expanded)
             return Secret(expanded)
@@ -209,6 +255,9 @@ class Loader:
                 self.problem(path, f"expected a string, got {describe(value)}")
                 return _INVALID
             expanded = self.expand(str(value), path)
+            if expanded is not None and "\0" in expanded:
+                self.problem(path, "must not contain NUL characters")
+                return _INVALID
             return _INVALID if expanded is None else expanded
         if hint is bool:
             if isinstance(value, bool):
@@ -222,7 +271,10 @@ class Loader:
             return _INVALID
         if hint is float:
             if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value)
+                if math.isfinite(value):
+                    return float(value)
+                self.problem(path, f"must be a finite number, got {value}")
+                return _INVALID
             self.problem(path, f"expected a number, got {describe(value)}")
             return _INVALID
         if origin is tuple:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exporter.app import create_app
+from exporter.connections import guarded_protocol
 from exporter.schema import ConfigError
 from exporter.state import Exporter
+from exporter.webconfig import LiveTLS, WebConfigWatcher
 
 log = logging.getLogger("afirgen_exporter")
 
@@ -21,9 +25,12 @@ log = logging.getLogger("afirgen_exporter")
 class _Lifespan:
     """Adds SIGHUP reload and a clean close of every source to the app's lifespan."""
 
-    def __init__(self, app: ASGIApp, exporter: Exporter) -> None:
+    def __init__(
+        self, app: ASGIApp, exporter: Exporter, web_config: WebConfigWatcher | None = None
+    ) -> None:
         self.app = app
         self.exporter = exporter
+        self.web_config = web_config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
@@ -56,27 +63,74 @@ class _Lifespan:
                 loop.remove_signal_handler(signal.SIGHUP)
 
     async def _reload(self) -> None:
+        if self.web_config is not None:
+            self.web_config.reload()
         try:
             await self.exporter.reload()
         except ConfigError as exc:
             log.error("config reload refused, keeping the old config:\n%s", exc)
 
 
-def serve(exporter: Exporter, *, log_level: str = "info") -> None:
-    """Run until SIGINT/SIGTERM."""
+#: File descriptors kept for everything but client connections (sources, logs, the listener).
+FD_RESERVE = 128
+
+
+def connection_limit(configured: int) -> int:
+    """`web.max_connections`, lowered to what the FD limit allows once the soft limit is raised
+    to the hard one (as Go programs do at start)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    return max(1, min(configured, soft - FD_RESERVE))
+
+
+def uvicorn_config(
+    exporter: Exporter,
+    app: ASGIApp,
+    *,
+    log_level: str = "info",
+    web_config: WebConfigWatcher | None = None,
+) -> uvicorn.Config:
+    """Everything uvicorn needs, from the `web:` settings and the web config file."""
     web = exporter.config.web
-    app = _Lifespan(create_app(exporter), exporter)
-    config = uvicorn.Config(
+    limit = connection_limit(web.max_connections)
+    if limit < web.max_connections:
+        log.warning("web.max_connections lowered to %d by the open-files limit", limit)
+    tls: dict[str, Any] = {"ssl_certfile": web.tls_cert_file, "ssl_keyfile": web.tls_key_file}
+    if web_config is not None and web_config.config.tls_server_config is not None:
+        live = LiveTLS(web_config)
+        tls = {"ssl_context_factory": lambda config, default: live.context}
+    return uvicorn.Config(
         app,
         host=web.host,
         port=web.port,
-        ssl_certfile=web.tls_cert_file,
-        ssl_keyfile=web.tls_key_file,
+        **tls,
+        http=guarded_protocol(web.header_timeout_seconds, limit),
+        timeout_keep_alive=web.keep_alive_timeout_seconds,  # type: ignore[arg-type]
         log_level=log_level,
         access_log=False,
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=5,
     )
-    log.info("listening on %s://%s", "https" if web.tls_cert_file else "http", web.listen_address)
+
+
+def serve(
+    exporter: Exporter,
+    *,
+    log_level: str = "info",
+    lifecycle: bool = False,
+    web_config: WebConfigWatcher | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM."""
+    web = exporter.config.web
+    served = create_app(exporter, lifecycle=lifecycle, web_config=web_config)
+    app = _Lifespan(served, exporter, web_config)
+    config = uvicorn_config(exporter, app, log_level=log_level, web_config=web_config)
+    scheme = "https" if config.is_ssl else "http"
+    log.info("listening on %s://%s", scheme, web.listen_address)
     uvicorn.Server(config).run()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import gzip
 import ssl
-import subprocess
 import time
 
 import bcrypt
@@ -20,13 +19,14 @@ from starlette.routing import Mount
 from exporter.app import create_app, scrape_deadline
 from exporter.config import ScrapeConfig, load_config
 from exporter.state import Exporter
-from tests.support import require_binary, serve_app
+from tests.support import serve_app
 from tests.test_scrape import (  # noqa: F401
     CountingCollector,
     HungSourceCollector,
     RaisingCollector,
     silent_listener,
 )
+from tests.tls_certs import Authority
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
@@ -238,37 +238,16 @@ def test_basic_auth_with_bcrypt_hashes():
 
 
 def test_tls(tmp_path):
-    openssl = require_binary("openssl")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    ca = Authority(tmp_path, "ca")
+    cert, key = ca.issue("server", client=False)
     config = load_config({"web": {"tls_cert_file": str(cert), "tls_key_file": str(key)}}, env={})
     exp = Exporter(config)
     with serve_app(
         create_app(exp), ssl_certfile=config.web.tls_cert_file, ssl_keyfile=config.web.tls_key_file
     ) as base:
         assert base.startswith("https://")
-        response = httpx.get(f"{base}/metrics", verify=ssl.create_default_context(cafile=str(cert)))
+        trusted = ssl.create_default_context(cafile=str(ca.cert))
+        response = httpx.get(f"{base}/metrics", verify=trusted)
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{base}/metrics")  # not trusted without the CA
     exp.loaded.engine.close()
@@ -281,7 +260,7 @@ def test_post_reload_swaps_good_config_and_refuses_bad(tmp_path):
     from exporter.config import read_config
 
     exp = Exporter(read_config(path))
-    with serve_app(create_app(exp)) as base:
+    with serve_app(create_app(exp, lifecycle=True)) as base:
         assert "system_cpu_percent" in names(httpx.get(f"{base}/metrics").text)
         path.write_text(yaml.safe_dump({"collectors": {"system": {"enabled": False}}}))
         assert httpx.post(f"{base}/-/reload").status_code == 200
@@ -302,3 +281,55 @@ def test_service_discovery_lists_probe_targets():
         groups = httpx.get(f"{base}/sd").json()
     exp.loaded.engine.close()
     assert groups == [{"targets": ["alpha"], "labels": {"__meta_afirgen_collector": "counting"}}]
+
+
+def test_reload_endpoint_is_403_unless_the_lifecycle_api_is_enabled(tmp_path):
+    from exporter.config import read_config
+
+    path = tmp_path / "exporter.yml"
+    path.write_text(yaml.safe_dump({"collectors": {"system": {"enabled": True}}}))
+    exp = Exporter(read_config(path))
+    with serve_app(create_app(exp)) as base:
+        path.write_text(yaml.safe_dump({"collectors": {"system": {"enabled": False}}}))
+        # what a cross-site HTML form would send
+        form = httpx.post(
+            f"{base}/-/reload",
+            data={"a": "b"},
+            headers={"Origin": "http://evil.example"},
+        )
+        put = httpx.put(f"{base}/-/reload")
+        body = httpx.get(f"{base}/metrics").text
+    exp.loaded.engine.close()
+    assert form.status_code == put.status_code == 403
+    assert "--web.enable-lifecycle" in form.text
+    assert "system_cpu_percent" in names(body)  # nothing was reloaded
+
+
+@pytest.mark.parametrize(
+    "path", ["/metrics/", "/prometheus/metrics/", "/probe/", "/-/healthy/", "/sd/", "//metrics"]
+)
+def test_trailing_slash_is_a_404_never_a_redirect_to_the_host_header(url, path):
+    response = httpx.get(f"{url}{path}", headers={"Host": "evil.example"}, follow_redirects=False)
+    assert response.status_code == 404
+    assert "location" not in response.headers
+
+
+def test_trailing_slash_under_a_mount_is_a_404_too(exporter):
+    outer = Starlette(routes=[Mount("/prometheus", app=create_app(exporter))])
+    with serve_app(outer) as base:
+        response = httpx.get(
+            f"{base}/prometheus/metrics/", headers={"Host": "evil.example"}, follow_redirects=False
+        )
+    assert response.status_code == 404 and "location" not in response.headers
+
+
+def test_unknown_collectors_are_echoed_short_and_few(url):
+    names_sent = [f"n{i}-" + "x" * 300 for i in range(40)]
+    response = httpx.get(f"{url}/metrics", params=[("collect[]", n) for n in names_sent])
+    assert response.status_code == 400
+    assert len(response.text) < 1000
+    assert "and 35 more" in response.text
+    assert "'n0-" + "x" * 61 + "'..." in response.text
+    assert "system" in response.text  # the valid names are still listed
+    one = httpx.get(f"{url}/metrics", params={"exclude[]": "nosuch"})
+    assert one.status_code == 400 and "'nosuch'" in one.text and "more" not in one.text

@@ -105,3 +105,23 @@ def test_sighup_reloads_and_a_bad_file_keeps_the_old_config(tmp_path):
         wait_until(reload_failed, what="the refused reload to show")
         assert "system_cpu_percent" not in families(url)
         assert proc.poll() is None
+
+
+def test_reload_over_http_needs_the_lifecycle_flag(tmp_path):
+    path = tmp_path / "exporter.yml"
+    path.write_text(yaml.safe_dump({"collectors": {"system": {"enabled": True}}}))
+    with running_exporter(path) as (url, _):
+        assert httpx.post(f"{url}/-/reload").status_code == 403
+    with running_exporter(path, "--web.enable-lifecycle") as (url, _):
+        assert httpx.post(f"{url}/-/reload").status_code == 200
+
+
+def test_help_lists_every_collector_flag_both_ways():
+    from collectors.catalog import CATALOG
+
+    result = run_cli("--help", timeout=30)
+    assert result.returncode == 0
+    for spec in CATALOG:
+        assert f"--collector.{spec.name}" in result.stdout
+        assert f"--no-collector.{spec.name}" in result.stdout
+    assert "--web.enable-lifecycle" in result.stdout

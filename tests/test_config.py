@@ -124,9 +124,7 @@ def test_tls_files_must_exist_and_come_in_pairs(tmp_path):
 
 def test_basic_auth_users_need_bcrypt_hashes():
     found = problems({"web": {"basic_auth_users": {"prom": "plaintext"}}})
-    assert found == [
-        "web.basic_auth_users: user 'prom': not a bcrypt hash (expected $2b$<cost>$...)"
-    ]
+    assert found == ["web.basic_auth_users.prom: not a bcrypt hash (expected $2b$<cost>$...)"]
 
 
 def test_bad_namespace():

@@ -7,7 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from collectors.checks import check_existing_file, check_limit, check_positive
+from collectors.checks import (
+    check_existing_file,
+    check_header_names,
+    check_header_value,
+    check_limit,
+    check_positive,
+)
 from collectors.model_servers.presets import PRESETS
 from collectors.model_servers.urls import shown_url
 from collectors.secret import Secret
@@ -77,12 +83,15 @@ class Target:
     #: Models whose readiness is reported; empty: what the server lists (vLLM, TGI, Ollama).
     models: tuple[str, ...] = ()
     timeout_seconds: float | None = field(default=None, metadata={"check": check_positive})
-    bearer_token: Secret | None = None
+    bearer_token: Secret | None = field(default=None, metadata={"check": check_header_value})
     bearer_token_file: str | None = field(
         default=None, metadata={"secret_file_for": "bearer_token"}
     )
     #: Extra request headers (an API key header, a Host for a gateway); values may use ${ENV}.
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(
+        default_factory=dict,
+        metadata={"check": check_header_names, "check_each": check_header_value},
+    )
     tls_verify: bool = True
     ca_file: str | None = field(default=None, metadata={"check": check_ca_file})
     cert_file: str | None = field(default=None, metadata={"check": check_existing_file})
