@@ -64,6 +64,8 @@ class Dialect(abc.ABC):
     drivers: ClassVar[frozenset[str]]
     #: families this dialect serves besides the shared ones (for SPECS and the docs)
     specs: ClassVar[tuple[MetricSpec, ...]] = ()
+    #: False where nothing runs on a server (SQLite): the client cuts each statement instead
+    limits_on_server: ClassVar[bool] = True
 
     # -- configuration ------------------------------------------------------------------
 
@@ -90,8 +92,10 @@ class Dialect(abc.ABC):
         setting behind on the connection.
         """
 
-    def bound_io(self, dbapi_connection: Any, seconds: float) -> None:  # noqa: B027
-        """Bound the driver's socket reads and writes (drivers that have such timeouts)."""
+    def bound_io(self, dbapi_connection: Any, seconds: float) -> Interrupt:
+        """Bound the driver's socket reads and writes (drivers that have such timeouts) for
+        the checkout that starts now; returns what puts the connection's own back."""
+        return _nothing
 
     @abc.abstractmethod
     def interrupter(self, dbapi_connection: Any) -> tuple[Interrupt, Interrupt]:
@@ -140,6 +144,10 @@ URL_NAMES: Mapping[str, str] = {
     "sqlite": "collectors.sql.sqlite",
 }
 _REGISTRY: dict[str, Dialect] = {}
+
+
+def _nothing() -> None:
+    """Nothing to undo or release."""
 
 
 def register(dialect: Dialect) -> Dialect:

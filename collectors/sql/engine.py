@@ -28,7 +28,7 @@ from collectors.base import Deadline, ScrapeContext, classify_error
 from collectors.sql.dialect import ConnectSettings, Dialect, for_connection, for_url, with_driver
 from collectors.sql.errors import classify
 from collectors.sql.pool import read_pool
-from collectors.sql.watchdog import Guard
+from collectors.sql.watchdog import WATCHDOG, Guard
 
 APPLICATION_NAME = "afirgen-exporter"
 #: The client side cuts a connection this long after the deadline, so that the server-side
@@ -152,6 +152,11 @@ class BoundedEngine:
     @contextlib.contextmanager
     def _guarded(self, queries: Queries) -> Iterator[None]:
         dbapi = queries.conn.connection.dbapi_connection
+        # socket timeouts once per checkout: changing them per statement costs a syscall
+        # that also hands the GIL around, and the guard bounds the whole checkout anyway
+        restore = queries.dialect.bound_io(
+            dbapi, queries.deadline.remaining() + self.client_grace_seconds
+        )
         interrupt, release = queries.dialect.interrupter(dbapi)
         guard = Guard(queries.deadline.at, self.client_grace_seconds, interrupt, release)
         queries.guard = guard
@@ -163,6 +168,7 @@ class BoundedEngine:
             with self._lock:
                 self._guards.discard(guard)
             guard.close()
+            restore()
 
     def interrupt(self, *, overdue_only: bool) -> int:
         """Break the I/O of connections in use (only those past their deadline, or all)."""
@@ -229,17 +235,19 @@ class Queries:
         if self.deadline.expired():
             raise TimeoutError("scrape deadline reached")
         seconds = self.deadline.timeout(cap=self.cap, floor=0.05)
-        self.dialect.bound_io(
-            self.conn.connection.dbapi_connection,
-            self.deadline.remaining() + CLIENT_GRACE_SECONDS,
-        )
+        alarm = None
+        if not self.dialect.limits_on_server and self.guard is not None:
+            alarm = WATCHDOG.arm(time.monotonic() + seconds, self.guard.fire)
         try:
             statement = self.dialect.limited(self.conn, sql.strip(), seconds)
             return list(self.conn.execute(text(statement), params))
         except DBAPIError as exc:
             if self.interrupted:
-                raise TimeoutError("deadline reached: connection interrupted") from exc
+                raise TimeoutError("time limit reached: statement interrupted") from exc
             raise
+        finally:
+            if alarm is not None:
+                WATCHDOG.cancel(alarm)
 
     def one(self, sql: str, **params: Any) -> Any:
         return self.rows(sql, **params)[0]

@@ -3,7 +3,7 @@
 Both share one driver and the same views; they differ in the server-side statement limit
 (MariaDB `SET STATEMENT max_statement_time=... FOR`, MySQL the `MAX_EXECUTION_TIME` hint
 on SELECTs), and MariaDB alone has `Innodb_deadlocks`. PyMySQL's read and write timeouts
-follow the deadline, statement by statement.
+follow the deadline, checkout by checkout.
 """
 
 from __future__ import annotations
@@ -120,10 +120,15 @@ class MySQL(Dialect):
             return f"SELECT /*+ MAX_EXECUTION_TIME({max(1, int(seconds * 1000))}) */" + sql[6:]
         return sql  # SHOW has no server-side limit on MySQL: the read timeout bounds it
 
-    def bound_io(self, dbapi_connection: Any, seconds: float) -> None:
+    def bound_io(self, dbapi_connection: Any, seconds: float) -> Interrupt:
         # PyMySQL applies these to its socket before every read and write (connections.py)
-        dbapi_connection._read_timeout = seconds
-        dbapi_connection._write_timeout = seconds
+        own = dbapi_connection._read_timeout, dbapi_connection._write_timeout
+        dbapi_connection._read_timeout = dbapi_connection._write_timeout = seconds
+
+        def restore() -> None:  # an application's connection gets its own timeouts back
+            dbapi_connection._read_timeout, dbapi_connection._write_timeout = own
+
+        return restore
 
     def interrupter(self, dbapi_connection: Any) -> tuple[Interrupt, Interrupt]:
         return socket_interrupter(dbapi_connection._sock.fileno())

@@ -38,16 +38,13 @@ WHERE name IN (SELECT name FROM sqlite_schema WHERE type = 'table') GROUP BY nam
 """
 
 
-def _nothing() -> None:
-    """Nothing to release: interrupting SQLite needs no descriptor of ours."""
-
-
 class SQLite(Dialect):
     name = "sqlite"
     url_names = ("sqlite",)
     default_driver = "pysqlite"
     drivers = frozenset({"pysqlite"})
     specs = (PAGES, FREE_PAGES, PAGE_SIZE, FILE_SIZE)
+    limits_on_server = False
 
     def check_url(self, url: URL) -> None:
         if url.database in (None, "", ":memory:"):
@@ -71,10 +68,10 @@ class SQLite(Dialect):
         """The creator opens the file; there is no network connect to bound."""
 
     def limited(self, conn: Connection, sql: str, seconds: float) -> str:
-        return sql  # bounded by the guard's interrupt()
+        return sql  # `limits_on_server` is False: Queries interrupts it after `seconds`
 
     def interrupter(self, dbapi_connection: Any) -> tuple[Interrupt, Interrupt]:
-        return dbapi_connection.interrupt, _nothing
+        return dbapi_connection.interrupt, lambda: None  # no descriptor of ours to release
 
     @contextlib.contextmanager
     def savepoint(self, conn: Connection) -> Iterator[None]:

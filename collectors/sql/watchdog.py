@@ -46,7 +46,8 @@ class Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="sql-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0][2] is alarm:  # earlier than what the thread waits for
+                self._cond.notify()
         return alarm
 
     def cancel(self, alarm: Alarm) -> None:
