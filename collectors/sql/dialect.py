@@ -28,8 +28,8 @@ _URL_HINT = (
     "expected dialect+driver://user@host:port/database, e.g. postgresql+psycopg://app@db/app"
 )
 
-#: Interrupts a connection's I/O from another thread; `release()` frees what it holds.
-Interrupt = Callable[[], None]
+#: A call with no arguments: an interrupt, a release or a restore of a connection.
+Action = Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -92,13 +92,13 @@ class Dialect(abc.ABC):
         setting behind on the connection.
         """
 
-    def bound_io(self, dbapi_connection: Any, seconds: float) -> Interrupt:
+    def bound_io(self, dbapi_connection: Any, seconds: float) -> Action:
         """Bound the driver's socket reads and writes (drivers that have such timeouts) for
         the checkout that starts now; returns what puts the connection's own back."""
         return _nothing
 
     @abc.abstractmethod
-    def interrupter(self, dbapi_connection: Any) -> tuple[Interrupt, Interrupt]:
+    def interrupter(self, dbapi_connection: Any) -> tuple[Action, Action]:
         """(interrupt, release): `interrupt()` breaks any I/O in flight on the connection
         from another thread, without a lock the blocked thread holds; `release()` frees what
         was taken to do so."""

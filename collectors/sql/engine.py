@@ -11,6 +11,7 @@ connections still in use without waiting for the threads that use them.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 import traceback
@@ -20,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool
 
@@ -152,10 +153,12 @@ class BoundedEngine:
     @contextlib.contextmanager
     def _guarded(self, queries: Queries) -> Iterator[None]:
         dbapi = queries.conn.connection.dbapi_connection
-        # socket timeouts once per checkout: changing them per statement costs a syscall
-        # that also hands the GIL around, and the guard bounds the whole checkout anyway
+        # Socket timeouts once per checkout, what is left rounded up to the grace step (so
+        # at most the grace past the deadline): a timeout that changes costs a settimeout()
+        # that hands the GIL around, and scrapes with the same timeout get the same value.
+        step = self.client_grace_seconds
         restore = queries.dialect.bound_io(
-            dbapi, queries.deadline.remaining() + self.client_grace_seconds
+            dbapi, max(step, math.ceil(queries.deadline.remaining() / step) * step)
         )
         interrupt, release = queries.dialect.interrupter(dbapi)
         guard = Guard(queries.deadline.at, self.client_grace_seconds, interrupt, release)
@@ -168,7 +171,8 @@ class BoundedEngine:
             with self._lock:
                 self._guards.discard(guard)
             guard.close()
-            restore()
+            if not self.owned:  # an application's connection gets its own timeouts back
+                restore()
 
     def interrupt(self, *, overdue_only: bool) -> int:
         """Break the I/O of connections in use (only those past their deadline, or all)."""
@@ -232,6 +236,11 @@ class Queries:
         return self.guard is not None and self.guard.fired
 
     def rows(self, sql: str, **params: Any) -> list[Any]:
+        return list(self.execute(sql, **params))
+
+    def execute(self, sql: str, **params: Any) -> CursorResult[Any]:
+        """One statement under the limits (psycopg and PyMySQL have read the whole result by
+        the time it returns; SQLite reads on under the checkout's guard)."""
         if self.deadline.expired():
             raise TimeoutError("scrape deadline reached")
         seconds = self.deadline.timeout(cap=self.cap, floor=0.05)
@@ -240,7 +249,7 @@ class Queries:
             alarm = WATCHDOG.arm(time.monotonic() + seconds, self.guard.fire)
         try:
             statement = self.dialect.limited(self.conn, sql.strip(), seconds)
-            return list(self.conn.execute(text(statement), params))
+            return self.conn.execute(text(statement), params)
         except DBAPIError as exc:
             if self.interrupted:
                 raise TimeoutError("time limit reached: statement interrupted") from exc

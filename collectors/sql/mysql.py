@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL, Connection
 from collectors.base import ScrapeContext
 from collectors.specs import FamilySet, MetricSpec, counter, gauge
 from collectors.sql import families as common
-from collectors.sql.dialect import ConnectSettings, Dialect, Interrupt, ServerOptions, register
+from collectors.sql.dialect import Action, ConnectSettings, Dialect, ServerOptions, register
 from collectors.sql.engine import Queries
 from collectors.sql.families import SIZE_STAT, as_float, fold_tables
 from collectors.sql.statements import classify_statement, statement_families
@@ -120,7 +120,7 @@ class MySQL(Dialect):
             return f"SELECT /*+ MAX_EXECUTION_TIME({max(1, int(seconds * 1000))}) */" + sql[6:]
         return sql  # SHOW has no server-side limit on MySQL: the read timeout bounds it
 
-    def bound_io(self, dbapi_connection: Any, seconds: float) -> Interrupt:
+    def bound_io(self, dbapi_connection: Any, seconds: float) -> Action:
         # PyMySQL applies these to its socket before every read and write (connections.py)
         own = dbapi_connection._read_timeout, dbapi_connection._write_timeout
         dbapi_connection._read_timeout = dbapi_connection._write_timeout = seconds
@@ -130,7 +130,7 @@ class MySQL(Dialect):
 
         return restore
 
-    def interrupter(self, dbapi_connection: Any) -> tuple[Interrupt, Interrupt]:
+    def interrupter(self, dbapi_connection: Any) -> tuple[Action, Action]:
         return socket_interrupter(dbapi_connection._sock.fileno())
 
     def start_read_only(self, conn: Connection) -> None:

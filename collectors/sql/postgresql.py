@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL, Connection
 from collectors.base import ScrapeContext
 from collectors.specs import FamilySet, MetricSpec, counter, gauge
 from collectors.sql import families as common
-from collectors.sql.dialect import ConnectSettings, Dialect, Interrupt, ServerOptions, register
+from collectors.sql.dialect import Action, ConnectSettings, Dialect, ServerOptions, register
 from collectors.sql.engine import Queries
 from collectors.sql.families import TableStat, as_float, fold_tables
 from collectors.sql.statements import (
@@ -158,7 +158,7 @@ class PostgreSQL(Dialect):
         )
         return sql
 
-    def interrupter(self, dbapi_connection: Any) -> tuple[Interrupt, Interrupt]:
+    def interrupter(self, dbapi_connection: Any) -> tuple[Action, Action]:
         return socket_interrupter(dbapi_connection.fileno())
 
     def start_read_only(self, conn: Connection) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.pool import QueuePool
 from collectors.base import ScrapeContext
 from collectors.specs import FamilySet, gauge
 from collectors.sql import families as common
-from collectors.sql.dialect import ConnectSettings, Dialect, Interrupt, ServerOptions, register
+from collectors.sql.dialect import Action, ConnectSettings, Dialect, ServerOptions, register
 from collectors.sql.engine import Queries
 from collectors.sql.families import SIZE_STAT, as_float, fold_tables
 
@@ -70,7 +70,7 @@ class SQLite(Dialect):
     def limited(self, conn: Connection, sql: str, seconds: float) -> str:
         return sql  # `limits_on_server` is False: Queries interrupts it after `seconds`
 
-    def interrupter(self, dbapi_connection: Any) -> tuple[Interrupt, Interrupt]:
+    def interrupter(self, dbapi_connection: Any) -> tuple[Action, Action]:
         return dbapi_connection.interrupt, lambda: None  # no descriptor of ours to release
 
     @contextlib.contextmanager

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import socket
 import threading
 import time
@@ -34,6 +35,11 @@ class Watchdog:
     """Runs actions at points on the monotonic clock, from one thread started on first use."""
 
     def __init__(self) -> None:
+        self._reset()
+        # a forked worker (gunicorn --preload, multiprocess mode) has no watchdog thread
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, Alarm]] = []
         self._order = itertools.count()
