@@ -2,11 +2,15 @@
 
     python benchmarks/database.py
 
-Starts, on free loopback ports, our exporter watching only PostgreSQL (then only MariaDB) and
-the Debian peer on the same server, and scrapes them the way Prometheus does (its Accept,
+Starts a private PostgreSQL 15 and a private MariaDB (tests/db_servers.py: fresh data
+directories on free loopback ports, stopped at the end) holding the same ten tables, then, on
+free loopback ports, our exporter watching only PostgreSQL (then only MariaDB) and the Debian
+peer on the same server, and scrapes them the way Prometheus does (its Accept,
 Accept-Encoding and scrape-timeout headers, one keep-alive connection) in interleaved rounds
 of one run. Prints scrape latency p50/p99, CPU per scrape (utime+stime of the process tree
-from /proc, before/after each round) and our/peer ratios.
+from /proc, before/after each round) and our/peer ratios. Private servers keep the machine's
+shared ones out of it: other people's tables and load do not move the figures, and the peers'
+heavy information_schema scans never touch a server someone else is testing on.
 
 What each side reads, so the figures are read fairly:
 - ours: pool, pg_stat_activity, pg_stat_database, pg_stat_user_tables + sizes (PostgreSQL);
@@ -27,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy.engine import make_url  # noqa: E402
+
 from benchmarks.harness import (  # noqa: E402
     Server,
     free_port,
@@ -35,13 +41,30 @@ from benchmarks.harness import (  # noqa: E402
     percentile,
     started,
 )
+from tests.db_servers import private_mariadb, private_postgres  # noqa: E402
+from tests.dbhelp import execute  # noqa: E402
 
 ROUNDS, SCRAPES = 5, 100
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/test?sslmode=disable"
-MY_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
-MY_DSN = "root@tcp(127.0.0.1:3306)/test"
+TABLES = 10  # bench_t0 .. bench_t9, 100 rows each, on both servers
 LOG = "bench-db"  # exporters' output: <temp dir>/bench-db-<name>-<port>.log
+
+
+def fill(url: str) -> None:
+    """The same small schema on each server, so both sides report the same tables."""
+    statements = []
+    for i in range(TABLES):
+        statements += [
+            f"CREATE TABLE bench_t{i} (id int PRIMARY KEY, body varchar(100))",
+            *(f"INSERT INTO bench_t{i} VALUES ({n}, 'row {n}')" for n in range(100)),
+        ]
+    execute(url, *statements)
+
+
+def peer_dsn(url: str, kind: str) -> str:
+    parsed = make_url(url)
+    if kind == "postgresql":
+        return f"postgresql://{parsed.username}@{parsed.host}:{parsed.port}/{parsed.database}?sslmode=disable"
+    return f"{parsed.username}@tcp({parsed.host}:{parsed.port})/{parsed.database}"
 
 
 def compare(title: str, ours: Server, peer: Server) -> None:
@@ -73,20 +96,32 @@ def main() -> None:
     mysqld_exporter = shutil.which("prometheus-mysqld-exporter")
     if not postgres_exporter or not mysqld_exporter:
         sys.exit("install prometheus-postgres-exporter and prometheus-mysqld-exporter")
-    # (title, our URL, peer, peer's flags, peer's DATA_SOURCE_NAME). mysqld_exporter 0.14
-    # insists on a password in --config.my-cnf; root has none here, so use its
-    # DATA_SOURCE_NAME (later versions: --mysqld.username/--mysqld.address instead).
-    comparisons = [
-        ("PostgreSQL 15", PG_URL, "postgres_exporter", [postgres_exporter], PG_DSN),
-        (
-            "MariaDB 10.11",
-            MY_URL,
-            "mysqld_exporter",
-            [mysqld_exporter, "--collect.info_schema.tables"],
-            MY_DSN,
-        ),
-    ]
-    with tempfile.TemporaryDirectory(prefix="bench-db-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-db-") as tmp,
+        private_postgres() as pg_url,
+        private_mariadb() as my_url,
+    ):
+        fill(pg_url)
+        fill(my_url)
+        # (title, our URL, peer, peer's flags, peer's DATA_SOURCE_NAME). mysqld_exporter 0.14
+        # insists on a password in --config.my-cnf; root has none here, so use its
+        # DATA_SOURCE_NAME (later versions: --mysqld.username/--mysqld.address instead).
+        comparisons = [
+            (
+                "PostgreSQL 15",
+                pg_url,
+                "postgres_exporter",
+                [postgres_exporter],
+                peer_dsn(pg_url, "postgresql"),
+            ),
+            (
+                "MariaDB 10.11",
+                my_url,
+                "mysqld_exporter",
+                [mysqld_exporter, "--collect.info_schema.tables"],
+                peer_dsn(my_url, "mysql"),
+            ),
+        ]
         directory = Path(tmp)
         for title, url, peer_name, peer_command, dsn in comparisons:
             ours_port, peer_port = free_port(), free_port()
@@ -101,7 +136,7 @@ def main() -> None:
                 started("afirgen", ours, ours_port, log_prefix=LOG) as mine,
                 started(peer_name, peer_args, peer_port, env=env, log_prefix=LOG) as peer,
             ):
-                compare(f"{title} (shared server, database test)", mine, peer)
+                compare(f"{title} (private server, {TABLES} tables)", mine, peer)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import selectors
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -106,3 +108,107 @@ def scrape_while_sampling(
             sample()
     finally:
         exporter.loaded.engine.close()
+
+
+class Blackhole:
+    """A loopback TCP forwarder to `upstream` that can stop forwarding in both directions
+    without closing anything, as a network that silently drops a connection does.
+
+    One selector thread serves every connection, so the proxy itself adds one thread however
+    many connections the client opens; `held()` counts the sockets it holds, so a test can
+    tell the client's descriptors from the proxy's.
+    """
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.setblocking(False)
+        self.port = self.listener.getsockname()[1]
+        self.forwarding = threading.Event()
+        self.forwarding.set()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.listener, selectors.EVENT_READ)
+        self._peers: dict[socket.socket, socket.socket] = {}
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="blackhole", daemon=True)
+        self._thread.start()
+
+    def url(self, url: str) -> str:
+        """`url` with host and port replaced by the proxy's."""
+        parsed = sqlalchemy.engine.make_url(url)
+        return parsed.set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
+
+    def drop(self) -> None:
+        """Stop forwarding (both ways) and stop answering; sockets stay open."""
+        self.forwarding.clear()
+
+    def restore(self) -> None:
+        self.forwarding.set()
+
+    def held(self) -> int:
+        return len(self._peers)
+
+    def _run(self) -> None:
+        while not self._stop:
+            if not self.forwarding.is_set():
+                self._accept_silently()
+                time.sleep(0.02)
+                continue
+            for key, _ in self._selector.select(timeout=0.05):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if sock is self.listener:
+                    self._accept()
+                elif sock in self._peers:
+                    self._pump(sock)
+
+    def _accept_silently(self) -> None:
+        # the network is gone: a new connection is taken (as a kernel would complete the
+        # handshake) and never answered
+        with contextlib.suppress(BlockingIOError):
+            client, _ = self.listener.accept()
+            self._peers[client] = client
+
+    def _accept(self) -> None:
+        try:
+            client, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        try:
+            server = socket.create_connection(self.upstream, timeout=5)
+        except OSError:
+            client.close()
+            return
+        for sock in (client, server):
+            sock.setblocking(True)
+            sock.settimeout(5)
+        self._peers[client], self._peers[server] = server, client
+        self._selector.register(client, selectors.EVENT_READ)
+        self._selector.register(server, selectors.EVENT_READ)
+
+    def _pump(self, sock: socket.socket) -> None:
+        other = self._peers[sock]
+        try:
+            data = sock.recv(65536)
+            if data:
+                other.sendall(data)
+                return
+        except OSError:
+            pass
+        self._forget(sock)
+        self._forget(other)
+
+    def _forget(self, sock: socket.socket) -> None:
+        if self._peers.pop(sock, None) is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(sock)
+            sock.close()
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(timeout=5)
+        for sock in list(self._peers):
+            sock.close()
+        self._peers.clear()
+        self._selector.close()
+        self.listener.close()

@@ -20,7 +20,8 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors import database
-from collectors.database import Options, Target, classify_statement, from_engine
+from collectors.database import Options, Target, from_engine
+from collectors.sql.statements import classify_statement
 from exporter.app import create_app
 from exporter.config import load_config
 from exporter.schema import ConfigError

@@ -12,7 +12,7 @@ import sqlalchemy
 
 from collectors import database
 from collectors.base import Deadline
-from collectors.database import Queries, Target
+from collectors.database import Target
 from collectors.secret import Secret
 from exporter.app import create_app
 from exporter.config import load_config
@@ -141,8 +141,7 @@ def test_locked_table_does_not_hold_the_scrape_and_leaves_no_stuck_thread(mariad
             assert response.status_code == 200 and elapsed < 3 + 2
             assert 'db_up{database="my"} 1.0' in response.text
             collector = exporter.loaded.units[-1].collector
-            with collector.engine.connect() as conn:
-                queries = Queries(conn, "mariadb", Deadline.after(1.0), cap=5.0)
+            with collector.bounded.connect(Deadline.after(1.0), cap=5.0) as queries:
                 started = time.monotonic()
                 with pytest.raises(sqlalchemy.exc.OperationalError) as info:
                     queries.rows("SELECT count(*) AS n FROM afx_db_locked")

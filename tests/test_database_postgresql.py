@@ -13,7 +13,7 @@ import sqlalchemy
 
 from collectors import database
 from collectors.base import Deadline
-from collectors.database import Options, Queries, Target
+from collectors.database import Options, Target
 from exporter.app import create_app
 from exporter.config import load_config
 from exporter.state import Exporter
@@ -235,8 +235,7 @@ def test_locked_table_does_not_hold_the_scrape_and_leaves_no_stuck_backend(postg
 
         # A statement of ours that does wait on the lock is cancelled by the server in time.
         collector = exporter.loaded.units[-1].collector
-        with collector.engine.connect() as conn:
-            queries = Queries(conn, "postgresql", Deadline.after(1.0), cap=5.0)
+        with collector.bounded.connect(Deadline.after(1.0), cap=5.0) as queries:
             started = time.monotonic()
             with pytest.raises(sqlalchemy.exc.OperationalError) as info:
                 queries.rows("SELECT pg_total_relation_size('afx_db_locked')")

@@ -1,0 +1,290 @@
+"""Engines whose every use is bounded by a deadline, and the statements of one checkout.
+
+`BoundedEngine.connect(deadline)` waits for a pool slot at most until the deadline, opens a
+connection within it (the connect timeout follows the deadline), pings it (a stale pooled
+connection is replaced once, which is what `pool_pre_ping` would do, but bounded), and yields
+`Queries`: every statement under the dialect's server-side limit and a client-side `Guard`
+that interrupts the connection's I/O at the deadline. `abandon()` and `close()` interrupt
+connections still in use without waiting for the threads that use them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import QueuePool
+
+from collectors.base import Deadline, ScrapeContext, classify_error
+from collectors.sql.dialect import ConnectSettings, Dialect, for_connection, for_url, with_driver
+from collectors.sql.errors import classify
+from collectors.sql.pool import read_pool
+from collectors.sql.watchdog import WATCHDOG, Guard
+
+APPLICATION_NAME = "afirgen-exporter"
+#: The client side cuts a connection this long after the deadline, so that the server-side
+#: limit (never later than the deadline) can answer first and the connection survives.
+CLIENT_GRACE_SECONDS = 0.25
+#: pool_recycle of the exporter's own engines
+RECYCLE_SECONDS = 1800
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The exporter's own engine for one URL."""
+
+    pool_size: int = 1
+    connect_timeout_seconds: float = 5.0
+    statement_timeout_seconds: float = 5.0
+    application_name: str = APPLICATION_NAME
+
+
+class ConnectDeadline(threading.local):
+    """The connect timeout for connections opened in this thread's current checkout."""
+
+    def __init__(self, cap: float) -> None:
+        self.cap = cap
+        self.deadline: Deadline | None = None
+
+    def seconds(self) -> float:
+        return self.cap if self.deadline is None else self.deadline.timeout(cap=self.cap)
+
+
+def create_engine(url: URL | str, settings: EngineSettings) -> BoundedEngine:
+    """The exporter's own engine: pool of `pool_size`, no overflow, connect and statement
+    time limits from the deadline, sessions named `application_name`. Does not connect."""
+    url = with_driver(make_url(url))
+    dialect = for_url(url)
+    connect = ConnectDeadline(settings.connect_timeout_seconds)
+    engine = sa_create_engine(
+        url,
+        pool_size=settings.pool_size,
+        max_overflow=0,
+        pool_timeout=settings.connect_timeout_seconds,
+        pool_recycle=RECYCLE_SECONDS,
+        **dialect.engine_arguments(
+            url,
+            ConnectSettings(
+                settings.application_name, settings.statement_timeout_seconds, connect.seconds
+            ),
+        ),
+    )
+
+    @event.listens_for(engine, "do_connect")
+    def _bounded_connect(_: Any, __: Any, ___: Any, cparams: dict[str, Any]) -> None:
+        dialect.bound_connect(cparams, connect.seconds())
+
+    return BoundedEngine(engine, owned=True, connect=connect)
+
+
+class BoundedEngine:
+    """An engine (the exporter's own, or an application's) used under deadlines."""
+
+    def __init__(
+        self, engine: Engine, *, owned: bool = False, connect: ConnectDeadline | None = None
+    ) -> None:
+        self.engine = engine
+        self.owned = owned
+        self.dialect = for_url(engine.url)
+        self._connect = connect
+        #: how long after the deadline the client side cuts a connection
+        self.client_grace_seconds = CLIENT_GRACE_SECONDS
+        self._guards: set[Guard] = set()
+        self._lock = threading.Lock()  # guards the set only; never held during I/O
+        self._slot = threading.Condition()
+        if owned:
+            event.listen(engine, "checkin", self._slot_freed)
+
+    def _slot_freed(self, *_: Any) -> None:
+        with self._slot:
+            self._slot.notify_all()
+
+    def _wait_for_slot(self, deadline: Deadline) -> None:
+        """Never queue past the deadline behind a connection a stuck run still holds."""
+        pool = self.engine.pool
+        if not (self.owned and isinstance(pool, QueuePool)):
+            return
+        with self._slot:
+            if not self._slot.wait_for(lambda: not read_pool(pool).exhausted, deadline.remaining()):
+                raise TimeoutError("no pool slot free before the deadline")
+
+    @contextlib.contextmanager
+    def connect(self, deadline: Deadline, cap: float) -> Iterator[Queries]:
+        """A pinged connection whose statements are bounded by `deadline` (and `cap` each)."""
+        self._wait_for_slot(deadline)
+        if self._connect is not None:
+            self._connect.deadline = deadline
+        try:
+            for attempt in range(2):
+                with self._checkout() as conn:
+                    queries = Queries(conn, for_connection(conn) or self.dialect, deadline, cap)
+                    with self._guarded(queries):
+                        try:
+                            queries.ping()
+                        except DBAPIError as exc:
+                            # a stale pooled connection (server restarted): one fresh try,
+                            # unless the time is what ran out
+                            if attempt or not exc.connection_invalidated or _timed_out(exc):
+                                raise
+                            continue
+                        yield queries
+                        return
+        finally:
+            if self._connect is not None:
+                self._connect.deadline = None
+
+    def _checkout(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except DBAPIError as exc:
+            release_frames(exc)
+            raise
+
+    @contextlib.contextmanager
+    def _guarded(self, queries: Queries) -> Iterator[None]:
+        dbapi = queries.conn.connection.dbapi_connection
+        # Socket timeouts once per checkout, what is left rounded up to the grace step (so
+        # at most the grace past the deadline): a timeout that changes costs a settimeout()
+        # that hands the GIL around, and scrapes with the same timeout get the same value.
+        step = self.client_grace_seconds
+        restore = queries.dialect.bound_io(
+            dbapi, max(step, math.ceil(queries.deadline.remaining() / step) * step)
+        )
+        interrupt, release = queries.dialect.interrupter(dbapi)
+        guard = Guard(queries.deadline.at, self.client_grace_seconds, interrupt, release)
+        queries.guard = guard
+        with self._lock:
+            self._guards.add(guard)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._guards.discard(guard)
+            guard.close()
+            if not self.owned:  # an application's connection gets its own timeouts back
+                restore()
+
+    def interrupt(self, *, overdue_only: bool) -> int:
+        """Break the I/O of connections in use (only those past their deadline, or all)."""
+        now = time.monotonic()
+        with self._lock:
+            guards = [g for g in self._guards if not overdue_only or g.deadline_at <= now]
+        for guard in guards:
+            guard.fire()
+        return len(guards)
+
+    def abandon(self) -> None:
+        """A run overran its deadline: cut its connection now; the pool slot comes back as
+        SQLAlchemy invalidates it, and the next run checks out a fresh one."""
+        self.interrupt(overdue_only=True)
+
+    def close(self) -> None:
+        """Cut connections in use (without waiting for their threads), close the rest."""
+        self.interrupt(overdue_only=False)
+        if self.owned:
+            self.engine.dispose()
+
+
+def release_frames(exc: BaseException) -> None:
+    """Drop the local variables of the finished frames an error's traceback holds.
+
+    psycopg's failed connect keeps its half-open connection (and socket) in a frame that the
+    raised error's traceback references in a cycle: without this the socket stays open until
+    the garbage collector runs, and a dead network piles them up.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if current.__traceback__ is not None:
+            traceback.clear_frames(current.__traceback__)
+        orig = getattr(current, "orig", None)
+        current = (
+            orig
+            if isinstance(orig, BaseException) and id(orig) not in seen
+            else (current.__cause__ or current.__context__)
+        )
+
+
+def _timed_out(exc: DBAPIError) -> bool:
+    return classify(exc) == "timeout"
+
+
+class Queries:
+    """Statements on one checked-out connection, each under a server-side time limit."""
+
+    def __init__(self, conn: Connection, dialect: Dialect, deadline: Deadline, cap: float):
+        self.conn = conn
+        self.dialect = dialect
+        self.deadline = deadline
+        self.cap = cap
+        self.guard: Guard | None = None
+        self.ping_seconds = 0.0
+
+    @property
+    def interrupted(self) -> bool:
+        return self.guard is not None and self.guard.fired
+
+    def rows(self, sql: str, **params: Any) -> list[Any]:
+        return list(self.execute(sql, **params))
+
+    def execute(self, sql: str, **params: Any) -> CursorResult[Any]:
+        """One statement under the limits (psycopg and PyMySQL have read the whole result by
+        the time it returns; SQLite reads on under the checkout's guard)."""
+        if self.deadline.expired():
+            raise TimeoutError("scrape deadline reached")
+        seconds = self.deadline.timeout(cap=self.cap, floor=0.05)
+        alarm = None
+        if not self.dialect.limits_on_server and self.guard is not None:
+            alarm = WATCHDOG.arm(time.monotonic() + seconds, self.guard.fire)
+        try:
+            statement = self.dialect.limited(self.conn, sql.strip(), seconds)
+            return self.conn.execute(text(statement), params)
+        except DBAPIError as exc:
+            if self.interrupted:
+                raise TimeoutError("time limit reached: statement interrupted") from exc
+            raise
+        finally:
+            if alarm is not None:
+                WATCHDOG.cancel(alarm)
+
+    def one(self, sql: str, **params: Any) -> Any:
+        return self.rows(sql, **params)[0]
+
+    def ping(self) -> None:
+        started = time.perf_counter()
+        self.rows("SELECT 1")
+        self.ping_seconds = time.perf_counter() - started
+
+    @contextlib.contextmanager
+    def optional(self, what: str, ctx: ScrapeContext) -> Iterator[None]:
+        """A part a scrape can do without: on a database error it is noted and skipped."""
+        try:
+            with self.dialect.savepoint(self.conn):
+                yield
+        except DBAPIError as exc:
+            if self.deadline.expired() or self.interrupted:
+                raise
+            ctx.note(f"{what} skipped this scrape ({classify_error(exc)})")
+
+    @contextlib.contextmanager
+    def read_only(self) -> Iterator[None]:
+        """A read-only transaction, rolled back at the end (nothing is left set)."""
+        self.conn.rollback()
+        self.conn.begin()
+        try:
+            self.dialect.start_read_only(self.conn)
+            yield
+        finally:
+            self.conn.rollback()
+            self.dialect.end_read_only(self.conn)

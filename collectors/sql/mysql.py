@@ -1,0 +1,209 @@
+"""MySQL and MariaDB (PyMySQL): connection settings, time limits, status and schema views.
+
+Both share one driver and the same views; they differ in the server-side statement limit
+(MariaDB `SET STATEMENT max_statement_time=... FOR`, MySQL the `MAX_EXECUTION_TIME` hint
+on SELECTs), and MariaDB alone has `Innodb_deadlocks`. PyMySQL's read and write timeouts
+follow the deadline, checkout by checkout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.engine import URL, Connection
+
+from collectors.base import ScrapeContext
+from collectors.specs import FamilySet, MetricSpec, counter, gauge
+from collectors.sql import families as common
+from collectors.sql.dialect import Action, ConnectSettings, Dialect, ServerOptions, register
+from collectors.sql.engine import Queries
+from collectors.sql.families import SIZE_STAT, as_float, fold_tables
+from collectors.sql.statements import classify_statement, statement_families
+from collectors.sql.watchdog import socket_interrupter
+
+_DB = ("database",)
+_STATUS = "SHOW GLOBAL STATUS"
+
+# fmt: off
+COMMANDS = counter("db_commands_total", "Statements received by type (Com_*).", ("database", "command"), source=f"{_STATUS} Com_*")  # noqa: E501
+#: SHOW GLOBAL STATUS variable -> (spec, multiplier to the base unit)
+STATUS: Mapping[str, tuple[MetricSpec, float]] = {
+    "Aborted_connects": (counter("db_aborted_connections_total", "Failed connection attempts (Aborted_connects).", _DB, source=f"{_STATUS} Aborted_connects"), 1.0),  # noqa: E501
+    "Aborted_clients": (counter("db_aborted_clients_total", "Connections dropped without a proper close (Aborted_clients).", _DB, source=f"{_STATUS} Aborted_clients"), 1.0),  # noqa: E501
+    "Innodb_row_lock_waits": (counter("db_row_lock_waits_total", "Times InnoDB waited for a row lock.", _DB, source=f"{_STATUS} Innodb_row_lock_waits"), 1.0),  # noqa: E501
+    "Innodb_row_lock_time": (counter("db_row_lock_wait_seconds_total", "Time spent waiting for InnoDB row locks.", _DB, unit="seconds", source=f"{_STATUS} Innodb_row_lock_time (ms)"), 1e-3),  # noqa: E501
+    "Innodb_deadlocks": (common.DEADLOCKS, 1.0),  # MariaDB only
+    "Slow_queries": (counter("db_slow_queries_total", "Statements slower than long_query_time.", _DB, source=f"{_STATUS} Slow_queries"), 1.0),  # noqa: E501
+    "Created_tmp_disk_tables": (counter("db_temp_disk_tables_total", "Internal temporary tables written to disk.", _DB, source=f"{_STATUS} Created_tmp_disk_tables"), 1.0),  # noqa: E501
+    "Uptime": (gauge("db_uptime_seconds", "Seconds since the server started.", _DB, unit="seconds", source=f"{_STATUS} Uptime"), 1.0),  # noqa: E501
+}
+# fmt: on
+
+#: Com_* statement counters exported as db_commands_total{command}
+COMMAND_NAMES = (
+    "select",
+    "insert",
+    "insert_select",
+    "update",
+    "update_multi",
+    "delete",
+    "delete_multi",
+    "replace",
+    "replace_select",
+    "load",
+    "begin",
+    "commit",
+    "rollback",
+    "call_procedure",
+    "stmt_execute",
+    "create_table",
+    "alter_table",
+    "drop_table",
+    "truncate",
+    "set_option",
+)
+#: information_schema.TABLES / performance_schema table I/O columns -> specs
+TABLE_STATS = common.ROW_STATS
+
+VARIABLES = (
+    "SELECT @@max_connections AS max_connections, @@performance_schema AS perf,"
+    " @@version AS version, DATABASE() AS db"
+)
+TABLES = """
+SELECT TABLE_NAME AS tbl, TABLE_ROWS AS live, DATA_LENGTH + INDEX_LENGTH AS size
+FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'
+"""
+TABLE_IO = """
+SELECT OBJECT_NAME AS tbl, COUNT_FETCH AS rows_read, COUNT_INSERT AS inserted,
+  COUNT_UPDATE AS updated, COUNT_DELETE AS deleted
+FROM performance_schema.table_io_waits_summary_by_table
+WHERE OBJECT_SCHEMA = DATABASE() AND OBJECT_TYPE = 'TABLE'
+"""
+DIGESTS = """
+SELECT DIGEST_TEXT AS digest, COUNT_STAR AS calls, SUM_TIMER_WAIT AS picoseconds
+FROM performance_schema.events_statements_summary_by_digest
+WHERE SCHEMA_NAME = DATABASE() AND DIGEST_TEXT IS NOT NULL
+"""
+_NAMES = ", ".join(f"'{n}'" for n in (*STATUS, "Threads_connected", "Threads_running"))
+_COMMANDS = ", ".join(f"'Com_{c}'" for c in COMMAND_NAMES)
+STATUS_QUERY = f"SHOW GLOBAL STATUS WHERE Variable_name IN ({_NAMES}, {_COMMANDS})"
+
+
+class MySQL(Dialect):
+    name = "mysql"
+    url_names = ("mysql",)
+    default_driver = "pymysql"
+    drivers = frozenset({"pymysql"})
+    specs = (COMMANDS, *(spec for spec, _ in STATUS.values() if spec is not common.DEADLOCKS))
+
+    def engine_arguments(self, url: URL, settings: ConnectSettings) -> dict[str, Any]:
+        backstop = settings.statement_timeout_seconds + 5.0  # until the first statement
+        return {
+            "connect_args": {
+                "program_name": settings.application_name,
+                "read_timeout": backstop,
+                "write_timeout": backstop,
+            }
+        }
+
+    def bound_connect(self, cparams: dict[str, Any], seconds: float) -> None:
+        # PyMySQL's connect_timeout covers the TCP connect only; the greeting and the
+        # handshake are reads and writes
+        cparams["connect_timeout"] = seconds
+        cparams["read_timeout"] = seconds
+        cparams["write_timeout"] = seconds
+
+    def limited(self, conn: Connection, sql: str, seconds: float) -> str:
+        if sql.startswith("SELECT"):
+            return f"SELECT /*+ MAX_EXECUTION_TIME({max(1, int(seconds * 1000))}) */" + sql[6:]
+        return sql  # SHOW has no server-side limit on MySQL: the read timeout bounds it
+
+    def bound_io(self, dbapi_connection: Any, seconds: float) -> Action:
+        # PyMySQL applies these to its socket before every read and write (connections.py)
+        own = dbapi_connection._read_timeout, dbapi_connection._write_timeout
+        dbapi_connection._read_timeout = dbapi_connection._write_timeout = seconds
+
+        def restore() -> None:  # an application's connection gets its own timeouts back
+            dbapi_connection._read_timeout, dbapi_connection._write_timeout = own
+
+        return restore
+
+    def interrupter(self, dbapi_connection: Any) -> tuple[Action, Action]:
+        return socket_interrupter(dbapi_connection._sock.fileno())
+
+    def start_read_only(self, conn: Connection) -> None:
+        conn.exec_driver_sql("START TRANSACTION READ ONLY")
+
+    def server_name(self, conn: Connection) -> str:
+        return "mariadb" if getattr(conn.dialect, "is_mariadb", False) else self.name
+
+    def server_families(
+        self, q: Queries, ctx: ScrapeContext, out: FamilySet, options: ServerOptions
+    ) -> None:
+        variables = q.one(VARIABLES)
+        status = self._status(q)
+        out.add(common.SERVER_INFO, 1.0, self.name, str(variables.version).split("-")[0])
+        out.add(common.CONNECTIONS_MAX, variables.max_connections)
+        connected = status.get("Threads_connected", 0.0)
+        running = status.get("Threads_running", 0.0)
+        out.add(common.CONNECTIONS, running, "active")
+        out.add(common.CONNECTIONS, max(0.0, connected - running), "idle")
+        for variable, (spec, scale) in STATUS.items():
+            if variable in status:
+                out.add(spec, status[variable] * scale)
+        for command in COMMAND_NAMES:
+            value = status.get(f"Com_{command}")
+            if value is not None:
+                out.add(COMMANDS, value, command)
+        tables: dict[str, dict[str, float | None]] = {}
+        size = 0.0
+        for row in q.rows(TABLES):
+            tables[str(row.tbl)] = {"live": as_float(row.live), "size": as_float(row.size)}
+            size += float(row.size or 0)
+        out.add(common.SIZE, size)
+        performance_schema = bool(int(variables.perf or 0))
+        if performance_schema:
+            for row in q.rows(TABLE_IO):
+                values = tables.setdefault(str(row.tbl), {})
+                for column in ("rows_read", "inserted", "updated", "deleted"):
+                    values[column] = as_float(getattr(row, column))
+        else:
+            ctx.note("per-table row counters off: performance_schema is disabled")
+        fold_tables(ctx, tables, (*TABLE_STATS, SIZE_STAT), out, options.table_limit)
+        if not options.track_statements:
+            return
+        if not performance_schema:
+            ctx.note(
+                "statement metrics off: performance_schema is disabled "
+                "(start the server with performance_schema=ON)"
+            )
+            return
+        with q.optional("statement metrics", ctx):
+            rows = []
+            for row in q.rows(DIGESTS):
+                kind, table = classify_statement(str(row.digest))
+                rows.append((kind, table, float(row.calls), float(row.picoseconds) * 1e-12))
+            statement_families(ctx, rows, out, options.table_limit)
+
+    @staticmethod
+    def _status(q: Queries) -> dict[str, float]:
+        status: dict[str, float] = {}
+        for name, value in q.rows(STATUS_QUERY):
+            with contextlib.suppress(TypeError, ValueError):
+                status[str(name)] = float(value)
+        return status
+
+
+class MariaDB(MySQL):
+    name = "mariadb"
+    url_names = ("mariadb",)
+    specs = ()  # the same families as MySQL
+
+    def limited(self, conn: Connection, sql: str, seconds: float) -> str:
+        return f"SET STATEMENT max_statement_time={seconds:.3f} FOR {sql}"
+
+
+register(MySQL())
+register(MariaDB())

@@ -1,0 +1,216 @@
+"""PostgreSQL (psycopg 3): connection settings, time limits and the statistics views.
+
+psycopg has no read timeout: besides the server-side `statement_timeout`, the connection
+gets TCP keepalives and `tcp_user_timeout` (a dead peer is noticed in seconds, not after the
+kernel's 2 h), and the client-side guard shuts the socket down at the deadline.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL, Connection
+
+from collectors.base import ScrapeContext
+from collectors.specs import FamilySet, MetricSpec, counter, gauge
+from collectors.sql import families as common
+from collectors.sql.dialect import Action, ConnectSettings, Dialect, ServerOptions, register
+from collectors.sql.engine import Queries
+from collectors.sql.families import TableStat, as_float, fold_tables
+from collectors.sql.statements import (
+    PG_FIRST_WORD,
+    PG_MAIN_TABLE,
+    statement_families,
+    statement_type,
+    table_name,
+)
+from collectors.sql.watchdog import socket_interrupter
+
+_DB, _TABLE = ("database",), ("database", "table")
+
+# fmt: off
+LONGEST_TRANSACTION = gauge("db_longest_transaction_seconds", "Age of the oldest open transaction.", _DB, unit="seconds", source="pg_stat_activity oldest xact_start (other sessions, server-wide)")  # noqa: E501
+LONGEST_QUERY = gauge("db_longest_query_seconds", "Age of the longest running statement.", _DB, unit="seconds", source="pg_stat_activity oldest query_start of an active statement")  # noqa: E501
+LOCK_WAITING = gauge("db_lock_waiting_connections", "Connections waiting for a lock.", _DB, source="pg_stat_activity wait_event_type = 'Lock'")  # noqa: E501
+#: pg_stat_database column -> spec
+DATABASE_COUNTERS: tuple[tuple[str, MetricSpec], ...] = (
+    ("xact_commit", counter("db_transactions_committed_total", "Transactions committed. (pg_stat_database)", _DB, source="pg_stat_database xact_commit")),  # noqa: E501
+    ("xact_rollback", counter("db_transactions_rolled_back_total", "Transactions rolled back. (pg_stat_database)", _DB, source="pg_stat_database xact_rollback")),  # noqa: E501
+    ("deadlocks", common.DEADLOCKS),
+    ("temp_bytes", counter("db_temp_bytes_total", "Bytes written to temporary files. (pg_stat_database)", _DB, unit="bytes", source="pg_stat_database temp_bytes")),  # noqa: E501
+    ("temp_files", counter("db_temp_files_total", "Temporary files created. (pg_stat_database)", _DB, source="pg_stat_database temp_files")),  # noqa: E501
+    ("blks_hit", counter("db_blocks_hit_total", "Block reads served by shared buffers. (pg_stat_database)", _DB, source="pg_stat_database blks_hit")),  # noqa: E501
+    ("blks_read", counter("db_blocks_read_total", "Blocks read from outside shared buffers. (pg_stat_database)", _DB, source="pg_stat_database blks_read")),  # noqa: E501
+)
+#: pg_stat_user_tables columns -> specs
+TABLE_STATS: tuple[TableStat, ...] = (
+    *common.ROW_STATS,
+    TableStat(gauge("db_table_dead_rows", "Estimated dead rows (n_dead_tup).", _TABLE, source="pg_stat_user_tables n_dead_tup"), "dead"),  # noqa: E501
+    TableStat(counter("db_table_seq_scans_total", "Sequential scans (seq_scan).", _TABLE, source="pg_stat_user_tables seq_scan"), "seq_scan"),  # noqa: E501
+    TableStat(counter("db_table_index_scans_total", "Index scans (idx_scan).", _TABLE, source="pg_stat_user_tables idx_scan"), "idx_scan"),  # noqa: E501
+    TableStat(gauge("db_table_last_vacuum_age_seconds", "Time since the last (auto)vacuum; absent if never.", _TABLE, unit="seconds", source="pg_stat_user_tables greatest(last_vacuum, last_autovacuum)"), "vacuum_age", max),  # noqa: E501
+    TableStat(gauge("db_table_last_analyze_age_seconds", "Time since the last (auto)analyze; absent if never.", _TABLE, unit="seconds", source="pg_stat_user_tables greatest(last_analyze, last_autoanalyze)"), "analyze_age", max),  # noqa: E501
+)
+# fmt: on
+
+_SHARED = (common.DEADLOCKS, *common.SPECS)
+
+ACTIVITY = """
+SELECT coalesce(state, 'unknown') AS state, count(*) AS n
+FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1
+"""
+AGES = """
+SELECT
+  coalesce(extract(epoch FROM max(clock_timestamp() - xact_start)), 0) AS xact_age,
+  coalesce(extract(epoch FROM max(clock_timestamp() - query_start)
+           FILTER (WHERE state = 'active')), 0) AS query_age,
+  count(*) FILTER (WHERE wait_event_type = 'Lock') AS lock_waits
+FROM pg_stat_activity
+WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+"""
+DATABASE = """
+SELECT xact_commit, xact_rollback, deadlocks, temp_bytes, temp_files, blks_hit, blks_read,
+  pg_database_size(current_database()) AS size,
+  current_setting('max_connections')::int AS max_connections,
+  current_setting('server_version') AS version,
+  current_setting('shared_preload_libraries') AS preload
+FROM pg_stat_database WHERE datname = current_database()
+"""
+_TABLE_NAME = "CASE WHEN schemaname = 'public' THEN relname ELSE schemaname || '.' || relname END"
+TABLES = f"""
+SELECT {_TABLE_NAME} AS tbl,
+  coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) AS rows_read,
+  n_tup_ins AS inserted, n_tup_upd AS updated, n_tup_del AS deleted,
+  n_live_tup AS live, n_dead_tup AS dead, seq_scan, idx_scan,
+  extract(epoch FROM clock_timestamp() - greatest(last_vacuum, last_autovacuum)) AS vacuum_age,
+  extract(epoch FROM clock_timestamp() - greatest(last_analyze, last_autoanalyze)) AS analyze_age
+FROM pg_stat_user_tables
+"""
+# Tables someone holds an ACCESS EXCLUSIVE lock on are skipped: sizing them would wait.
+TABLE_SIZES = f"""
+SELECT {_TABLE_NAME} AS tbl,
+  CASE WHEN NOT EXISTS (
+    SELECT 1 FROM pg_locks l WHERE l.relation = s.relid AND l.mode = 'AccessExclusiveLock')
+  THEN pg_total_relation_size(s.relid) END AS size
+FROM pg_stat_user_tables s
+"""
+STATEMENTS = """
+SELECT (regexp_match(query, :first))[1] AS word, (regexp_match(query, :main, 'i'))[1] AS tbl,
+  sum(calls) AS calls, sum(total_exec_time) / 1000.0 AS seconds
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+GROUP BY 1, 2
+"""
+CONNECTION_STATES = {
+    "active": "active",
+    "idle": "idle",
+    "idle in transaction": "idle_in_transaction",
+    "idle in transaction (aborted)": "idle_in_transaction_aborted",
+    "fastpath function call": "fastpath_function_call",
+    "disabled": "disabled",
+}
+#: states shown even at 0, so dashboards and alerts never see them vanish
+ALWAYS_REPORTED_STATES = ("active", "idle", "idle_in_transaction")
+#: TCP keepalive probing of idle pooled connections: idle, interval (s), probes
+KEEPALIVES = (10, 5, 3)
+
+
+class PostgreSQL(Dialect):
+    name = "postgresql"
+    url_names = ("postgresql",)
+    default_driver = "psycopg"
+    drivers = frozenset({"psycopg"})
+    specs = (
+        LONGEST_TRANSACTION,
+        LONGEST_QUERY,
+        LOCK_WAITING,
+        *(spec for _, spec in DATABASE_COUNTERS if spec not in _SHARED),
+        *(stat.spec for stat in TABLE_STATS if stat.spec not in _SHARED),
+    )
+
+    def engine_arguments(self, url: URL, settings: ConnectSettings) -> dict[str, Any]:
+        idle, interval, count = KEEPALIVES
+        return {
+            "connect_args": {
+                "application_name": settings.application_name,
+                "keepalives": 1,
+                "keepalives_idle": idle,
+                "keepalives_interval": interval,
+                "keepalives_count": count,
+                # data unacknowledged this long closes the connection (a dead network)
+                "tcp_user_timeout": int((settings.statement_timeout_seconds + 5) * 1000),
+            }
+        }
+
+    def bound_connect(self, cparams: dict[str, Any], seconds: float) -> None:
+        cparams["connect_timeout"] = max(2, math.ceil(seconds))  # libpq: whole s, min 2
+
+    def limited(self, conn: Connection, sql: str, seconds: float) -> str:
+        limit = f"{max(1, int(seconds * 1000))}ms"
+        conn.execute(
+            text(
+                "SELECT set_config('statement_timeout', :t, true),"
+                " set_config('lock_timeout', :t, true)"
+            ),
+            {"t": limit},
+        )
+        return sql
+
+    def interrupter(self, dbapi_connection: Any) -> tuple[Action, Action]:
+        return socket_interrupter(dbapi_connection.fileno())
+
+    def start_read_only(self, conn: Connection) -> None:
+        conn.execute(text("SET TRANSACTION READ ONLY"))
+
+    def server_families(
+        self, q: Queries, ctx: ScrapeContext, out: FamilySet, options: ServerOptions
+    ) -> None:
+        states = dict.fromkeys(ALWAYS_REPORTED_STATES, 0.0)
+        for row in q.rows(ACTIVITY):
+            state = CONNECTION_STATES.get(row.state, "unknown")
+            states[state] = states.get(state, 0.0) + float(row.n)
+        for state, count in states.items():
+            out.add(common.CONNECTIONS, count, state)
+        ages = q.one(AGES)
+        out.add(LONGEST_TRANSACTION, float(ages.xact_age))
+        out.add(LONGEST_QUERY, float(ages.query_age))
+        out.add(LOCK_WAITING, ages.lock_waits)
+        db = q.one(DATABASE)
+        out.add(common.CONNECTIONS_MAX, db.max_connections)
+        out.add(common.SIZE, db.size)
+        out.add(common.SERVER_INFO, 1.0, self.name, str(db.version).split()[0])
+        for column, spec in DATABASE_COUNTERS:
+            out.add(spec, getattr(db, column) or 0)
+        tables: dict[str, dict[str, float | None]] = {
+            row.tbl: {stat.column: as_float(getattr(row, stat.column)) for stat in TABLE_STATS}
+            for row in q.rows(TABLES)
+        }
+        with q.optional("table sizes", ctx):
+            for row in q.rows(TABLE_SIZES):
+                if row.tbl in tables:
+                    tables[row.tbl]["size"] = as_float(row.size)
+        fold_tables(ctx, tables, (*TABLE_STATS, common.SIZE_STAT), out, options.table_limit)
+        if options.track_statements:
+            self._statements(q, ctx, out, options, str(db.preload))
+
+    def _statements(
+        self, q: Queries, ctx: ScrapeContext, out: FamilySet, options: ServerOptions, preload: str
+    ) -> None:
+        installed = q.rows("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'")
+        if "pg_stat_statements" not in [p.strip() for p in preload.split(",")]:
+            ctx.note("statement metrics off: pg_stat_statements is not in shared_preload_libraries")
+            return
+        if not installed:
+            ctx.note("statement metrics off: CREATE EXTENSION pg_stat_statements in this database")
+            return
+        with q.optional("statement metrics", ctx):
+            rows = [
+                (statement_type(r.word), table_name(r.tbl), float(r.calls), float(r.seconds))
+                for r in q.rows(STATEMENTS, first=PG_FIRST_WORD, main=PG_MAIN_TABLE)
+            ]
+            statement_families(ctx, rows, out, options.table_limit)
+
+
+register(PostgreSQL())

@@ -1,0 +1,107 @@
+"""collectors.sql's public API, on the real servers: the per-statement time limit works on
+PostgreSQL, MariaDB and SQLite and leaves nothing set on the pooled connection; read-only
+transactions refuse writes and leave the connection writable afterwards; the dialect
+registry."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+import sqlalchemy
+
+from collectors.base import Deadline
+from collectors.sql import BoundedEngine, check_url, classify
+from collectors.sql.dialect import dialects, for_url
+from tests.dbhelp import engine_for, execute
+
+#: a statement that runs for seconds on each dialect, and how to read the session's own limit
+SLOW = {
+    "postgresql": ("SELECT pg_sleep(5)", "SHOW statement_timeout", "0"),
+    "mariadb": ("SELECT SLEEP(5)", "SELECT @@max_statement_time", 0.0),
+    "sqlite": (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+        "PRAGMA query_only",
+        0,
+    ),
+}
+
+
+@pytest.fixture(params=["postgresql", "mariadb", "sqlite"])
+def app_engine(request, tmp_path):
+    """An application's engine with a pool of one, so every checkout is the same connection."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    elif request.param == "mariadb":
+        url = request.getfixturevalue("mariadb_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'api.db'}"
+        sqlite3.connect(tmp_path / "api.db").close()
+    execute(url, "DROP TABLE IF EXISTS afx_db_api", "CREATE TABLE afx_db_api (id int)")
+    with engine_for(url, pool_size=1, max_overflow=0) as engine:
+        yield request.param, engine
+    execute(url, "DROP TABLE IF EXISTS afx_db_api")
+
+
+def test_statement_limit_cuts_a_slow_statement_and_leaves_no_setting(app_engine):
+    dialect, engine = app_engine
+    slow, show_limit, unlimited = SLOW[dialect]
+    bounded = BoundedEngine(engine)
+    with bounded.connect(Deadline.after(30), cap=0.5) as q:
+        started = time.monotonic()
+        with pytest.raises(Exception) as info:  # noqa: B017 - the driver's own error type
+            q.rows(slow)
+        took = time.monotonic() - started
+    assert classify(info.value) == "timeout"
+    assert took < 0.5 + 2, took  # the 0.5 s cap, far inside the 30 s deadline
+    with engine.connect() as conn:  # the same pooled connection, as the application gets it
+        assert conn.execute(sqlalchemy.text(show_limit)).scalar() == unlimited
+        assert conn.execute(sqlalchemy.text("SELECT 1")).scalar() == 1
+    assert engine.pool.checkedout() == 0
+
+
+def test_read_only_transaction_refuses_writes_and_leaves_the_connection_writable(app_engine):
+    _, engine = app_engine
+    bounded = BoundedEngine(engine)
+    with bounded.connect(Deadline.after(10), cap=5) as q:
+        with pytest.raises(sqlalchemy.exc.DBAPIError), q.read_only():
+            q.rows("INSERT INTO afx_db_api VALUES (1)")
+        with q.read_only():
+            assert q.one("SELECT count(*) FROM afx_db_api")[0] == 0
+    with engine.connect() as conn:  # the same connection, read-write again
+        conn.execute(sqlalchemy.text("INSERT INTO afx_db_api VALUES (2)"))
+        conn.commit()
+        assert conn.execute(sqlalchemy.text("SELECT count(*) FROM afx_db_api")).scalar() == 1
+
+
+def test_optional_part_is_skipped_with_a_note_and_the_rest_goes_on(app_engine):
+    from collectors.base import ScrapeContext
+
+    _, engine = app_engine
+    ctx = ScrapeContext(Deadline.after(10))
+    with BoundedEngine(engine).connect(ctx.deadline, cap=5) as q:
+        with q.optional("a missing view", ctx):
+            q.rows("SELECT * FROM afx_db_no_such_view")
+        assert q.one("SELECT count(*) FROM afx_db_api")[0] == 0
+    assert ctx.notes == ["a missing view skipped this scrape (error)"]
+
+
+def test_registry_knows_each_url_name_and_refuses_others():
+    assert [d.name for d in dialects()] == ["postgresql", "mysql", "mariadb", "sqlite"]
+    url = sqlalchemy.engine.make_url
+    assert for_url(url("mariadb+pymysql://u@h/d")).name == "mariadb"
+    assert for_url(url("mysql://u@h/d")).name == "mysql"
+    assert check_url("postgresql://u@h/d") == "postgresql://u@h/d"
+    with pytest.raises(ValueError, match="supported: postgresql, mysql, mariadb, sqlite"):
+        check_url("oracle://u@h/d")
+
+
+def test_an_application_connection_gets_its_own_driver_timeouts_back(mariadb_url):
+    """PyMySQL's read timeout follows our deadline only while we hold the connection."""
+    with engine_for(mariadb_url, pool_size=1, max_overflow=0) as engine:
+        with BoundedEngine(engine).connect(Deadline.after(0.5), cap=0.5) as q:
+            q.rows("SELECT 1")  # read timeout now about 0.75 s on this connection
+        with engine.connect() as conn:  # the same connection, as the application gets it
+            slept = conn.execute(sqlalchemy.text("SELECT SLEEP(1.5)")).scalar()
+        assert slept == 0  # ran to the end: no timeout of ours left on it
