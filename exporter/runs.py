@@ -1,0 +1,151 @@
+"""The collections in flight for each unit: single flight, and abandonment of overrun runs.
+
+- Single flight: a scrape that finds its unit already being collected waits for that run
+  instead of starting another, so overlapping scrapes never stack queries on a source.
+- A run still going when its deadline passes is abandoned: later scrapes no longer join it,
+  the collector's `abandon()` is called once for it in a worker thread (so it drops the stuck
+  connection), and its late result is discarded, never served as fresh. The next scrape starts
+  a fresh run.
+- At most `max_abandoned` abandoned runs per unit may still be running; beyond that no new run
+  (and no thread) is started for the unit until one of them ends, so a wedged source cannot
+  make threads grow without limit.
+
+Runs are `concurrent.futures` futures (not tied to one event loop) and the bookkeeping is
+guarded by a lock that is never held across I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+from collections.abc import Hashable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from collectors.base import CollectionResult, Deadline, SourceCollector
+
+log = logging.getLogger("afirgen_exporter")
+
+#: Abandoned runs of one unit that may still be running before the unit is reported down
+#: without starting another.
+MAX_ABANDONED = 2
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(eq=False)
+class Run:
+    future: Future[CollectionResult]
+    deadline: Deadline
+    abandoned: bool = False
+
+
+@dataclass
+class Flights(Generic[K]):
+    """Runs in flight per unit key, and how many were abandoned (kept across reloads)."""
+
+    pool: Executor
+    #: Where `abandon()` is called: a thread of its own, so a slow hook delays no scrape.
+    janitor: Executor
+    max_abandoned: int = MAX_ABANDONED
+    abandoned_total: dict[K, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: dict[K, Run] = {}
+        self._abandoned: dict[K, set[Run]] = {}
+        self._abandoning: dict[K, Future[None]] = {}
+
+    async def result(
+        self, key: K, collector: SourceCollector, deadline: Deadline
+    ) -> CollectionResult | None:
+        """The unit's collection by `deadline`, or None when none answered in time.
+
+        A run started for an earlier deadline is joined until that deadline; if it is then
+        abandoned and time is left, a fresh run is started for this one.
+        """
+        while True:
+            run = self._join_or_start(key, collector, deadline)
+            if run is None:
+                return None
+            wait = min(deadline.remaining(), run.deadline.remaining())
+            await asyncio.wait({asyncio.wrap_future(run.future)}, timeout=wait)
+            if run.future.done() and not run.abandoned:
+                return run.future.result()
+            if run.deadline.expired():
+                self.abandon(key, collector, run)
+            if deadline.expired():
+                return None
+
+    def _join_or_start(self, key: K, collector: SourceCollector, deadline: Deadline) -> Run | None:
+        with self._lock:
+            run = self._current.get(key)
+            if run is not None:
+                return run
+            if len(self._abandoned.get(key, ())) >= self.max_abandoned:
+                return None
+            hook = self._abandoning.pop(key, None)
+            if hook is None or hook.done():
+                future = self.pool.submit(collector.run, deadline, report=False)
+            else:  # the collector's abandon() returns before its next run starts
+                future = self.pool.submit(_run_after, hook, collector, deadline)
+            run = Run(future, deadline)
+            self._current[key] = run
+        # outside the lock: a run already done calls back at once, and that takes the lock
+        run.future.add_done_callback(functools.partial(self._finished, key, run))
+        return run
+
+    def _finished(self, key: K, run: Run, future: Future[CollectionResult]) -> None:
+        with self._lock:
+            if self._current.get(key) is run:
+                del self._current[key]
+            stuck = self._abandoned.get(key)
+            if stuck is not None:
+                stuck.discard(run)  # its late result is dropped with it
+
+    def abandon(self, key: K, collector: SourceCollector, run: Run) -> None:
+        """Stop waiting for `run` (once): it overran its deadline and is still going."""
+        with self._lock:
+            if run.abandoned or run.future.done():
+                return
+            run.abandoned = True
+            if self._current.get(key) is run:
+                del self._current[key]
+            self._abandoned.setdefault(key, set()).add(run)
+            self.abandoned_total[key] = self.abandoned_total.get(key, 0) + 1
+        try:
+            hook = self.janitor.submit(_call_abandon, collector)
+        except RuntimeError:  # the engine is closing: close() drops the connections instead
+            return
+        with self._lock:
+            self._abandoning[key] = hook
+
+    def stuck(self, key: K) -> int:
+        """Abandoned runs of the unit still running."""
+        with self._lock:
+            return len(self._abandoned.get(key, ()))
+
+    def in_flight(self) -> list[Future[CollectionResult]]:
+        """The runs not abandoned (what a graceful close waits for)."""
+        with self._lock:
+            return [run.future for run in self._current.values()]
+
+
+def _run_after(
+    hook: Future[None], collector: SourceCollector, deadline: Deadline
+) -> CollectionResult:
+    """`collector.run(deadline)` once its abandon() call has returned (or the deadline passed)."""
+    with contextlib.suppress(Exception):
+        hook.result(timeout=deadline.remaining())
+    return collector.run(deadline, report=False)
+
+
+def _call_abandon(collector: SourceCollector) -> None:
+    try:
+        collector.abandon()
+    except Exception as exc:  # noqa: BLE001 - a broken hook must not break the janitor
+        collector.log_failure("error", exc)
