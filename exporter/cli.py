@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from collectors.base import Deadline
 from collectors.catalog import CATALOG
-from exporter import __version__
+from exporter import __version__, logs
 from exporter.config import Config, load_config, read_config, with_overrides
 from exporter.schema import ConfigError
 from exporter.state import Exporter
@@ -110,11 +109,7 @@ def load(invocation: Invocation) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     invocation = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=invocation.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(invocation.log_level)
     try:
         config = load(invocation)
         exporter = Exporter(
