@@ -7,6 +7,7 @@ as the far end of a real collector (a model server) or of a test collector's soc
 from __future__ import annotations
 
 import contextlib
+import itertools
 import selectors
 import socket
 import threading
@@ -108,14 +109,16 @@ class DripServer:
     """An HTTP server on loopback that drips its answer one byte every `interval` seconds.
 
     Every read gets a byte well within any per-read timeout, so only a whole-request deadline
-    ends such a request. After `heal()`, new connections get the whole answer at once, while
+    ends such a request. It drips all but the last byte and then stalls, or with `forever` a
+    header line that never ends (h11 gives up after 16 KiB: half an hour). After `heal()`, new connections get the whole answer at once, while
     the connections already dripping keep dripping (a stuck connection stays stuck).
     """
 
     ANSWER = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{"status": "ok"}'
 
-    def __init__(self, interval: float = 0.2) -> None:
+    def __init__(self, interval: float = 0.2, *, forever: bool = False) -> None:
         self.interval = interval
+        self.forever = forever
         self._server = socket.create_server(("127.0.0.1", 0))
         self._server.settimeout(0.05)
         self.port: int = self._server.getsockname()[1]
@@ -147,7 +150,8 @@ class DripServer:
                     request = conn.recv(65536)
                 if not dripping:
                     return
-                for byte in self.ANSWER[:-1]:  # never the last byte: the request never ends
+                drip = itertools.chain(b"HTTP/1.1 200 OK\r\nX-Drip: ", itertools.repeat(97))
+                for byte in drip if self.forever else self.ANSWER[:-1]:  # never the last byte
                     if self._stop.wait(self.interval):
                         return
                     conn.sendall(bytes([byte]))
