@@ -21,7 +21,8 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Hashable
+import time
+from collections.abc import Hashable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -60,26 +61,44 @@ class Flights(Generic[K]):
         self._abandoned: dict[K, set[Run]] = {}
         self._abandoning: dict[K, Future[None]] = {}
 
-    async def result(
-        self, key: K, collector: SourceCollector, deadline: Deadline
-    ) -> CollectionResult | None:
-        """The unit's collection by `deadline`, or None when none answered in time.
+    async def results(
+        self, wanted: Sequence[tuple[K, SourceCollector, Deadline]]
+    ) -> list[CollectionResult | None]:
+        """Each unit's collection by its deadline (None when none answered in time).
 
-        A run started for an earlier deadline is joined until that deadline; if it is then
-        abandoned and time is left, a fresh run is started for this one.
+        All of one scrape's units are waited for together: the loop wakes once when every run
+        is done, or at the next deadline among them. A run started for an earlier deadline is
+        joined until that deadline; if it is then abandoned and time is left, a fresh run is
+        started.
         """
-        while True:
+        answers: list[CollectionResult | None] = [None] * len(wanted)
+        pending: dict[int, Run] = {}
+        for i, (key, collector, deadline) in enumerate(wanted):
             run = self._join_or_start(key, collector, deadline)
-            if run is None:
-                return None
-            wait = min(deadline.remaining(), run.deadline.remaining())
-            await asyncio.wait({asyncio.wrap_future(run.future)}, timeout=wait)
-            if run.future.done() and not run.abandoned:
-                return run.future.result()
-            if run.deadline.expired():
-                self.abandon(key, collector, run)
-            if deadline.expired():
-                return None
+            if run is not None:
+                pending[i] = run
+        while pending:
+            waiting = [run.future for run in pending.values() if not run.future.done()]
+            if waiting:
+                until = min(min(wanted[i][2].at, run.deadline.at) for i, run in pending.items())
+                await _all_done_or_timeout(waiting, until - time.monotonic())
+            for i, run in list(pending.items()):
+                key, collector, deadline = wanted[i]
+                if run.future.done() and not run.abandoned:
+                    answers[i] = run.future.result()
+                    del pending[i]
+                    continue
+                if run.deadline.expired():
+                    self.abandon(key, collector, run)
+                if deadline.expired():
+                    del pending[i]
+                elif run.abandoned:  # its own deadline passed before this one's: start afresh
+                    fresh = self._join_or_start(key, collector, deadline)
+                    if fresh is None:
+                        del pending[i]
+                    else:
+                        pending[i] = fresh
+        return answers
 
     def _join_or_start(self, key: K, collector: SourceCollector, deadline: Deadline) -> Run | None:
         with self._lock:
@@ -133,6 +152,38 @@ class Flights(Generic[K]):
         """The runs not abandoned (what a graceful close waits for)."""
         with self._lock:
             return [run.future for run in self._current.values()]
+
+
+async def _all_done_or_timeout(futures: Sequence[Future[CollectionResult]], timeout: float) -> None:
+    """Until every one of `futures` is done or `timeout` seconds passed, whichever is first.
+
+    One loop future, one timer and one wake-up of the loop for a whole scrape (not one per
+    unit, as asyncio.wait over wrapped futures would cost).
+    """
+    loop = asyncio.get_running_loop()
+    woken = loop.create_future()
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def wake() -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    def from_thread(_: Future[CollectionResult]) -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(wake)
+
+    timer = loop.call_later(max(0.0, timeout), wake)
+    for future in futures:
+        future.add_done_callback(from_thread)
+    try:
+        await woken
+    finally:
+        timer.cancel()
 
 
 def _run_after(

@@ -29,6 +29,7 @@ from collectors.base import CollectionResult, Deadline, SourceCollector
 from collectors.specs import MetricSpec, add, counter, gauge
 from exporter import __version__
 from exporter.exposition import Format, compress, encode
+from exporter.families import merge_same_name, with_prefix
 from exporter.runs import MAX_ABANDONED, Flights
 from exporter.workers import WorkerPool, daemon_call
 
@@ -61,33 +62,11 @@ SPECS: tuple[MetricSpec, ...] = (
 CLOSE_SECONDS = 1.0
 #: Collection threads of one engine at most.
 MAX_THREADS = 128
+#: Bodies of at most this many samples are encoded on the event loop (about 1 ms of CPU):
+#: handing them to the encoding thread and back costs more than that blocks other requests.
+INLINE_ENCODE_SAMPLES = 1000
 
 UnitKey = tuple[str, str]
-
-
-def merge_same_name(families: Sequence[Metric]) -> list[Metric]:
-    """One family per metric name, as both exposition formats require.
-
-    Several targets of one collector (two databases, two Redis) each yield their own family
-    of the same name; their samples are joined under the first one's HELP and TYPE. The input
-    is returned as is when every name is already unique (the common, cheap case).
-    """
-    if len({family.name for family in families}) == len(families):
-        return list(families)
-    merged: dict[str, Metric] = {}
-    result: list[Metric] = []
-    for family in families:
-        existing = merged.get(family.name)
-        if existing is None:
-            copy = Metric(family.name, family.documentation, family.type, family.unit)
-            copy.samples = list(family.samples)
-            merged[family.name] = copy
-            result.append(copy)
-        elif existing.type == family.type:
-            existing.samples.extend(family.samples)
-        else:  # a clash of types between collectors: keep the first, never emit both
-            continue
-    return result
 
 
 @dataclass(frozen=True)
@@ -162,21 +141,25 @@ class ScrapeEngine:
     async def collect(
         self, units: Sequence[Unit], deadline: Deadline
     ) -> list[tuple[Unit, CollectionResult]]:
-        results = await asyncio.gather(*(self._collect_one(u, deadline) for u in units))
-        return list(zip(units, results, strict=True))
-
-    async def _collect_one(self, unit: Unit, deadline: Deadline) -> CollectionResult:
         started = time.monotonic()
-        unit_deadline = deadline
-        if unit.timeout_seconds is not None:
-            unit_deadline = Deadline(min(deadline.at, started + unit.timeout_seconds))
-        result = await self._flights.result(unit.key, unit.collector, unit_deadline)
-        if result is None:
-            result = self._timed_out(unit, started)
-        self._record(unit, result)
-        return result
+        deadlines = [
+            deadline
+            if unit.timeout_seconds is None
+            else Deadline(min(deadline.at, started + unit.timeout_seconds))
+            for unit in units
+        ]
+        answers = await self._flights.results(
+            [(u.key, u.collector, d) for u, d in zip(units, deadlines, strict=True)]
+        )
+        results = []
+        for unit, unit_deadline, result in zip(units, deadlines, answers, strict=True):
+            if result is None:
+                result = self._timed_out(unit, min(unit_deadline.at, time.monotonic()) - started)
+            self._record(unit, result)
+            results.append((unit, result))
+        return results
 
-    def _timed_out(self, unit: Unit, started: float) -> CollectionResult:
+    def _timed_out(self, unit: Unit, waited: float) -> CollectionResult:
         stuck = self._flights.stuck(unit.key)
         notes: tuple[str, ...] = ()
         detail = "no answer within the scrape deadline"
@@ -186,7 +169,7 @@ class ScrapeEngine:
         return CollectionResult(
             families=list(unit.collector.down_families()),
             success=False,
-            duration_seconds=time.monotonic() - started,
+            duration_seconds=waited,
             reason="timeout",
             notes=notes,
             detail=detail,
@@ -224,13 +207,7 @@ class ScrapeEngine:
     def _with_namespace(self, families: list[Metric]) -> list[Metric]:
         if not self.namespace:
             return families
-        prefix = self.namespace + "_"
-        renamed = []
-        for family in families:
-            copy = Metric(prefix + family.name, family.documentation, family.type, family.unit)
-            copy.samples = [s._replace(name=prefix + s.name) for s in family.samples]
-            renamed.append(copy)
-        return renamed
+        return with_prefix(families, self.namespace + "_")
 
     async def metrics_families(self, units: Sequence[Unit], deadline: Deadline) -> list[Metric]:
         results = await self.collect(units, deadline)
@@ -296,6 +273,8 @@ class ScrapeEngine:
             families = await self.probe_families(units, deadline)
         else:
             families = await self.metrics_families(units, deadline)
+        if sum(len(family.samples) for family in families) <= INLINE_ENCODE_SAMPLES:
+            return self._encode(families, fmt, gzipped)  # cheaper than a thread's round trip
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._encoder, self._encode, families, fmt, gzipped)
 

@@ -237,3 +237,39 @@ def test_threads_and_fds_stay_flat_over_200_scrapes_with_wedged_sources(silent):
     while silent.open_connections() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert silent.open_connections() == 0  # every socket was closed: nothing leaked
+
+
+def test_a_scrape_with_more_time_joins_a_run_then_starts_afresh_when_it_is_abandoned(silent):
+    collector = WedgingCollector(silent.port, block=1.5, wedged_runs=1)
+    engine = ScrapeEngine(units(collector))
+
+    async def overlapping():
+        short = engine.render(engine.units, Deadline.after(0.2), Format.TEXT, False)
+        long = engine.render(engine.units, Deadline.after(3.0), Format.OPENMETRICS, False)
+        return await asyncio.gather(short, long)
+
+    short, long = asyncio.run(overlapping())
+    assert b'afirgen_exporter_collector_success{collector="wedging",target="w"} 0.0' in short
+    assert b"wedging_call 2.0" in long  # joined run 1 until its deadline, then a fresh run
+    assert collector.calls == 2 and collector.abandoned == 1
+    engine.close()
+
+
+def test_a_unit_timeout_cuts_that_unit_while_the_others_finish(silent):
+    class Slow(SourceCollector):
+        kind = "slow"
+
+        def fetch(self, ctx: ScrapeContext):
+            time.sleep(0.6)
+            yield GaugeMetricFamily("slow_value", "Slow but fine.", value=1.0)
+
+    wedged = DeadlineCollector(silent.port)
+    engine = ScrapeEngine(
+        [Unit("wedged", "silent", wedged, timeout_seconds=0.2), Unit("slow", "s", Slow("s"))]
+    )
+    got = scrape(engine, 5.0)
+    assert self_metric(got, "afirgen_exporter_collector_success", "slow", "s") == 1
+    assert self_metric(got, "afirgen_exporter_collector_success", "wedged", "silent") == 0
+    waited = self_metric(got, "afirgen_exporter_collector_duration_seconds", "wedged", "silent")
+    assert waited == pytest.approx(0.2, abs=0.02)  # its own 0.2 s, not the slow one's 0.6 s
+    engine.close()
