@@ -257,8 +257,8 @@ class SourceCollector(abc.ABC):
         """Log an outcome served for this target: one line per change of state, not per scrape.
 
         Going down (or being down at the first scrape) is a warning with the bounded reason and
-        the redacted detail; coming back up is one info line; every failure is also a debug
-        line.
+        the redacted detail; coming back up is one info line; failures while already down are
+        debug lines.
         """
         with self._state_lock:
             was_up, self._was_up = self._was_up, result.success

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import threading
 import time
 from collections.abc import Hashable, Sequence
@@ -28,8 +27,6 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from collectors.base import CollectionResult, Deadline, SourceCollector
-
-log = logging.getLogger("afirgen_exporter")
 
 #: Abandoned runs of one unit that may still be running before the unit is reported down
 #: without starting another.
