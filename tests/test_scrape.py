@@ -13,6 +13,8 @@ from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import Deadline, ScrapeContext, SourceCollector, up_family
+from collectors.specs import by_name
+from exporter import scrape
 from exporter.exposition import Format
 from exporter.scrape import ScrapeEngine, Unit
 
@@ -295,9 +297,6 @@ def test_collect_is_the_plain_prometheus_client_api():
 
 
 def test_the_engine_serves_its_self_metrics_exactly_as_specified():
-    from collectors.specs import by_name
-    from exporter import scrape
-
     declared = by_name(scrape.SPECS)
     engine = ScrapeEngine(units_of(CountingCollector(), RaisingCollector("r1")))
     seen = set()
