@@ -5,10 +5,11 @@
 Collectors that hand back prebuilt families (shaped like the full stack: the host, a Redis,
 two databases whose families share names and must be merged, a model server) are scraped
 through `ScrapeEngine.render` on one event loop, as the HTTP endpoint does, in the text format
-with and without gzip and with a namespace. Printed: CPU per scrape (this process, all
-threads) and samples per scrape. `--profile` adds the top functions of a cProfile of the
-event-loop thread and of one encoding. Run it from another source tree (PYTHONPATH=DIR) to
-compare before and after.
+with and without gzip and with a namespace; and scrapes of no unit and of five units that
+yield nothing (the fixed cost per scrape and per unit). Printed: CPU per scrape (this
+process, all threads) and samples per scrape. `--profile` adds the top functions of a
+cProfile of the event-loop thread. A copy run inside another source tree measures that tree,
+to compare before and after.
 """
 
 from __future__ import annotations
@@ -73,6 +74,11 @@ def full_stack() -> list[Unit]:
     return [Unit(c.kind, c.name, c) for c in collectors]
 
 
+def empty_units(count: int) -> list[Unit]:
+    """Units whose collectors yield nothing: the engine's fixed cost per unit."""
+    return [Unit(f"empty{i}", "t", Prebuilt(f"empty{i}", "t", [])) for i in range(count)]
+
+
 def measure(engine: ScrapeEngine, scrapes: int, fmt: Format, gzipped: bool) -> list[float]:
     async def rounds() -> list[float]:
         cpu = []
@@ -92,6 +98,12 @@ def main() -> int:
     options = parser.parse_args()
     samples = sum(len(f.samples) for u in full_stack() for f in u.collector.fetch(None))  # type: ignore[attr-defined, arg-type]
     print(f"{len(full_stack())} units, {samples} samples from the collectors per scrape")
+    for label, units in (("no units", []), ("5 empty units", empty_units(5))):
+        engine = ScrapeEngine(units)
+        measure(engine, 20, Format.TEXT, False)
+        cpu = measure(engine, options.scrapes, Format.TEXT, False)
+        print(f"{label:<16} CPU per scrape: median {statistics.median(cpu) * 1e3:.3f} ms")
+        engine.close()
     for label, namespace, gzipped in (
         ("text", "", False),
         ("text+gzip", "", True),
