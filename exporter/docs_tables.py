@@ -2,7 +2,7 @@
 
 A table stands between `<!-- metrics:begin NAME ... -->` and `<!-- metrics:end NAME -->`, where
 NAME is a collector of the catalog (its module's `SPECS`) or `exporter` (the self-metrics of
-`exporter.scrape` and `exporter.state`). `python -m exporter.docs_tables` rewrites every table;
+`exporter.scrape`). `python -m exporter.docs_tables` rewrites every table;
 tests/test_docs_tables.py fails when one is out of date.
 """
 
@@ -25,8 +25,8 @@ _TABLE = re.compile(
     r"(?P<end><!-- metrics:end (?P=name) -->)",
     re.S,
 )
-#: Tables not owned by a collector of the catalog: name -> modules holding `SPECS`.
-EXTRA_SOURCES = {"exporter": ("exporter.scrape", "exporter.state")}
+#: Tables not owned by a collector of the catalog: name -> module holding `SPECS`.
+EXTRA_SOURCES = {"exporter": "exporter.scrape"}
 
 
 def begin_marker(name: str) -> str:
@@ -39,10 +39,8 @@ def end_marker(name: str) -> str:
 
 def specs_of(name: str) -> Sequence[MetricSpec]:
     """The specs a table named `name` lists; KeyError for a name nothing declares."""
-    modules = EXTRA_SOURCES.get(name) or (BY_NAME[name].module,)
-    specs: list[MetricSpec] = []
-    for module in modules:
-        specs.extend(importlib.import_module(module).SPECS)
+    module = EXTRA_SOURCES.get(name) or BY_NAME[name].module
+    specs: Sequence[MetricSpec] = importlib.import_module(module).SPECS
     return specs
 
 

@@ -45,9 +45,12 @@ ABANDONED = counter("afirgen_exporter_collections_abandoned_total", "Collections
 STUCK = gauge("afirgen_exporter_collections_stuck", f"Abandoned collections still running; at {MAX_ABANDONED} the target is reported down without starting another.", _UNIT_LABELS)  # noqa: E501
 PROBE_SUCCESS = gauge("probe_success", "1 if every collector of the probed target succeeded (/probe only).")  # noqa: E501
 PROBE_DURATION = gauge("probe_duration_seconds", "How long the probe took (/probe only).", unit="seconds")  # noqa: E501
+# served by exporter.state.Exporter through `extra_families`
+RELOAD_OK = gauge("afirgen_exporter_config_last_reload_successful", "1 if the last config reload succeeded (or none was tried), 0 after a refused one.")  # noqa: E501
+RELOAD_TIME = gauge("afirgen_exporter_config_last_reload_success_timestamp_seconds", "When the config was last loaded successfully (Unix time).", unit="seconds")  # noqa: E501
 # fmt: on
 
-#: The exporter's own families, for the README table (the reload ones are in exporter.state).
+#: The exporter's own families (README's generated table).
 SPECS: tuple[MetricSpec, ...] = (
     BUILD_INFO,
     COLLECTOR_SUCCESS,
@@ -57,6 +60,8 @@ SPECS: tuple[MetricSpec, ...] = (
     STUCK,
     PROBE_SUCCESS,
     PROBE_DURATION,
+    RELOAD_OK,
+    RELOAD_TIME,
 )
 #: Seconds every collector's close() is given before the engine goes on without it.
 CLOSE_SECONDS = 1.0

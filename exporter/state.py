@@ -17,19 +17,12 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import SourceCollector
 from collectors.catalog import CATALOG
-from collectors.specs import MetricSpec, gauge
 from exporter.config import Config, read_config, with_overrides
 from exporter.schema import ConfigError
-from exporter.scrape import ScrapeEngine, Unit
+from exporter.scrape import RELOAD_OK, RELOAD_TIME, ScrapeEngine, Unit
 from exporter.units import build_units
 
 log = logging.getLogger("afirgen_exporter")
-
-# fmt: off
-RELOAD_OK = gauge("afirgen_exporter_config_last_reload_successful", "1 if the last config reload succeeded (or none was tried), 0 after a refused one.")  # noqa: E501
-RELOAD_TIME = gauge("afirgen_exporter_config_last_reload_success_timestamp_seconds", "When the config was last loaded successfully (Unix time).", unit="seconds")  # noqa: E501
-# fmt: on
-SPECS: tuple[MetricSpec, ...] = (RELOAD_OK, RELOAD_TIME)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from collectors.base import Deadline, ScrapeContext, SourceCollector, up_family
 from collectors.specs import by_name
 from exporter import scrape
+from exporter.config import load_config
 from exporter.exposition import Format
 from exporter.scrape import ScrapeEngine, Unit
+from exporter.state import Exporter
 
 
 class CountingCollector(SourceCollector):
@@ -298,7 +300,9 @@ def test_collect_is_the_plain_prometheus_client_api():
 
 def test_the_engine_serves_its_self_metrics_exactly_as_specified():
     declared = by_name(scrape.SPECS)
-    engine = ScrapeEngine(units_of(CountingCollector(), RaisingCollector("r1")))
+    config = load_config({"collectors": {"system": {"enabled": False}}}, env={})
+    exporter = Exporter(config, extra_collectors=[CountingCollector(), RaisingCollector("r1")])
+    engine = exporter.loaded.engine  # with the reload families the Exporter adds
     seen = set()
     for probe in (False, True):
         body = run(engine.render(engine.units, Deadline.after(5), Format.TEXT, False, probe=probe))
