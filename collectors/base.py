@@ -14,6 +14,7 @@ import abc
 import errno
 import logging
 import ssl
+import threading
 import time
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,8 @@ class CollectionResult:
     reason: str = ""
     series_dropped: int = 0
     notes: tuple[str, ...] = ()
+    #: Why it failed, redacted and short: for the log line of a state change, never a label.
+    detail: str = ""
 
 
 def classify_error(exc: BaseException) -> str:
@@ -161,6 +164,8 @@ class SourceCollector(abc.ABC):
         self.name = name
         self._secrets = tuple(s for s in secrets if s)
         self.default_timeout = DEFAULT_TIMEOUT_SECONDS
+        self._was_up: bool | None = None  # the last outcome reported, for state-change lines
+        self._state_lock = threading.Lock()
 
     def describe(self) -> list[Metric]:
         """No families announced up front: describing must never touch the network."""
@@ -181,20 +186,34 @@ class SourceCollector(abc.ABC):
     def close(self) -> None:  # noqa: B027 - most collectors have nothing to close
         """Release connections (on reload or shutdown). Collectors with clients override it.
 
-        Must not wait on a lock that a stuck `fetch` may hold: shutdown has a grace period.
+        Must not wait on a lock that a stuck `fetch` may hold: the engine gives every close
+        about a second (in a thread of its own), then exits without it.
         """
 
     def abandon(self) -> None:  # noqa: B027 - collectors without connections have nothing to drop
         """A run of this collector overran its deadline and the engine stopped waiting for it.
 
-        Called once per abandoned run, in a worker thread. The next scrape starts a new run
-        while the stuck one may still be blocked in I/O, so a collector that holds a connection
-        drops or marks it here (without blocking and without a lock the stuck run holds): the
-        next run must dial afresh, and the stuck one fails on its own by its I/O timeouts.
+        Called once per abandoned run, in a worker thread, before the collector's next run
+        starts (the engine orders the two). The stuck run may still be blocked in I/O and its
+        late result is discarded, so a collector that holds a connection drops or marks it here
+        (without blocking and without a lock the stuck run holds): the next run must dial
+        afresh, and the stuck one fails on its own by its I/O timeouts. The engine starts no
+        new run of a collector while two of its abandoned runs are still going.
         """
 
-    def run(self, deadline: Deadline) -> CollectionResult:
-        """One whole collection: all families on success, the down families otherwise."""
+    def run(self, deadline: Deadline, *, report: bool = True) -> CollectionResult:
+        """One whole collection: all families on success, the down families otherwise.
+
+        With `report`, a change of state (down, or back up) is logged once; the scrape engine
+        passes False and reports the outcomes it serves itself (a late result it discarded
+        never flips the state).
+        """
+        result = self._collection(deadline)
+        if report:
+            self.report(result)
+        return result
+
+    def _collection(self, deadline: Deadline) -> CollectionResult:
         ctx = ScrapeContext(deadline)
         started = time.perf_counter()
         try:
@@ -204,13 +223,13 @@ class SourceCollector(abc.ABC):
             reason = self.classify(exc)
             if reason not in REASONS:
                 reason = "error"
-            self.log_failure(reason, exc)
             return CollectionResult(
                 families=list(self.down_families()),
                 success=False,
                 duration_seconds=duration,
                 reason=reason,
                 notes=tuple(ctx.notes),
+                detail=self.failure_detail(exc),
             )
         return CollectionResult(
             families=families,
@@ -220,15 +239,39 @@ class SourceCollector(abc.ABC):
             notes=tuple(ctx.notes),
         )
 
+    def failure_detail(self, exc: BaseException) -> str:
+        """The exception as one short line with every known secret and URL password masked."""
+        return redact(f"{type(exc).__name__}: {exc}", self._secrets)[:300]
+
     def log_failure(self, reason: str, exc: BaseException) -> None:
-        detail = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+        """A warning for a failure outside a collection (closing, the abandon hook)."""
         log.warning(
-            "collection failed collector=%s target=%s reason=%s detail=%s",
+            "collector failed collector=%s target=%s reason=%s detail=%s",
             self.kind,
             self.name,
             reason,
-            detail[:300],
+            self.failure_detail(exc),
         )
+
+    def report(self, result: CollectionResult) -> None:
+        """Log an outcome served for this target: one line per change of state, not per scrape.
+
+        Going down (or being down at the first scrape) is a warning with the bounded reason and
+        the redacted detail; coming back up is one info line; failures while already down are
+        debug lines.
+        """
+        with self._state_lock:
+            was_up, self._was_up = self._was_up, result.success
+        if result.success:
+            if was_up is False:
+                log.info("target up: collected again collector=%s target=%s", self.kind, self.name)
+            return
+        line = "collection failed collector=%s target=%s reason=%s detail=%s"
+        args = (self.kind, self.name, result.reason, result.detail)
+        if was_up is False:
+            log.debug(line, *args)
+        else:
+            log.warning("target down: " + line, *args)
 
     def collect(self) -> Iterator[Metric]:
         """prometheus_client's entry point: a whole collection within the default timeout."""

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from collectors.base import Deadline
 from collectors.catalog import CATALOG
-from exporter import __version__, shipped
+from exporter import __version__, logs, shipped
 from exporter.config import Config, load_config, read_config, with_overrides
 from exporter.schema import ConfigError
 from exporter.state import Exporter
@@ -140,11 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in shipped.COMMANDS:
         return shipped.main(args)
     invocation = parse_args(args)
-    logging.basicConfig(
-        level=invocation.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(invocation.log_level)
     try:
         config = load(invocation)
         web_config = load_web(invocation, config)

@@ -3,54 +3,75 @@
 - Every collector runs in a worker thread; the event loop only waits, so a slow source never
   blocks other requests.
 - A collector still running at the deadline is reported down (`reason="timeout"`) and its
-  families are left out; the scrape answers on time with everything else.
+  families are left out; the scrape answers on time with everything else. That run is
+  abandoned (exporter.runs): the next scrape starts afresh instead of waiting for it.
 - Single flight: a collector already being collected is not started again; later scrapes wait
   for the same result. A whole rendered body is shared the same way between identical scrapes
   that arrive together (same collectors, format and compression).
+- Closing (reload, shutdown) lets the scrapes in flight finish first, and is bounded in time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
+import logging
 import platform
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
 from collectors.base import CollectionResult, Deadline, SourceCollector
+from collectors.specs import MetricSpec, add, counter, gauge
 from exporter import __version__
 from exporter.exposition import Format, compress, encode
+from exporter.families import merge_same_name, with_prefix
+from exporter.runs import MAX_ABANDONED, Flights
+from exporter.workers import WorkerPool, daemon_call
+
+log = logging.getLogger("afirgen_exporter")
+
+_UNIT_LABELS = ("collector", "target")
+# fmt: off
+BUILD_INFO = gauge("afirgen_exporter_build_info", "Version of the exporter and of the Python running it; always 1.", ["version", "python_version"])  # noqa: E501
+COLLECTOR_SUCCESS = gauge("afirgen_exporter_collector_success", "1 if the collector read its source in this scrape, 0 if it failed or timed out.", _UNIT_LABELS)  # noqa: E501
+COLLECTOR_DURATION = gauge("afirgen_exporter_collector_duration_seconds", "Time the collector took in this scrape (up to the deadline).", _UNIT_LABELS, unit="seconds")  # noqa: E501
+SERIES_DROPPED = gauge("afirgen_exporter_series_dropped", "Series folded into 'other' by a cardinality budget in this scrape.", _UNIT_LABELS)  # noqa: E501
+ABANDONED = counter("afirgen_exporter_collections_abandoned_total", "Collections that overran their deadline and were abandoned (the next scrape started afresh): a wedged source.", _UNIT_LABELS)  # noqa: E501
+STUCK = gauge("afirgen_exporter_collections_stuck", f"Abandoned collections still running; at {MAX_ABANDONED} the target is reported down without starting another.", _UNIT_LABELS)  # noqa: E501
+PROBE_SUCCESS = gauge("probe_success", "1 if every collector of the probed target succeeded (/probe only).")  # noqa: E501
+PROBE_DURATION = gauge("probe_duration_seconds", "How long the probe took (/probe only).", unit="seconds")  # noqa: E501
+# served by exporter.state.Exporter through `extra_families`
+RELOAD_OK = gauge("afirgen_exporter_config_last_reload_successful", "1 if the last config reload succeeded (or none was tried), 0 after a refused one.")  # noqa: E501
+RELOAD_TIME = gauge("afirgen_exporter_config_last_reload_success_timestamp_seconds", "When the config was last loaded successfully (Unix time).", unit="seconds")  # noqa: E501
+# fmt: on
+
+#: The exporter's own families (README's generated table).
+SPECS: tuple[MetricSpec, ...] = (
+    BUILD_INFO,
+    COLLECTOR_SUCCESS,
+    COLLECTOR_DURATION,
+    SERIES_DROPPED,
+    ABANDONED,
+    STUCK,
+    PROBE_SUCCESS,
+    PROBE_DURATION,
+    RELOAD_OK,
+    RELOAD_TIME,
+)
+#: Seconds every collector's close() is given before the engine goes on without it.
+CLOSE_SECONDS = 1.0
+#: Collection threads of one engine at most.
+MAX_THREADS = 128
+#: Bodies of at most this many samples are encoded on the event loop (about 1 ms of CPU):
+#: handing them to the encoding thread and back costs more than that blocks other requests.
+INLINE_ENCODE_SAMPLES = 1000
 
 UnitKey = tuple[str, str]
-
-
-def merge_same_name(families: Sequence[Metric]) -> list[Metric]:
-    """One family per metric name, as both exposition formats require.
-
-    Several targets of one collector (two databases, two Redis) each yield their own family
-    of the same name; their samples are joined under the first one's HELP and TYPE. The input
-    is returned as is when every name is already unique (the common, cheap case).
-    """
-    if len({family.name for family in families}) == len(families):
-        return list(families)
-    merged: dict[str, Metric] = {}
-    result: list[Metric] = []
-    for family in families:
-        existing = merged.get(family.name)
-        if existing is None:
-            copy = Metric(family.name, family.documentation, family.type, family.unit)
-            copy.samples = list(family.samples)
-            merged[family.name] = copy
-            result.append(copy)
-        elif existing.type == family.type:
-            existing.samples.extend(family.samples)
-        else:  # a clash of types between collectors: keep the first, never emit both
-            continue
-    return result
 
 
 @dataclass(frozen=True)
@@ -102,61 +123,67 @@ class ScrapeEngine:
     #: Families added to every /metrics answer (reload status and the like); no I/O.
     extra_families: Callable[[], Iterable[Metric]] = no_families
     status: dict[UnitKey, UnitStatus] = field(default_factory=dict)
+    #: Abandoned runs per unit; a reload hands the old engine's counts to the new one.
+    abandoned_total: dict[UnitKey, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        workers = min(64, max(4, len(self.units) + 2))
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="collect")
-        self._encoder = ThreadPoolExecutor(2, thread_name_prefix="encode")
-        self._collections: dict[UnitKey, asyncio.Future[CollectionResult]] = {}
+        # every unit may have its run and MAX_ABANDONED stuck ones: no scrape queues behind
+        # them (threads start on demand; past MAX_THREADS, collections queue)
+        workers = min(MAX_THREADS, max(4, len(self.units) * (MAX_ABANDONED + 1) + 2))
+        self._executor = WorkerPool(workers, "collect")
+        self._encoder = WorkerPool(2, "encode")
+        self._janitor = WorkerPool(1, "abandon")
+        self._flights: Flights[UnitKey] = Flights(
+            self._executor, self._janitor, abandoned_total=self.abandoned_total
+        )
         self._renders: dict[tuple[object, ...], _Render] = {}
+        self._active: set[asyncio.Future[bytes]] = set()
+        self._closed = False
         for unit in self.units:
             self.status[unit.key] = UnitStatus()
-        self._build_info = GaugeMetricFamily(
-            "afirgen_exporter_build_info",
-            "Version of the exporter and of the Python running it.",
-            labels=["version", "python_version"],
-        )
-        self._build_info.add_metric([__version__, platform.python_version()], 1.0)
+        self._build_info = BUILD_INFO.single(1.0, __version__, platform.python_version())
 
     # -- collection ---------------------------------------------------------------------
 
     async def collect(
         self, units: Sequence[Unit], deadline: Deadline
     ) -> list[tuple[Unit, CollectionResult]]:
-        results = await asyncio.gather(*(self._collect_one(u, deadline) for u in units))
-        return list(zip(units, results, strict=True))
-
-    async def _collect_one(self, unit: Unit, deadline: Deadline) -> CollectionResult:
-        loop = asyncio.get_running_loop()
         started = time.monotonic()
-        unit_deadline = deadline
-        if unit.timeout_seconds is not None:
-            unit_deadline = Deadline(min(deadline.at, started + unit.timeout_seconds))
-        future = self._collections.get(unit.key)
-        if future is None:
-            future = loop.run_in_executor(self._executor, unit.collector.run, unit_deadline)
-            self._collections[unit.key] = future
-            future.add_done_callback(functools.partial(self._forget, unit.key))
-        try:
-            result = await asyncio.wait_for(asyncio.shield(future), unit_deadline.remaining())
-        except TimeoutError:
-            result = CollectionResult(
-                families=list(unit.collector.down_families()),
-                success=False,
-                duration_seconds=time.monotonic() - started,
-                reason="timeout",
-            )
-            unit.collector.log_failure("timeout", TimeoutError("scrape deadline reached"))
-        self._record(unit, result)
-        return result
+        deadlines = [
+            deadline
+            if unit.timeout_seconds is None
+            else Deadline(min(deadline.at, started + unit.timeout_seconds))
+            for unit in units
+        ]
+        answers = await self._flights.results(
+            [(u.key, u.collector, d) for u, d in zip(units, deadlines, strict=True)]
+        )
+        results = []
+        for unit, unit_deadline, result in zip(units, deadlines, answers, strict=True):
+            if result is None:
+                result = self._timed_out(unit, min(unit_deadline.at, time.monotonic()) - started)
+            self._record(unit, result)
+            results.append((unit, result))
+        return results
 
-    def _forget(self, key: UnitKey, future: asyncio.Future[CollectionResult]) -> None:
-        if self._collections.get(key) is future:
-            del self._collections[key]
-        if not future.cancelled():
-            future.exception()  # mark retrieved: run() never raises, but be quiet if it did
+    def _timed_out(self, unit: Unit, waited: float) -> CollectionResult:
+        stuck = self._flights.stuck(unit.key)
+        notes: tuple[str, ...] = ()
+        detail = "no answer within the scrape deadline"
+        if stuck >= MAX_ABANDONED:
+            detail = f"{stuck} earlier collections still running past their deadline"
+            notes = (f"{detail}: none started until one ends",)
+        return CollectionResult(
+            families=list(unit.collector.down_families()),
+            success=False,
+            duration_seconds=waited,
+            reason="timeout",
+            notes=notes,
+            detail=detail,
+        )
 
     def _record(self, unit: Unit, result: CollectionResult) -> None:
+        unit.collector.report(result)
         status = self.status.setdefault(unit.key, UnitStatus())
         now = time.time()
         status.last_scrape = now
@@ -170,40 +197,24 @@ class ScrapeEngine:
     # -- families -----------------------------------------------------------------------
 
     def self_families(self, results: Sequence[tuple[Unit, CollectionResult]]) -> list[Metric]:
-        labels = ["collector", "target"]
-        success = GaugeMetricFamily(
-            "afirgen_exporter_collector_success",
-            "1 if the collector read its source in this scrape, 0 if it failed or timed out.",
-            labels=labels,
-        )
-        duration = GaugeMetricFamily(
-            "afirgen_exporter_collector_duration_seconds",
-            "Time the collector took in this scrape (up to the deadline).",
-            labels=labels,
-            unit="seconds",
-        )
-        dropped = GaugeMetricFamily(
-            "afirgen_exporter_series_dropped",
-            "Series folded into 'other' by a cardinality budget in this scrape.",
-            labels=labels,
-        )
+        success = COLLECTOR_SUCCESS.family()
+        duration = COLLECTOR_DURATION.family()
+        dropped = SERIES_DROPPED.family()
+        abandoned = ABANDONED.family()
+        stuck = STUCK.family()
         for unit, result in results:
-            values = [unit.kind, unit.target]
-            success.add_metric(values, 1.0 if result.success else 0.0)
-            duration.add_metric(values, result.duration_seconds)
-            dropped.add_metric(values, float(result.series_dropped))
-        return [self._build_info, success, duration, dropped]
+            values = unit.key
+            add(success, values, 1.0 if result.success else 0.0)
+            add(duration, values, result.duration_seconds)
+            add(dropped, values, float(result.series_dropped))
+            add(abandoned, values, float(self.abandoned_total.get(unit.key, 0)))
+            add(stuck, values, float(self._flights.stuck(unit.key)))
+        return [self._build_info, success, duration, dropped, abandoned, stuck]
 
     def _with_namespace(self, families: list[Metric]) -> list[Metric]:
         if not self.namespace:
             return families
-        prefix = self.namespace + "_"
-        renamed = []
-        for family in families:
-            copy = Metric(prefix + family.name, family.documentation, family.type, family.unit)
-            copy.samples = [s._replace(name=prefix + s.name) for s in family.samples]
-            renamed.append(copy)
-        return renamed
+        return with_prefix(families, self.namespace + "_")
 
     async def metrics_families(self, units: Sequence[Unit], deadline: Deadline) -> list[Metric]:
         results = await self.collect(units, deadline)
@@ -221,20 +232,8 @@ class ScrapeEngine:
         for _, result in results:
             families.extend(result.families)
         ok = all(result.success for _, result in results)
-        families.append(
-            GaugeMetricFamily(
-                "probe_success",
-                "1 if every collector of the probed target succeeded.",
-                value=1.0 if ok else 0.0,
-            )
-        )
-        families.append(
-            GaugeMetricFamily(
-                "probe_duration_seconds",
-                "How long the probe took.",
-                value=time.monotonic() - started,
-            )
-        )
+        families.append(PROBE_SUCCESS.single(1.0 if ok else 0.0))
+        families.append(PROBE_DURATION.single(time.monotonic() - started))
         families.extend(self.self_families(results))
         return self._with_namespace(merge_same_name(families))
 
@@ -258,11 +257,21 @@ class ScrapeEngine:
         key = (tuple(u.key for u in units), fmt, gzipped, probe)
         shared = self._renders.get(key)
         if shared is None or shared.deadline_at > deadline.at + 0.05:
-            task = asyncio.ensure_future(self._render(units, deadline, fmt, gzipped, probe))
+            task = self._track(self._render(units, deadline, fmt, gzipped, probe))
             shared = _Render(task, deadline.at)
             self._renders[key] = shared
             task.add_done_callback(functools.partial(self._forget_render, key))
         return await asyncio.shield(shared.future)
+
+    def _track(self, coroutine: Coroutine[object, object, bytes]) -> asyncio.Future[bytes]:
+        """A rendering as a task that closing waits for (a reload lets it finish)."""
+        if self._closed:
+            coroutine.close()
+            raise RuntimeError("this scrape engine is closed")
+        task = asyncio.ensure_future(coroutine)
+        self._active.add(task)
+        task.add_done_callback(self._active.discard)
+        return task
 
     async def _render(
         self, units: Sequence[Unit], deadline: Deadline, fmt: Format, gzipped: bool, probe: bool
@@ -271,6 +280,8 @@ class ScrapeEngine:
             families = await self.probe_families(units, deadline)
         else:
             families = await self.metrics_families(units, deadline)
+        if sum(len(family.samples) for family in families) <= INLINE_ENCODE_SAMPLES:
+            return self._encode(families, fmt, gzipped)  # cheaper than a thread's round trip
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._encoder, self._encode, families, fmt, gzipped)
 
@@ -286,22 +297,53 @@ class ScrapeEngine:
         return compress(body, self.gzip_level) if gzipped else body
 
     async def render_families_text(self, units: Sequence[Unit], deadline: Deadline) -> bytes:
-        return self._encode(await self.metrics_families(units, deadline), Format.TEXT, False)
+        async def text() -> bytes:
+            return self._encode(await self.metrics_families(units, deadline), Format.TEXT, False)
+
+        return await self._track(text())
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def aclose(self, grace_seconds: float = 30.0) -> None:
-        """Wait (bounded) for collections in flight, then close every collector's sources."""
-        pending = list(self._collections.values())
-        if pending:
-            await asyncio.wait(pending, timeout=grace_seconds)
-        await asyncio.get_running_loop().run_in_executor(None, self.close)
+        """Let the scrapes in flight finish (at most `grace_seconds`), then close the sources.
 
-    def close(self) -> None:
-        for unit in self.units:
-            try:
-                unit.collector.close()
-            except Exception:  # noqa: BLE001 - closing must go on for the others
-                unit.collector.log_failure("error", RuntimeError("close failed"))
+        Scrapes that started on this engine are answered by it even after a reload swapped it
+        out; closing is bounded whatever a stuck source does.
+        """
+        until = Deadline.after(grace_seconds)
+        while not until.expired():
+            active: set[asyncio.Future[Any]] = set(self._active)
+            active.update(map(asyncio.wrap_future, self._flights.in_flight()))
+            if not active:
+                break
+            await asyncio.wait(active, timeout=until.remaining())
+        await asyncio.wrap_future(daemon_call(self.close, "close"))
+
+    def close(self, timeout: float = CLOSE_SECONDS) -> None:
+        """Close every collector's sources, each in its own thread, within about `timeout`.
+
+        A close still blocked after that (on a lock a stuck fetch holds, say) is left behind
+        in its daemon thread and logged; it ends with the process.
+        """
+        self._closed = True
+        closing = {
+            daemon_call(unit.collector.close, f"close-{unit.kind}"): unit
+            for unit in self.units
+            if type(unit.collector).close is not SourceCollector.close  # nothing to close
+        }
+        done, late = concurrent.futures.wait(closing, timeout=timeout)
+        for future in done:
+            exc = future.exception()
+            if exc is not None:
+                closing[future].collector.log_failure(closing[future].collector.classify(exc), exc)
+        for future in late:
+            unit = closing[future]
+            log.warning(
+                "close did not finish within %.1f s collector=%s target=%s: left behind",
+                timeout,
+                unit.kind,
+                unit.target,
+            )
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._encoder.shutdown(wait=False, cancel_futures=True)
+        self._janitor.shutdown(wait=False, cancel_futures=True)

@@ -1,8 +1,8 @@
 """The exporter's current config and what was built from it; reload swaps it whole.
 
 A reload reads the file again. A config that does not load is refused and the old one keeps
-serving; a good one replaces the units, and the old units are closed once their collections in
-flight are done.
+serving; a good one replaces the units. Scrapes already in flight finish on the old engine,
+which is closed once they are done (bounded), so a reload never fails a scrape.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
 from collectors.base import SourceCollector
 from collectors.catalog import CATALOG
 from exporter.config import Config, read_config, with_overrides
 from exporter.schema import ConfigError
-from exporter.scrape import ScrapeEngine, Unit
+from exporter.scrape import RELOAD_OK, RELOAD_TIME, ScrapeEngine, Unit
 from exporter.units import build_units
 
 log = logging.getLogger("afirgen_exporter")
@@ -53,6 +53,8 @@ class Exporter:
         self.last_reload_ok = True
         self.last_reload_success = time.time()
         self._closing: set[asyncio.Task[None]] = set()
+        #: Abandoned collections per unit, counted across reloads (a counter never goes back).
+        self._abandoned_total: dict[tuple[str, str], int] = {}
         self.loaded = self._load(config)
 
     def _load(self, config: Config) -> Loaded:
@@ -63,6 +65,7 @@ class Exporter:
             gzip_level=config.scrape.gzip_level,
             created_series=config.scrape.created_series,
             extra_families=self.reload_families,
+            abandoned_total=self._abandoned_total,
         )
         return Loaded(config, units, engine)
 
@@ -103,16 +106,8 @@ class Exporter:
         return config
 
     def reload_families(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(
-            "afirgen_exporter_config_last_reload_successful",
-            "1 if the last config reload succeeded (or none was tried).",
-            value=1.0 if self.last_reload_ok else 0.0,
-        )
-        yield GaugeMetricFamily(
-            "afirgen_exporter_config_last_reload_success_timestamp_seconds",
-            "When the config was last loaded successfully (Unix time).",
-            value=self.last_reload_success,
-        )
+        yield RELOAD_OK.single(1.0 if self.last_reload_ok else 0.0)
+        yield RELOAD_TIME.single(self.last_reload_success)
 
     async def aclose(self) -> None:
         await self.loaded.engine.aclose(grace_seconds=1.0)

@@ -13,8 +13,12 @@ from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import Deadline, ScrapeContext, SourceCollector, up_family
+from collectors.specs import by_name
+from exporter import scrape
+from exporter.config import load_config
 from exporter.exposition import Format
 from exporter.scrape import ScrapeEngine, Unit
+from exporter.state import Exporter
 
 
 class CountingCollector(SourceCollector):
@@ -147,7 +151,7 @@ def test_a_raising_collector_serves_only_its_down_report_and_others_still_answer
         got[("afirgen_exporter_collector_success", (("collector", "counting"), ("target", "c")))]
         == 1.0
     )
-    failures = [r.getMessage() for r in caplog.records if "collection failed" in r.getMessage()]
+    failures = [r.getMessage() for r in caplog.records if "target down" in r.getMessage()]
     assert len(failures) == 1
     assert "reason=error" in failures[0] and "hunter2" not in failures[0]
     assert engine.status[("raising", "r1")].reason == "error"
@@ -292,3 +296,25 @@ def test_collect_is_the_plain_prometheus_client_api():
     registry.register(RaisingCollector("plain"))
     body = generate_latest(registry).decode()  # never raises out of collect()
     assert 'raising_up{target="plain"} 0.0' in body
+
+
+def test_the_engine_serves_its_self_metrics_exactly_as_specified():
+    declared = by_name(scrape.SPECS)
+    config = load_config({"collectors": {"system": {"enabled": False}}}, env={})
+    exporter = Exporter(config, extra_collectors=[CountingCollector(), RaisingCollector("r1")])
+    engine = exporter.loaded.engine  # with the reload families the Exporter adds
+    seen = set()
+    for probe in (False, True):
+        body = run(engine.render(engine.units, Deadline.after(5), Format.TEXT, False, probe=probe))
+        for family in text_string_to_metric_families(body.decode()):
+            exposed = family.name + "_total" if family.type == "counter" else family.name
+            if exposed not in declared:
+                assert not exposed.startswith(("afirgen_exporter_", "probe_")), exposed
+                continue
+            spec = declared[exposed]
+            seen.add(exposed)
+            assert family.type == spec.type.value and family.documentation == spec.help
+            for sample in family.samples:
+                assert set(sample.labels) == set(spec.labels)
+    assert seen == set(declared)
+    engine.close()

@@ -1,0 +1,199 @@
+"""The collections in flight for each unit: single flight, and abandonment of overrun runs.
+
+- Single flight: a scrape that finds its unit already being collected waits for that run
+  instead of starting another, so overlapping scrapes never stack queries on a source.
+- A run still going when its deadline passes is abandoned: later scrapes no longer join it,
+  the collector's `abandon()` is called once for it in a worker thread (so it drops the stuck
+  connection), and its late result is discarded, never served as fresh. The next scrape starts
+  a fresh run.
+- At most `max_abandoned` abandoned runs per unit may still be running; beyond that no new run
+  (and no thread) is started for the unit until one of them ends, so a wedged source cannot
+  make threads grow without limit.
+
+Runs are `concurrent.futures` futures (not tied to one event loop) and the bookkeeping is
+guarded by a lock that is never held across I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import threading
+import time
+from collections.abc import Hashable, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from collectors.base import CollectionResult, Deadline, SourceCollector
+
+#: Abandoned runs of one unit that may still be running before the unit is reported down
+#: without starting another.
+MAX_ABANDONED = 2
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(eq=False)
+class Run:
+    future: Future[CollectionResult]
+    deadline: Deadline
+    abandoned: bool = False
+
+
+@dataclass
+class Flights(Generic[K]):
+    """Runs in flight per unit key, and how many were abandoned (kept across reloads)."""
+
+    pool: Executor
+    #: Where `abandon()` is called: a thread of its own, so a slow hook delays no scrape.
+    janitor: Executor
+    max_abandoned: int = MAX_ABANDONED
+    abandoned_total: dict[K, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: dict[K, Run] = {}
+        self._abandoned: dict[K, set[Run]] = {}
+        self._abandoning: dict[K, Future[None]] = {}
+
+    async def results(
+        self, wanted: Sequence[tuple[K, SourceCollector, Deadline]]
+    ) -> list[CollectionResult | None]:
+        """Each unit's collection by its deadline (None when none answered in time).
+
+        All of one scrape's units are waited for together: the loop wakes once when every run
+        is done, or at the next deadline among them. A run started for an earlier deadline is
+        joined until that deadline; if it is then abandoned and time is left, a fresh run is
+        started.
+        """
+        answers: list[CollectionResult | None] = [None] * len(wanted)
+        pending: dict[int, Run] = {}
+        for i, (key, collector, deadline) in enumerate(wanted):
+            run = self._join_or_start(key, collector, deadline)
+            if run is not None:
+                pending[i] = run
+        while pending:
+            waiting = [run.future for run in pending.values() if not run.future.done()]
+            if waiting:
+                until = min(min(wanted[i][2].at, run.deadline.at) for i, run in pending.items())
+                await _all_done_or_timeout(waiting, until - time.monotonic())
+            for i, run in list(pending.items()):
+                key, collector, deadline = wanted[i]
+                if run.future.done() and not run.abandoned:
+                    answers[i] = run.future.result()
+                    del pending[i]
+                    continue
+                if run.deadline.expired():
+                    self.abandon(key, collector, run)
+                if deadline.expired():
+                    del pending[i]
+                elif run.abandoned:  # its own deadline passed before this one's: start afresh
+                    fresh = self._join_or_start(key, collector, deadline)
+                    if fresh is None:
+                        del pending[i]
+                    else:
+                        pending[i] = fresh
+        return answers
+
+    def _join_or_start(self, key: K, collector: SourceCollector, deadline: Deadline) -> Run | None:
+        with self._lock:
+            run = self._current.get(key)
+            if run is not None:
+                return run
+            if len(self._abandoned.get(key, ())) >= self.max_abandoned:
+                return None
+            hook = self._abandoning.pop(key, None)
+            if hook is None or hook.done():
+                future = self.pool.submit(collector.run, deadline, report=False)
+            else:  # the collector's abandon() returns before its next run starts
+                future = self.pool.submit(_run_after, hook, collector, deadline)
+            run = Run(future, deadline)
+            self._current[key] = run
+        # outside the lock: a run already done calls back at once, and that takes the lock
+        run.future.add_done_callback(functools.partial(self._finished, key, run))
+        return run
+
+    def _finished(self, key: K, run: Run, future: Future[CollectionResult]) -> None:
+        with self._lock:
+            if self._current.get(key) is run:
+                del self._current[key]
+            stuck = self._abandoned.get(key)
+            if stuck is not None:
+                stuck.discard(run)  # its late result is dropped with it
+
+    def abandon(self, key: K, collector: SourceCollector, run: Run) -> None:
+        """Stop waiting for `run` (once): it overran its deadline and is still going."""
+        with self._lock:
+            if run.abandoned or run.future.done():
+                return
+            run.abandoned = True
+            if self._current.get(key) is run:
+                del self._current[key]
+            self._abandoned.setdefault(key, set()).add(run)
+            self.abandoned_total[key] = self.abandoned_total.get(key, 0) + 1
+        try:
+            hook = self.janitor.submit(_call_abandon, collector)
+        except RuntimeError:  # the engine is closing: close() drops the connections instead
+            return
+        with self._lock:
+            self._abandoning[key] = hook
+
+    def stuck(self, key: K) -> int:
+        """Abandoned runs of the unit still running."""
+        with self._lock:
+            return len(self._abandoned.get(key, ()))
+
+    def in_flight(self) -> list[Future[CollectionResult]]:
+        """The runs not abandoned (what a graceful close waits for)."""
+        with self._lock:
+            return [run.future for run in self._current.values()]
+
+
+async def _all_done_or_timeout(futures: Sequence[Future[CollectionResult]], timeout: float) -> None:
+    """Until every one of `futures` is done or `timeout` seconds passed, whichever is first.
+
+    One loop future, one timer and one wake-up of the loop for a whole scrape (not one per
+    unit, as asyncio.wait over wrapped futures would cost).
+    """
+    loop = asyncio.get_running_loop()
+    woken = loop.create_future()
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def wake() -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    def from_thread(_: Future[CollectionResult]) -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(wake)
+
+    timer = loop.call_later(max(0.0, timeout), wake)
+    for future in futures:
+        future.add_done_callback(from_thread)
+    try:
+        await woken
+    finally:
+        timer.cancel()
+
+
+def _run_after(
+    hook: Future[None], collector: SourceCollector, deadline: Deadline
+) -> CollectionResult:
+    """`collector.run(deadline)` once its abandon() call has returned (or the deadline passed)."""
+    with contextlib.suppress(Exception):
+        hook.result(timeout=deadline.remaining())
+    return collector.run(deadline, report=False)
+
+
+def _call_abandon(collector: SourceCollector) -> None:
+    try:
+        collector.abandon()
+    except Exception as exc:  # noqa: BLE001 - a broken hook must not break the janitor
+        collector.log_failure("error", exc)

@@ -1,0 +1,275 @@
+"""exporter/runs.py: overrun collections are abandoned, bounded, and never block later scrapes.
+
+Every wedged source here is a real loopback socket that accepts and never answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+
+import pytest
+from prometheus_client.metrics_core import GaugeMetricFamily
+from prometheus_client.parser import text_string_to_metric_families
+
+from collectors.base import Deadline, ScrapeContext, SourceCollector
+from exporter.exposition import Format
+from exporter.runs import MAX_ABANDONED
+from exporter.scrape import ScrapeEngine, Unit
+from tests.loopback_sources import SilentListener
+
+
+class WedgingCollector(SourceCollector):
+    """Its first `wedged_runs` fetches block on a silent socket for `block` seconds, ignoring
+    the deadline (a badly written source); later ones answer at once with their call number.
+
+    `abandon()` shuts the stuck sockets down, the way a real collector drops its connection.
+    """
+
+    kind = "wedging"
+
+    def __init__(self, port: int, *, block: float, wedged_runs: int) -> None:
+        super().__init__("w")
+        self.port = port
+        self.block = block
+        self.wedged_runs = wedged_runs
+        self.calls = 0
+        self.abandoned = 0
+        self.late_results = 0
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+
+    def fetch(self, ctx: ScrapeContext):
+        with self._lock:
+            self.calls += 1
+            call = self.calls
+        if call <= self.wedged_runs:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.block)
+            with self._lock:
+                self._open.append(sock)
+            try:
+                sock.settimeout(self.block)
+                try:
+                    sock.recv(1)
+                except TimeoutError:
+                    pass
+            finally:
+                with self._lock:
+                    self._open.remove(sock)
+                sock.close()
+            with self._lock:
+                self.late_results += 1
+        yield GaugeMetricFamily("wedging_call", "Which call answered.", value=float(call))
+
+    def abandon(self) -> None:
+        with self._lock:
+            self.abandoned += 1
+
+
+class DeadlineCollector(SourceCollector):
+    """Reads from a silent socket with a timeout derived from the deadline, as real collectors
+    must; `abandon()` shuts the stuck socket down so its read ends at once."""
+
+    kind = "wedged"
+
+    def __init__(self, port: int) -> None:
+        super().__init__("silent")
+        self.port = port
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+
+    def fetch(self, ctx: ScrapeContext):
+        with socket.create_connection(
+            ("127.0.0.1", self.port), timeout=ctx.deadline.timeout()
+        ) as sock:
+            with self._lock:
+                self._open.add(sock)
+            try:
+                sock.settimeout(ctx.deadline.timeout())
+                sock.sendall(b"INFO\r\n")
+                sock.recv(1)  # never answered
+            finally:
+                with self._lock:
+                    self._open.discard(sock)
+        yield GaugeMetricFamily("wedged_value", "Never reached.", value=1.0)
+
+    def abandon(self) -> None:
+        with self._lock:
+            stuck = list(self._open)
+        for sock in stuck:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class Quick(SourceCollector):
+    kind = "quick"
+
+    def fetch(self, ctx: ScrapeContext):
+        yield GaugeMetricFamily("quick_value", "Always there.", value=7.0)
+
+
+def scrape(engine: ScrapeEngine, seconds: float) -> dict[tuple[str, tuple], float]:
+    body = asyncio.run(engine.render(engine.units, Deadline.after(seconds), Format.TEXT, False))
+    got = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            got[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return got
+
+
+def self_metric(got, name: str, kind: str, target: str) -> float:
+    return got[(name, (("collector", kind), ("target", target)))]
+
+
+def units(*collectors: SourceCollector) -> list[Unit]:
+    return [Unit(c.kind, c.name, c) for c in collectors]
+
+
+@pytest.fixture
+def silent():
+    with SilentListener() as listener:
+        yield listener
+
+
+def test_the_scrape_after_an_overrun_starts_afresh_and_the_late_result_is_dropped(silent):
+    collector = WedgingCollector(silent.port, block=1.0, wedged_runs=1)
+    engine = ScrapeEngine(units(collector))
+    first = scrape(engine, 0.2)
+    assert self_metric(first, "afirgen_exporter_collector_success", "wedging", "w") == 0
+    assert engine.status[("wedging", "w")].reason == "timeout"
+    second = scrape(engine, 2.0)  # while the first run is still stuck
+    assert self_metric(second, "afirgen_exporter_collector_success", "wedging", "w") == 1
+    assert second[("wedging_call", ())] == 2.0  # a fresh run, not the stuck one
+    assert self_metric(second, "afirgen_exporter_collections_abandoned_total", "wedging", "w") == 1
+    assert self_metric(second, "afirgen_exporter_collections_stuck", "wedging", "w") == 1
+    deadline = time.monotonic() + 5
+    while collector.late_results < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert collector.late_results == 1  # the stuck run did end, on its own timeout
+    third = scrape(engine, 2.0)
+    assert third[("wedging_call", ())] == 3.0  # its late answer (call 1) was never served
+    assert self_metric(third, "afirgen_exporter_collections_stuck", "wedging", "w") == 0
+    assert collector.abandoned == 1
+    engine.close()
+
+
+def test_abandoned_runs_are_bounded_then_the_target_is_down_without_new_threads(silent):
+    collector = WedgingCollector(silent.port, block=2.0, wedged_runs=100)
+    good = Quick("q")
+    engine = ScrapeEngine(units(collector, good))
+    threads_before = threading.active_count()
+    for _ in range(10):
+        got = scrape(engine, 0.1)
+        assert self_metric(got, "afirgen_exporter_collector_success", "wedging", "w") == 0
+        assert self_metric(got, "afirgen_exporter_collector_success", "quick", "q") == 1
+    assert collector.calls == MAX_ABANDONED  # no run started while two were stuck
+    assert collector.abandoned == MAX_ABANDONED
+    assert self_metric(got, "afirgen_exporter_collections_stuck", "wedging", "w") == MAX_ABANDONED
+    assert (
+        self_metric(got, "afirgen_exporter_collections_abandoned_total", "wedging", "w")
+        == MAX_ABANDONED
+    )
+    assert engine.status[("wedging", "w")].reason == "timeout"
+    assert any("still running" in note for note in engine.status[("wedging", "w")].notes)
+    # the two stuck threads, one for the quick collector, the encoder and the janitor
+    assert threading.active_count() - threads_before <= MAX_ABANDONED + 4
+    # once the stuck runs end on their own, the target is tried again
+    deadline = time.monotonic() + 10
+    while collector.late_results < MAX_ABANDONED and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.05)
+    scrape(engine, 0.1)
+    assert collector.calls == MAX_ABANDONED + 1
+    engine.close()
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_threads_and_fds_stay_flat_over_200_scrapes_with_wedged_sources(silent):
+    wedged = DeadlineCollector(silent.port)
+    stubborn = WedgingCollector(silent.port, block=2.0, wedged_runs=10**6)
+    good = Quick("q")
+    engine = ScrapeEngine(units(wedged, stubborn, good))
+    seconds = 0.15
+    scrape(engine, seconds)  # start the pools' threads
+    threads_before, fds_before = threading.active_count(), _fds()
+    peaks = {"threads": threads_before, "fds": fds_before}
+    outcomes: list[tuple[float, float]] = []
+
+    async def scrapes() -> dict[tuple[str, tuple], float]:
+        got: dict[tuple[str, tuple], float] = {}
+        for _ in range(200):
+            body = await engine.render(engine.units, Deadline.after(seconds), Format.TEXT, False)
+            got = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(body.decode())
+                for s in family.samples
+            }
+            outcomes.append(
+                (
+                    self_metric(got, "afirgen_exporter_collector_success", "quick", "q"),
+                    self_metric(got, "afirgen_exporter_collector_success", "wedged", "silent"),
+                )
+            )
+            peaks["threads"] = max(peaks["threads"], threading.active_count())
+            peaks["fds"] = max(peaks["fds"], _fds())
+        return got
+
+    got = asyncio.run(scrapes())
+    assert outcomes == [(1.0, 0.0)] * 200  # the good one answered every time, the wedged never
+    # per wedged unit at most its run and two abandoned ones, each holding a socket (and the
+    # listener's end of it, in this same process)
+    per_unit = MAX_ABANDONED + 1
+    assert peaks["threads"] - threads_before <= 2 * per_unit
+    assert peaks["fds"] - fds_before <= 2 * 2 * per_unit + 2
+    assert self_metric(got, "afirgen_exporter_collections_abandoned_total", "wedged", "silent") > 0
+    # the stubborn one: two runs per 2 s block at most, not one per scrape
+    assert stubborn.calls <= (200 * seconds / 2.0 + 1) * MAX_ABANDONED
+    engine.close()
+    deadline = time.monotonic() + 5
+    while silent.open_connections() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert silent.open_connections() == 0  # every socket was closed: nothing leaked
+
+
+def test_a_scrape_with_more_time_joins_a_run_then_starts_afresh_when_it_is_abandoned(silent):
+    collector = WedgingCollector(silent.port, block=1.5, wedged_runs=1)
+    engine = ScrapeEngine(units(collector))
+
+    async def overlapping():
+        short = engine.render(engine.units, Deadline.after(0.2), Format.TEXT, False)
+        long = engine.render(engine.units, Deadline.after(3.0), Format.OPENMETRICS, False)
+        return await asyncio.gather(short, long)
+
+    short, long = asyncio.run(overlapping())
+    assert b'afirgen_exporter_collector_success{collector="wedging",target="w"} 0.0' in short
+    assert b"wedging_call 2.0" in long  # joined run 1 until its deadline, then a fresh run
+    assert collector.calls == 2 and collector.abandoned == 1
+    engine.close()
+
+
+def test_a_unit_timeout_cuts_that_unit_while_the_others_finish(silent):
+    class Slow(SourceCollector):
+        kind = "slow"
+
+        def fetch(self, ctx: ScrapeContext):
+            time.sleep(0.6)
+            yield GaugeMetricFamily("slow_value", "Slow but fine.", value=1.0)
+
+    wedged = DeadlineCollector(silent.port)
+    engine = ScrapeEngine(
+        [Unit("wedged", "silent", wedged, timeout_seconds=0.2), Unit("slow", "s", Slow("s"))]
+    )
+    got = scrape(engine, 5.0)
+    assert self_metric(got, "afirgen_exporter_collector_success", "slow", "s") == 1
+    assert self_metric(got, "afirgen_exporter_collector_success", "wedged", "silent") == 0
+    waited = self_metric(got, "afirgen_exporter_collector_duration_seconds", "wedged", "silent")
+    assert waited == pytest.approx(0.2, abs=0.02)  # its own 0.2 s, not the slow one's 0.6 s
+    engine.close()
