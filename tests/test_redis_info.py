@@ -99,12 +99,11 @@ def test_table_fields_become_samples_in_base_units(name):
     info = parse_info(dump(name))
     families, _ = families_for(name)
     exposed = samples(families)
-    for key, spec in INFO_FIELDS:
-        if key not in info:
+    for row in INFO_FIELDS:
+        if row.key not in info:
             continue
-        suffix = "_total" if spec.kind == "counter" else ""
-        got = exposed[(spec.metric + suffix, frozenset({("instance", "cache")}))]
-        assert got == pytest.approx(spec.convert(info[key])), key
+        got = exposed[(row.spec.name, frozenset({("instance", "cache")}))]
+        assert got == pytest.approx(row.convert(info[row.key])), row.key
     assert value(families, "cache_memory_usage_bytes") == float(info["used_memory"])
     assert value(families, "cache_evictions_total") == float(info["evicted_keys"])
     assert value(families, "redis_uptime_seconds") == float(info["uptime_in_seconds"])

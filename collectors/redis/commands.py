@@ -1,0 +1,93 @@
+"""Per-command statistics: `cmdstat_*` lines and the latency histogram, within a series budget.
+
+Commands beyond the budget are folded under `command="other"` so totals stay right while the
+number of series stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from collectors.redis.parsing import CommandLatency, parse_fields
+
+OTHER = "other"
+
+
+@dataclass(frozen=True)
+class CommandStats:
+    calls: float
+    seconds: float
+    rejected: float
+    failed: float
+
+
+def command_stats(info: Mapping[str, str]) -> dict[str, CommandStats]:
+    """`cmdstat_<command>` lines -> {command: stats}; subcommands look like `config|get`."""
+    result: dict[str, CommandStats] = {}
+    for key, value in info.items():
+        if not key.startswith("cmdstat_"):
+            continue
+        fields = parse_fields(value)
+        result[key[8:]] = CommandStats(
+            calls=float(fields.get("calls", 0)),
+            seconds=float(fields.get("usec", 0)) / 1e6,
+            rejected=float(fields.get("rejected_calls", 0)),  # 6.2
+            failed=float(fields.get("failed_calls", 0)),  # 6.2
+        )
+    return result
+
+
+def fold_commands(
+    stats: Mapping[str, CommandStats], kept: frozenset[str]
+) -> dict[str, CommandStats]:
+    """Stats of the kept commands, the others summed under `other`."""
+    result = {cmd: s for cmd, s in stats.items() if cmd in kept}
+    rest = [s for cmd, s in stats.items() if cmd not in kept]
+    if rest:
+        result[OTHER] = CommandStats(
+            calls=sum(s.calls for s in rest),
+            seconds=sum(s.seconds for s in rest),
+            rejected=sum(s.rejected for s in rest),
+            failed=sum(s.failed for s in rest),
+        )
+    return result
+
+
+def fold_histograms(
+    histograms: Mapping[str, CommandLatency], kept: frozenset[str]
+) -> dict[str, tuple[int, list[tuple[float, int]]]]:
+    """{command: (calls, [(bound seconds, cumulative count)...])} on one shared set of bounds.
+
+    Redis reports only the power-of-two buckets (in microseconds) where a command's count
+    changes. Every command is filled forward onto the powers of four from 1 us up to the largest
+    bucket seen, so the series share their `le` values, folded commands add up, and a family
+    costs half the series of Redis's own resolution (each bound is one of Redis's, so counts
+    stay exact).
+    """
+    if not histograms:
+        return {}
+    top = max((b[-1][0] for h in histograms.values() if (b := h.buckets)), default=1)
+    bounds = [1]
+    while bounds[-1] < top:
+        bounds.append(bounds[-1] * 4)
+
+    def filled(h: CommandLatency) -> list[int]:
+        counts, i, current = [], 0, 0
+        for bound in bounds:
+            while i < len(h.buckets) and h.buckets[i][0] <= bound:
+                current = h.buckets[i][1]
+                i += 1
+            counts.append(current)
+        return counts
+
+    grouped: dict[str, tuple[int, list[int]]] = {}
+    for cmd, h in histograms.items():
+        key = cmd if cmd in kept else OTHER
+        calls, counts = grouped.get(key, (0, [0] * len(bounds)))
+        grouped[key] = (calls + h.calls, [a + b for a, b in zip(counts, filled(h), strict=True)])
+    seconds = [b / 1e6 for b in bounds]
+    return {
+        cmd: (calls, list(zip(seconds, counts, strict=True)))
+        for cmd, (calls, counts) in grouped.items()
+    }
