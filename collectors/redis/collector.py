@@ -10,7 +10,7 @@ from the application's pool nor changes the timeouts of one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -19,7 +19,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthorizationError
 from redis.retry import Retry
 
-from collectors.base import ScrapeContext, SourceCollector, classify_error
+from collectors.base import Deadline, ScrapeContext, SourceCollector, classify_error
+from collectors.redis.connection import bounded_class
 from collectors.redis.families import CACHE_UP, Lookups, info_families, lookups
 from collectors.redis.parsing import parse_info, parse_latency_histogram, text
 from collectors.redis.settings import Options, Target, connection_settings
@@ -27,68 +28,121 @@ from collectors.secret import url_password
 
 
 class RedisCollector(SourceCollector):
-    """One Redis instance on one long-lived connection of its own."""
+    """One Redis instance on one long-lived connection of its own.
+
+    A run checks the kept connection out and back in; the lock guards only that bookkeeping
+    and is never held during I/O, so `abandon()` and `close()` never wait for a stuck run. A
+    run that finds the kept connection in use (by a run past its deadline) dials a new one.
+    """
 
     kind = "redis"
 
     def __init__(
         self,
         name: str,
-        connection: Any,
+        connect: Callable[[], Any],
         options: Options,
         *,
         secrets: Iterable[str] = (),
     ) -> None:
         super().__init__(name, secrets=secrets)
         self.options = options
-        self._connection: Any = connection
+        self._connect = connect
         self._lock = threading.Lock()
+        self._idle: Any = connect()  # the kept connection; None while a run holds it
+        self._busy: dict[int, tuple[Any, Deadline]] = {}  # id -> (connection, run deadline)
+        self._resp2 = False  # the server refused HELLO 3: RESP2 from now on
         self._previous: Lookups | None = None
         self._histogram_supported: bool | None = None  # unknown until the server answers
-        self._packed_info = connection.pack_commands([("INFO", "ALL")])
-        self._packed_both = connection.pack_commands([("INFO", "ALL"), ("LATENCY", "HISTOGRAM")])
+        self._packed_info = self._idle.pack_commands([("INFO", "ALL")])
+        self._packed_both = self._idle.pack_commands([("INFO", "ALL"), ("LATENCY", "HISTOGRAM")])
 
     def fetch(self, ctx: ScrapeContext) -> Iterator[Metric]:
-        with self._lock:
-            raw, histogram_reply = self._round_trip(ctx)
-            info = parse_info(text(raw))
-            histograms = None
-            if histogram_reply is not None:
-                histograms = parse_latency_histogram(histogram_reply)
-            families = info_families(
-                info,
-                self.name,
-                ctx=ctx,
-                command_limit=self.options.command_limit,
-                histogram_command_limit=self.options.histogram_command_limit,
-                previous=self._previous,
-                histograms=histograms,
-            )
-            self._previous = lookups(info)
+        conn = self._checkout(ctx.deadline)
+        try:
+            raw, histogram_reply = self._round_trip(conn, ctx)
+        finally:
+            self._checkin(conn)
+        info = parse_info(text(raw))
+        histograms = None
+        if histogram_reply is not None:
+            histograms = parse_latency_histogram(histogram_reply)
+        families = info_families(
+            info,
+            self.name,
+            ctx=ctx,
+            command_limit=self.options.command_limit,
+            histogram_command_limit=self.options.histogram_command_limit,
+            previous=self._previous,
+            histograms=histograms,
+        )
+        self._previous = lookups(info)
         if self.options.latency_histogram and self._histogram_supported is False:
             ctx.note("LATENCY HISTOGRAM unavailable (Redis < 7): no duration histogram")
         yield from families
 
-    def _round_trip(self, ctx: ScrapeContext) -> tuple[Any, Any]:
-        """Both replies on the kept connection; one fresh try if it died (server restart)."""
-        kept = _connected(self._connection)
-        try:
-            return self._exchange(ctx)
-        except redis.ConnectionError:
-            if not kept or ctx.deadline.expired():
-                raise
-        return self._exchange(ctx)
+    def _checkout(self, deadline: Deadline) -> Any:
+        with self._lock:
+            conn, self._idle = self._idle, None
+            if conn is None:
+                conn = self._connect()
+            self._busy[id(conn)] = (conn, deadline)
+        return conn
 
-    def _exchange(self, ctx: ScrapeContext) -> tuple[Any, Any]:
-        conn, deadline, options = self._connection, ctx.deadline, self.options
+    def _checkin(self, conn: Any) -> None:
+        with self._lock:
+            self._busy.pop(id(conn), None)
+            keep = self._idle is None and not conn.limits.abandoned
+            if keep:
+                self._idle = conn
+        if not keep:
+            conn.disconnect()
+
+    def abandon(self) -> None:
+        """Drop the connections of runs past their deadline: their sockets are shut down (a
+        blocked read returns at once) and never kept; the next run dials afresh."""
+        with self._lock:
+            stuck = [conn for conn, deadline in self._busy.values() if deadline.expired()]
+        for conn in stuck:
+            conn.limits.abandon()
+
+    def _round_trip(self, conn: Any, ctx: ScrapeContext) -> tuple[Any, Any]:
+        """Both replies; one fresh try if the kept connection died (server restart)."""
+        kept = _connected(conn)
+        try:
+            return self._exchange(conn, ctx)
+        except redis.ConnectionError:
+            if not kept or ctx.deadline.expired() or conn.limits.abandoned:
+                raise
+        return self._exchange(conn, ctx)
+
+    def _dial(self, conn: Any, deadline: Deadline) -> None:
+        options = self.options
+        conn.socket_connect_timeout = deadline.timeout(options.connect_timeout_seconds)
+        conn.socket_timeout = deadline.timeout(options.read_timeout_seconds)
+        if self._resp2:
+            conn.protocol = 2
+        try:
+            conn.connect()
+        except redis.ResponseError:
+            if conn.protocol in (2, "2") or deadline.expired():
+                raise
+            # HELLO 3 refused (Redis < 6, some managed services, an ACL without +hello):
+            # INFO reads the same over RESP2
+            self._resp2 = True
+            conn.protocol = 2
+            conn.connect()
+        self._histogram_supported = None  # the server may have been upgraded
+
+    def _exchange(self, conn: Any, ctx: ScrapeContext) -> tuple[Any, Any]:
+        deadline, options = ctx.deadline, self.options
+        limits = conn.limits
+        limits.arm(deadline, options.read_timeout_seconds, options.max_reply_bytes)
         try:
             if not _connected(conn):
-                conn.socket_connect_timeout = deadline.timeout(options.connect_timeout_seconds)
-                conn.socket_timeout = deadline.timeout(options.read_timeout_seconds)
-                conn.connect()
-                self._histogram_supported = None  # the server may have been upgraded
+                self._dial(conn, deadline)
+                limits.arm(deadline, options.read_timeout_seconds, options.max_reply_bytes)
             with_histogram = options.latency_histogram and self._histogram_supported is not False
-            _cap(conn, deadline.timeout(options.read_timeout_seconds))
             conn.send_packed_command(self._packed_both if with_histogram else self._packed_info)
             raw = conn.read_response(disable_decoding=True)
         except BaseException:
@@ -97,7 +151,6 @@ class RedisCollector(SourceCollector):
         if not with_histogram:
             return raw, None
         try:
-            _cap(conn, deadline.timeout(options.read_timeout_seconds))
             reply = conn.read_response(disable_decoding=True)
         except redis.ResponseError:  # ERR unknown subcommand: Redis < 7
             self._histogram_supported = False
@@ -126,27 +179,34 @@ class RedisCollector(SourceCollector):
         return reason
 
     def close(self) -> None:
+        """Disconnect the kept connection and shut down those of runs still in flight."""
         with self._lock:
-            self._connection.disconnect()
+            idle, self._idle = self._idle, None
+            busy = [conn for conn, _ in self._busy.values()]
+        if idle is not None:
+            idle.disconnect()
+        for conn in busy:
+            conn.limits.abandon()
 
 
 def _connected(conn: Any) -> bool:
     return conn._sock is not None
 
 
-def _cap(conn: Any, seconds: float) -> None:
-    """The socket's timeout for the next send or read: redis-py reads with the socket's own
-    timeout (its `read_response(timeout=)` is recent, this works on every version)."""
-    sock = conn._sock
-    if sock is not None:
-        sock.settimeout(seconds)
-
-
-def _own_connection(connection_class: Any, kwargs: Mapping[str, Any]) -> Any:
-    """A connection that fails fast: the scrape deadline, not redis-py's retries, bounds it."""
+def _connector(connection_class: type[Any], kwargs: Mapping[str, Any]) -> Callable[[], Any]:
+    """Makes unconnected connections (no I/O) that fail fast: the scrape deadline, not
+    redis-py's retries, bounds them. RESP2 unless RESP3 was asked for: INFO reads the same
+    and every server speaks it."""
     settings = dict(kwargs)
     settings["retry"] = Retry(NoBackoff(), 0)
-    return connection_class(**settings)
+    if settings.get("protocol") is None:
+        settings["protocol"] = 2
+    bounded = bounded_class(connection_class)
+
+    def connect() -> Any:
+        return bounded(**settings)
+
+    return connect
 
 
 def build(options: Options | None, target: Target) -> RedisCollector:
@@ -158,7 +218,7 @@ def build(options: Options | None, target: Target) -> RedisCollector:
         url_password(target.url) or "",
     ]
     return RedisCollector(
-        target.name, _own_connection(connection_class, kwargs), effective, secrets=secrets
+        target.name, _connector(connection_class, kwargs), effective, secrets=secrets
     )
 
 
@@ -180,7 +240,7 @@ def from_client(
     password = kwargs.get("password")
     return RedisCollector(
         name,
-        _own_connection(pool.connection_class, kwargs),
+        _connector(pool.connection_class, kwargs),
         effective,
         secrets=[password] if isinstance(password, str) else [],
     )

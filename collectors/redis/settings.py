@@ -20,6 +20,8 @@ from collectors.secret import Secret
 
 _parse_url: Any = redis.connection.parse_url  # untyped in redis-py
 _SCHEMES = ("redis", "rediss", "unix")
+#: INFO ALL alone is tens of kilobytes: a smaller cap would fail every scrape.
+_SMALLEST_REPLY_CAP = 64 * 1024
 
 
 def check_redis_url(value: str) -> str:
@@ -46,6 +48,12 @@ def check_db(value: int) -> int:
     return value
 
 
+def check_reply_cap(value: int) -> int:
+    if value < _SMALLEST_REPLY_CAP:
+        raise ValueError(f"must be at least {_SMALLEST_REPLY_CAP} (INFO ALL is tens of KiB)")
+    return value
+
+
 @dataclass(frozen=True)
 class Options:
     """`collectors.redis:` settings, and what an embedded `from_client` collector uses."""
@@ -62,6 +70,9 @@ class Options:
     #: Caps on one TCP/TLS connect and on one reply, both also capped by the scrape deadline.
     connect_timeout_seconds: float = field(default=3.0, metadata={"check": check_positive})
     read_timeout_seconds: float = field(default=5.0, metadata={"check": check_positive})
+    #: Bytes one scrape may read (both replies together): a server announcing or sending more
+    #: is reported as `bad_response` before the exporter holds it in memory.
+    max_reply_bytes: int = field(default=4 * 1024 * 1024, metadata={"check": check_reply_cap})
 
 
 @dataclass(frozen=True)
