@@ -267,3 +267,25 @@ def test_a_resp3_client_falls_back_to_resp2_when_hello_is_refused():
     hellos = [c for c in server.commands if c[0] == b"HELLO"]
     assert hellos == [[b"HELLO", b"3"]]
     assert server.connections == 3  # HELLO refused, RESP2, and the reconnect
+
+
+# -- item 9 of issue 11: one bad INFO line costs that line, not the instance -----------------
+
+
+def test_a_server_sending_bad_values_is_served_without_them():
+    text = INFO.replace(b"\ncmdstat_get:calls=", b"\ncmdstat_get:calls=ABC")
+    text = text.replace(b"\nkeyspace_misses:", b"\nkeyspace_misses:-")
+    assert text.count(b"ABC") == 1 and text.count(b"keyspace_misses:-") == 1
+    with resp_server(like_redis(text)) as server:
+        collector = collector_for(server.url)
+        result = collector.run(Deadline.after(5))
+        collector.close()
+    assert result.success, result.reason
+    samples = {
+        (s.name, s.labels.get("command")): s.value for f in result.families for s in f.samples
+    }
+    assert samples[("cache_up", None)] == 1.0
+    assert samples[("redis_exporter_info_fields_skipped", None)] == 2.0
+    assert ("redis_commands_total", "get") not in samples
+    assert samples[("redis_commands_total", "set")] > 0
+    assert any("cmdstat_get" in note for note in result.notes)

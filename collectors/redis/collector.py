@@ -65,8 +65,9 @@ class RedisCollector(SourceCollector):
             self._checkin(conn)
         info = parse_info(text(raw))
         histograms = None
+        skipped: list[str] = []
         if histogram_reply is not None:
-            histograms = parse_latency_histogram(histogram_reply)
+            histograms = parse_latency_histogram(histogram_reply, skipped)
         families = info_families(
             info,
             self.name,
@@ -75,8 +76,9 @@ class RedisCollector(SourceCollector):
             histogram_command_limit=self.options.histogram_command_limit,
             previous=self._previous,
             histograms=histograms,
+            skipped=skipped,
         )
-        self._previous = lookups(info)
+        self._previous = lookups(info) or self._previous
         if self.options.latency_histogram and self._histogram_supported is False:
             ctx.note("LATENCY HISTOGRAM unavailable (Redis < 7): no duration histogram")
         yield from families

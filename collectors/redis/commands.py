@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from collectors.redis.parsing import CommandLatency, parse_fields
+from collectors.redis.parsing import CommandLatency, number, parse_fields
 
 OTHER = "other"
 
@@ -22,19 +22,29 @@ class CommandStats:
     failed: float
 
 
-def command_stats(info: Mapping[str, str]) -> dict[str, CommandStats]:
-    """`cmdstat_<command>` lines -> {command: stats}; subcommands look like `config|get`."""
+_STAT_FIELDS = ("calls", "usec", "rejected_calls", "failed_calls")  # the last two: Redis 6.2
+
+
+def command_stats(
+    info: Mapping[str, str], skipped: list[str] | None = None
+) -> dict[str, CommandStats]:
+    """`cmdstat_<command>` lines -> {command: stats}; subcommands look like `config|get`.
+
+    A line with a value that is not a counter's (`calls=ABC`, `nan`, `-1`) is left out and
+    named in `skipped`: one bad line costs that command's series, not the instance.
+    """
     result: dict[str, CommandStats] = {}
     for key, value in info.items():
         if not key.startswith("cmdstat_"):
             continue
         fields = parse_fields(value)
-        result[key[8:]] = CommandStats(
-            calls=float(fields.get("calls", 0)),
-            seconds=float(fields.get("usec", 0)) / 1e6,
-            rejected=float(fields.get("rejected_calls", 0)),  # 6.2
-            failed=float(fields.get("failed_calls", 0)),  # 6.2
-        )
+        numbers = [number(fields.get(name, "0"), counter=True) for name in _STAT_FIELDS]
+        calls, usec, rejected, failed = numbers
+        if calls is None or usec is None or rejected is None or failed is None:
+            if skipped is not None:
+                skipped.append(key)
+            continue
+        result[key[8:]] = CommandStats(calls, usec / 1e6, rejected, failed)
     return result
 
 

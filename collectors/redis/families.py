@@ -3,7 +3,7 @@ latency histogram) to them. Pure: tested on captured dumps, no network."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
@@ -18,7 +18,7 @@ from collectors.redis.commands import (
     fold_histograms,
 )
 from collectors.redis.fields import INFO_FIELDS, LABEL
-from collectors.redis.parsing import CommandLatency, parse_fields
+from collectors.redis.parsing import CommandLatency, number, parse_fields, sample_value
 from collectors.specs import FamilySet, MetricSpec, counter, gauge, histogram
 
 _COMMAND = (LABEL, "command")
@@ -39,6 +39,7 @@ ERRORS = counter("redis_errors_total", "Error replies by error prefix (errorstat
 DB_KEYS = gauge("redis_db_keys", "Keys in each database.", _DB, source="INFO keyspace `db<N>:keys` (non-empty dbs only)")  # noqa: E501
 DB_EXPIRING = gauge("redis_db_keys_expiring", "Keys with a TTL in each database.", _DB, source="INFO keyspace `db<N>:expires`")  # noqa: E501
 DB_AVG_TTL = gauge("redis_db_avg_ttl_seconds", "Average TTL of the keys with one, estimated by Redis from sampled keys.", _DB, unit="seconds", source="INFO keyspace `db<N>:avg_ttl` (ms)")  # noqa: E501
+FIELDS_SKIPPED = gauge("redis_exporter_info_fields_skipped", "INFO fields (and LATENCY HISTOGRAM entries) left out of this scrape because their value was not a number the metric may carry (not a number, NaN, infinite, or a negative counter).", [LABEL], source="this exporter's parse of INFO")  # noqa: E501
 REPLICA_LAG = gauge("redis_replica_lag_seconds", "On a master: seconds since each connected replica last acknowledged (by slot index).", [LABEL, "replica"], unit="seconds", source="INFO replication `slave<N>:...,lag=` (masters only)")  # noqa: E501
 # fmt: on
 
@@ -58,7 +59,10 @@ SPECS: tuple[MetricSpec, ...] = (
     DB_EXPIRING,
     DB_AVG_TTL,
     REPLICA_LAG,
+    FIELDS_SKIPPED,
 )
+#: Field names shown in the landing-page note about skipped fields: at most this many, this long.
+_NOTE_NAMES, _NOTE_NAME_LENGTH = 3, 40
 
 
 @dataclass
@@ -79,10 +83,18 @@ def hit_rate_percent(current: Lookups, previous: Lookups | None) -> float:
     return 100.0 * hits / total if total > 0 else 0.0
 
 
-def lookups(info: Mapping[str, str]) -> Lookups:
-    return Lookups(
-        float(info.get("keyspace_hits", 0) or 0), float(info.get("keyspace_misses", 0) or 0)
-    )
+_LOOKUPS = ("keyspace_hits", "keyspace_misses")
+
+
+def lookups(info: Mapping[str, str], bad: list[str] | None = None) -> Lookups | None:
+    """Keyspace hits and misses (0 when the server does not report them); None when either
+    is not a counter's value (named in `bad`)."""
+    hits, misses = (number(info.get(key) or "0", counter=True) for key in _LOOKUPS)
+    if hits is None or misses is None:
+        if bad is not None:
+            bad.extend(key for key, n in zip(_LOOKUPS, (hits, misses), strict=True) if n is None)
+        return None
+    return Lookups(hits, misses)
 
 
 def info_families(
@@ -94,22 +106,32 @@ def info_families(
     histogram_command_limit: int | None = None,
     previous: Lookups | None = None,
     histograms: Mapping[str, CommandLatency] | None = None,
+    skipped: Sequence[str] = (),
 ) -> list[Metric]:
-    """Every family for one parsed INFO (and histogram), `instance` as the label value."""
+    """Every family for one parsed INFO (and histogram), `instance` as the label value.
+
+    A field whose value a metric may not carry is left out and counted (with those already
+    in `skipped`, from parsing the histogram); the rest of the instance is still served.
+    """
     out = FamilySet(instance)
+    bad = list(skipped)
     out.add(CACHE_UP, 1.0)
     for row in INFO_FIELDS:
         raw = info.get(row.key)
         if raw is None:
             continue
         try:
-            value = row.convert(raw)
+            value = sample_value(row.convert(raw), counter=row.is_counter)
         except ValueError:
-            continue
-        out.add(row.spec, value)
+            value = None
+        if value is None:
+            bad.append(row.key)
+        else:
+            out.add(row.spec, value)
 
-    current = lookups(info)
-    out.add(HIT_RATE, hit_rate_percent(current, previous))
+    current = lookups(info, bad)
+    if current is not None:
+        out.add(HIT_RATE, hit_rate_percent(current, previous))
     role = info.get("role", "")
     out.add(
         CACHE_INFO,
@@ -120,23 +142,38 @@ def info_families(
         info.get("maxmemory_policy", ""),
     )
 
-    stats = command_stats(info)
+    stats = command_stats(info, bad)
     kept = ctx.keep_top({cmd: s.calls for cmd, s in stats.items()}, command_limit)
     folded = fold_commands(stats, kept)
     # failed_calls/rejected_calls came with total_error_replies in 6.2
     errors = "total_error_replies" in info
-    out.add(OPERATIONS, current.hits, "lookup", "hit")
-    out.add(OPERATIONS, current.misses, "lookup", "miss")
+    if current is not None:
+        out.add(OPERATIONS, current.hits, "lookup", "hit")
+        out.add(OPERATIONS, current.misses, "lookup", "miss")
     _command_families(out, folded, errors=errors)
-    _error_family(out, info, ctx, command_limit)
-    _keyspace_families(out, info)
-    _replica_family(out, info)
+    _error_family(out, info, ctx, command_limit, bad)
+    _keyspace_families(out, info, bad)
+    _replica_family(out, info, bad)
     if histograms is not None:
         limit = command_limit if histogram_command_limit is None else histogram_command_limit
         calls = {cmd: s.calls for cmd, s in stats.items() if cmd in kept}
         top = ctx.keep_top(calls, limit) if limit < len(kept) else kept
         _histogram_family(out.get(OPERATION_DURATION), histograms, stats, top, instance)
+    fields = list(dict.fromkeys(bad))  # a field feeding two metrics counts once
+    out.add(FIELDS_SKIPPED, len(fields))
+    if fields:
+        ctx.note(f"INFO fields skipped, not valid numbers: {_names(fields)}")
     return out.families()
+
+
+def _names(fields: Sequence[str]) -> str:
+    """A few field names for the landing page: printable, short, never a value."""
+    shown = [
+        "".join(c if c.isprintable() else "?" for c in name[:_NOTE_NAME_LENGTH])
+        for name in fields[:_NOTE_NAMES]
+    ]
+    more = len(fields) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
 
 
 def _command_families(out: FamilySet, folded: Mapping[str, CommandStats], *, errors: bool) -> None:
@@ -155,12 +192,17 @@ def _command_families(out: FamilySet, folded: Mapping[str, CommandStats], *, err
         out.add(FAILED, sum(s.failed for s in folded.values()))
 
 
-def _error_family(out: FamilySet, info: Mapping[str, str], ctx: ScrapeContext, limit: int) -> None:
-    counts = {
-        key[10:]: float(parse_fields(value).get("count", 0))
-        for key, value in info.items()
-        if key.startswith("errorstat_")  # 6.2
-    }
+def _error_family(
+    out: FamilySet, info: Mapping[str, str], ctx: ScrapeContext, limit: int, bad: list[str]
+) -> None:
+    counts: dict[str, float] = {}
+    for key, value in info.items():
+        if key.startswith("errorstat_"):  # 6.2
+            count = number(parse_fields(value).get("count", "0"), counter=True)
+            if count is None:
+                bad.append(key)
+            else:
+                counts[key[10:]] = count
     out.get(ERRORS)
     kept = ctx.keep_top(counts, limit)
     other = 0.0
@@ -173,25 +215,37 @@ def _error_family(out: FamilySet, info: Mapping[str, str], ctx: ScrapeContext, l
         out.add(ERRORS, other, OTHER)
 
 
-def _keyspace_families(out: FamilySet, info: Mapping[str, str]) -> None:
+def _keyspace_families(out: FamilySet, info: Mapping[str, str], bad: list[str]) -> None:
     for spec in (DB_KEYS, DB_EXPIRING, DB_AVG_TTL):
         out.get(spec)
     for key, value in info.items():
         if key.startswith("db") and key[2:].isdigit():
             fields = parse_fields(value)
-            out.add(DB_KEYS, float(fields.get("keys", 0)), key)
-            out.add(DB_EXPIRING, float(fields.get("expires", 0)), key)
-            out.add(DB_AVG_TTL, float(fields.get("avg_ttl", 0)) / 1e3, key)
+            keys, expires, avg_ttl = (
+                number(fields.get(name, "0"), counter=False)
+                for name in ("keys", "expires", "avg_ttl")
+            )
+            if keys is None or expires is None or avg_ttl is None:
+                bad.append(key)
+                continue
+            out.add(DB_KEYS, keys, key)
+            out.add(DB_EXPIRING, expires, key)
+            out.add(DB_AVG_TTL, avg_ttl / 1e3, key)
 
 
-def _replica_family(out: FamilySet, info: Mapping[str, str]) -> None:
+def _replica_family(out: FamilySet, info: Mapping[str, str], bad: list[str]) -> None:
     """On a master, the lag each connected replica reports (`slave<N>:...,lag=S`)."""
     out.get(REPLICA_LAG)
     for key, value in info.items():
         if key.startswith("slave") and key[5:].isdigit():
             fields = parse_fields(value)
-            if "lag" in fields:
-                out.add(REPLICA_LAG, float(fields["lag"]), key[5:])
+            if "lag" not in fields:
+                continue
+            lag = number(fields["lag"], counter=False)
+            if lag is None:
+                bad.append(key)
+            else:
+                out.add(REPLICA_LAG, lag, key[5:])
 
 
 def _go_float(value: float) -> str:

@@ -7,6 +7,7 @@ converted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,21 @@ def parse_fields(value: str) -> dict[str, str]:
     return fields
 
 
+def sample_value(value: float, *, counter: bool) -> float | None:
+    """`value` if a sample may carry it (finite; for a counter, not negative), else None."""
+    if not math.isfinite(value) or (counter and value < 0):
+        return None
+    return value
+
+
+def number(raw: str, *, counter: bool) -> float | None:
+    """A raw INFO value as a sample value, or None when it is not one (`ABC`, `nan`, `-1`)."""
+    try:
+        return sample_value(float(raw), counter=counter)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class CommandLatency:
     """One command's `LATENCY HISTOGRAM` entry: calls, and cumulative counts per bucket."""
@@ -64,13 +80,26 @@ def text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def parse_latency_histogram(reply: Any) -> dict[str, CommandLatency]:
-    """`LATENCY HISTOGRAM` reply -> {command: CommandLatency} (Redis 7+)."""
+def parse_latency_histogram(
+    reply: Any, skipped: list[str] | None = None
+) -> dict[str, CommandLatency]:
+    """`LATENCY HISTOGRAM` reply -> {command: CommandLatency} (Redis 7+). A command whose
+    entry is malformed is left out (and named in `skipped`)."""
     result: dict[str, CommandLatency] = {}
     for name, detail in _pairs(reply):
-        fields = {text(k): v for k, v in _pairs(detail)}
-        buckets = tuple(
-            sorted((int(bound), int(count)) for bound, count in _pairs(fields["histogram_usec"]))
-        )
-        result[text(name).lower()] = CommandLatency(int(fields["calls"]), buckets)
+        try:
+            fields = {text(k): v for k, v in _pairs(detail)}
+            pairs = _pairs(fields["histogram_usec"])
+            buckets = tuple(sorted((_count(bound), _count(count)) for bound, count in pairs))
+            result[text(name).lower()] = CommandLatency(_count(fields["calls"]), buckets)
+        except (KeyError, TypeError, ValueError):
+            if skipped is not None:
+                skipped.append(f"latency_histogram_{text(name).lower()}")
     return result
+
+
+def _count(value: Any) -> int:
+    count = int(value)
+    if count < 0:
+        raise ValueError(f"negative count {count}")
+    return count
