@@ -1,6 +1,7 @@
 """Our Redis collector beside Debian's prometheus-redis-exporter, on the same private Redis.
 
     python -m benchmarks.redis [--rounds 5] [--scrapes 200] [--seconds 4]
+    python -m benchmarks.redis --huge-reply
 
 (as a module: run as a script, its own name would shadow redis-py)
 
@@ -12,6 +13,10 @@ Prometheus's scrape headers: sequential scrape latency (p50/p99), CPU per scrape
 of each process tree from /proc, before/after the round), scrapes/s with 16 concurrent
 connections (wrk, when installed, else a threaded client) and RSS. Prints the figures and our/their
 ratios side by side.
+
+`--huge-reply` measures instead the exporter's memory while a loopback server answers INFO
+with a 1 GiB bulk string sent as fast as it is read: RSS before the scrape and the peak
+(VmHWM) after it, and how much the server got rid of before the exporter hung up.
 """
 
 from __future__ import annotations
@@ -90,12 +95,53 @@ def samples(server: Server) -> int:
     return count_series(httpx.get(url, headers={"Accept": "text/plain"}).content)
 
 
+def peak_rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
+def huge_reply() -> int:
+    """One scrape of a server announcing (and sending) a 1 GiB INFO reply."""
+    from tests.redis_server import flood, like_redis, resp_server
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-redis-huge-"))
+    sent = [0]
+    info = b"# Server\r\nredis_version:7.0.15\r\n"
+    port = free_port()
+    try:
+        with resp_server(like_redis(info, INFO=flood(b"$1073741824\r\n", b"a", sent))) as srv:
+            config = workdir / "exporter.yml"
+            config.write_text(
+                "collectors:\n  system: {enabled: false}\n  process: {enabled: false}\n"
+                f"redis:\n  - name: huge\n    url: {srv.url}\n"
+            )
+            with started("ours", our_exporter(port, config), port, log_dir=workdir) as ours:
+                url = f"http://127.0.0.1:{port}/metrics"
+                wait_http(url.replace("/metrics", "/-/healthy"))
+                before = rss_bytes(ours.pid)
+                headers = {"Accept": "text/plain", "X-Prometheus-Scrape-Timeout-Seconds": "10"}
+                body = httpx.get(url, headers=headers, timeout=30).text
+                peak = peak_rss_bytes(ours.pid)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    up = next((line for line in body.splitlines() if line.startswith("cache_up")), "none")
+    print("one scrape of a server answering INFO with a 1 GiB bulk string, sent at full speed")
+    print(f"RSS before {before / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB; {up}")
+    print(f"the server sent {sent[0] / 2**20:.1f} MiB before the exporter hung up")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scrapes", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--huge-reply", action="store_true", help=huge_reply.__doc__)
     args = parser.parse_args()
+    if args.huge_reply:
+        return huge_reply()
     for binary in ("redis-server", "prometheus-redis-exporter"):
         if not shutil.which(binary):
             raise SystemExit(f"{binary} is not installed (scripts/install-tools)")
