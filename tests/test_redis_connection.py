@@ -224,6 +224,14 @@ def test_a_flood_is_cut_at_the_reply_cap(command, head, item):
     assert sent[0] < 64 << 20
 
 
+def test_a_reply_that_is_not_resp_is_a_bad_response():
+    with resp_server(like_redis(INFO, INFO=b"?garbage\r\n")) as server:
+        collector = collector_for(server.url)
+        result = collector.run(Deadline.after(5))
+        collector.close()
+    assert result.reason == "bad_response"
+
+
 def test_the_reply_cap_is_configurable_and_checked():
     config = load_config(
         {

@@ -8,7 +8,9 @@ The package, one job per module:
 - `fields`: the INFO field -> metric table (adding a field is one line there);
 - `commands`: per-command statistics and histograms within a series budget;
 - `families`: every family's spec (`SPECS`) and the mapping from parsed replies to families;
-- `collector`: the collector, its connection and its failure reasons (`build`, `from_client`).
+- `connection`: the collector's own connection, bounded by the scrape deadline and a reply
+  budget, and droppable from another thread;
+- `collector`: the collector and its failure reasons (`build`, `from_client`).
 """
 
 from collectors.redis.collector import RedisCollector, build, from_client

@@ -1,7 +1,8 @@
 """The Redis collector: one instance on one long-lived connection of its own.
 
 Each scrape costs one round trip: `INFO ALL` and (Redis >= 7) `LATENCY HISTOGRAM` are sent
-together and both replies read back, each read capped by the scrape deadline. In embedded mode
+together and both replies read back, the whole exchange inside the scrape deadline and
+`max_reply_bytes` (see `collectors.redis.connection`). In embedded mode
 the application hands in its `redis.Redis` client (`from_client`): the collector opens its own
 connection with that client's settings (address, auth, TLS, db), so it never takes a connection
 from the application's pool nor changes the timeouts of one.
@@ -16,7 +17,7 @@ from typing import Any
 import redis
 from prometheus_client.metrics_core import Metric
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthorizationError
+from redis.exceptions import AuthorizationError, InvalidResponse
 from redis.retry import Retry
 
 from collectors.base import Deadline, ScrapeContext, SourceCollector, classify_error
@@ -173,6 +174,8 @@ class RedisCollector(SourceCollector):
             return "auth"
         if isinstance(exc, redis.TimeoutError):
             return "timeout"
+        if isinstance(exc, InvalidResponse):  # not RESP at all
+            return "bad_response"
         reason = classify_error(exc)
         if reason == "error" and isinstance(exc, redis.ConnectionError):
             return "connection"

@@ -15,7 +15,12 @@ import redis
 import redis.connection
 from redis.connection import SSLConnection
 
-from collectors.checks import check_existing_file, check_limit, check_positive
+from collectors.checks import (
+    check_existing_file,
+    check_limit,
+    check_non_negative,
+    check_positive,
+)
 from collectors.secret import Secret
 
 _parse_url: Any = redis.connection.parse_url  # untyped in redis-py
@@ -39,12 +44,6 @@ def check_redis_url(value: str) -> str:
         _parse_url(value)
     except ValueError:
         raise ValueError(problem) from None
-    return value
-
-
-def check_db(value: int) -> int:
-    if value < 0:
-        raise ValueError(f"must be a database number >= 0, got {value}")
     return value
 
 
@@ -85,7 +84,7 @@ class Target:
     password: Secret | None = None
     password_file: str | None = field(default=None, metadata={"secret_file_for": "password"})
     #: Database to SELECT (overrides the URL's); INFO is server-wide, so this rarely matters.
-    db: int | None = field(default=None, metadata={"check": check_db})
+    db: int | None = field(default=None, metadata={"check": check_non_negative})
     # TLS (rediss:// only)
     ca_file: str | None = field(default=None, metadata={"check": check_existing_file})
     cert_file: str | None = field(default=None, metadata={"check": check_existing_file})
