@@ -93,6 +93,10 @@ def test_parse_info_agrees_with_redis_py(name):
 def test_parse_info_skips_headers_and_keeps_colons_in_values():
     info = parse_info("# Server\r\nredis_version:7.0.15\r\n\r\nexecutable:/a:b\r\nnoise\r\n")
     assert info == {"redis_version": "7.0.15", "executable": "/a:b"}
+    # the `host:` pseudo-command (a colon in a command name)
+    stats = parse_info("# Commandstats\r\ncmdstat_host::calls=2,usec=3\r\n")
+    assert stats == {"cmdstat_host:": "calls=2,usec=3"}
+    assert command_stats(stats)["host:"].calls == 2.0
 
 
 @pytest.mark.parametrize("name", DUMPS)

@@ -4,10 +4,10 @@ latency histogram) to them. Pure: tested on captured dumps, no network."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.metrics_core import Metric
-from prometheus_client.samples import Sample
 
 from collectors.base import ScrapeContext
 from collectors.redis.commands import (
@@ -15,7 +15,7 @@ from collectors.redis.commands import (
     CommandStats,
     command_stats,
     fold_commands,
-    fold_histograms,
+    histogram_family,
 )
 from collectors.redis.fields import INFO_FIELDS, LABEL
 from collectors.redis.parsing import CommandLatency, number, parse_fields, sample_value
@@ -127,7 +127,7 @@ def info_families(
         if value is None:
             bad.append(row.key)
         else:
-            out.add(row.spec, value)
+            out.get(row.spec).add_metric([instance], value)  # type: ignore[attr-defined]
 
     current = lookups(info, bad)
     if current is not None:
@@ -142,7 +142,8 @@ def info_families(
         info.get("maxmemory_policy", ""),
     )
 
-    stats = command_stats(info, bad)
+    lines = _lines(info)
+    stats = command_stats(lines.commands, bad)
     kept = ctx.keep_top({cmd: s.calls for cmd, s in stats.items()}, command_limit)
     folded = fold_commands(stats, kept)
     # failed_calls/rejected_calls came with total_error_replies in 6.2
@@ -150,15 +151,15 @@ def info_families(
     if current is not None:
         out.add(OPERATIONS, current.hits, "lookup", "hit")
         out.add(OPERATIONS, current.misses, "lookup", "miss")
-    _command_families(out, folded, errors=errors)
-    _error_family(out, info, ctx, command_limit, bad)
-    _keyspace_families(out, info, bad)
-    _replica_family(out, info, bad)
+    _command_families(out, instance, folded, errors=errors)
+    _error_family(out, lines.errors, ctx, command_limit, bad)
+    _keyspace_families(out, lines.dbs, bad)
+    _replica_family(out, lines.replicas, bad)
     if histograms is not None:
         limit = command_limit if histogram_command_limit is None else histogram_command_limit
         calls = {cmd: s.calls for cmd, s in stats.items() if cmd in kept}
         top = ctx.keep_top(calls, limit) if limit < len(kept) else kept
-        _histogram_family(out.get(OPERATION_DURATION), histograms, stats, top, instance)
+        histogram_family(out.get(OPERATION_DURATION), histograms, stats, top, instance)
     fields = list(dict.fromkeys(bad))  # a field feeding two metrics counts once
     out.add(FIELDS_SKIPPED, len(fields))
     if fields:
@@ -176,33 +177,65 @@ def _names(fields: Sequence[str]) -> str:
     return ", ".join(shown) + (f" and {more} more" if more else "")
 
 
-def _command_families(out: FamilySet, folded: Mapping[str, CommandStats], *, errors: bool) -> None:
+def _command_families(
+    out: FamilySet, instance: str, folded: Mapping[str, CommandStats], *, errors: bool
+) -> None:
     """Calls and time per command; rejected and failed calls server-wide (per command they
-    are in `cache_operations_total{result="error"}`: one series per command, not three)."""
+    are in `cache_operations_total{result="error"}`: one series per command, not three).
+
+    Samples go straight to `add_metric`: these are most of a scrape's samples but the
+    histogram's, and `FamilySet.add` costs about twice as much per sample."""
+    ordered = sorted(folded.items())
     if errors:
-        for cmd, s in sorted(folded.items()):
-            out.add(OPERATIONS, s.rejected + s.failed, cmd, "error")
-    out.get(COMMANDS)
-    out.get(COMMAND_SECONDS)
-    for cmd, s in sorted(folded.items()):
-        out.add(COMMANDS, s.calls, cmd)
-        out.add(COMMAND_SECONDS, s.seconds, cmd)
+        add_error: Any = out.get(OPERATIONS).add_metric  # type: ignore[attr-defined]
+        for cmd, s in ordered:
+            add_error([instance, cmd, "error"], s.rejected + s.failed)
+    add_calls: Any = out.get(COMMANDS).add_metric  # type: ignore[attr-defined]
+    add_seconds: Any = out.get(COMMAND_SECONDS).add_metric  # type: ignore[attr-defined]
+    for cmd, s in ordered:
+        add_calls([instance, cmd], s.calls)
+        add_seconds([instance, cmd], s.seconds)
     if errors:
         out.add(REJECTED, sum(s.rejected for s in folded.values()))
         out.add(FAILED, sum(s.failed for s in folded.values()))
 
 
+@dataclass
+class _Lines:
+    """The INFO lines with one entry per command, error prefix, db or replica."""
+
+    commands: dict[str, str] = field(default_factory=dict)  # cmdstat_<command>
+    errors: list[tuple[str, str]] = field(default_factory=list)  # errorstat_<PREFIX> (6.2)
+    dbs: list[tuple[str, str]] = field(default_factory=list)  # db<N>
+    replicas: list[tuple[str, str]] = field(default_factory=list)  # slave<N>
+
+
+def _lines(info: Mapping[str, str]) -> _Lines:
+    """One pass over INFO instead of one per kind of line (INFO ALL has ~250 fields)."""
+    lines = _Lines()
+    for key, value in info.items():
+        first = key[:1]
+        if first == "c" and key.startswith("cmdstat_"):
+            lines.commands[key] = value
+        elif first == "e" and key.startswith("errorstat_"):
+            lines.errors.append((key, value))
+        elif first == "d" and key[2:].isdigit() and key.startswith("db"):
+            lines.dbs.append((key, value))
+        elif first == "s" and key[5:].isdigit() and key.startswith("slave"):
+            lines.replicas.append((key, value))
+    return lines
+
+
 def _error_family(
-    out: FamilySet, info: Mapping[str, str], ctx: ScrapeContext, limit: int, bad: list[str]
+    out: FamilySet, lines: list[tuple[str, str]], ctx: ScrapeContext, limit: int, bad: list[str]
 ) -> None:
     counts: dict[str, float] = {}
-    for key, value in info.items():
-        if key.startswith("errorstat_"):  # 6.2
-            count = number(parse_fields(value).get("count", "0"), counter=True)
-            if count is None:
-                bad.append(key)
-            else:
-                counts[key[10:]] = count
+    for key, value in lines:
+        count = number(parse_fields(value).get("count", "0"), counter=True)
+        if count is None:
+            bad.append(key)
+        else:
+            counts[key[10:]] = count
     out.get(ERRORS)
     kept = ctx.keep_top(counts, limit)
     other = 0.0
@@ -215,67 +248,31 @@ def _error_family(
         out.add(ERRORS, other, OTHER)
 
 
-def _keyspace_families(out: FamilySet, info: Mapping[str, str], bad: list[str]) -> None:
+def _keyspace_families(out: FamilySet, lines: list[tuple[str, str]], bad: list[str]) -> None:
     for spec in (DB_KEYS, DB_EXPIRING, DB_AVG_TTL):
         out.get(spec)
-    for key, value in info.items():
-        if key.startswith("db") and key[2:].isdigit():
-            fields = parse_fields(value)
-            keys, expires, avg_ttl = (
-                number(fields.get(name, "0"), counter=False)
-                for name in ("keys", "expires", "avg_ttl")
-            )
-            if keys is None or expires is None or avg_ttl is None:
-                bad.append(key)
-                continue
-            out.add(DB_KEYS, keys, key)
-            out.add(DB_EXPIRING, expires, key)
-            out.add(DB_AVG_TTL, avg_ttl / 1e3, key)
+    for key, value in lines:
+        fields = parse_fields(value)
+        keys, expires, avg_ttl = (
+            number(fields.get(name, "0"), counter=False) for name in ("keys", "expires", "avg_ttl")
+        )
+        if keys is None or expires is None or avg_ttl is None:
+            bad.append(key)
+            continue
+        out.add(DB_KEYS, keys, key)
+        out.add(DB_EXPIRING, expires, key)
+        out.add(DB_AVG_TTL, avg_ttl / 1e3, key)
 
 
-def _replica_family(out: FamilySet, info: Mapping[str, str], bad: list[str]) -> None:
+def _replica_family(out: FamilySet, lines: list[tuple[str, str]], bad: list[str]) -> None:
     """On a master, the lag each connected replica reports (`slave<N>:...,lag=S`)."""
     out.get(REPLICA_LAG)
-    for key, value in info.items():
-        if key.startswith("slave") and key[5:].isdigit():
-            fields = parse_fields(value)
-            if "lag" not in fields:
-                continue
-            lag = number(fields["lag"], counter=False)
-            if lag is None:
-                bad.append(key)
-            else:
-                out.add(REPLICA_LAG, lag, key[5:])
-
-
-def _go_float(value: float) -> str:
-    """A bucket bound as Prometheus writes it (`1e-06`, `0.000256`), like prometheus_client."""
-    text = repr(value)
-    return text[:-2] if text.endswith(".0") else text
-
-
-def _histogram_family(
-    family: Metric,
-    histograms: Mapping[str, CommandLatency],
-    stats: Mapping[str, CommandStats],
-    kept: frozenset[str],
-    instance: str,
-) -> None:
-    """Samples are built directly: `add_metric` costs ~3x as much per bucket, and this family
-    has more samples than all the others together."""
-    name = family.name
-    folded = fold_histograms(histograms, kept)
-    other_seconds = sum(s.seconds for cmd, s in stats.items() if cmd not in kept)
-    bucket, samples = f"{name}_bucket", family.samples
-    les: list[str] = []
-    for cmd, (calls, buckets) in sorted(folded.items()):
-        if len(les) < len(buckets):
-            les = [_go_float(bound) for bound, _ in buckets]
-        labels = {LABEL: instance, "command": cmd}
-        for le, (_, count) in zip(les, buckets, strict=False):
-            samples.append(Sample(bucket, {**labels, "le": le}, float(count)))
-        samples.append(Sample(bucket, {**labels, "le": "+Inf"}, float(calls)))
-        samples.append(Sample(f"{name}_count", labels, float(calls)))
-        stat = stats.get(cmd)
-        seconds = other_seconds if cmd == OTHER else (stat.seconds if stat else 0.0)
-        samples.append(Sample(f"{name}_sum", labels, seconds))
+    for key, value in lines:
+        fields = parse_fields(value)
+        if "lag" not in fields:
+            continue
+        lag = number(fields["lag"], counter=False)
+        if lag is None:
+            bad.append(key)
+        else:
+            out.add(REPLICA_LAG, lag, key[5:])

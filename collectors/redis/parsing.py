@@ -21,14 +21,13 @@ def parse_info(text: str) -> dict[str, str]:
     """
     info: dict[str, str] = {}
     for line in text.splitlines():
-        if not line or line[0] == "#":
-            continue
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        if key == "cmdstat_host":  # the `host:` pseudo-command has a colon in its name
-            key, _, value = line.rpartition(":")
-        info[key] = value
+        key, sep, value = line.partition(":")  # headers (`# Server`) and blanks have none
+        if sep:
+            info[key] = value
+    # the `host:` pseudo-command has a colon in its name: `cmdstat_host::calls=...`
+    host = info.get("cmdstat_host")
+    if host is not None and host.startswith(":"):
+        info["cmdstat_host:"] = info.pop("cmdstat_host")[1:]
     return info
 
 
