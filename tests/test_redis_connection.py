@@ -10,7 +10,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -24,7 +24,6 @@ from exporter.config import load_config
 from exporter.schema import ConfigError
 from exporter.state import Exporter
 from tests.redis_server import (
-    RedisServer,
     drip,
     error,
     flood,
@@ -70,14 +69,34 @@ class Run:
 
 
 @contextlib.contextmanager
-def stopped(server: RedisServer) -> Iterator[None]:
-    """The server process frozen (SIGSTOP): connections stay open and nothing answers."""
-    assert server.process is not None
-    os.kill(server.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.process.pid, signal.SIGCONT)
+def stopped_server(tmp_path: Path) -> Iterator[tuple[str, Callable[[bool], None]]]:
+    """A private redis-server, and a switch that freezes (SIGSTOP) or resumes it."""
+    with private_redis(tmp_path) as server:
+        assert server.process is not None
+        pid = server.process.pid
+
+        def wedge(on: bool) -> None:
+            os.kill(pid, signal.SIGSTOP if on else signal.SIGCONT)
+
+        try:
+            yield server.url, wedge
+        finally:
+            wedge(False)
+
+
+@contextlib.contextmanager
+def dripping_server(tmp_path: Path) -> Iterator[tuple[str, Callable[[bool], None]]]:
+    """A loopback server whose INFO reply drips a byte every 0.2 s while wedged."""
+    wedged = threading.Event()
+    normal = like_redis(INFO)
+
+    def answer(command):
+        if command[0] == b"INFO" and wedged.is_set():
+            return drip(b"$100000\r\n")
+        return normal(command)
+
+    with resp_server(answer) as server:
+        yield server.url, lambda on: wedged.set() if on else wedged.clear()
 
 
 # -- item 3 of issue 11: a wedged source costs one deadline, never more ----------------------
@@ -131,17 +150,18 @@ def test_close_does_not_wait_for_a_stuck_run():
 
 
 def test_two_hundred_runs_against_a_stopped_server_stay_flat_and_recover(tmp_path: Path):
-    with private_redis(tmp_path) as server:
-        collector = collector_for(server.url)
+    with stopped_server(tmp_path) as (url, wedge):
+        collector = collector_for(url)
         assert collector.run(Deadline.after(2)).success
         counts = []
-        with stopped(server):
-            for i in range(200):
-                result = collector.run(Deadline.after(0.05))
-                collector.abandon()
-                assert not result.success and result.reason in ("timeout", "connection")
-                if i in (9, 199):
-                    counts.append((open_fds(), threading.active_count()))
+        wedge(True)
+        for i in range(200):
+            result = collector.run(Deadline.after(0.05))
+            collector.abandon()
+            assert not result.success and result.reason in ("timeout", "connection")
+            if i in (9, 199):
+                counts.append((open_fds(), threading.active_count()))
+        wedge(False)
         result = wait_until(
             lambda: collector.run(Deadline.after(2)), timeout=20, what="a run after SIGCONT"
         )
@@ -152,15 +172,16 @@ def test_two_hundred_runs_against_a_stopped_server_stay_flat_and_recover(tmp_pat
 
 
 @pytest.mark.slow
-def test_metrics_answers_on_time_while_redis_is_stopped_and_recovers(tmp_path: Path):
+@pytest.mark.parametrize("wedged_server", [stopped_server, dripping_server])
+def test_metrics_answers_on_time_while_redis_is_wedged_and_recovers(tmp_path: Path, wedged_server):
     """Through /metrics: every scrape answers within its timeout with cache_up 0 while the
-    server is frozen, threads and FDs stay flat, and cache_up is 1 again after SIGCONT."""
-    with private_redis(tmp_path) as server:
+    server is wedged, threads and FDs stay flat, and cache_up is 1 again once it answers."""
+    with wedged_server(tmp_path) as (redis_url, wedge):
         config = load_config(
             {
                 "collectors": {"system": {"enabled": False}, "process": {"enabled": False}},
                 "scrape": {"timeout_offset_seconds": 0.1},
-                "redis": [{"name": "cache", "url": server.url}],
+                "redis": [{"name": "cache", "url": redis_url}],
             },
             env={},
         )
@@ -177,19 +198,20 @@ def test_metrics_answers_on_time_while_redis_is_stopped_and_recovers(tmp_path: P
                 return line.rsplit(" ", 1)[1]
 
             assert cache_up() == "1.0"
-            with stopped(server):
-                for _ in range(10):
-                    assert cache_up() == "0.0"
-                baseline = (open_fds(), threading.active_count())
-                for _ in range(20):
-                    assert cache_up() == "0.0"
-                # the last run may still be closing its socket when its scrape has answered
-                wait_until(
-                    lambda: open_fds() <= baseline[0] and threading.active_count() <= baseline[1],
-                    timeout=5,
-                    what=f"(fds, threads) back to {baseline} after 30 scrapes",
-                )
-            wait_until(lambda: cache_up() == "1.0", timeout=20, what="cache_up 1 after SIGCONT")
+            wedge(True)
+            for _ in range(10):
+                assert cache_up() == "0.0"
+            baseline = (open_fds(), threading.active_count())
+            for _ in range(20):
+                assert cache_up() == "0.0"
+            # the last run may still be closing its socket when its scrape has answered
+            wait_until(
+                lambda: open_fds() <= baseline[0] and threading.active_count() <= baseline[1],
+                timeout=5,
+                what=f"(fds, threads) back to {baseline} after 30 scrapes",
+            )
+            wedge(False)
+            wait_until(lambda: cache_up() == "1.0", timeout=20, what="cache_up 1 again")
         exporter.loaded.engine.close()
 
 
