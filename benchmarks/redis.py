@@ -1,6 +1,8 @@
 """Our Redis collector beside Debian's prometheus-redis-exporter, on the same private Redis.
 
     python -m benchmarks.redis [--rounds 5] [--scrapes 200] [--seconds 4]
+    python -m benchmarks.redis --huge-reply
+    python -m benchmarks.redis --wedged [--dripping] [--scrapes 200]
 
 (as a module: run as a script, its own name would shadow redis-py)
 
@@ -12,17 +14,34 @@ Prometheus's scrape headers: sequential scrape latency (p50/p99), CPU per scrape
 of each process tree from /proc, before/after the round), scrapes/s with 16 concurrent
 connections (wrk, when installed, else a threaded client) and RSS. Prints the figures and our/their
 ratios side by side.
+
+`--huge-reply` measures instead the exporter's memory while a loopback server answers INFO
+with a 1 GiB bulk string sent as fast as it is read: RSS before the scrape and the peak
+(VmHWM) after it, and how much the server got rid of before the exporter hung up.
+
+`--wedged` scrapes the exporter `--scrapes` times (0.5 s scrape timeout) while its Redis is
+stopped with SIGSTOP, printing the exporter's open file descriptors and threads along the way,
+then counts the scrapes until `cache_up` is 1 again after SIGCONT. With `--dripping` the Redis
+is instead a loopback server that drips its INFO reply one byte every 0.2 s, then answers
+normally again.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -90,12 +109,148 @@ def samples(server: Server) -> int:
     return count_series(httpx.get(url, headers={"Accept": "text/plain"}).content)
 
 
+def peak_rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
+def huge_reply() -> int:
+    """One scrape of a server announcing (and sending) a 1 GiB INFO reply."""
+    from tests.redis_server import flood, like_redis, resp_server
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-redis-huge-"))
+    sent = [0]
+    info = b"# Server\r\nredis_version:7.0.15\r\n"
+    port = free_port()
+    try:
+        with resp_server(like_redis(info, INFO=flood(b"$1073741824\r\n", b"a", sent))) as srv:
+            config = workdir / "exporter.yml"
+            config.write_text(
+                "collectors:\n  system: {enabled: false}\n  process: {enabled: false}\n"
+                f"redis:\n  - name: huge\n    url: {srv.url}\n"
+            )
+            with started("ours", our_exporter(port, config), port, log_dir=workdir) as ours:
+                url = f"http://127.0.0.1:{port}/metrics"
+                wait_http(url.replace("/metrics", "/-/healthy"))
+                before = rss_bytes(ours.pid)
+                headers = {"Accept": "text/plain", "X-Prometheus-Scrape-Timeout-Seconds": "10"}
+                body = httpx.get(url, headers=headers, timeout=30).text
+                peak = peak_rss_bytes(ours.pid)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    up = next((line for line in body.splitlines() if line.startswith("cache_up")), "none")
+    print("one scrape of a server answering INFO with a 1 GiB bulk string, sent at full speed")
+    print(f"RSS before {before / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB; {up}")
+    print(f"the server sent {sent[0] / 2**20:.1f} MiB before the exporter hung up")
+    return 0
+
+
+def process_counts(pid: int) -> tuple[int, int]:
+    """(open file descriptors, threads) of one process."""
+    threads = next(
+        int(line.split()[1])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("Threads:")
+    )
+    return len(os.listdir(f"/proc/{pid}/fd")), threads
+
+
+@contextlib.contextmanager
+def stopped_redis(workdir: Path) -> Iterator[tuple[str, Callable[[bool], None]]]:
+    """A private redis-server and a switch that stops (SIGSTOP) or resumes (SIGCONT) it."""
+    port = free_port()
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
+    with started("redis", args, port, log_dir=workdir, timeout=10) as server:
+
+        def wedge(on: bool) -> None:
+            os.kill(server.pid, signal.SIGSTOP if on else signal.SIGCONT)
+
+        try:
+            yield f"redis://127.0.0.1:{port}/0", wedge
+        finally:
+            wedge(False)
+
+
+@contextlib.contextmanager
+def dripping_redis() -> Iterator[tuple[str, Callable[[bool], None]]]:
+    """A loopback server whose INFO reply drips one byte every 0.2 s while wedged."""
+    from tests.redis_server import drip, like_redis, resp_server
+
+    wedged_now = threading.Event()
+    info = (Path(__file__).resolve().parent.parent / "tests/data/info_redis6.txt").read_bytes()
+    normal = like_redis(info)
+
+    def answer(command: list[bytes]) -> Any:
+        if command[0] == b"INFO" and wedged_now.is_set():
+            return drip(b"$100000\r\n")
+        return normal(command)
+
+    with resp_server(answer) as server:
+        yield server.url, lambda on: wedged_now.set() if on else wedged_now.clear()
+
+
+def wedged(scrapes: int, dripping: bool) -> int:
+    """Scrapes of an exporter whose Redis is wedged, then answers again."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-redis-wedged-"))
+    port = free_port()
+    headers = {"Accept": "text/plain", "X-Prometheus-Scrape-Timeout-Seconds": "0.5"}
+    source = dripping_redis() if dripping else stopped_redis(workdir)
+    try:
+        with source as (redis_url, wedge):
+            config = workdir / "exporter.yml"
+            config.write_text(
+                "collectors:\n  system: {enabled: false}\n  process: {enabled: false}\n"
+                f"redis:\n  - name: cache\n    url: {redis_url}\n"
+            )
+            with (
+                started("ours", our_exporter(port, config), port, log_dir=workdir) as ours,
+                httpx.Client(timeout=10) as http,
+            ):
+                url = f"http://127.0.0.1:{port}/metrics"
+                wait_http(url)
+
+                def cache_up() -> str:
+                    body = http.get(url, headers=headers).text
+                    line = next(x for x in body.splitlines() if x.startswith("cache_up"))
+                    return line.split()[1]
+
+                counts = process_counts(ours.pid)
+                print(f"before: cache_up {cache_up()}, (fds, threads) {counts}")
+                wedge(True)
+                slowest, down = 0.0, 0
+                for i in range(1, scrapes + 1):
+                    started_at = time.monotonic()
+                    down += cache_up() == "0.0"
+                    slowest = max(slowest, time.monotonic() - started_at)
+                    if i in (1, scrapes // 4, scrapes // 2, 3 * scrapes // 4, scrapes):
+                        counts = process_counts(ours.pid)
+                        print(f"wedged, scrape {i}: (fds, threads) {counts}")
+                wedge(False)
+                print(f"{down}/{scrapes} scrapes answered cache_up 0, slowest {slowest:.3f} s")
+                after = next((n for n in range(1, 41) if cache_up() == "1.0"), None)
+                state = f"at scrape {after}" if after else "not within 40 scrapes"
+                print(f"answering again: cache_up 1 {state}, {process_counts(ours.pid)}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scrapes", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--huge-reply", action="store_true", help=huge_reply.__doc__)
+    parser.add_argument("--wedged", action="store_true", help=wedged.__doc__)
+    parser.add_argument("--dripping", action="store_true", help=dripping_redis.__doc__)
     args = parser.parse_args()
+    if args.huge_reply:
+        return huge_reply()
+    if args.wedged:
+        return wedged(args.scrapes, args.dripping)
     for binary in ("redis-server", "prometheus-redis-exporter"):
         if not shutil.which(binary):
             raise SystemExit(f"{binary} is not installed (scripts/install-tools)")

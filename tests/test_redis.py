@@ -16,8 +16,9 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import Deadline
-from collectors.redis import Options, Target, build, from_client
+from collectors.redis import SPECS, Options, Target, build, from_client
 from collectors.secret import Secret
+from collectors.specs import by_name
 from exporter.app import create_app
 from exporter.config import load_config
 from exporter.schema import ConfigError
@@ -539,3 +540,38 @@ def test_rediss_with_ca_and_server_name(tmp_path: Path):
             collector.close()
             outcome[case] = result.reason or "ok"
     assert outcome == {"named": "ok", "unnamed": "tls", "untrusted": "tls", "unverified": "ok"}
+
+
+def test_the_collector_serves_exactly_the_families_its_specs_declare(server, tmp_path: Path):
+    """A master and its replica together serve every declared family, each with its spec's
+    type, help and labels, and nothing undeclared."""
+    client = server.client()
+    client.set("a", "1", ex=100)
+    client.get("a")
+    client.get("missing")
+    with pytest.raises(redis.ResponseError):
+        client.lpush("a", "x")  # a WRONGTYPE error: errorstats and failed calls
+    replica_dir = tmp_path / "replica"
+    replica_dir.mkdir()
+    declared = by_name(SPECS)
+    served: set[str] = set()
+    with private_redis(replica_dir, "--replicaof", "127.0.0.1", str(server.port)) as replica:
+        wait_until(
+            lambda: replica.client().info("replication")["master_link_status"] == "up",
+            what="the replica to sync",
+        )
+        for url in (server.url, replica.url):
+            collector = collector_for(url)
+            result = collector.run(Deadline.after(5))
+            collector.close()
+            assert result.success, result.reason
+            for family in result.families:
+                name = family.name + "_total" if family.type == "counter" else family.name
+                spec = declared[name]
+                assert (family.type, family.documentation) == (spec.type.value, spec.help)
+                for sample in family.samples:
+                    labels = tuple(k for k in sample.labels if k != "le")
+                    assert labels == spec.labels, sample
+                if family.samples:
+                    served.add(name)
+    assert served == set(declared)

@@ -3,6 +3,7 @@ dumps captured from real servers (tests/data: Redis 7.0 master and replica, Redi
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -92,6 +93,10 @@ def test_parse_info_agrees_with_redis_py(name):
 def test_parse_info_skips_headers_and_keeps_colons_in_values():
     info = parse_info("# Server\r\nredis_version:7.0.15\r\n\r\nexecutable:/a:b\r\nnoise\r\n")
     assert info == {"redis_version": "7.0.15", "executable": "/a:b"}
+    # the `host:` pseudo-command (a colon in a command name)
+    stats = parse_info("# Commandstats\r\ncmdstat_host::calls=2,usec=3\r\n")
+    assert stats == {"cmdstat_host:": "calls=2,usec=3"}
+    assert command_stats(stats)["host:"].calls == 2.0
 
 
 @pytest.mark.parametrize("name", DUMPS)
@@ -99,12 +104,11 @@ def test_table_fields_become_samples_in_base_units(name):
     info = parse_info(dump(name))
     families, _ = families_for(name)
     exposed = samples(families)
-    for key, spec in INFO_FIELDS:
-        if key not in info:
+    for row in INFO_FIELDS:
+        if row.key not in info:
             continue
-        suffix = "_total" if spec.kind == "counter" else ""
-        got = exposed[(spec.metric + suffix, frozenset({("instance", "cache")}))]
-        assert got == pytest.approx(spec.convert(info[key])), key
+        got = exposed[(row.spec.name, frozenset({("instance", "cache")}))]
+        assert got == pytest.approx(row.convert(info[row.key])), row.key
     assert value(families, "cache_memory_usage_bytes") == float(info["used_memory"])
     assert value(families, "cache_evictions_total") == float(info["evicted_keys"])
     assert value(families, "redis_uptime_seconds") == float(info["uptime_in_seconds"])
@@ -285,3 +289,76 @@ def test_histogram_keeps_fewer_commands_than_the_counters():
     commands = {dict(lb)["command"] for (n, lb) in exposed if n == "redis_commands_total"}
     assert commands == set(stats)  # the counters keep their own, larger budget
     assert ctx.series_dropped == len(stats) - 2
+
+
+#: One bad value per kind of line: (line in the Redis 7 dump, what replaces it)
+BAD_VALUES = [
+    ("cmdstat_get:calls=102,", "cmdstat_get:calls=ABC,"),
+    ("keyspace_hits:51", "keyspace_hits:nan"),
+    ("evicted_keys:0", "evicted_keys:-5"),
+    ("used_memory:1359360", "used_memory:inf"),
+    ("total_net_input_bytes:4988", "total_net_input_bytes:+Inf"),
+    ("mem_fragmentation_ratio:5.85", "mem_fragmentation_ratio:NaN"),
+    ("errorstat_WRONGTYPE:count=1", "errorstat_WRONGTYPE:count=-1"),
+    ("db0:keys=52,", "db0:keys=many,"),
+    ("lag=1", "lag=nan"),
+]
+
+
+def test_bad_values_are_skipped_and_counted_never_the_instance():
+    text = dump("info_redis7_master.txt")
+    for good, bad in BAD_VALUES:
+        assert text.count(good) == 1, good
+        text = text.replace(good, bad)
+    ctx = ScrapeContext(Deadline.after(5))
+    histograms = {"get": CommandLatency(5, ((2, 3), (8, 5)))}
+    families = info_families(
+        parse_info(text), "cache", ctx=ctx, command_limit=100, histograms=histograms
+    )
+    exposed = samples(families)
+    # each bad field counts once, even evicted_keys and keyspace_hits that feed two metrics
+    assert value(families, "redis_exporter_info_fields_skipped") == len(BAD_VALUES)
+    assert any(note.startswith("INFO fields skipped") for note in ctx.notes)
+    for name, labels in [
+        ("redis_commands_total", {"command": "get"}),
+        ("cache_hit_rate", {}),
+        ("cache_operations_total", {"operation": "lookup", "result": "hit"}),
+        ("cache_evictions_total", {}),
+        ("redis_evicted_keys_total", {}),
+        ("cache_memory_usage_bytes", {}),
+        ("redis_net_input_bytes_total", {}),
+        ("redis_memory_fragmentation_ratio", {}),
+        ("redis_errors_total", {"error": "WRONGTYPE"}),
+        ("redis_db_keys", {"db": "db0"}),
+        ("redis_replica_lag_seconds", {"replica": "0"}),
+    ]:
+        assert value(families, name, **labels) is None, name
+    # the rest of the instance is served: other commands, errors, dbs, fields
+    assert value(families, "cache_up") == 1.0
+    assert value(families, "redis_commands_total", command="set") == 51.0
+    assert value(families, "redis_errors_total", error="ERR") == 7.0
+    assert value(families, "redis_db_keys", db="db3") == 1.0
+    assert value(families, "redis_cpu_sys_seconds_total") == 0.015298
+    counters = {f.name for f in families if f.type in ("counter", "histogram")}
+    for (name, _), number in exposed.items():
+        if any(name.startswith(c) for c in counters):
+            assert math.isfinite(number) and number >= 0, name
+
+
+def test_a_good_dump_skips_nothing():
+    families, ctx = families_for("info_redis7_master.txt")
+    assert value(families, "redis_exporter_info_fields_skipped") == 0.0
+    assert not ctx.notes
+
+
+def test_malformed_histogram_entries_are_skipped():
+    skipped: list[str] = []
+    reply = [
+        b"get", [b"calls", 3, b"histogram_usec", [1, 1, 4, 3]],
+        b"set", [b"calls", b"x", b"histogram_usec", [1, 1]],
+        b"del", [b"calls", 2, b"histogram_usec", [1, -2]],
+        b"incr", [b"calls", 2],
+    ]  # fmt: skip
+    parsed = parse_latency_histogram(reply, skipped)
+    assert parsed == {"get": CommandLatency(3, ((1, 1), (4, 3)))}
+    assert skipped == ["latency_histogram_set", "latency_histogram_del", "latency_histogram_incr"]

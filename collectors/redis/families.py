@@ -1,0 +1,278 @@
+"""Every family the Redis collector serves (`SPECS`), and the mapping from one parsed INFO (and
+latency histogram) to them. Pure: tested on captured dumps, no network."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.metrics_core import Metric
+
+from collectors.base import ScrapeContext
+from collectors.redis.commands import (
+    OTHER,
+    CommandStats,
+    command_stats,
+    fold_commands,
+    histogram_family,
+)
+from collectors.redis.fields import INFO_FIELDS, LABEL
+from collectors.redis.parsing import CommandLatency, number, parse_fields, sample_value
+from collectors.specs import FamilySet, MetricSpec, counter, gauge, histogram
+
+_COMMAND = (LABEL, "command")
+_DB = (LABEL, "db")
+_CMDSTAT = "INFO commandstats"
+
+# fmt: off
+CACHE_UP = gauge("cache_up", "1 if the Redis instance answered INFO.", [LABEL], source="the scrape's round trip")  # noqa: E501
+HIT_RATE = gauge("cache_hit_rate", "Percent of keyspace lookups that hit, since the exporter's previous scrape of this instance (lifetime on the first scrape); 0 when there were no lookups.", [LABEL], source="INFO `keyspace_hits`, `keyspace_misses`, between two scrapes")  # noqa: E501
+OPERATIONS = counter("cache_operations_total", "Cache operations by outcome: keyspace lookups (operation=lookup) that hit or missed, and commands that failed or were rejected (result=error, per command; Redis >= 6.2).", [LABEL, "operation", "result"], source="INFO `keyspace_*`; commandstats `failed_calls` + `rejected_calls`")  # noqa: E501
+OPERATION_DURATION = histogram("cache_operation_duration_seconds", "Command execution time per command, from LATENCY HISTOGRAM (Redis >= 7); the sum is commandstats usec.", _COMMAND, unit="seconds", source="LATENCY HISTOGRAM (Redis >= 7); sum: commandstats `usec`")  # noqa: E501
+CACHE_INFO = gauge("cache_info", "Redis server version, role, mode and eviction policy; always 1.", [LABEL, "version", "role", "mode", "maxmemory_policy"], source="INFO `redis_version`, `role` (slave: replica), `redis_mode`, `maxmemory_policy`")  # noqa: E501
+COMMANDS = counter("redis_commands_total", "Calls per command (commandstats).", _COMMAND, source=f"{_CMDSTAT} `calls`; subcommands as `config|get`")  # noqa: E501
+COMMAND_SECONDS = counter("redis_commands_duration_seconds_total", "Time spent executing each command (commandstats usec).", _COMMAND, unit="seconds", source=f"{_CMDSTAT} `usec`")  # noqa: E501
+REJECTED = counter("redis_commands_rejected_calls_total", "Calls rejected before execution (unknown command, wrong arity, OOM, ACL...), all commands (commandstats; Redis >= 6.2).", [LABEL], source=f"{_CMDSTAT} `rejected_calls` (Redis 6.2)")  # noqa: E501
+FAILED = counter("redis_commands_failed_calls_total", "Calls executed that returned an error (WRONGTYPE...), all commands (commandstats; Redis >= 6.2).", [LABEL], source=f"{_CMDSTAT} `failed_calls` (Redis 6.2)")  # noqa: E501
+ERRORS = counter("redis_errors_total", "Error replies by error prefix (errorstats; Redis >= 6.2).", [LABEL, "error"], source="INFO errorstats `errorstat_<PREFIX>:count` (Redis 6.2)")  # noqa: E501
+DB_KEYS = gauge("redis_db_keys", "Keys in each database.", _DB, source="INFO keyspace `db<N>:keys` (non-empty dbs only)")  # noqa: E501
+DB_EXPIRING = gauge("redis_db_keys_expiring", "Keys with a TTL in each database.", _DB, source="INFO keyspace `db<N>:expires`")  # noqa: E501
+DB_AVG_TTL = gauge("redis_db_avg_ttl_seconds", "Average TTL of the keys with one, estimated by Redis from sampled keys.", _DB, unit="seconds", source="INFO keyspace `db<N>:avg_ttl` (ms)")  # noqa: E501
+FIELDS_SKIPPED = gauge("redis_exporter_info_fields_skipped", "INFO fields (and LATENCY HISTOGRAM entries) left out of this scrape because their value was not a number the metric may carry (not a number, NaN, infinite, or a negative counter).", [LABEL], source="this exporter's parse of INFO")  # noqa: E501
+REPLICA_LAG = gauge("redis_replica_lag_seconds", "On a master: seconds since each connected replica last acknowledged (by slot index).", [LABEL, "replica"], unit="seconds", source="INFO replication `slave<N>:...,lag=` (masters only)")  # noqa: E501
+# fmt: on
+
+SPECS: tuple[MetricSpec, ...] = (
+    CACHE_UP,
+    HIT_RATE,
+    OPERATIONS,
+    OPERATION_DURATION,
+    CACHE_INFO,
+    *(f.spec for f in INFO_FIELDS),
+    COMMANDS,
+    COMMAND_SECONDS,
+    REJECTED,
+    FAILED,
+    ERRORS,
+    DB_KEYS,
+    DB_EXPIRING,
+    DB_AVG_TTL,
+    REPLICA_LAG,
+    FIELDS_SKIPPED,
+)
+#: Field names shown in the landing-page note about skipped fields: at most this many, this long.
+_NOTE_NAMES, _NOTE_NAME_LENGTH = 3, 40
+
+
+@dataclass
+class Lookups:
+    """Keyspace hits and misses at a previous scrape, to compute the hit rate over an interval."""
+
+    hits: float
+    misses: float
+
+
+def hit_rate_percent(current: Lookups, previous: Lookups | None) -> float:
+    """Percent of keyspace lookups that hit since `previous` (lifetime when there is none or
+    the counters went back, as after a restart or CONFIG RESETSTAT); 0 without lookups."""
+    hits, misses = current.hits, current.misses
+    if previous is not None and hits >= previous.hits and misses >= previous.misses:
+        hits, misses = hits - previous.hits, misses - previous.misses
+    total = hits + misses
+    return 100.0 * hits / total if total > 0 else 0.0
+
+
+_LOOKUPS = ("keyspace_hits", "keyspace_misses")
+
+
+def lookups(info: Mapping[str, str], bad: list[str] | None = None) -> Lookups | None:
+    """Keyspace hits and misses (0 when the server does not report them); None when either
+    is not a counter's value (named in `bad`)."""
+    hits, misses = (number(info.get(key) or "0", counter=True) for key in _LOOKUPS)
+    if hits is None or misses is None:
+        if bad is not None:
+            bad.extend(key for key, n in zip(_LOOKUPS, (hits, misses), strict=True) if n is None)
+        return None
+    return Lookups(hits, misses)
+
+
+def info_families(
+    info: Mapping[str, str],
+    instance: str,
+    *,
+    ctx: ScrapeContext,
+    command_limit: int,
+    histogram_command_limit: int | None = None,
+    previous: Lookups | None = None,
+    histograms: Mapping[str, CommandLatency] | None = None,
+    skipped: Sequence[str] = (),
+) -> list[Metric]:
+    """Every family for one parsed INFO (and histogram), `instance` as the label value.
+
+    A field whose value a metric may not carry is left out and counted (with those already
+    in `skipped`, from parsing the histogram); the rest of the instance is still served.
+    """
+    out = FamilySet(instance)
+    bad = list(skipped)
+    out.add(CACHE_UP, 1.0)
+    for row in INFO_FIELDS:
+        raw = info.get(row.key)
+        if raw is None:
+            continue
+        try:
+            value = sample_value(row.convert(raw), counter=row.is_counter)
+        except ValueError:
+            value = None
+        if value is None:
+            bad.append(row.key)
+        else:
+            out.get(row.spec).add_metric([instance], value)  # type: ignore[attr-defined]
+
+    current = lookups(info, bad)
+    if current is not None:
+        out.add(HIT_RATE, hit_rate_percent(current, previous))
+    role = info.get("role", "")
+    out.add(
+        CACHE_INFO,
+        1.0,
+        info.get("redis_version", ""),
+        "replica" if role == "slave" else role,
+        info.get("redis_mode", ""),
+        info.get("maxmemory_policy", ""),
+    )
+
+    lines = _lines(info)
+    stats = command_stats(lines.commands, bad)
+    kept = ctx.keep_top({cmd: s.calls for cmd, s in stats.items()}, command_limit)
+    folded = fold_commands(stats, kept)
+    # failed_calls/rejected_calls came with total_error_replies in 6.2
+    errors = "total_error_replies" in info
+    if current is not None:
+        out.add(OPERATIONS, current.hits, "lookup", "hit")
+        out.add(OPERATIONS, current.misses, "lookup", "miss")
+    _command_families(out, instance, folded, errors=errors)
+    _error_family(out, lines.errors, ctx, command_limit, bad)
+    _keyspace_families(out, lines.dbs, bad)
+    _replica_family(out, lines.replicas, bad)
+    if histograms is not None:
+        limit = command_limit if histogram_command_limit is None else histogram_command_limit
+        calls = {cmd: s.calls for cmd, s in stats.items() if cmd in kept}
+        top = ctx.keep_top(calls, limit) if limit < len(kept) else kept
+        histogram_family(out.get(OPERATION_DURATION), histograms, stats, top, instance)
+    fields = list(dict.fromkeys(bad))  # a field feeding two metrics counts once
+    out.add(FIELDS_SKIPPED, len(fields))
+    if fields:
+        ctx.note(f"INFO fields skipped, not valid numbers: {_names(fields)}")
+    return out.families()
+
+
+def _names(fields: Sequence[str]) -> str:
+    """A few field names for the landing page: printable, short, never a value."""
+    shown = [
+        "".join(c if c.isprintable() else "?" for c in name[:_NOTE_NAME_LENGTH])
+        for name in fields[:_NOTE_NAMES]
+    ]
+    more = len(fields) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+def _command_families(
+    out: FamilySet, instance: str, folded: Mapping[str, CommandStats], *, errors: bool
+) -> None:
+    """Calls and time per command; rejected and failed calls server-wide (per command they
+    are in `cache_operations_total{result="error"}`: one series per command, not three).
+
+    Samples go straight to `add_metric`: these are most of a scrape's samples but the
+    histogram's, and `FamilySet.add` costs about twice as much per sample."""
+    ordered = sorted(folded.items())
+    if errors:
+        add_error: Any = out.get(OPERATIONS).add_metric  # type: ignore[attr-defined]
+        for cmd, s in ordered:
+            add_error([instance, cmd, "error"], s.rejected + s.failed)
+    add_calls: Any = out.get(COMMANDS).add_metric  # type: ignore[attr-defined]
+    add_seconds: Any = out.get(COMMAND_SECONDS).add_metric  # type: ignore[attr-defined]
+    for cmd, s in ordered:
+        add_calls([instance, cmd], s.calls)
+        add_seconds([instance, cmd], s.seconds)
+    if errors:
+        out.add(REJECTED, sum(s.rejected for s in folded.values()))
+        out.add(FAILED, sum(s.failed for s in folded.values()))
+
+
+@dataclass
+class _Lines:
+    """The INFO lines with one entry per command, error prefix, db or replica."""
+
+    commands: dict[str, str] = field(default_factory=dict)  # cmdstat_<command>
+    errors: list[tuple[str, str]] = field(default_factory=list)  # errorstat_<PREFIX> (6.2)
+    dbs: list[tuple[str, str]] = field(default_factory=list)  # db<N>
+    replicas: list[tuple[str, str]] = field(default_factory=list)  # slave<N>
+
+
+def _lines(info: Mapping[str, str]) -> _Lines:
+    """One pass over INFO instead of one per kind of line (INFO ALL has ~250 fields)."""
+    lines = _Lines()
+    for key, value in info.items():
+        first = key[:1]
+        if first == "c" and key.startswith("cmdstat_"):
+            lines.commands[key] = value
+        elif first == "e" and key.startswith("errorstat_"):
+            lines.errors.append((key, value))
+        elif first == "d" and key[2:].isdigit() and key.startswith("db"):
+            lines.dbs.append((key, value))
+        elif first == "s" and key[5:].isdigit() and key.startswith("slave"):
+            lines.replicas.append((key, value))
+    return lines
+
+
+def _error_family(
+    out: FamilySet, lines: list[tuple[str, str]], ctx: ScrapeContext, limit: int, bad: list[str]
+) -> None:
+    counts: dict[str, float] = {}
+    for key, value in lines:
+        count = number(parse_fields(value).get("count", "0"), counter=True)
+        if count is None:
+            bad.append(key)
+        else:
+            counts[key[10:]] = count
+    out.get(ERRORS)
+    kept = ctx.keep_top(counts, limit)
+    other = 0.0
+    for error, count in sorted(counts.items()):
+        if error in kept:
+            out.add(ERRORS, count, error)
+        else:
+            other += count
+    if len(kept) < len(counts):
+        out.add(ERRORS, other, OTHER)
+
+
+def _keyspace_families(out: FamilySet, lines: list[tuple[str, str]], bad: list[str]) -> None:
+    for spec in (DB_KEYS, DB_EXPIRING, DB_AVG_TTL):
+        out.get(spec)
+    for key, value in lines:
+        fields = parse_fields(value)
+        keys, expires, avg_ttl = (
+            number(fields.get(name, "0"), counter=False) for name in ("keys", "expires", "avg_ttl")
+        )
+        if keys is None or expires is None or avg_ttl is None:
+            bad.append(key)
+            continue
+        out.add(DB_KEYS, keys, key)
+        out.add(DB_EXPIRING, expires, key)
+        out.add(DB_AVG_TTL, avg_ttl / 1e3, key)
+
+
+def _replica_family(out: FamilySet, lines: list[tuple[str, str]], bad: list[str]) -> None:
+    """On a master, the lag each connected replica reports (`slave<N>:...,lag=S`)."""
+    out.get(REPLICA_LAG)
+    for key, value in lines:
+        fields = parse_fields(value)
+        if "lag" not in fields:
+            continue
+        lag = number(fields["lag"], counter=False)
+        if lag is None:
+            bad.append(key)
+        else:
+            out.add(REPLICA_LAG, lag, key[5:])
