@@ -1,0 +1,297 @@
+"""Celery task outcomes and live workers, followed from Celery's own events.
+
+Celery keeps no outcome totals anywhere: workers started with `-E` (`worker_send_task_events`)
+publish task events, and every worker publishes `worker-heartbeat` every `--heartbeat-interval`
+seconds (2 by default) unless started `--without-heartbeat`. `CeleryEvents` listens on a
+connection of the exporter's own (Celery's `EventReceiver`, in a daemon thread started on the
+first scrape) and counts, per task name:
+
+- `task-succeeded` success (run time: its `runtime`), `task-failed` failure (run time: its
+  timestamp minus its `task-started`'s), `task-retried` retry, `task-rejected` rejected,
+  `task-revoked` revoked;
+- queue wait: `task-started` minus `task-sent` (producers with `task_send_sent_event`), else
+  minus `task-received` (the time in the worker's prefetch only), or minus the ETA when later.
+
+Only `task-sent` and `task-received` carry the task's name: the other events are matched by
+uuid to a bounded memory of tasks seen (`TASK_MEMORY`, oldest forgotten first); a task whose
+name was never seen is counted as type `unknown`. A worker is online while its heartbeats
+arrive: gone two heartbeat intervals after the last one (Celery's own `HEARTBEAT_EXPIRE_WINDOW`)
+or at once on `worker-offline`, so a worker killed with SIGKILL drops out within 2 x its
+`--heartbeat-interval`. Events published while the receiver is not connected are lost (Redis
+delivers them by pub/sub; on RabbitMQ the receiver's queue keeps them for `event_queue_ttl`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from collectors.base import ScrapeContext
+from collectors.queues_model import QueueReading
+from collectors.queues_outcomes import Outcomes, OutcomeTracker
+from collectors.secret import redact
+
+log = logging.getLogger("afirgen_exporter.collector")
+
+UNKNOWN_TYPE = "unknown"
+#: Tasks remembered between their task-sent/received and their outcome (oldest forgotten).
+TASK_MEMORY = 50_000
+#: A worker is gone this many heartbeat intervals after its last heartbeat (Celery's 200%).
+EXPIRE_INTERVALS = 2.0
+DEFAULT_FREQ = 2.0
+#: Waits between reconnection attempts: doubling from the first to the last.
+BACKOFF = (1.0, 15.0)
+#: Longest wait for the receiver thread on close (it checks for a stop every second).
+STOP_WAIT = 2.0
+OUTCOMES = {
+    "task-succeeded": "success",
+    "task-failed": "failure",
+    "task-retried": "retry",
+    "task-rejected": "rejected",
+    "task-revoked": "revoked",
+}
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """What a Celery app of the exporter's own needs to talk to the workers' broker."""
+
+    broker_url: str
+    transport_options: Mapping[str, Any]
+    control_exchange: str
+    event_exchange: str
+    connect_timeout: float
+
+
+def celery_app(settings: AppSettings, name: str) -> Any:
+    """A Celery app that is never the current one and never retries a connection by itself."""
+    from celery import Celery
+
+    app = Celery(name, broker=settings.broker_url, set_as_current=False)
+    app.conf.broker_transport_options = dict(settings.transport_options)
+    app.conf.control_exchange = settings.control_exchange
+    app.conf.event_exchange = settings.event_exchange
+    # the receiver's queue says whose it is (RabbitMQ lists it; on Redis it is a binding)
+    app.conf.event_queue_prefix = f"{settings.event_exchange}.afirgen-exporter"
+    app.conf.broker_connection_retry_on_startup = False
+    app.conf.broker_connection_max_retries = 0
+    app.conf.broker_connection_timeout = settings.connect_timeout
+    return app
+
+
+@dataclass
+class Seen:
+    """What the events told about one task so far."""
+
+    name: str = UNKNOWN_TYPE
+    sent: float | None = None
+    received: float | None = None
+    eta: float | None = None
+    started: float | None = None
+
+
+class CeleryEvents(OutcomeTracker):
+    """Counts task events and tracks worker heartbeats; the receiver thread starts on the
+    first `read` and stops on `close`, reconnecting by itself while it runs."""
+
+    def __init__(self, outcomes: Outcomes, settings: AppSettings, secrets: tuple[str, ...]) -> None:
+        super().__init__(outcomes)
+        self.settings = settings
+        self._secrets = secrets
+        self._lock = threading.Lock()
+        self._tasks: OrderedDict[str, Seen] = OrderedDict()
+        #: hostname -> (monotonic time of its last event, heartbeat interval)
+        self._workers: dict[str, tuple[float, float]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._receiver: Any = None
+        #: monotonic time the receiver connected; None while it is not connected
+        self.connected_since: float | None = None
+        #: why events cannot be followed (no Celery installed), for the landing page
+        self.problem = ""
+
+    # -- scrape side ------------------------------------------------------------------------
+
+    def read(self, clients: Any, ctx: ScrapeContext, reading: QueueReading, now: float) -> None:
+        self.start()
+        if self.problem:
+            ctx.note(self.problem)
+        since = self.connected_since
+        reading.receiver[()] = 0.0 if since is None else 1.0
+        online = self.online(time.monotonic())
+        if online is not None:
+            bound = reading.workers.get("online", 0.0)
+            if bound and not online:
+                ctx.note(
+                    "workers are bound to the pidbox but send no heartbeats: check "
+                    "event_exchange and that workers run without --without-heartbeat"
+                )
+            reading.workers["online"] = float(online)
+            reading.has_workers = True
+        self.outcomes.fill(reading, ctx)
+
+    def online(self, at: float) -> int | None:
+        """Workers whose heartbeats arrive; None until the receiver has listened long enough to
+        have heard every live worker (then the broker's own view, if any, stands)."""
+        since = self.connected_since
+        with self._lock:
+            longest = max((freq for _, freq in self._workers.values()), default=DEFAULT_FREQ)
+            if since is None or at - since < EXPIRE_INTERVALS * longest:
+                return None
+            for host, (last, freq) in list(self._workers.items()):
+                if at - last > EXPIRE_INTERVALS * freq:
+                    del self._workers[host]  # gone: no heartbeat for two intervals
+            return len(self._workers)
+
+    # -- receiver thread --------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._stop.is_set():
+                return
+            try:
+                import celery  # noqa: F401 - only to tell a missing Celery apart
+            except ImportError:
+                self.problem = "celery is not installed: task events are not followed"
+                self._stop.set()
+                return
+            self._thread = threading.Thread(
+                target=self._run, name=f"celery-events-{self.outcomes.backend}", daemon=True
+            )
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        receiver = self._receiver
+        if receiver is not None:
+            receiver.should_stop = True
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(STOP_WAIT)
+
+    def _run(self) -> None:
+        app = celery_app(self.settings, f"afirgen_exporter_events_{self.outcomes.backend}")
+        wait, longest = BACKOFF
+        failing = False
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._consume(app)
+                    wait, _ = BACKOFF
+                except Exception as exc:  # noqa: BLE001 - any broker failure: reconnect
+                    if not failing:
+                        detail = redact(f"{type(exc).__name__}: {exc}", self._secrets)[:300]
+                        log.warning(
+                            "celery events disconnected target=%s detail=%s; reconnecting",
+                            self.outcomes.backend,
+                            detail,
+                        )
+                    failing = True
+                self.connected_since = None
+                self._receiver = None
+                if self._stop.wait(wait):
+                    break
+                wait = min(wait * 2, longest)
+        finally:
+            self.connected_since = None
+            app.close()
+
+    def _consume(self, app: Any) -> None:
+        with app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=0, timeout=self.settings.connect_timeout)
+            receiver = app.events.Receiver(connection, handlers={"*": self.on_event})
+            receiver.connect_max_retries = 0
+            self._receiver = receiver
+            if self._stop.is_set():
+                return
+            self.connected_since = time.monotonic()
+            log.info("celery events connected target=%s", self.outcomes.backend)
+            for _ in receiver.consume(limit=None, timeout=None, wakeup=True):
+                if self._stop.is_set():
+                    break
+
+    # -- events -----------------------------------------------------------------------------
+
+    def on_event(self, event: Mapping[str, Any]) -> None:
+        """One event, as Celery's receiver decoded it (timestamps in local Unix time)."""
+        kind = str(event.get("type", ""))
+        if kind.startswith("worker-"):
+            self.on_worker(kind, event)
+        elif kind.startswith("task-"):
+            self.on_task(kind, event)
+
+    def on_worker(self, kind: str, event: Mapping[str, Any]) -> None:
+        host = str(event.get("hostname", ""))
+        with self._lock:
+            if kind == "worker-offline":
+                self._workers.pop(host, None)
+            else:
+                freq = number(event.get("freq")) or DEFAULT_FREQ
+                self._workers[host] = (time.monotonic(), freq)
+
+    def on_task(self, kind: str, event: Mapping[str, Any]) -> None:
+        uuid = str(event.get("uuid", ""))
+        stamp = number(event.get("timestamp"))
+        status = OUTCOMES.get(kind)
+        with self._lock:
+            seen = self._tasks.get(uuid)
+            if seen is None:
+                seen = self._tasks[uuid] = Seen()
+                if len(self._tasks) > TASK_MEMORY:
+                    self._tasks.popitem(last=False)
+            if kind in ("task-sent", "task-received"):
+                seen.name = str(event.get("name") or seen.name)
+                if kind == "task-sent":
+                    seen.sent = stamp
+                else:
+                    seen.received, seen.eta = stamp, eta_of(event.get("eta"))
+            elif kind == "task-started":
+                seen.started = stamp
+            requeued = kind == "task-rejected" and bool(event.get("requeue"))
+            if status not in (None, "retry") and not requeued:
+                del self._tasks[uuid]  # its last event
+        name = seen.name
+        if kind == "task-sent" or kind == "task-received":
+            self.outcomes.label(name)  # its series exist at 0 before its first outcome
+        elif kind == "task-started":
+            begin = seen.sent if seen.sent is not None else seen.received
+            if begin is not None and stamp is not None:
+                if seen.eta is not None:
+                    begin = max(begin, seen.eta)
+                self.outcomes.observe_wait(name, stamp - begin)
+        if status is None:
+            return
+        self.outcomes.count(name, status)
+        if status == "success":
+            runtime = number(event.get("runtime"))
+            if runtime is not None:
+                self.outcomes.observe_duration(name, runtime)
+        elif status == "failure" and seen.started is not None and stamp is not None:
+            self.outcomes.observe_duration(name, stamp - seen.started)
+        if status == "retry":  # the next run is sent and received anew
+            seen.sent = seen.received = seen.eta = seen.started = None
+
+
+def number(value: Any) -> float | None:
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return result if result == result and abs(result) != float("inf") else None
+
+
+def eta_of(value: Any) -> float | None:
+    """A task-received `eta` (ISO 8601, as Celery sends it) as Unix time."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo else None
