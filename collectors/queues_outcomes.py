@@ -77,16 +77,17 @@ class Outcomes:
         with self._lock:
             if task_type in self._types:
                 return task_type
-            if len(self._types) < self.type_limit:
+            within = len(self._types) < self.type_limit
+            label = task_type if within else OTHER
+            if within:
                 self._types.add(task_type)
-                for status in self.statuses:
-                    self._counts.setdefault((task_type, status), 0.0)
-                return task_type
-            if len(self._folded) < FOLDED_MEMORY:
+            elif len(self._folded) < FOLDED_MEMORY:
                 self._folded.add(task_type)
             for status in self.statuses:
-                self._counts.setdefault((OTHER, status), 0.0)
-            return OTHER
+                self._counts.setdefault((label, status), 0.0)
+        self.duration.labels(self.backend, label)  # its series too, empty
+        self.wait.labels(self.backend, label)
+        return label
 
     def count(self, task_type: str, status: str, amount: float = 1.0) -> None:
         key = (self.label(task_type), status)
@@ -94,6 +95,7 @@ class Outcomes:
             self._counts[key] = self._counts.get(key, 0.0) + amount
 
     def observe_duration(self, task_type: str, seconds: float) -> None:
+        """One run time (seconds), under the type's label."""
         self.duration.labels(self.backend, self.label(task_type)).observe(max(0.0, seconds))
 
     def observe_wait(self, task_type: str, seconds: float) -> None:

@@ -6,7 +6,8 @@ the members of every queue's `rq:finished:NAME` and `rq:failed:NAME` registries 
 score, the expiry time, at or after now) and counts the job ids it had not seen there at the
 previous scrape. What is remembered is exactly the previous scrape's members, so memory is
 bounded by the registries' own size (and by `MEMBER_LIMIT` per registry). The run time of each
-newly counted job is `ended_at - started_at` of its `rq:job:ID` hash.
+newly counted job is `ended_at - started_at` of its `rq:job:ID` hash, its queue wait
+`started_at - enqueued_at` (of its last run, for a job that was retried).
 
 The first read of a registry is the baseline: jobs that finished before the exporter watched are
 not counted (a restarted exporter starts at 0 rather than re-counting the registries, which
@@ -36,7 +37,7 @@ REGISTRIES = (("rq:finished:", "success"), ("rq:failed:", "failure"))
 STATUSES = tuple(status for _, status in REGISTRIES)
 #: Members compared per registry and scrape (the newest by expiry time).
 MEMBER_LIMIT = 10_000
-TIMES = ("started_at", "ended_at")
+TIMES = ("enqueued_at", "started_at", "ended_at")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -66,10 +67,13 @@ class RqJobTracker(OutcomeTracker):
         for _, status in new:
             self.outcomes.count(ANY_TYPE, status)
         commands = [("HMGET", JOB_PREFIX + job, *TIMES) for job, _ in new]
-        for started, ended in read_many(client, commands, ctx.deadline):
-            seconds = run_time(started, ended)
+        for enqueued, started, ended in read_many(client, commands, ctx.deadline):
+            seconds = between(started, ended)
             if seconds is not None:
                 self.outcomes.observe_duration(ANY_TYPE, seconds)
+            seconds = between(enqueued, started)
+            if seconds is not None:
+                self.outcomes.observe_wait(ANY_TYPE, seconds)
         self.outcomes.fill(reading, ctx)
 
     def _commit(
@@ -104,9 +108,10 @@ def parse_time(value: bytes | str | None) -> float | None:
     return moment.replace(tzinfo=UTC).timestamp()
 
 
-def run_time(started: bytes | None, ended: bytes | None) -> float | None:
-    """`ended_at - started_at` of a job hash, None when either is missing or unreadable."""
-    begin, end = parse_time(started), parse_time(ended)
+def between(start: bytes | None, end_: bytes | None) -> float | None:
+    """Seconds from one job-hash time to another (`started_at` to `ended_at`: run time;
+    `enqueued_at` to `started_at`: queue wait); None when either is missing or unreadable."""
+    begin, end = parse_time(start), parse_time(end_)
     if begin is None or end is None:
         return None
     return max(0.0, end - begin)
