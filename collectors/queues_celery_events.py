@@ -42,6 +42,8 @@ log = logging.getLogger("afirgen_exporter.collector")
 UNKNOWN_TYPE = "unknown"
 #: Tasks remembered between their task-sent/received and their outcome (oldest forgotten).
 TASK_MEMORY = 50_000
+#: Ended tasks whose name is kept for a late event (task-rejected follows task-failed).
+ENDED_MEMORY = 10_000
 #: A worker is gone this many heartbeat intervals after its last heartbeat (Celery's 200%).
 EXPIRE_INTERVALS = 2.0
 DEFAULT_FREQ = 2.0
@@ -106,6 +108,8 @@ class CeleryEvents(OutcomeTracker):
         self._secrets = secrets
         self._lock = threading.Lock()
         self._tasks: OrderedDict[str, Seen] = OrderedDict()
+        #: uuid -> name of tasks that ended, for an event that follows the end
+        self._ended: OrderedDict[str, str] = OrderedDict()
         #: hostname -> (monotonic time of its last event, heartbeat interval)
         self._workers: dict[str, tuple[float, float]] = {}
         self._stop = threading.Event()
@@ -134,6 +138,12 @@ class CeleryEvents(OutcomeTracker):
                 )
             reading.workers["online"] = float(online)
             reading.has_workers = True
+        # inspect's per-task totals (status accepted) go under the same stable type labels
+        for (task, status), count in list(reading.processed.items()):
+            label = self.outcomes.label(task)
+            if label != task:
+                del reading.processed[(task, status)]
+                reading.processed[(label, status)] += count
         self.outcomes.fill(reading, ctx)
 
     def online(self, at: float) -> int | None:
@@ -242,7 +252,7 @@ class CeleryEvents(OutcomeTracker):
         with self._lock:
             seen = self._tasks.get(uuid)
             if seen is None:
-                seen = self._tasks[uuid] = Seen()
+                seen = self._tasks[uuid] = Seen(self._ended.get(uuid, UNKNOWN_TYPE))
                 if len(self._tasks) > TASK_MEMORY:
                     self._tasks.popitem(last=False)
             if kind in ("task-sent", "task-received"):
@@ -255,7 +265,10 @@ class CeleryEvents(OutcomeTracker):
                 seen.started = stamp
             requeued = kind == "task-rejected" and bool(event.get("requeue"))
             if status not in (None, "retry") and not requeued:
-                del self._tasks[uuid]  # its last event
+                del self._tasks[uuid]  # its last event but maybe one (failed, then rejected)
+                self._ended[uuid] = seen.name
+                if len(self._ended) > ENDED_MEMORY:
+                    self._ended.popitem(last=False)
         name = seen.name
         if kind == "task-sent" or kind == "task-received":
             self.outcomes.label(name)  # its series exist at 0 before its first outcome
