@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from collectors.base import Deadline, ScrapeContext
 from collectors.checks import check_positive
-from collectors.queues_celery_events import AppSettings, CeleryEvents, celery_app
+from collectors.queues_celery_events import AppSettings, CeleryEvents
 from collectors.queues_model import ANY_TYPE, QueueReading
 from collectors.queues_outcomes import STATUSES, Outcomes, OutcomeTracker
 from collectors.queues_rabbitmq import AMQP_SCHEMES, NEEDS_QUEUES, read_rabbitmq
@@ -151,6 +151,19 @@ class CeleryTarget(RedisBroker):
             return None
         secrets = tuple(s for s in self.secrets() if s)
         return CeleryEvents(outcomes(STATUSES), self.app_settings(), secrets)
+
+
+def celery_app(settings: AppSettings, name: str) -> Any:
+    """A Celery app that is never the current one and never retries a connection by itself."""
+    from celery import Celery
+
+    app = Celery(name, broker=settings.broker_url, set_as_current=False)
+    app.conf.broker_transport_options = dict(settings.transport_options)
+    app.conf.control_exchange = settings.control_exchange
+    app.conf.broker_connection_retry_on_startup = False
+    app.conf.broker_connection_max_retries = 0
+    app.conf.broker_connection_timeout = settings.connect_timeout
+    return app
 
 
 def with_password(url: str, password: str | None) -> str:

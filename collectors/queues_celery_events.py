@@ -3,8 +3,9 @@
 Celery keeps no outcome totals anywhere: workers started with `-E` (`worker_send_task_events`)
 publish task events, and every worker publishes `worker-heartbeat` every `--heartbeat-interval`
 seconds (2 by default) unless started `--without-heartbeat`. `CeleryEvents` listens on a
-connection of the exporter's own (Celery's `EventReceiver`, in a daemon thread started on the
-first scrape) and counts, per task name:
+connection of the exporter's own (kombu, the queue Celery's `EventReceiver` binds: no Celery
+needed; in a daemon thread started on the first scrape, reconnecting by itself) and counts,
+per task name:
 
 - `task-succeeded` success (run time: its `runtime`), `task-failed` failure (run time: its
   timestamp minus its `task-started`'s), `task-retried` retry, `task-rejected` rejected,
@@ -23,9 +24,11 @@ delivers them by pub/sub; on RabbitMQ the receiver's queue keeps them for `event
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,8 +52,12 @@ EXPIRE_INTERVALS = 2.0
 DEFAULT_FREQ = 2.0
 #: Waits between reconnection attempts: doubling from the first to the last.
 BACKOFF = (1.0, 15.0)
-#: Longest wait for the receiver thread on close (it checks for a stop every second).
+#: The receiver checks for a stop this often; close() waits at most STOP_WAIT for it.
+DRAIN_SECONDS = 1.0
 STOP_WAIT = 2.0
+#: Celery's `event_queue_ttl` and `event_queue_expires` defaults (RabbitMQ): events wait 5 s
+#: for the receiver, and its queue goes 60 s after the receiver does.
+QUEUE_TTL, QUEUE_EXPIRES = 5.0, 60.0
 OUTCOMES = {
     "task-succeeded": "success",
     "task-failed": "failure",
@@ -62,29 +69,14 @@ OUTCOMES = {
 
 @dataclass(frozen=True)
 class AppSettings:
-    """What a Celery app of the exporter's own needs to talk to the workers' broker."""
+    """What a client of the exporter's own needs to reach the workers' broker (events here, a
+    Celery app for inspect in queues_celery)."""
 
     broker_url: str
     transport_options: Mapping[str, Any]
     control_exchange: str
     event_exchange: str
     connect_timeout: float
-
-
-def celery_app(settings: AppSettings, name: str) -> Any:
-    """A Celery app that is never the current one and never retries a connection by itself."""
-    from celery import Celery
-
-    app = Celery(name, broker=settings.broker_url, set_as_current=False)
-    app.conf.broker_transport_options = dict(settings.transport_options)
-    app.conf.control_exchange = settings.control_exchange
-    app.conf.event_exchange = settings.event_exchange
-    # the receiver's queue says whose it is (RabbitMQ lists it; on Redis it is a binding)
-    app.conf.event_queue_prefix = f"{settings.event_exchange}.afirgen-exporter"
-    app.conf.broker_connection_retry_on_startup = False
-    app.conf.broker_connection_max_retries = 0
-    app.conf.broker_connection_timeout = settings.connect_timeout
-    return app
 
 
 @dataclass
@@ -114,7 +106,6 @@ class CeleryEvents(OutcomeTracker):
         self._workers: dict[str, tuple[float, float]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._receiver: Any = None
         #: monotonic time the receiver connected; None while it is not connected
         self.connected_since: float | None = None
         #: why events cannot be followed (no Celery installed), for the landing page
@@ -166,9 +157,9 @@ class CeleryEvents(OutcomeTracker):
             if self._thread is not None or self._stop.is_set():
                 return
             try:
-                import celery  # noqa: F401 - only to tell a missing Celery apart
+                import kombu  # noqa: F401 - only to tell a missing kombu apart
             except ImportError:
-                self.problem = "celery is not installed: task events are not followed"
+                self.problem = "kombu is not installed: task events are not followed"
                 self._stop.set()
                 return
             self._thread = threading.Thread(
@@ -178,21 +169,17 @@ class CeleryEvents(OutcomeTracker):
 
     def close(self) -> None:
         self._stop.set()
-        receiver = self._receiver
-        if receiver is not None:
-            receiver.should_stop = True
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(STOP_WAIT)
 
     def _run(self) -> None:
-        app = celery_app(self.settings, f"afirgen_exporter_events_{self.outcomes.backend}")
         wait, longest = BACKOFF
         failing = False
         try:
             while not self._stop.is_set():
                 try:
-                    self._consume(app)
+                    self._consume()
                     wait, _ = BACKOFF
                 except Exception as exc:  # noqa: BLE001 - any broker failure: reconnect
                     if not failing:
@@ -204,32 +191,45 @@ class CeleryEvents(OutcomeTracker):
                         )
                     failing = True
                 self.connected_since = None
-                self._receiver = None
                 if self._stop.wait(wait):
                     break
                 wait = min(wait * 2, longest)
         finally:
             self.connected_since = None
-            app.close()
 
-    def _consume(self, app: Any) -> None:
-        with app.connection_for_read() as connection:
-            connection.ensure_connection(max_retries=0, timeout=self.settings.connect_timeout)
-            receiver = app.events.Receiver(connection, handlers={"*": self.on_event})
-            receiver.connect_max_retries = 0
-            self._receiver = receiver
-            if self._stop.is_set():
-                return
-            self.connected_since = time.monotonic()
-            log.info("celery events connected target=%s", self.outcomes.backend)
-            for _ in receiver.consume(limit=None, timeout=None, wakeup=True):
-                if self._stop.is_set():
-                    break
+    def _consume(self) -> None:
+        """Bind a queue of our own to the event exchange and drain it until stopped (or the
+        connection breaks: the caller reconnects)."""
+        kombu: Any = importlib.import_module("kombu")  # untyped: used as Any
+        settings = self.settings
+        with kombu.Connection(
+            settings.broker_url,
+            connect_timeout=settings.connect_timeout,
+            transport_options=dict(settings.transport_options),
+        ) as connection:
+            connection.connect()
+            queue = event_queue(settings.event_exchange, connection.transport.driver_type)
+            with kombu.Consumer(
+                connection, queues=[queue], callbacks=[self._message], no_ack=True, accept=["json"]
+            ):
+                self.connected_since = time.monotonic()
+                log.info("celery events connected target=%s", self.outcomes.backend)
+                while not self._stop.is_set():
+                    try:
+                        connection.drain_events(timeout=DRAIN_SECONDS)
+                    except TimeoutError:
+                        connection.heartbeat_check()
+
+    def _message(self, body: Any, message: Any) -> None:
+        """One event, or a list of them (a worker buffers task events: `task.multi`)."""
+        for event in body if isinstance(body, list) else [body]:
+            if isinstance(event, Mapping):
+                self.on_event(event)
 
     # -- events -----------------------------------------------------------------------------
 
     def on_event(self, event: Mapping[str, Any]) -> None:
-        """One event, as Celery's receiver decoded it (timestamps in local Unix time)."""
+        """One event as the worker (or producer) sent it; `timestamp` is its Unix time."""
         kind = str(event.get("type", ""))
         if kind.startswith("worker-"):
             self.on_worker(kind, event)
@@ -308,3 +308,21 @@ def eta_of(value: Any) -> float | None:
     except ValueError:
         return None
     return moment.timestamp() if moment.tzinfo else None
+
+
+def event_queue(exchange_name: str, driver_type: str) -> Any:
+    """The receiver's queue, as Celery's `EventReceiver` declares it: bound with `#` to the
+    event exchange, which is a topic exchange (durable, as Celery declares it) except on Redis,
+    where Celery makes it fanout (pub/sub). Named for the exporter, exclusive, auto-deleted."""
+    kombu: Any = importlib.import_module("kombu")
+    kind = "fanout" if driver_type == "redis" else "topic"
+    return kombu.Queue(
+        f"{exchange_name}.afirgen-exporter.{uuid.uuid4().hex}",
+        exchange=kombu.Exchange(exchange_name, type=kind),
+        routing_key="#",
+        auto_delete=True,
+        durable=False,
+        exclusive=True,
+        message_ttl=QUEUE_TTL,
+        expires=QUEUE_EXPIRES,
+    )
