@@ -58,6 +58,8 @@ STOP_WAIT = 2.0
 #: Celery's `event_queue_ttl` and `event_queue_expires` defaults (RabbitMQ): events wait 5 s
 #: for the receiver, and its queue goes 60 s after the receiver does.
 QUEUE_TTL, QUEUE_EXPIRES = 5.0, 60.0
+#: AMQP heartbeat, so a connection dropped by the network is noticed (checked every drain)
+HEARTBEAT_SECONDS = 10.0
 OUTCOMES = {
     "task-succeeded": "success",
     "task-failed": "failure",
@@ -205,9 +207,13 @@ class CeleryEvents(OutcomeTracker):
         with kombu.Connection(
             settings.broker_url,
             connect_timeout=settings.connect_timeout,
+            heartbeat=HEARTBEAT_SECONDS,
             transport_options=dict(settings.transport_options),
         ) as connection:
-            connection.connect()
+            # one attempt (kombu's connect() waits 2 s and tries again): the loop above retries
+            connection.ensure_connection(
+                max_retries=0, interval_start=0, interval_step=0, reraise_as_library_errors=False
+            )
             queue = event_queue(settings.event_exchange, connection.transport.driver_type)
             with kombu.Consumer(
                 connection, queues=[queue], callbacks=[self._message], no_ack=True, accept=["json"]
