@@ -82,6 +82,19 @@ def counters(got: Scrape) -> dict[tuple[str, str], float]:
     }
 
 
+def run_ok(app, collector, tasks: int, total: int, what: str, timeout: float = 30) -> None:
+    """Send `tasks` afx_tq.ok tasks; wait until `collector` (a callable giving it, for a
+    reloading exporter) counts `total` successes."""
+    for i in range(tasks):
+        app.send_task("afx_tq.ok", args=[i], queue=QUEUE)
+    current = collector if callable(collector) else lambda: collector
+    wait_until(
+        lambda: processed(scrape(current()), "afx_tq.ok", "success") == total,
+        timeout=timeout,
+        what=what,
+    )
+
+
 def online(collector) -> float | None:
     return scrape(collector).value("background_tasks_workers", backend="ev", state="online")
 
@@ -197,13 +210,7 @@ def test_the_receiver_reconnects_after_a_broker_restart(make_collector, tmp_path
         )
         with worker_process(worker("-E"), env={"AFX_TQ_CELERY_BROKER": url}):
             wait_until(lambda: online(collector) == 1, timeout=30, what="the worker online")
-            for i in range(2):
-                app.send_task("afx_tq.ok", args=[i], queue=QUEUE)
-            wait_until(
-                lambda: processed(scrape(collector), "afx_tq.ok", "success") == 2,
-                timeout=30,
-                what="two successes",
-            )
+            run_ok(app, collector, 2, total=2, what="two successes")
             server.stop()
             assert not scrape(collector).success  # the broker is down: the target reads down
             server.start()  # same port, empty
@@ -211,16 +218,17 @@ def test_the_receiver_reconnects_after_a_broker_restart(make_collector, tmp_path
                 collector, "background_task_events_connected", 1, "reconnected", backend="ev"
             )
             wait_until(lambda: online(collector) == 1, timeout=60, what="the worker back")
-            for i in range(3):
-                app.send_task("afx_tq.ok", args=[i], queue=QUEUE)
-            wait_until(
-                lambda: processed(scrape(collector), "afx_tq.ok", "success") == 5,
-                timeout=60,
-                what="three more successes, counted on top of the first two",
-            )
+            run_ok(app, collector, 3, total=5, what="3 more successes on top of the 2", timeout=60)
     finally:
         app.close()
         server.stop()
+
+
+async def reload_and_close_the_old(exporter: Exporter) -> None:
+    """A reload, and the closing of the old units it starts in the background."""
+    await exporter.reload()
+    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    await asyncio.gather(*others)
 
 
 def event_threads() -> list[threading.Thread]:
@@ -251,25 +259,14 @@ def test_reload_of_an_unchanged_target_keeps_counts_and_close_stops_the_receiver
     earlier = set(event_threads())  # of the tests before, still ending
     with worker_process(worker("-E"), env={"AFX_TQ_CELERY_BROKER": url}):
         wait_until(lambda: online(collector()) == 1, timeout=30, what="the worker online")
-        for i in range(3):
-            app.send_task("afx_tq.ok", args=[i], queue=QUEUE)
-        wait_until(
-            lambda: processed(scrape(collector()), "afx_tq.ok", "success") == 3,
-            timeout=30,
-            what="three successes",
-        )
+        run_ok(app, collector, 3, total=3, what="three successes")
         (thread,) = set(event_threads()) - earlier
         before = collector()
-        asyncio.run(exporter.reload())
+        asyncio.run(reload_and_close_the_old(exporter))
         assert collector() is not before
         assert processed(scrape(collector()), "afx_tq.ok", "success") == 3
         assert set(event_threads()) - earlier == {thread}  # the same receiver, never stopped
-        app.send_task("afx_tq.ok", args=[4], queue=QUEUE)
-        wait_until(
-            lambda: processed(scrape(collector()), "afx_tq.ok", "success") == 4,
-            timeout=30,
-            what="the next success counted on the reloaded collector",
-        )
+        run_ok(app, collector, 1, total=4, what="the next success, on the reloaded collector")
     app.close()
     exporter.loaded.engine.close()
     thread.join(5)
