@@ -110,7 +110,7 @@ class CeleryEvents(OutcomeTracker):
         self._thread: threading.Thread | None = None
         #: monotonic time the receiver connected; None while it is not connected
         self.connected_since: float | None = None
-        #: why events cannot be followed (no Celery installed), for the landing page
+        #: why events cannot be followed (kombu missing), for the landing page
         self.problem = ""
 
     # -- scrape side ------------------------------------------------------------------------
