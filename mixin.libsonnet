@@ -58,7 +58,11 @@
           },
           {
             "record": "job_backend:background_tasks_failed:ratio_rate15m",
-            "expr": "sum by (job, instance, backend) (rate(background_tasks_processed_total{" + $._config.selector + ", status=\"failure\"}[15m]))\n/ (sum by (job, instance, backend) (rate(background_tasks_processed_total{" + $._config.selector + "}[15m])) > 0)",
+            "expr": "sum by (job, instance, backend) (rate(background_tasks_processed_total{" + $._config.selector + ", status=\"failure\"}[15m]))\n/ (sum by (job, instance, backend) (rate(background_tasks_processed_total{" + $._config.selector + ", status=~\"success|failure\"}[15m])) > 0)",
+          },
+          {
+            "record": "job_backend:background_task_queue_wait_seconds:p95_rate15m",
+            "expr": "histogram_quantile(0.95, sum by (job, instance, backend, le) (rate(background_task_queue_wait_seconds_bucket{" + $._config.selector + "}[15m])))",
           },
         ],
       },
@@ -413,6 +417,32 @@
               "summary": "Many background tasks fail.",
               "description": "{{ $value | humanizePercentage }} of the tasks of {{ $labels.backend }} on {{ $labels.instance }} failed over the last 15 minutes.",
               "runbook_url": $._config.runbookURL + "#afirgentaskfailureratiohigh",
+            },
+          },
+          {
+            "alert": "AfirgenTaskQueueWaitHigh",
+            "expr": "job_backend:background_task_queue_wait_seconds:p95_rate15m > 300",
+            "for": "15m",
+            "labels": {
+              "severity": "warning",
+            },
+            "annotations": {
+              "summary": "Tasks wait long before a worker starts them.",
+              "description": "p95 of the time tasks of {{ $labels.backend }} on {{ $labels.instance }} waited for a worker is {{ $value | humanizeDuration }} over the last 15 minutes.",
+              "runbook_url": $._config.runbookURL + "#afirgentaskqueuewaithigh",
+            },
+          },
+          {
+            "alert": "AfirgenTaskEventsDisconnected",
+            "expr": "background_task_events_connected{" + $._config.selector + "} == 0",
+            "for": "5m",
+            "labels": {
+              "severity": "warning",
+            },
+            "annotations": {
+              "summary": "The exporter does not receive Celery's task events.",
+              "description": "The event receiver of {{ $labels.backend }} on {{ $labels.instance }} has not been connected for 5m: task outcomes are not counted.",
+              "runbook_url": $._config.runbookURL + "#afirgentaskeventsdisconnected",
             },
           },
         ],

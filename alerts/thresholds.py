@@ -172,6 +172,14 @@ TASK_FAILURE_RATIO = Ratio(
     0.1, "one task in ten failing is beyond retries and flaky inputs: something is broken"
 )
 TASK_FAILURE_FOR = minutes(15, "a short burst of bad inputs fails a few tasks")
+TASK_WAIT_QUANTILE = Ratio(0.95, "p95: what most tasks wait, not one unlucky task")
+TASK_WAIT_SECONDS = Level(
+    300, "seconds", "tasks waiting five minutes for a worker means the workers do not keep up"
+)
+TASK_WAIT_FOR = minutes(15, "a burst of enqueued work drains within minutes when workers keep up")
+TASK_EVENTS_DOWN_FOR = minutes(
+    5, "the receiver reconnects within seconds; five minutes without events loses outcomes"
+)
 
 # --- host --------------------------------------------------------------------------------------
 HOST_CPU_RATIO = Ratio(

@@ -13,14 +13,16 @@ sets whose members are `routing_key<sep>pattern<sep>queue`; workers bind their
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from collectors.base import Deadline, ScrapeContext
 from collectors.checks import check_positive
+from collectors.queues_celery_events import AppSettings, CeleryEvents
 from collectors.queues_model import ANY_TYPE, QueueReading
+from collectors.queues_outcomes import STATUSES, Outcomes, OutcomeTracker
 from collectors.queues_rabbitmq import AMQP_SCHEMES, NEEDS_QUEUES, read_rabbitmq
 from collectors.queues_redis_io import (
     CONNECTION_KEYS,
@@ -34,6 +36,7 @@ from collectors.queues_target import Clients, check_not_empty
 
 BINDING_PREFIX = "_kombu.binding."
 DEFAULT_CONTROL_EXCHANGE = "celery"
+DEFAULT_EVENT_EXCHANGE = "celeryev"
 UNACKED_KEY = "unacked"
 #: URL scheme -> the Celery transport it implies
 TRANSPORTS = {**dict.fromkeys(REDIS_SCHEMES, "redis"), **dict.fromkeys(AMQP_SCHEMES, "amqp")}
@@ -65,6 +68,10 @@ class CeleryTarget(RedisBroker):
     control_exchange: str = field(
         default=DEFAULT_CONTROL_EXCHANGE, metadata={"check": check_not_empty}
     )
+    #: Follow the workers' task events and heartbeats (collectors/queues_celery_events.py).
+    events: bool = True
+    #: The app's `event_exchange` setting.
+    event_exchange: str = field(default=DEFAULT_EVENT_EXCHANGE, metadata={"check": check_not_empty})
     #: Ask the workers for per-task totals (`inspect().stats()`).
     inspect: bool = False
     inspect_timeout_seconds: float = field(default=1.0, metadata={"check": check_positive})
@@ -101,7 +108,13 @@ class CeleryTarget(RedisBroker):
     def internal_exchanges(self) -> frozenset[str]:
         """Exchanges whose bindings are Celery's own plumbing, not task queues."""
         return frozenset(
-            {self.pidbox_exchange, f"reply.{self.pidbox_exchange}", "celeryev", "celery.pidbox"}
+            {
+                self.pidbox_exchange,
+                f"reply.{self.pidbox_exchange}",
+                self.event_exchange,
+                DEFAULT_EVENT_EXCHANGE,
+                "celery.pidbox",
+            }
         )
 
     def read(self, clients: Clients, ctx: ScrapeContext, reading: QueueReading, now: float) -> None:
@@ -116,11 +129,41 @@ class CeleryTarget(RedisBroker):
             inspector.read(workers, wait, reading)
 
     def inspector(self) -> CeleryInspector:
+        return CeleryInspector(self.app_settings())
+
+    def app_settings(self) -> AppSettings:
+        """How an app of the exporter's own reaches the workers (inspect, events)."""
         options: dict[str, Any] = {"priority_steps": list(self.priority_steps), "sep": self.sep}
         if self.key_prefix:
             options["global_keyprefix"] = self.key_prefix
-        url = with_password(self.url, self.secret)
-        return CeleryInspector(url, options, self.control_exchange)
+        return AppSettings(
+            broker_url=with_password(self.url, self.secret),
+            transport_options=options,
+            control_exchange=self.control_exchange,
+            event_exchange=self.event_exchange,
+            connect_timeout=self.cap,
+        )
+
+    def outcome_tracker(
+        self, outcomes: Callable[[tuple[str, ...]], Outcomes]
+    ) -> OutcomeTracker | None:
+        if not self.events:
+            return None
+        secrets = tuple(s for s in self.secrets() if s)
+        return CeleryEvents(outcomes(STATUSES), self.app_settings(), secrets)
+
+
+def celery_app(settings: AppSettings, name: str) -> Any:
+    """A Celery app that is never the current one and never retries a connection by itself."""
+    from celery import Celery
+
+    app = Celery(name, broker=settings.broker_url, set_as_current=False)
+    app.conf.broker_transport_options = dict(settings.transport_options)
+    app.conf.control_exchange = settings.control_exchange
+    app.conf.broker_connection_retry_on_startup = False
+    app.conf.broker_connection_max_retries = 0
+    app.conf.broker_connection_timeout = settings.connect_timeout
+    return app
 
 
 def with_password(url: str, password: str | None) -> str:
@@ -237,28 +280,13 @@ class CeleryInspector:
     the scrape deadline and ends early once every known worker has answered.
     """
 
-    def __init__(
-        self,
-        broker_url: str,
-        transport_options: dict[str, Any],
-        control_exchange: str = DEFAULT_CONTROL_EXCHANGE,
-    ) -> None:
-        self.broker_url = broker_url
-        self.transport_options = transport_options
-        self.control_exchange = control_exchange
+    def __init__(self, settings: AppSettings) -> None:
+        self.settings = settings
         self._app: Any = None
 
     def app(self) -> Any:
         if self._app is None:
-            from celery import Celery
-
-            self._app = Celery(
-                "afirgen_exporter_inspect", broker=self.broker_url, set_as_current=False
-            )
-            self._app.conf.broker_transport_options = self.transport_options
-            self._app.conf.control_exchange = self.control_exchange
-            self._app.conf.broker_connection_retry_on_startup = False
-            self._app.conf.broker_connection_max_retries = 0
+            self._app = celery_app(self.settings, "afirgen_exporter_inspect")
         return self._app
 
     def read(self, expected_workers: int | None, wait: float, reading: QueueReading) -> None:

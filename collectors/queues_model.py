@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Label value of `priority` where the backend has no priority for a queue.
 NO_PRIORITY = "none"
@@ -35,8 +36,9 @@ class QueueReading:
     in_progress: defaultdict[str, float] = field(default_factory=_counts)
     #: (type, status) -> tasks processed since the backend's counters began
     processed: defaultdict[tuple[str, str], float] = field(default_factory=_pair_counts)
-    #: type -> (count, seconds): time spent working on tasks
-    duration: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: Histograms the exporter observed itself (`native_histogram.Histograms`: task run time,
+    #: queue wait), served as they are (their type labels are already within budget)
+    histograms: list[Any] = field(default_factory=list)
     #: queue -> age in seconds of the oldest waiting task
     oldest_age: dict[str, float] = field(default_factory=dict)
     #: state -> workers
@@ -47,6 +49,8 @@ class QueueReading:
     registry: defaultdict[tuple[str, str], float] = field(default_factory=_pair_counts)
     #: queue -> 1 if it exists on the broker, 0 if it was reported missing (RabbitMQ)
     exists: dict[str, float] = field(default_factory=dict)
+    #: () -> 1 while the exporter's own event receiver is connected, 0 while not (Celery)
+    receiver: dict[tuple[()], float] = field(default_factory=dict)
     #: True when `workers` was read (so 0 workers is reported, not left out)
     has_workers: bool = False
     #: True when `processed` was read

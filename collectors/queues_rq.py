@@ -4,29 +4,30 @@
 - `rq:wip|finished|failed|canceled:NAME`: sorted sets scored by expiry time (-1 ttl is
   `+inf`), so live entries are `ZCOUNT key now +inf`; `rq:deferred:NAME` (scored by creation
   time in RQ 3) and `rq:scheduled:NAME` (scored by run time) count whole (`ZCARD`).
-- `rq:workers`: set of `rq:worker:NAME` hashes with `state`, `successful_job_count`,
-  `failed_job_count`, `total_working_time` (seconds). A worker whose hash expired (it died
-  without cleaning up) is not counted.
+- `rq:workers`: set of `rq:worker:NAME` hashes with `state`. A worker whose hash expired (it
+  died without cleaning up) is not counted.
 - `rq:job:ID` hashes with `enqueued_at` (`%Y-%m-%dT%H:%M:%S.%fZ`, UTC).
+
+Job outcomes and run times are counted by `queues_rq_jobs.RqJobTracker` from the finished and
+failed registries (worker records leave with their workers: a sum over them goes backwards).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from collectors.base import Deadline, ScrapeContext
-from collectors.queues_model import ANY_TYPE, NO_PRIORITY, QueueReading
+from collectors.queues_model import NO_PRIORITY, QueueReading
+from collectors.queues_outcomes import Outcomes
 from collectors.queues_redis_io import Command, RedisBroker, read_many, text
+from collectors.queues_rq_jobs import JOB_PREFIX, STATUSES, RqJobTracker, parse_time
 from collectors.queues_target import Clients
 
 QUEUES_KEY = "rq:queues"
 QUEUE_PREFIX = "rq:queue:"
 WORKERS_KEY = "rq:workers"
-JOB_PREFIX = "rq:job:"
 #: registry label -> (key prefix, True if scored by expiry time so only live entries count)
 REGISTRIES: dict[str, tuple[str, bool]] = {
     "started": ("rq:wip:", True),
@@ -36,9 +37,7 @@ REGISTRIES: dict[str, tuple[str, bool]] = {
     "deferred": ("rq:deferred:", False),
     "scheduled": ("rq:scheduled:", False),
 }
-WORKER_FIELDS = ("state", "successful_job_count", "failed_job_count", "total_working_time")
 ALWAYS_REPORTED_STATES = ("idle", "busy")
-ENQUEUED_AT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,27 +48,11 @@ class RqTarget(RedisBroker):
     #: Queues to read; empty: discovered from `rq:queues`.
     queues: tuple[str, ...] = ()
 
+    def outcome_tracker(self, outcomes: Callable[[tuple[str, ...]], Outcomes]) -> RqJobTracker:
+        return RqJobTracker(outcomes(STATUSES), self.redis)
+
     def read(self, clients: Clients, ctx: ScrapeContext, reading: QueueReading, now: float) -> None:
         read_rq(self.redis(clients), self.queues, ctx.deadline, now, reading)
-
-
-def parse_enqueued_at(value: bytes | str | None) -> float | None:
-    """RQ's `enqueued_at` as Unix time; None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        moment = datetime.strptime(text(value), ENQUEUED_AT_FORMAT)
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC).timestamp()
-
-
-def number(value: bytes | str | None) -> float:
-    try:
-        result = float(text(value)) if value is not None else 0.0
-    except ValueError:
-        return 0.0
-    return result if math.isfinite(result) else 0.0
 
 
 def discover_queues(client: Any, deadline: Deadline) -> list[str]:
@@ -92,7 +75,7 @@ def queue_commands(queue: str, now: float) -> list[Command]:
 def read_rq(
     client: Any, queues: Sequence[str], deadline: Deadline, now: float, reading: QueueReading
 ) -> None:
-    """Fill depths, registries, in-progress, oldest waiting age and worker totals."""
+    """Fill depths, registries, in-progress, oldest waiting age and workers by state."""
     names = list(queues) or discover_queues(client, deadline)
     per_queue = 2 + len(REGISTRIES)
     commands = [c for queue in names for c in queue_commands(queue, now)]
@@ -109,29 +92,21 @@ def read_rq(
             heads[queue] = text(head)
     worker_keys = sorted(text(k) for k in replies[-1])
     second: list[Command] = [("HGET", JOB_PREFIX + job, "enqueued_at") for job in heads.values()]
-    second += [("HMGET", key, *WORKER_FIELDS) for key in worker_keys]
+    second += [("HGET", key, "state") for key in worker_keys]
     more = read_many(client, second, deadline)
     for queue, enqueued in zip(heads, more[: len(heads)], strict=True):
-        at = parse_enqueued_at(enqueued)
+        at = parse_time(enqueued)
         if at is not None:
             reading.oldest_age[queue] = max(0.0, now - at)
     add_workers(more[len(heads) :], reading)
 
 
-def add_workers(records: Sequence[Sequence[bytes | None]], reading: QueueReading) -> None:
-    """Workers by state and their summed job counts and working time."""
-    successful = failed = working = 0.0
-    for known in ALWAYS_REPORTED_STATES:  # so "no worker at all" is a 0, not an absent series
+def add_workers(states: Sequence[bytes | None], reading: QueueReading) -> None:
+    """Workers by state (`idle` and `busy` always, so "no worker at all" is a 0)."""
+    for known in ALWAYS_REPORTED_STATES:
         reading.workers[known] += 0.0
-    for state, ok, bad, seconds in records:
+    for state in states:
         if state is None:  # the hash expired: the worker is gone
             continue
         reading.workers[text(state) or "unknown"] += 1.0
-        successful += number(ok)
-        failed += number(bad)
-        working += number(seconds)
     reading.has_workers = True
-    reading.has_processed = True
-    reading.processed[(ANY_TYPE, "success")] += successful
-    reading.processed[(ANY_TYPE, "failure")] += failed
-    reading.duration[ANY_TYPE] = (successful + failed, working)

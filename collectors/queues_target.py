@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from collectors.base import ScrapeContext
 from collectors.checks import check_limit, check_positive
 from collectors.queues_model import QueueReading
+from collectors.queues_outcomes import Outcomes, OutcomeTracker
 from collectors.secret import Secret, url_password
 
 #: Cap on one connection attempt or reply when the target sets no `timeout_seconds`.
@@ -92,6 +93,13 @@ class QueueTarget(abc.ABC):
     def secrets(self) -> list[str]:
         """Values to mask in log lines: the password, wherever it was given."""
         return [self.secret or "", url_password(self.url) or ""]
+
+    def outcome_tracker(
+        self, outcomes: Callable[[tuple[str, ...]], Outcomes]
+    ) -> OutcomeTracker | None:
+        """What follows this target's task outcomes into `outcomes(its statuses)`; None where
+        the exporter counts none for this kind. No I/O: a tracker dials when first read."""
+        return None
 
     @abc.abstractmethod
     def read(self, clients: Clients, ctx: ScrapeContext, reading: QueueReading, now: float) -> None:

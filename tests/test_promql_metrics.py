@@ -278,6 +278,8 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
                     "url": redis_url,
                     "queues": [f"{PREFIX}waiting", f"{PREFIX}done"],
                 },
+                # Celery on the private Redis: its event receiver's families (no worker needed)
+                {"name": "celery", "kind": "celery", "url": redis_url, "queues": [f"{PREFIX}c"]},
                 {
                     "name": "broker",
                     "kind": "rabbitmq",
@@ -289,6 +291,7 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
         config_file = tmp / "exporter.yml"
         config_file.write_text(yaml.safe_dump(config))
         exporter = stack.enter_context(exporter_process(config_file))
+        scrape(f"{exporter}/metrics")  # RQ's registries as they are: jobs finished later count
         worker = ["rq.cli", "worker", "-u", redis_url, f"{PREFIX}done", "--name", "afx_e2e_rq"]
         stack.enter_context(worker_process(worker))
         # the worker has run both jobs: its record carries the processed counts

@@ -19,6 +19,7 @@ from exporter.state import Exporter
 from tests.support import free_port, serve_app
 from tests.tq_support import (
     CONTROL_EXCHANGE,
+    EVENT_EXCHANGE,
     Scrape,
     broker_redis_fixture,  # noqa: F401 - the broker_redis fixture
     broker_url,
@@ -238,6 +239,7 @@ def test_celery_worker_runs_tasks_and_inspect_counts_them(make_collector, redis_
             "url": url,
             "queues": ["afx_tq_work"],
             "control_exchange": CONTROL_EXCHANGE,
+            "event_exchange": EVENT_EXCHANGE,
             "inspect": True,
             "inspect_timeout_seconds": 3,
         }

@@ -248,13 +248,19 @@ def test_celery_on_rabbitmq_reads_its_queues(make_collector, rabbit, rabbitmq_ur
     from celery import Celery
 
     # Celery declares the queue (durable) and a direct exchange of the same name itself
-    rabbit(CELERY_AMQP, create=False, exchanges=[CELERY_AMQP])
+    rabbit(CELERY_AMQP, create=False, exchanges=[CELERY_AMQP, EVENT_EXCHANGE])
     app = Celery("afx_tq_sender", broker=rabbitmq_url, set_as_current=False)
     for i in range(5):
         app.send_task("afx_tq.ok", args=[i], queue=CELERY_AMQP)
     app.close()
     target = target_from(
-        {"name": "ca", "kind": "celery", "url": rabbitmq_url, "queues": [CELERY_AMQP]}
+        {
+            "name": "ca",
+            "kind": "celery",
+            "url": rabbitmq_url,
+            "queues": [CELERY_AMQP],
+            "event_exchange": EVENT_EXCHANGE,
+        }
     )
     collector = make_collector(target)
     # publishes on another connection land asynchronously: poll with a deadline
@@ -274,7 +280,7 @@ def test_celery_on_rabbitmq_reads_its_queues(make_collector, rabbit, rabbitmq_ur
     )
 
 
-def test_celery_worker_on_rabbitmq_drains_its_queue_and_inspect_counts(
+def test_celery_worker_on_rabbitmq_drains_its_queue_and_events_and_inspect_count(
     make_collector, rabbit, rabbitmq_url
 ):
     from celery import Celery
@@ -297,6 +303,7 @@ def test_celery_worker_on_rabbitmq_drains_its_queue_and_inspect_counts(
             "url": rabbitmq_url,
             "queues": [queue],
             "control_exchange": CONTROL_EXCHANGE,
+            "event_exchange": EVENT_EXCHANGE,
             "inspect": True,
             # on AMQP the number of workers is unknown, so every inspect waits this long
             "inspect_timeout_seconds": 1.5,
@@ -304,10 +311,12 @@ def test_celery_worker_on_rabbitmq_drains_its_queue_and_inspect_counts(
     )
     worker = ["celery", "-A", "tests.tq_celery_app", "worker", "-Q", queue, "-P", "solo",
               "-n", f"{unique('amqp_worker')}@%h", "--without-gossip", "--without-mingle",
-              "--without-heartbeat", "-l", "warning"]  # fmt: skip
+              "-E", "-l", "warning"]  # fmt: skip
     with worker_process(worker, env={"AFX_TQ_CELERY_BROKER": rabbitmq_url}):
         wait_for_value(collector, "background_tasks_queue_consumers", 1, "the worker consuming",
                        backend="ca", queue=queue)  # fmt: skip
+        wait_for_value(collector, "background_tasks_workers", 1, "the worker's heartbeats",
+                       backend="ca", state="online")  # fmt: skip
         app = Celery("afx_tq_sender", broker=rabbitmq_url, set_as_current=False)
         for i in range(3):
             app.send_task("afx_tq.ok", args=[i], queue=queue)
@@ -324,6 +333,21 @@ def test_celery_worker_on_rabbitmq_drains_its_queue_and_inspect_counts(
                 type=task,
                 status="accepted",
             )
+        # the exporter's own event queue on the test's exchange: outcomes from task events
+        for task, status, count in (("afx_tq.ok", "success", 3), ("afx_tq.boom", "failure", 2)):
+            wait_for_value(
+                collector,
+                "background_tasks_processed_total",
+                count,
+                f"{task} {status} from events",
+                backend="ca",
+                type=task,
+                status=status,
+            )
         got = scrape(collector)
+        assert (
+            got.value("background_task_duration_seconds_count", backend="ca", type="afx_tq.ok") == 3
+        )
+        assert got.value("background_task_events_connected", backend="ca") == 1
         assert got.value("background_tasks_queued", backend="ca", queue=queue, priority="none") == 0
         assert got.value("background_tasks_queue_exists", backend="ca", queue=queue) == 1

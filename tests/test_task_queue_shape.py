@@ -17,11 +17,19 @@ from collectors.queues_celery import (
     worker_names,
 )
 from collectors.queues_model import QueueReading
+from collectors.queues_outcomes import Outcomes
 from collectors.queues_redis_io import pack
-from collectors.queues_rq import parse_enqueued_at
+from collectors.queues_rq_jobs import parse_time
 from collectors.queues_sql import StatusMap, add_rows
 from collectors.specs import by_name
-from collectors.task_queue import KINDS, SPECS, TaskQueueCollector, shape_families
+from collectors.task_queue import (
+    DURATION,
+    KINDS,
+    QUEUE_WAIT,
+    SPECS,
+    TaskQueueCollector,
+    shape_families,
+)
 from tests.tq_support import target_from
 
 SEP = "\x06\x16"
@@ -67,8 +75,8 @@ def test_worker_names_come_from_pidbox_queues_only():
         (None, None),
     ],
 )
-def test_parse_enqueued_at(value, expected):
-    assert parse_enqueued_at(value) == expected
+def test_parse_rq_time(value, expected):
+    assert parse_time(value) == expected
 
 
 def test_sql_rows_sorted_by_status():
@@ -103,7 +111,6 @@ def test_budgets_fold_queues_and_types_into_other_and_keep_totals():
         reading.oldest_age[queue] = depth * 10.0
     for task, count in {"send": 50, "resize": 20, "ping": 3, "noop": 1}.items():
         reading.processed[(task, "success")] = count
-        reading.duration[task] = (count, count * 0.5)
     reading.has_processed = True
     registry, ctx = shaped(reading, queue_limit=2, type_limit=2)
     value = registry.get_sample_value
@@ -121,8 +128,6 @@ def test_budgets_fold_queues_and_types_into_other_and_keep_totals():
     )
     labels = {"backend": "t", "type": "other", "status": "success"}
     assert value("background_tasks_processed_total", labels) == 4
-    assert value("background_task_duration_seconds_count", {"backend": "t", "type": "other"}) == 4
-    assert value("background_task_duration_seconds_sum", {"backend": "t", "type": "other"}) == 2.0
     assert ctx.series_dropped == 4  # two queues and two types folded
 
 
@@ -146,7 +151,11 @@ def test_every_family_served_is_a_declared_spec():
     reading.in_progress["q"] = 1
     reading.oldest_age["q"] = 5.0
     reading.processed[("all", "success")] = 2
-    reading.duration["all"] = (2, 1.5)
+    outcomes = Outcomes("t", 5, DURATION, QUEUE_WAIT)
+    outcomes.observe_duration("all", 1.5)
+    outcomes.observe_wait("all", 0.5)
+    reading.histograms.extend((outcomes.duration, outcomes.wait))
+    reading.receiver[()] = 1.0
     reading.workers["idle"] = 1
     reading.consumers["q"] = 1
     reading.exists["q"] = 1
@@ -160,7 +169,7 @@ def test_every_family_served_is_a_declared_spec():
         spec = declared[family.name + "_total" if family.type == "counter" else family.name]
         assert (family.type, family.documentation) == (spec.type.value, spec.help)
         for sample in family.samples:
-            assert tuple(sample.labels) == spec.labels
+            assert tuple(k for k in sample.labels if k != "le") == spec.labels
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])

@@ -9,8 +9,10 @@ run, so a broadcast never reaches another run's workers.
 from __future__ import annotations
 
 import os
+import time
 
 from celery import Celery
+from celery.exceptions import Reject
 
 app = Celery(
     "afx_tq",
@@ -27,6 +29,8 @@ app.conf.update(
     # keep the broker objects Celery makes under the tests' own afx_tq_ names
     control_exchange=os.environ.get("AFX_TQ_CONTROL_EXCHANGE", "afx_tq_ctl"),
     event_exchange=os.environ.get("AFX_TQ_EVENT_EXCHANGE", "afx_tq_ev"),
+    # retries are sent by the worker: their task-sent events start the next queue wait
+    task_send_sent_event=True,
 )
 
 
@@ -38,3 +42,22 @@ def ok(x: int) -> int:
 @app.task(name="afx_tq.boom")
 def boom() -> None:
     raise RuntimeError("this task fails on purpose")
+
+
+@app.task(name="afx_tq.nap")
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task(name="afx_tq.flaky", bind=True, max_retries=1)
+def flaky(self) -> str:
+    """Fails its first run and is retried at once; the second run succeeds."""
+    if not self.request.retries:
+        raise self.retry(countdown=0)
+    return "second time lucky"
+
+
+@app.task(name="afx_tq.refuse", acks_late=True)  # a message is rejected before its ack
+def refuse() -> None:
+    raise Reject("refused on purpose", requeue=False)

@@ -9,3 +9,10 @@ def ok(x: int) -> int:
 
 def boom() -> None:
     raise RuntimeError("this job fails on purpose")
+
+
+def nap(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds

@@ -1,4 +1,5 @@
-"""The task queue: broker reachability, backlog, oldest waiting task, workers, failures."""
+"""The task queue: broker reachability, backlog, oldest waiting task, workers, failures,
+queue wait, and the exporter's Celery event receiver."""
 
 from __future__ import annotations
 
@@ -11,11 +12,18 @@ from alerts.thresholds import (
     OLDEST_TASK_FOR,
     OLDEST_TASK_SECONDS,
     QUEUE_DOWN_FOR,
+    TASK_EVENTS_DOWN_FOR,
     TASK_FAILURE_FOR,
     TASK_FAILURE_RATIO,
+    TASK_WAIT_FOR,
+    TASK_WAIT_QUANTILE,
+    TASK_WAIT_SECONDS,
 )
 
 FAILED = 'status="failure"'
+#: Runs that ended: the denominator of the failure ratio (retries, rejects, revokes and
+#: inspect's `accepted` are not outcomes of a finished run)
+FINISHED = 'status=~"success|failure"'
 WORKER_KINDS = 'kind=~"celery-.*|rq"'
 
 AREA = Area(
@@ -30,7 +38,12 @@ AREA = Area(
             "sum by (job, instance, backend) "
             f"(rate(background_tasks_processed_total{selector(FAILED)}[15m]))\n"
             "/ (sum by (job, instance, backend) "
-            f"(rate(background_tasks_processed_total{selector()}[15m])) > 0)",
+            f"(rate(background_tasks_processed_total{selector(FINISHED)}[15m])) > 0)",
+        ),
+        Record(
+            "job_backend:background_task_queue_wait_seconds:p95_rate15m",
+            f"histogram_quantile({TASK_WAIT_QUANTILE}, sum by (job, instance, backend, le) "
+            f"(rate(background_task_queue_wait_seconds_bucket{selector()}[15m])))",
         ),
     ),
     alerts=(
@@ -85,6 +98,24 @@ AREA = Area(
             "Many background tasks fail.",
             "{{ $value | humanizePercentage }} of the tasks of {{ $labels.backend }} on "
             "{{ $labels.instance }} failed over the last 15 minutes.",
+        ),
+        Alert(
+            "AfirgenTaskQueueWaitHigh",
+            f"job_backend:background_task_queue_wait_seconds:p95_rate15m > {TASK_WAIT_SECONDS}",
+            TASK_WAIT_FOR,
+            "warning",
+            "Tasks wait long before a worker starts them.",
+            "p95 of the time tasks of {{ $labels.backend }} on {{ $labels.instance }} waited "
+            "for a worker is {{ $value | humanizeDuration }} over the last 15 minutes.",
+        ),
+        Alert(
+            "AfirgenTaskEventsDisconnected",
+            f"background_task_events_connected{selector()} == 0",
+            TASK_EVENTS_DOWN_FOR,
+            "warning",
+            "The exporter does not receive Celery's task events.",
+            "The event receiver of {{ $labels.backend }} on {{ $labels.instance }} has not "
+            f"been connected for {TASK_EVENTS_DOWN_FOR}: task outcomes are not counted.",
         ),
     ),
 )

@@ -1,8 +1,9 @@
-"""The Task queue dashboard: backlog per queue and priority, workers, outcomes."""
+"""The Task queue dashboard: backlog per queue and priority, workers, outcomes, run time and
+queue wait."""
 
 from __future__ import annotations
 
-from alerts.thresholds import OLDEST_TASK_SECONDS
+from alerts.thresholds import OLDEST_TASK_SECONDS, TASK_WAIT_SECONDS
 from grafana.panels import (
     RATE,
     TARGET,
@@ -49,7 +50,7 @@ BOARD = Board(
                 ),
                 stat_panel(
                     "Workers",
-                    "Workers online.",
+                    "Workers online (Celery: whose heartbeats arrive).",
                     "short",
                     query(f"sum(background_tasks_workers{{{TARGET}}}) or vector(0)"),
                     steps=red_below(1),
@@ -110,8 +111,10 @@ BOARD = Board(
             "Outcomes",
             [
                 timeseries_panel(
-                    "Processed per second",
-                    "Tasks finished per second by outcome, where the backend keeps totals.",
+                    "Outcomes per second",
+                    "Tasks per second by outcome: success, failure, retry, rejected, revoked "
+                    "(Celery task events, RQ registries; counted by the exporter, never reset "
+                    "by workers leaving).",
                     "ops",
                     query(
                         f"sum by (backend, status) "
@@ -121,7 +124,8 @@ BOARD = Board(
                 ),
                 timeseries_panel(
                     "Failure ratio (15m)",
-                    "Failed tasks over all finished tasks (recording rule the alert uses).",
+                    "Failed runs over finished runs (success + failure; recording rule the "
+                    "alert uses).",
                     "percentunit",
                     query(
                         f"job_backend:background_tasks_failed:ratio_rate15m{{{TARGET}}}",
@@ -130,8 +134,39 @@ BOARD = Board(
                     max=1,
                 ),
                 timeseries_panel(
-                    "Mean task duration",
-                    "Working time over finished tasks, where the backend keeps it.",
+                    "Failures per second by task",
+                    "Failed runs per second, per task type.",
+                    "ops",
+                    query(
+                        f"sum by (backend, type) (rate(background_tasks_processed_total"
+                        f'{{{TARGET}, status="failure"}}[{RATE}]))',
+                        "{{backend}} {{type}}",
+                    ),
+                ),
+                timeseries_panel(
+                    "Run time p95 by task",
+                    "95th percentile of the run time of tasks that succeeded or failed.",
+                    "s",
+                    query(
+                        "histogram_quantile(0.95, sum by (backend, type, le) "
+                        f"(rate(background_task_duration_seconds_bucket{{{TARGET}}}[{RATE}])))",
+                        "{{backend}} {{type}}",
+                    ),
+                ),
+                timeseries_panel(
+                    "Queue wait p95 by task",
+                    "95th percentile of the time tasks waited before a worker started them "
+                    f"(the alert fires above {TASK_WAIT_SECONDS} s).",
+                    "s",
+                    query(
+                        "histogram_quantile(0.95, sum by (backend, type, le) "
+                        f"(rate(background_task_queue_wait_seconds_bucket{{{TARGET}}}[{RATE}])))",
+                        "{{backend}} {{type}}",
+                    ),
+                ),
+                timeseries_panel(
+                    "Mean run time",
+                    "Run time over finished tasks.",
                     "s",
                     query(
                         f"sum by (backend, type) "
@@ -140,6 +175,12 @@ BOARD = Board(
                         f"(rate(background_task_duration_seconds_count{{{TARGET}}}[{RATE}]))",
                         "{{backend}} {{type}}",
                     ),
+                ),
+                timeseries_panel(
+                    "Event receiver connected",
+                    "1 while the exporter's own receiver of Celery's task events is connected.",
+                    "none",
+                    query(f"background_task_events_connected{{{TARGET}}}", "{{backend}}"),
                 ),
             ],
         ),
