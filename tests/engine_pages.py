@@ -42,8 +42,10 @@ class Traffic:
 
     models: dict[str, ModelTraffic] = field(default_factory=dict)
     vllm_generation: str = "v1"  # v0: gpu_cache_usage_perc, v1: kv_cache_usage_perc
-    #: "ok", "garbage" (200 with text that is not the format), "error" (HTTP 500), "empty"
+    #: "ok", "garbage" (200 with text that is not the format), "error" (HTTP 500), "empty",
+    #: "huge" (the page after `huge_bytes` of comment lines)
     mode: str = "ok"
+    huge_bytes: int = 0
     requests: int = 0  # how often the page was asked for
 
     def serve(
@@ -70,9 +72,12 @@ class Traffic:
 def page(kind: str, traffic: Traffic) -> str:
     traffic.requests += 1
     if traffic.mode == "garbage":
-        return 'vllm:num_requests_running{model_name="x" 1\ntgi_queue_size 1 2 3\n' * 3
+        # wanted families' names, broken label sets (a truncated or corrupted page)
+        return 'vllm:num_requests_running{model_name="x" 1\ntgi_queue_size{le= 1\n' * 3
     if traffic.mode == "empty":
         return ""
+    if traffic.mode == "huge":
+        return "# padding\n" * (traffic.huge_bytes // 10 + 1) + PAGES[kind](traffic)
     return PAGES[kind](traffic)
 
 
@@ -84,17 +89,60 @@ def _prometheus_client_page(traffic: Traffic, build) -> str:
 
 def _vllm(registry: CollectorRegistry, traffic: Traffic) -> None:
     labels = ["model_name", "engine"]
-    running = Gauge("vllm:num_requests_running", "Requests in model execution batches.", labels, registry=registry)  # noqa: E501
-    waiting = Gauge("vllm:num_requests_waiting", "Requests waiting to be processed.", labels, registry=registry)  # noqa: E501
-    cache_name = "vllm:kv_cache_usage_perc" if traffic.vllm_generation == "v1" else "vllm:gpu_cache_usage_perc"  # noqa: E501
-    cache = Gauge(cache_name, "KV-cache usage. 1 means 100 percent usage.", labels, registry=registry)  # noqa: E501
+    running = Gauge(
+        "vllm:num_requests_running",
+        "Requests in model execution batches.",
+        labels,
+        registry=registry,
+    )  # noqa: E501
+    waiting = Gauge(
+        "vllm:num_requests_waiting", "Requests waiting to be processed.", labels, registry=registry
+    )  # noqa: E501
+    cache_name = (
+        "vllm:kv_cache_usage_perc"
+        if traffic.vllm_generation == "v1"
+        else "vllm:gpu_cache_usage_perc"
+    )  # noqa: E501
+    cache = Gauge(
+        cache_name, "KV-cache usage. 1 means 100 percent usage.", labels, registry=registry
+    )  # noqa: E501
     prompt = Counter("vllm:prompt_tokens", "Prefill tokens processed.", labels, registry=registry)
-    generation = Counter("vllm:generation_tokens", "Generation tokens processed.", labels, registry=registry)  # noqa: E501
-    success = Counter("vllm:request_success", "Successfully processed requests.", [*labels, "finished_reason"], registry=registry)  # noqa: E501
-    e2e = Histogram("vllm:e2e_request_latency_seconds", "End to end request latency.", labels, buckets=VLLM_LATENCY_BUCKETS, registry=registry)  # noqa: E501
-    ttft = Histogram("vllm:time_to_first_token_seconds", "Time to first token.", labels, buckets=VLLM_TTFT_BUCKETS, registry=registry)  # noqa: E501
-    iteration = Histogram("vllm:iteration_tokens_total", "Tokens per engine step.", labels, buckets=(1, 8, 16, 32, 64, 128, 256), registry=registry)  # noqa: E501
-    http = Counter("http_requests", "Total number of requests by method, status and handler.", ["handler", "method", "status"], registry=registry)  # noqa: E501
+    generation = Counter(
+        "vllm:generation_tokens", "Generation tokens processed.", labels, registry=registry
+    )  # noqa: E501
+    success = Counter(
+        "vllm:request_success",
+        "Successfully processed requests.",
+        [*labels, "finished_reason"],
+        registry=registry,
+    )  # noqa: E501
+    e2e = Histogram(
+        "vllm:e2e_request_latency_seconds",
+        "End to end request latency.",
+        labels,
+        buckets=VLLM_LATENCY_BUCKETS,
+        registry=registry,
+    )  # noqa: E501
+    ttft = Histogram(
+        "vllm:time_to_first_token_seconds",
+        "Time to first token.",
+        labels,
+        buckets=VLLM_TTFT_BUCKETS,
+        registry=registry,
+    )  # noqa: E501
+    iteration = Histogram(
+        "vllm:iteration_tokens_total",
+        "Tokens per engine step.",
+        labels,
+        buckets=(1, 8, 16, 32, 64, 128, 256),
+        registry=registry,
+    )  # noqa: E501
+    http = Counter(
+        "http_requests",
+        "Total number of requests by method, status and handler.",
+        ["handler", "method", "status"],
+        registry=registry,
+    )  # noqa: E501
     for model, t in traffic.models.items():
         ids = (model, "0")
         running.labels(*ids).set(t.running)
@@ -118,8 +166,15 @@ def _vllm(registry: CollectorRegistry, traffic: Traffic) -> None:
 
 
 def _kserve(registry: CollectorRegistry, traffic: Traffic) -> None:
-    predict = Histogram("request_predict_seconds", "predict request latency", ["model_name"], registry=registry)  # noqa: E501
-    pre = Histogram("request_preprocess_seconds", "pre-process request latency", ["model_name"], registry=registry)  # noqa: E501
+    predict = Histogram(
+        "request_predict_seconds", "predict request latency", ["model_name"], registry=registry
+    )  # noqa: E501
+    pre = Histogram(
+        "request_preprocess_seconds",
+        "pre-process request latency",
+        ["model_name"],
+        registry=registry,
+    )  # noqa: E501
     for model, t in traffic.models.items():
         for seconds in t.latencies:
             predict.labels(model).observe(seconds)
@@ -199,7 +254,9 @@ def _triton(traffic: Traffic) -> str:
         lines.append(f'nv_inference_queue_duration_us{{model="{model}",version="1"}} 1234')
     lines.append("# TYPE nv_inference_pending_request_count gauge")
     for model, t in traffic.models.items():
-        lines.append(f'nv_inference_pending_request_count{{model="{model}",version="1"}} {t.waiting}')  # noqa: E501
+        lines.append(
+            f'nv_inference_pending_request_count{{model="{model}",version="1"}} {t.waiting}'
+        )  # noqa: E501
     lines.append("# TYPE nv_inference_first_response_histogram_ms histogram")
     for model, t in traffic.models.items():
         labels = f'model="{model}",version="1"'
@@ -225,14 +282,20 @@ def _torchserve(traffic: Traffic) -> str:
         "# TYPE ts_inference_requests_total counter",
     ]
     for model, t in traffic.models.items():
-        lines.append(f'ts_inference_requests_total{{model_name="{model}",model_version="default",{host}}} {t.success}')  # noqa: E501
+        lines.append(
+            f'ts_inference_requests_total{{model_name="{model}",model_version="default",{host}}} {t.success}'
+        )  # noqa: E501
     lines.append("# TYPE ts_inference_latency_microseconds counter")
     for model, t in traffic.models.items():
         micros = sum(t.latencies[: t.success]) * 1e6
-        lines.append(f'ts_inference_latency_microseconds{{model_name="{model}",model_version="default",{host}}} {micros}')  # noqa: E501
+        lines.append(
+            f'ts_inference_latency_microseconds{{model_name="{model}",model_version="default",{host}}} {micros}'
+        )  # noqa: E501
     lines.append("# TYPE ts_queue_latency_microseconds counter")
     for model in traffic.models:
-        lines.append(f'ts_queue_latency_microseconds{{model_name="{model}",model_version="default",{host}}} 99.0')  # noqa: E501
+        lines.append(
+            f'ts_queue_latency_microseconds{{model_name="{model}",model_version="default",{host}}} 99.0'
+        )  # noqa: E501
     lines += ["# TYPE MemoryUsed gauge", 'MemoryUsed{Level="Host",Hostname="ts-0",} 1024.0']
     return "\n".join(lines) + "\n"
 

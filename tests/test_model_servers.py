@@ -24,6 +24,7 @@ from collectors.model_servers.readiness import model_path
 from collectors.specs import by_name
 from exporter.config import load_config
 from exporter.schema import ConfigError
+from tests.engine_pages import Traffic
 from tests.model_server_apps import (
     GENERIC_PATH,
     LOADED,
@@ -31,12 +32,11 @@ from tests.model_server_apps import (
     VERSION,
     Behaviour,
     make_app,
-    make_metrics_app,
     make_collector_fixture,  # noqa: F401 - the make_collector fixture
+    make_metrics_app,
     scrape,
     value,
 )
-from tests.engine_pages import Traffic
 from tests.support import free_port, require_binary, serve_app
 
 KINDS = tuple(PRESETS)
@@ -138,7 +138,10 @@ def test_healthy_server_is_up_available_and_reports_models_and_version(fresh, ma
     # page is not a probe request)
     requests = len([p for p in served.behaviour.paths if p != "/metrics"])
     assert requests >= 1
-    assert value(registry, "model_server_probe_requests_total", server=server, status="2xx") == requests
+    assert (
+        value(registry, "model_server_probe_requests_total", server=server, status="2xx")
+        == requests
+    )
     assert value(registry, "model_server_probe_duration_seconds_count", server=server) == requests
     assert value(registry, "model_server_probe_duration_seconds_sum", server=server) > 0
 
@@ -210,8 +213,12 @@ def test_v2_model_not_ready_is_a_400_counted_as_4xx(fresh, make_collector):
     fresh["triton"].behaviour.mode = "not_ready"
     collector = make_collector(target_config("triton", fresh["triton"].url))
     _, registry = scrape(collector)
-    assert value(registry, "model_server_probe_requests_total", server="triton-1", status="4xx") == 1
-    assert value(registry, "model_server_probe_requests_total", server="triton-1", status="5xx") == 1
+    assert (
+        value(registry, "model_server_probe_requests_total", server="triton-1", status="4xx") == 1
+    )
+    assert (
+        value(registry, "model_server_probe_requests_total", server="triton-1", status="5xx") == 1
+    )
 
 
 def test_vllm_model_missing_from_the_list_is_not_ready(fresh, make_collector):
@@ -294,10 +301,16 @@ def test_refused_connection_fails_the_collector_with_up_zero(make_collector):
     assert value(registry, "model_server_availability", server="kserve-1") == 0.0
     for model in MODELS:
         assert value(registry, "model_server_model_ready", server="kserve-1", model=model) == 0.0
-    assert value(registry, "model_server_probe_requests_total", server="kserve-1", status="refused") == 1
+    assert (
+        value(registry, "model_server_probe_requests_total", server="kserve-1", status="refused")
+        == 1
+    )
     # the counters keep counting across failed scrapes
     _, registry = scrape(collector)
-    assert value(registry, "model_server_probe_requests_total", server="kserve-1", status="refused") == 2
+    assert (
+        value(registry, "model_server_probe_requests_total", server="kserve-1", status="refused")
+        == 2
+    )
 
 
 def test_slow_server_times_out_within_the_target_timeout(fresh, make_collector):
@@ -309,7 +322,9 @@ def test_slow_server_times_out_within_the_target_timeout(fresh, make_collector):
     assert not result.success
     assert result.reason == "timeout"
     assert value(registry, "model_server_up", server="tgi-1") == 0.0
-    assert value(registry, "model_server_probe_requests_total", server="tgi-1", status="timeout") == 1
+    assert (
+        value(registry, "model_server_probe_requests_total", server="tgi-1", status="timeout") == 1
+    )
     assert value(registry, "model_server_probe_duration_seconds_count", server="tgi-1") == 0
 
 
@@ -322,7 +337,10 @@ def test_slow_model_endpoint_makes_models_not_ready_but_server_up(fresh, make_co
     assert result.success
     assert value(registry, "model_server_up", server="kserve-1") == 1.0
     assert value(registry, "model_server_availability", server="kserve-1") == 0.0
-    assert value(registry, "model_server_probe_requests_total", server="kserve-1", status="timeout") == 1
+    assert (
+        value(registry, "model_server_probe_requests_total", server="kserve-1", status="timeout")
+        == 1
+    )
     for model in MODELS:
         assert value(registry, "model_server_model_ready", server="kserve-1", model=model) == 0.0
 
@@ -346,11 +364,15 @@ def test_histogram_accumulates_across_scrapes(fresh, make_collector):
         _, registry = scrape(collector)
     assert value(registry, "model_server_probe_duration_seconds_count", server="generic-1") == 3
     buckets = [
-        value(registry, "model_server_probe_duration_seconds_bucket", server="generic-1", le=repr(b))
+        value(
+            registry, "model_server_probe_duration_seconds_bucket", server="generic-1", le=repr(b)
+        )
         for b in LATENCY_BUCKETS
     ]
     assert buckets == sorted(buckets)
-    inf = value(registry, "model_server_probe_duration_seconds_bucket", server="generic-1", le="+Inf")
+    inf = value(
+        registry, "model_server_probe_duration_seconds_bucket", server="generic-1", le="+Inf"
+    )
     assert inf == 3
 
 
@@ -372,7 +394,9 @@ def test_bearer_token_from_file_and_custom_headers_are_sent(fresh, make_collecto
     without = make_collector(target_config("generic", served.url))
     _, registry = scrape(without)
     assert value(registry, "model_server_availability", server="generic-1") == 0.0
-    assert value(registry, "model_server_probe_requests_total", server="generic-1", status="4xx") == 1
+    assert (
+        value(registry, "model_server_probe_requests_total", server="generic-1", status="4xx") == 1
+    )
 
 
 @pytest.fixture(scope="module")
@@ -399,7 +423,9 @@ def test_tls_verification(tls_files, make_collector):
         strict = make_collector(target_config("vllm", url))
         result, registry = scrape(strict)
         assert not result.success and result.reason == "tls"
-        assert value(registry, "model_server_probe_requests_total", server="vllm-1", status="tls") == 1
+        assert (
+            value(registry, "model_server_probe_requests_total", server="vllm-1", status="tls") == 1
+        )
 
         with_ca = make_collector(target_config("vllm", url, ca_file=str(cert)))
         result, _ = scrape(with_ca)
