@@ -401,7 +401,7 @@ def test_the_line_filter_keeps_exactly_the_wanted_samples_prometheus_client_pars
     ]
     filtered = [
         (s.name.removesuffix("_total"), s.labels, s.value)
-        for f in text_string_to_metric_families("\n".join(reader.wanted_lines(text)))
+        for f in text_string_to_metric_families("\n".join(reader.wanted_lines(text)[0]))
         for s in f.samples
     ]
     assert filtered == full
@@ -411,3 +411,12 @@ def test_the_line_filter_keeps_exactly_the_wanted_samples_prometheus_client_pars
 def _one_model(traffic: Traffic) -> Traffic:
     traffic.models.pop("ner")
     return traffic
+
+
+@pytest.mark.parametrize("engine", ["kserve"], indirect=True)
+def test_an_idle_engine_page_is_read_with_no_numbers_yet(engine, make_collector):
+    # prometheus_client declares a labelled histogram before its first observation
+    result, registry = scrape(make_collector(engine.entry()))
+    assert value(registry, "model_server_metrics_up", server="kserve-1") == 1.0
+    assert not [f for f in result.families if f.name in INFERENCE_FAMILIES]
+    assert not [n for n in result.notes if n.startswith("engine metrics")]

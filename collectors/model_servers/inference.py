@@ -75,13 +75,13 @@ def read(client: Client, target: Target, url: str, deadline: Deadline, model: st
     """Fetch and read the page; `model` is the server's single model as the probe saw it."""
     try:
         text = fetch(client, url, deadline)
-        by_model, unnamed = _READERS[target.kind].read(text)
+        by_model, unnamed, known = _READERS[target.kind].read(text)
     except ProbeFailed as exc:
         return Reading({}, f"engine metrics: {exc.outcome} from {shown_url(url)}")
     except PageError as exc:
         return Reading({}, f"engine metrics: {exc} from {shown_url(url)}")
     models = attribute(by_model, unnamed, model)
-    if not models:
+    if not known:
         hint = " (TorchServe: metrics_mode prometheus)" if target.kind == "torchserve" else ""
         where = shown_url(url)
         return Reading({}, f"engine metrics: none of the engine's families at {where}{hint}")

@@ -90,22 +90,29 @@ class PageReader:
             for suffix, part in parts.items():
                 self.by_sample.setdefault(base + suffix, []).append((read, part))
 
-    def wanted_lines(self, text: str) -> list[str]:
-        """The sample lines of wanted families (comments and every other family dropped)."""
+    def wanted_lines(self, text: str) -> tuple[list[str], bool]:
+        """The sample lines of wanted families (comments and every other family dropped), and
+        whether the page declares any wanted family (`# TYPE`), samples or not: an idle
+        KServe has declared its histogram but has no sample of it yet."""
         wanted = self.by_sample
         kept = []
+        declared = False
         for line in text.splitlines():
             if not line or line[0] == "#":
+                if not declared and line.startswith("# TYPE "):
+                    name = line[7:].partition(" ")[0]
+                    declared = name in wanted or f"{name}_bucket" in wanted
                 continue
             brace, space = line.find("{"), line.find(" ")
             end = brace if brace != -1 and (space == -1 or brace < space) else space
             if line[:end] in wanted:
                 kept.append(line)
-        return kept
+        return kept, declared or bool(kept)
 
-    def read(self, text: str) -> tuple[dict[str, Numbers], Numbers]:
-        """Numbers per model, and those of families that name no model."""
-        lines = self.wanted_lines(text)
+    def read(self, text: str) -> tuple[dict[str, Numbers], Numbers, bool]:
+        """Numbers per model, those of families that name no model, and whether the page is
+        the engine's at all (it declares or has a wanted family)."""
+        lines, known = self.wanted_lines(text)
         by_model: dict[str, Numbers] = {}
         unnamed = Numbers()
         try:
@@ -123,7 +130,7 @@ class PageReader:
                         model = sample.labels.get(read.model_label, "")
                         numbers = by_model.get(model) or by_model.setdefault(model, Numbers())
                     _feed(numbers, read, part, sample.labels, float(sample.value))
-        return by_model, unnamed
+        return by_model, unnamed, known
 
 
 def _feed(numbers: Numbers, read: Read, part: str, labels: Mapping[str, str], value: float) -> None:
