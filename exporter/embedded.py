@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +83,18 @@ def embed(
     redis: Any = None,
     config: ConfigLike = None,
     path: str = "/prometheus",
+    collectors: Sequence[SourceCollector] = (),
 ) -> Exporter:
     """Mount the exporter at `path` in `app`, instrument its requests; return the Exporter.
 
     `engine` is a SQLAlchemy Engine, `redis` a redis-py client; `config` a
-    Config, a YAML file path, or None for the defaults. Call it before the app starts serving
+    Config, a YAML file path, or None for the defaults; `collectors` more collectors of the
+    app's own (`exporter.model_calls.ModelCalls.collector()`). Call it before the app starts serving
     (Starlette refuses middleware added later).
     """
     prefix = mount_path(path)
     metrics = ApiMetrics.from_environment()
-    extra = [*app_collectors(engine, redis), ApiCollector(metrics)]
+    extra = [*app_collectors(engine, redis), *collectors, ApiCollector(metrics)]
     exporter = Exporter(as_config(config), extra_collectors=extra)
     # First in the route list: a catch-all route of the app must not shadow the scrape path.
     app.router.routes.insert(0, Mount(prefix, app=create_app(exporter)))
