@@ -142,3 +142,33 @@ ENGINES: dict[str, tuple[Read, ...]] = {
     "tgi": TGI,
     "vllm": VLLM,
 }
+
+
+#: How each normalised family is written in the docs' engine table.
+_TITLES = {
+    Into.SUCCESS: "success",
+    Into.FAILURE: "failure",
+    Into.LATENCY: "latency (histogram)",
+    Into.LATENCY_SUM: "latency sum",
+    Into.LATENCY_COUNT: "latency count",
+    Into.TTFT: "time to first token",
+    Into.RUNNING: "running",
+    Into.WAITING: "waiting",
+    Into.PROMPT_TOKENS: "prompt tokens",
+    Into.GENERATION_TOKENS: "generation tokens",
+    Into.KV_CACHE: "KV cache",
+}
+
+
+def engine_table() -> str:
+    """The docs' table of which engine family feeds what (python -m exporter.docs_tables)."""
+    lines = ["| kind | normalised | engine family | model label | unit |", "|" + " --- |" * 5]
+    for kind, reads in ENGINES.items():
+        for read in reads:
+            family = f"`{read.family}`" + (" (`_sum`)" if read.part == "sum" else "")
+            if read.keep is not None:
+                family += ", inference routes with status 4xx/5xx"
+            model = f"`{read.model_label}`" if read.model_label else "the server's model"
+            unit = {1e-6: "µs -> s", 1e-3: "ms -> s"}.get(read.scale, "")
+            lines.append(f"| `{kind}` | {_TITLES[read.into]} | {family} | {model} | {unit} |")
+    return "\n".join(lines) + "\n"
