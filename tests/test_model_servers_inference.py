@@ -454,3 +454,11 @@ def test_an_idle_engine_page_is_read_with_no_numbers_yet(engine, make_collector)
     assert value(registry, "model_server_metrics_up", server="kserve-1") == 1.0
     assert not [f for f in result.families if f.name in INFERENCE_FAMILIES]
     assert not [n for n in result.notes if n.startswith("engine metrics")]
+
+
+def test_an_unreachable_engine_reports_its_page_unread(make_collector):
+    entry = {"name": "gone", "kind": "vllm", "url": f"http://127.0.0.1:{free_port()}"}
+    result, registry = scrape(make_collector(entry))
+    assert not result.success and result.reason == "refused"
+    assert value(registry, "model_server_metrics_up", server="gone") == 0.0
+    assert not [f for f in result.families if f.name in INFERENCE_FAMILIES]

@@ -115,7 +115,7 @@ class ModelServerCollector(SourceCollector):
     def down_families(self) -> Sequence[Metric]:
         with self._lock:
             totals = self._totals.copy()
-        return fam.down(self.name, self.target.models, totals)
+        return fam.down(self.name, self.target.models, totals, self.metrics_url is not None)
 
     def abandon(self) -> None:
         """The engine stopped waiting for a run: cut it off; the next run dials afresh."""

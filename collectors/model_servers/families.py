@@ -96,11 +96,16 @@ def models(families: FamilySet, spec: MetricSpec, values: Mapping[str, float]) -
         families.add(spec, value, model)
 
 
-def down(server: str, configured: tuple[str, ...], totals: Totals) -> list[Metric]:
-    """Unreachable: up and availability 0, configured models 0, the accumulated counts."""
+def down(
+    server: str, configured: tuple[str, ...], totals: Totals, engine_metrics: bool = False
+) -> list[Metric]:
+    """Unreachable: up and availability 0, configured models 0, the accumulated counts (and
+    the engine's page not read, for kinds that have one)."""
     families = FamilySet(server)
     families.add(UP, 0.0)
     families.add(AVAILABILITY, 0.0)
+    if engine_metrics:
+        families.add(METRICS_UP, 0.0)
     if configured:
         models(families, MODEL_READY, dict.fromkeys(configured, 0.0))
     totals.fill(families)
