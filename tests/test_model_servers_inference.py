@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import subprocess
 from collections.abc import Iterator
 
+import httpx
 import pytest
+import yaml
+from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.model_servers import PRESETS
@@ -34,7 +38,7 @@ from tests.model_server_apps import (
     scrape,
     value,
 )
-from tests.support import free_port, serve_app
+from tests.support import exporter_process, free_port, require_binary, serve_app
 
 ENGINE_KINDS = tuple(ENGINES)
 MODEL = "fir-summarizer"
@@ -462,3 +466,46 @@ def test_an_unreachable_engine_reports_its_page_unread(make_collector):
     assert not result.success and result.reason == "refused"
     assert value(registry, "model_server_metrics_up", server="gone") == 0.0
     assert not [f for f in result.families if f.name in INFERENCE_FAMILIES]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["vllm"], indirect=True)
+def test_a_real_exporter_serves_the_view_and_says_why_a_page_failed(engine, tmp_path):
+    engine.traffic.serve(MODEL, success=6, failure=2)
+    closed = f"http://127.0.0.1:{free_port()}/metrics?token=s3cret-page-token"
+    config = {
+        "collectors": {"system": {"enabled": False}},
+        "model_servers": [
+            {"name": "llm", "kind": "vllm", "url": engine.url},
+            {"name": "blind", "kind": "vllm", "url": engine.url, "metrics_url": closed},
+        ],
+    }
+    config_file = tmp_path / "exporter.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    with exporter_process(config_file) as url:
+        body = httpx.get(f"{url}/metrics", headers={"Accept": "text/plain"}).text
+        landing = httpx.get(f"{url}/").text
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(body)
+        for s in f.samples
+    }
+    requests = "model_server_requests_total"
+    assert got[(requests, (("model", MODEL), ("server", "llm"), ("status", "failure")))] == 2
+    assert got[(requests, (("model", MODEL), ("server", "llm"), ("status", "success")))] == 6
+    assert got[("model_server_metrics_up", (("server", "blind"),))] == 0
+    assert got[("model_server_availability", (("server", "blind"),))] == 1
+    assert "engine metrics: refused from" in landing and "token=***" in landing
+    assert "s3cret-page-token" not in landing + body
+
+
+@pytest.mark.parametrize("engine", ["vllm", "triton"], indirect=True)
+def test_the_inference_exposition_passes_promtool(engine, make_collector):
+    promtool = require_binary("promtool")
+    engine.traffic.serve(MODEL, success=3, failure=1)
+    result, registry = scrape(make_collector(engine.entry(models=[MODEL])))
+    assert value(registry, "model_server_metrics_up", server=f"{engine.kind}-1") == 1.0
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=generate_latest(registry), capture_output=True
+    )
+    assert check.returncode == 0, check.stderr.decode() + check.stdout.decode()
