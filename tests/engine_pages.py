@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 from prometheus_client.exposition import generate_latest
 
 #: vLLM's end-to-end latency and time-to-first-token buckets (seconds)
@@ -42,6 +42,7 @@ class Traffic:
 
     models: dict[str, ModelTraffic] = field(default_factory=dict)
     vllm_generation: str = "v1"  # v0: gpu_cache_usage_perc, v1: kv_cache_usage_perc
+    kserve_flavour: str = "kserve"  # or "mlserver": the other v2 server the preset covers
     #: "ok", "garbage" (200 with text that is not the format), "error" (HTTP 500), "empty",
     #: "huge" (the page after `huge_bytes` of comment lines)
     mode: str = "ok"
@@ -165,7 +166,42 @@ def _vllm(registry: CollectorRegistry, traffic: Traffic) -> None:
         http.labels("/v1/models", "GET", "4xx").inc(2)
 
 
+def _mlserver(registry: CollectorRegistry, traffic: Traffic) -> None:
+    """MLServer: outcome counters and a latency summary per model and version, and its REST
+    server's own counters by path (not per model: not read)."""
+    labels = ["model", "version"]
+    success = Counter(
+        "model_infer_request_success",
+        "Model infer request success count",
+        labels,
+        registry=registry,
+    )  # noqa: E501
+    failure = Counter(
+        "model_infer_request_failure",
+        "Model infer request failure count",
+        labels,
+        registry=registry,
+    )  # noqa: E501
+    duration = Summary(
+        "model_infer_request_duration", "Model infer request duration", labels, registry=registry
+    )  # noqa: E501
+    rest = Counter(
+        "rest_server_requests",
+        "REST requests",
+        ["method", "path", "status_code", "app_name"],
+        registry=registry,
+    )  # noqa: E501
+    for model, t in traffic.models.items():
+        success.labels(model, "None").inc(t.success)
+        failure.labels(model, "None").inc(t.failure)
+        for seconds in t.latencies:  # timed around every inference, failed ones too
+            duration.labels(model, "None").observe(seconds)
+        rest.labels("POST", f"/v2/models/{model}/infer", "200", "mlserver").inc(t.success)
+
+
 def _kserve(registry: CollectorRegistry, traffic: Traffic) -> None:
+    if traffic.kserve_flavour == "mlserver":
+        return _mlserver(registry, traffic)
     predict = Histogram(
         "request_predict_seconds", "predict request latency", ["model_name"], registry=registry
     )  # noqa: E501

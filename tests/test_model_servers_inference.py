@@ -509,3 +509,27 @@ def test_the_inference_exposition_passes_promtool(engine, make_collector):
         [promtool, "check", "metrics"], input=generate_latest(registry), capture_output=True
     )
     assert check.returncode == 0, check.stderr.decode() + check.stdout.decode()
+
+
+@pytest.mark.parametrize("engine", ["kserve"], indirect=True)
+def test_mlserver_outcome_counters_and_latency_summary(engine, make_collector):
+    engine.traffic.kserve_flavour = "mlserver"
+    engine.traffic.serve(MODEL, success=8, failure=3, latency=0.2)
+    collector = make_collector(engine.entry())
+    _, registry = scrape(collector)
+    labels = {"server": "kserve-1", "model": MODEL}
+    assert value(registry, "model_server_requests_total", status="success", **labels) == 8
+    assert value(registry, "model_server_requests_total", status="failure", **labels) == 3
+    assert value(registry, "model_server_latency_seconds_count", **labels) == 11
+    assert value(registry, "model_server_latency_seconds_sum", **labels) == pytest.approx(2.2)
+    engine.traffic.serve(MODEL, success=1, failure=1, latency=1.0)
+    _, registry = scrape(collector)
+    assert value(registry, "model_server_requests_total", status="failure", **labels) == 4
+    assert value(registry, "model_server_latency_seconds_sum", **labels) == pytest.approx(4.2)
+
+
+def test_the_reader_reads_an_mlserver_page_like_prometheus_client():
+    traffic = Traffic(kserve_flavour="mlserver")
+    traffic.serve(MODEL, success=3, failure=2)
+    traffic.serve("ner", success=1)
+    assert_reads_like_prometheus_client(PageReader(ENGINES["kserve"]), page("kserve", traffic))

@@ -44,7 +44,8 @@ class Read:
     model_label: str | None = "model_name"
     #: multiplies values (and histogram bounds) into base units: 1e-6 for microseconds
     scale: float = 1.0
-    #: "sum": only a histogram's `_sum` sample is read (token counts kept as histograms)
+    #: "sum" / "count": only that sample of a histogram or summary is read (TGI's token counts
+    #: kept as histograms, MLServer's latency summary)
     part: str = ""
     #: which samples count (label filter), e.g. vLLM's HTTP counters of failed inference calls
     keep: Callable[[Mapping[str, str]], bool] | None = None
@@ -127,11 +128,14 @@ TORCHSERVE = (
 )
 
 # KServe's Python model server (its predict step's histogram; it has no outcome counters) and
-# MLServer (outcome counters per model; docs: "Metrics").
+# MLServer (docs: "Metrics"; outcome counters and a latency summary per `model` and `version`,
+# on its metrics port, 8082 by default).
 KSERVE = (
     Read("request_predict_seconds", Into.LATENCY),
-    Read("model_infer_request_success", Into.SUCCESS),
-    Read("model_infer_request_failure", Into.FAILURE),
+    Read("model_infer_request_success", Into.SUCCESS, "model"),
+    Read("model_infer_request_failure", Into.FAILURE, "model"),
+    Read("model_infer_request_duration", Into.LATENCY_SUM, "model", part="sum"),
+    Read("model_infer_request_duration", Into.LATENCY_COUNT, "model", part="count"),
 )
 
 #: kind -> the families read from its metrics page (kinds without one are absent).
@@ -165,7 +169,7 @@ def engine_table() -> str:
     lines = ["| kind | normalised | engine family | model label | unit |", "|" + " --- |" * 5]
     for kind, reads in ENGINES.items():
         for read in reads:
-            family = f"`{read.family}`" + (" (`_sum`)" if read.part == "sum" else "")
+            family = f"`{read.family}`" + (f" (`_{read.part}`)" if read.part else "")
             if read.keep is not None:
                 family += ", inference routes with status 4xx/5xx"
             model = f"`{read.model_label}`" if read.model_label else "the server's model"

@@ -122,8 +122,8 @@ class PageReader:
             base = read.family.removesuffix("_total")
             if read.into in HISTOGRAMS:
                 parts = {"_bucket": "bucket", "_sum": "sum", "_count": "count"}
-            elif read.part == "sum":
-                parts = {"_sum": "value"}
+            elif read.part:
+                parts = {f"_{read.part}": "value"}
             else:
                 parts = {"": "value", "_total": "value"}
             for suffix, part in parts.items():
