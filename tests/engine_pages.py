@@ -95,55 +95,55 @@ def _vllm(registry: CollectorRegistry, traffic: Traffic) -> None:
         "Requests in model execution batches.",
         labels,
         registry=registry,
-    )  # noqa: E501
+    )
     waiting = Gauge(
         "vllm:num_requests_waiting", "Requests waiting to be processed.", labels, registry=registry
-    )  # noqa: E501
+    )
     cache_name = (
         "vllm:kv_cache_usage_perc"
         if traffic.vllm_generation == "v1"
         else "vllm:gpu_cache_usage_perc"
-    )  # noqa: E501
+    )
     cache = Gauge(
         cache_name, "KV-cache usage. 1 means 100 percent usage.", labels, registry=registry
-    )  # noqa: E501
+    )
     prompt = Counter("vllm:prompt_tokens", "Prefill tokens processed.", labels, registry=registry)
     generation = Counter(
         "vllm:generation_tokens", "Generation tokens processed.", labels, registry=registry
-    )  # noqa: E501
+    )
     success = Counter(
         "vllm:request_success",
         "Successfully processed requests.",
         [*labels, "finished_reason"],
         registry=registry,
-    )  # noqa: E501
+    )
     e2e = Histogram(
         "vllm:e2e_request_latency_seconds",
         "End to end request latency.",
         labels,
         buckets=VLLM_LATENCY_BUCKETS,
         registry=registry,
-    )  # noqa: E501
+    )
     ttft = Histogram(
         "vllm:time_to_first_token_seconds",
         "Time to first token.",
         labels,
         buckets=VLLM_TTFT_BUCKETS,
         registry=registry,
-    )  # noqa: E501
+    )
     iteration = Histogram(
         "vllm:iteration_tokens_total",
         "Tokens per engine step.",
         labels,
         buckets=(1, 8, 16, 32, 64, 128, 256),
         registry=registry,
-    )  # noqa: E501
+    )
     http = Counter(
         "http_requests",
         "Total number of requests by method, status and handler.",
         ["handler", "method", "status"],
         registry=registry,
-    )  # noqa: E501
+    )
     for model, t in traffic.models.items():
         ids = (model, "0")
         running.labels(*ids).set(t.running)
@@ -175,22 +175,22 @@ def _mlserver(registry: CollectorRegistry, traffic: Traffic) -> None:
         "Model infer request success count",
         labels,
         registry=registry,
-    )  # noqa: E501
+    )
     failure = Counter(
         "model_infer_request_failure",
         "Model infer request failure count",
         labels,
         registry=registry,
-    )  # noqa: E501
+    )
     duration = Summary(
         "model_infer_request_duration", "Model infer request duration", labels, registry=registry
-    )  # noqa: E501
+    )
     rest = Counter(
         "rest_server_requests",
         "REST requests",
         ["method", "path", "status_code", "app_name"],
         registry=registry,
-    )  # noqa: E501
+    )
     for model, t in traffic.models.items():
         success.labels(model, "None").inc(t.success)
         failure.labels(model, "None").inc(t.failure)
@@ -204,13 +204,13 @@ def _kserve(registry: CollectorRegistry, traffic: Traffic) -> None:
         return _mlserver(registry, traffic)
     predict = Histogram(
         "request_predict_seconds", "predict request latency", ["model_name"], registry=registry
-    )  # noqa: E501
+    )
     pre = Histogram(
         "request_preprocess_seconds",
         "pre-process request latency",
         ["model_name"],
         registry=registry,
-    )  # noqa: E501
+    )
     for model, t in traffic.models.items():
         for seconds in t.latencies:
             predict.labels(model).observe(seconds)
@@ -269,32 +269,28 @@ def _tgi(traffic: Traffic) -> str:
 
 def _triton(traffic: Traffic) -> str:
     """Triton (prometheus-cpp): per model and version, durations in microseconds."""
+    models = traffic.models.items()
+
+    def family(name: str, kind: str, value) -> list[str]:
+        head = [
+            f"# HELP {name} {name.removeprefix('nv_').replace('_', ' ')}",
+            f"# TYPE {name} {kind}",
+        ]
+        return head + [f'{name}{{model="{m}",version="1"}} {value(t)}' for m, t in models]
+
     lines = [
-        "# HELP nv_inference_request_success Number of successful inference requests, all batch sizes",  # noqa: E501
-        "# TYPE nv_inference_request_success counter",
-    ]
-    for model, t in traffic.models.items():
-        lines.append(f'nv_inference_request_success{{model="{model}",version="1"}} {t.success}')
-    lines.append("# TYPE nv_inference_request_failure counter")
-    for model, t in traffic.models.items():
-        lines.append(f'nv_inference_request_failure{{model="{model}",version="1"}} {t.failure}')
-    lines.append("# TYPE nv_inference_count counter")
-    for model, t in traffic.models.items():
-        lines.append(f'nv_inference_count{{model="{model}",version="1"}} {t.success * 4}')
-    lines.append("# TYPE nv_inference_request_duration_us counter")
-    for model, t in traffic.models.items():
-        micros = sum(t.latencies[: t.success]) * 1e6
-        lines.append(f'nv_inference_request_duration_us{{model="{model}",version="1"}} {micros}')
-    lines.append("# TYPE nv_inference_queue_duration_us counter")
-    for model, _ in traffic.models.items():
-        lines.append(f'nv_inference_queue_duration_us{{model="{model}",version="1"}} 1234')
-    lines.append("# TYPE nv_inference_pending_request_count gauge")
-    for model, t in traffic.models.items():
-        lines.append(
-            f'nv_inference_pending_request_count{{model="{model}",version="1"}} {t.waiting}'
-        )  # noqa: E501
-    lines.append("# TYPE nv_inference_first_response_histogram_ms histogram")
-    for model, t in traffic.models.items():
+        *family("nv_inference_request_success", "counter", lambda t: t.success),
+        *family("nv_inference_request_failure", "counter", lambda t: t.failure),
+        *family("nv_inference_count", "counter", lambda t: t.success * 4),
+        *family(
+            "nv_inference_request_duration_us", "counter",
+            lambda t: sum(t.latencies[: t.success]) * 1e6,
+        ),
+        *family("nv_inference_queue_duration_us", "counter", lambda t: 1234),
+        *family("nv_inference_pending_request_count", "gauge", lambda t: t.waiting),
+        "# TYPE nv_inference_first_response_histogram_ms histogram",
+    ]  # fmt: skip
+    for model, t in models:
         labels = f'model="{model}",version="1"'
         lines += _histogram_lines(
             "nv_inference_first_response_histogram_ms", labels, TRITON_TTFT_MS, t.ttfts, 1000.0
@@ -320,18 +316,18 @@ def _torchserve(traffic: Traffic) -> str:
     for model, t in traffic.models.items():
         lines.append(
             f'ts_inference_requests_total{{model_name="{model}",model_version="default",{host}}} {t.success}'
-        )  # noqa: E501
+        )
     lines.append("# TYPE ts_inference_latency_microseconds counter")
     for model, t in traffic.models.items():
         micros = sum(t.latencies[: t.success]) * 1e6
         lines.append(
             f'ts_inference_latency_microseconds{{model_name="{model}",model_version="default",{host}}} {micros}'
-        )  # noqa: E501
+        )
     lines.append("# TYPE ts_queue_latency_microseconds counter")
     for model in traffic.models:
         lines.append(
             f'ts_queue_latency_microseconds{{model_name="{model}",model_version="default",{host}}} 99.0'
-        )  # noqa: E501
+        )
     lines += ["# TYPE MemoryUsed gauge", 'MemoryUsed{Level="Host",Hostname="ts-0",} 1024.0']
     return "\n".join(lines) + "\n"
 
