@@ -11,7 +11,7 @@ ARGS ?=
 RUN_EXTRAS := database,redis,http,task-queue
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check --no-warn-script-location
 
-.PHONY: run test lint tools bench generate clean
+.PHONY: run test lint tools bench generate clean kserve-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,17 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(VENV)/.test-installed tools lint
+# A real KServe model server for tests/test_model_servers_kserve.py, in its own venv: kserve
+# pins psutil<6, which the exporter's environment must not be downgraded to.
+KSERVE_VENV := .venv-kserve
+$(KSERVE_VENV)/.installed:
+	$(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/pip install --quiet --disable-pip-version-check 'kserve>=0.15,<0.22'
+	touch $@
+
+kserve-env: $(KSERVE_VENV)/.installed
+
+test: $(VENV)/.test-installed tools lint kserve-env
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Regenerates every generated file (dashboards, rules and what derives from them).
@@ -49,4 +59,4 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/scrape.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(KSERVE_VENV) .pytest_cache .mypy_cache .ruff_cache

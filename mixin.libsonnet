@@ -44,8 +44,20 @@
         "name": "afirgen.model_servers.rules",
         "rules": [
           {
+            "record": "job_server:model_server_probe_duration_seconds:p95_rate5m",
+            "expr": "histogram_quantile(0.95,\n  sum by (job, instance, server, le) (rate(model_server_probe_duration_seconds_bucket{" + $._config.selector + "}[5m])))",
+          },
+          {
             "record": "job_server:model_server_latency_seconds:p95_rate5m",
             "expr": "histogram_quantile(0.95,\n  sum by (job, instance, server, le) (rate(model_server_latency_seconds_bucket{" + $._config.selector + "}[5m])))",
+          },
+          {
+            "record": "job_server_model:model_server_latency_seconds:p95_rate5m",
+            "expr": "histogram_quantile(0.95,\n  sum by (job, instance, server, model, le) (rate(model_server_latency_seconds_bucket{" + $._config.selector + "}[5m])))",
+          },
+          {
+            "record": "job_server:model_server_requests_failed:ratio_rate5m",
+            "expr": "sum by (job, instance, server) (rate(model_server_requests_total{" + $._config.selector + ", status=\"failure\"}[5m]))\n/\n(sum by (job, instance, server) (rate(model_server_requests_total{" + $._config.selector + "}[5m])) > 0)",
           },
         ],
       },
@@ -337,16 +349,68 @@
             },
           },
           {
-            "alert": "AfirgenModelServerLatencyHigh",
-            "expr": "job_server:model_server_latency_seconds:p95_rate5m > 2",
+            "alert": "AfirgenModelServerProbeSlow",
+            "expr": "job_server:model_server_probe_duration_seconds:p95_rate5m > 2",
             "for": "10m",
             "labels": {
               "severity": "warning",
             },
             "annotations": {
-              "summary": "A model server answers slowly.",
+              "summary": "A model server answers its health probes slowly.",
               "description": "p95 probe latency of model server {{ $labels.server }} is {{ $value | humanizeDuration }}.",
+              "runbook_url": $._config.runbookURL + "#afirgenmodelserverprobeslow",
+            },
+          },
+          {
+            "alert": "AfirgenModelServerErrorRatioHigh",
+            "expr": "job_server:model_server_requests_failed:ratio_rate5m > 0.05",
+            "for": "10m",
+            "labels": {
+              "severity": "critical",
+            },
+            "annotations": {
+              "summary": "A model server fails many inference requests.",
+              "description": "{{ $value | humanizePercentage }} of the inference requests to model server {{ $labels.server }} failed over 5 minutes (the engine's own counts).",
+              "runbook_url": $._config.runbookURL + "#afirgenmodelservererrorratiohigh",
+            },
+          },
+          {
+            "alert": "AfirgenModelServerLatencyHigh",
+            "expr": "job_server_model:model_server_latency_seconds:p95_rate5m > 20",
+            "for": "10m",
+            "labels": {
+              "severity": "warning",
+            },
+            "annotations": {
+              "summary": "A model answers inference requests slowly.",
+              "description": "p95 inference latency of model {{ $labels.model }} on server {{ $labels.server }} is {{ $value | humanizeDuration }} (the engine's own histogram).",
               "runbook_url": $._config.runbookURL + "#afirgenmodelserverlatencyhigh",
+            },
+          },
+          {
+            "alert": "AfirgenModelServerQueueGrowing",
+            "expr": "sum by (job, instance, server) (model_server_requests_waiting{" + $._config.selector + "}) > 10\nand on (job, instance, server)\nsum by (job, instance, server) (delta(model_server_requests_waiting{" + $._config.selector + "}[15m])) > 0",
+            "for": "15m",
+            "labels": {
+              "severity": "warning",
+            },
+            "annotations": {
+              "summary": "A model server's waiting queue keeps growing.",
+              "description": "{{ $value }} requests wait in the queue of model server {{ $labels.server }}, more than 10 and growing over 15 minutes.",
+              "runbook_url": $._config.runbookURL + "#afirgenmodelserverqueuegrowing",
+            },
+          },
+          {
+            "alert": "AfirgenModelServerKvCacheNearFull",
+            "expr": "max by (job, instance, server) (model_server_kv_cache_usage_ratio{" + $._config.selector + "}) > 0.95",
+            "for": "10m",
+            "labels": {
+              "severity": "warning",
+            },
+            "annotations": {
+              "summary": "A model server's KV cache is nearly full.",
+              "description": "The KV cache of model server {{ $labels.server }} is {{ $value | humanizePercentage }} full.",
+              "runbook_url": $._config.runbookURL + "#afirgenmodelserverkvcachenearfull",
             },
           },
         ],

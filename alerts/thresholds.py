@@ -149,10 +149,29 @@ MODEL_NOT_READY_FOR = minutes(
     5, "loading a large model takes minutes; a server live but not ready longer is stuck"
 )
 MODEL_LATENCY_QUANTILE = Ratio(0.95, "p95: what most users wait, not the outliers")
-MODEL_LATENCY_SECONDS = Level(
+MODEL_PROBE_SECONDS = Level(
     2, "seconds", "a health probe answering slower than 2 s means the server is overloaded"
 )
-MODEL_LATENCY_FOR = minutes(10, "one slow batch is not a trend")
+MODEL_PROBE_FOR = minutes(10, "one slow batch is not a trend")
+MODEL_INFERENCE_SECONDS = Level(
+    20,
+    "seconds",
+    "a generation of a few hundred tokens takes seconds; a p95 past 20 s means requests queue "
+    "or the engine is overloaded (set it to your latency objective)",
+)
+MODEL_INFERENCE_FOR = minutes(10, "a burst of long prompts passes within minutes")
+MODEL_ERROR_RATIO = Ratio(
+    0.05, "one inference request in twenty failing is an outage for the users who hit it"
+)
+MODEL_ERROR_FOR = minutes(10, "a few failed requests while a model reloads are not an outage")
+MODEL_WAITING_MIN = Level(
+    10, "requests", "a few waiting requests are normal batching; ten and climbing is a backlog"
+)
+MODEL_WAITING_FOR = minutes(15, "a queue that grows for a quarter of an hour does not drain")
+MODEL_KV_CACHE_RATIO = Ratio(
+    0.95, "a KV cache past 95% makes vLLM preempt running requests and recompute them"
+)
+MODEL_KV_CACHE_FOR = minutes(10, "the cache fills in bursts; full for ten minutes is capacity")
 
 # --- task queue --------------------------------------------------------------------------------
 QUEUE_DOWN_FOR = minutes(2, "no broker: nothing is enqueued or processed")

@@ -8,7 +8,18 @@ CPU per probe of each exporter process (utime+stime from /proc, children include
 ratios ours/blackbox. A third row (not in the ratios) probes a vLLM-shaped endpoint with our
 `vllm` preset, which makes three requests per probe.
 
-Run: python benchmarks/model_servers.py [--rounds 10] [--per-round 200]
+Inference numbers: the same endpoint serves a vLLM-sized metrics page (one model, the families
+of vLLM's v1 engine with their buckets, about 300 series). Two more rows read it through our
+`vllm` preset (probe plus page) and, for the page's share, through the same preset pointed at
+an empty page. Then, in the same run, a real Prometheus scrapes that page directly every
+100 ms while a second Prometheus without scrape jobs runs beside it: Prometheus's CPU per scrape
+is the difference of their CPU over the scrapes the page counted from it. Printed: CPU per
+scrape of each; the ratios ours/Prometheus for the whole probe and for the page's share (target:
+2x or less), and ours against blackbox's probe plus Prometheus's scrape (the peers' cost of the
+same view); and the in-process cost of reading the page (line filter + parse) against
+prometheus_client's parser on the whole page.
+
+Run: python benchmarks/model_servers.py [--rounds 10] [--per-round 200] [--prometheus-seconds 10]
 
 `--build-targets N` instead measures what loading a config of N model servers and building
 their collectors costs (what `check-config` and a reload pay): time and RSS growth of a fresh
@@ -43,7 +54,49 @@ from benchmarks.harness import (  # noqa: E402
     wait_http,
 )
 
-ENDPOINT_APP = textwrap.dedent(
+#: A vLLM v1 metrics page for one model: its families and bucket layouts (vLLM's docs), with
+#: counts that make every bucket non-zero; about 300 series (printed by the run).
+VLLM_PAGE = textwrap.dedent(
+    """
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+    def vllm_sized_page():
+        r = CollectorRegistry()
+        labels = ["model_name", "engine"]
+        ids = ("fir-summarizer", "0")
+        secs = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
+        fast = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5)
+        tokens = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+        for name in ("num_requests_running", "num_requests_waiting", "kv_cache_usage_perc"):
+            Gauge("vllm:" + name, name, labels, registry=r).labels(*ids).set(3)
+        for name in ("prompt_tokens", "generation_tokens", "num_preemptions",
+                     "prefix_cache_queries", "prefix_cache_hits"):
+            Counter("vllm:" + name, name, labels, registry=r).labels(*ids).inc(1234)
+        success = Counter("vllm:request_success", "ok", [*labels, "finished_reason"], registry=r)
+        for reason in ("stop", "length", "abort"):
+            success.labels(*ids, reason).inc(100)
+        for name, buckets in (
+            ("e2e_request_latency_seconds", secs), ("request_queue_time_seconds", secs),
+            ("request_inference_time_seconds", secs), ("request_prefill_time_seconds", secs),
+            ("request_decode_time_seconds", secs), ("time_to_first_token_seconds", fast),
+            ("inter_token_latency_seconds", fast), ("request_time_per_output_token_seconds", fast),
+            ("request_prompt_tokens", tokens), ("request_generation_tokens", tokens),
+            ("request_params_max_tokens", tokens), ("iteration_tokens_total", tokens),
+            ("request_params_n", tokens), ("request_max_num_generation_tokens", tokens),
+            ("request_prefill_kv_computed_tokens", tokens), ("kv_block_lifetime_seconds", secs),
+        ):
+            h = Histogram("vllm:" + name, name, labels, buckets=buckets, registry=r)
+            for i in range(40):
+                h.labels(*ids).observe(buckets[i % len(buckets)])
+        http = Counter("http_requests", "http", ["handler", "method", "status"], registry=r)
+        for handler in ("/v1/completions", "/v1/chat/completions", "/health", "/metrics"):
+            for status in ("2xx", "4xx", "5xx"):
+                http.labels(handler, "POST", status).inc(7)
+        return generate_latest(r)
+    """
+)
+
+ENDPOINT_APP = VLLM_PAGE + textwrap.dedent(
     """
     import sys
     import uvicorn
@@ -63,9 +116,24 @@ ENDPOINT_APP = textwrap.dedent(
     async def version(request):
         return JSONResponse({"version": "0.6.4"})
 
+    PAGE = vllm_sized_page()
+    HITS = {"prometheus": 0}
+
+    async def metrics(request):
+        if request.headers.get("user-agent", "").startswith("Prometheus"):
+            HITS["prometheus"] += 1
+        return Response(PAGE, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def empty(request):
+        return Response(b"", media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def hits(request):
+        return JSONResponse(HITS)
+
     app = Starlette(routes=[
         Route("/healthz", healthz), Route("/health", health),
         Route("/v1/models", models), Route("/version", version),
+        Route("/metrics", metrics), Route("/empty-metrics", empty), Route("/hits", hits),
     ])
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
                 access_log=False)
@@ -152,6 +220,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=200)
     parser.add_argument("--build-targets", type=int, default=0, metavar="N")
+    parser.add_argument("--prometheus-seconds", type=float, default=30.0)
     args = parser.parse_args()
     if args.build_targets:
         return build_cost(args.build_targets)
@@ -184,6 +253,11 @@ def main() -> int:
                         json_field: status
                         json_equals: UP
                       - name: bench-vllm
+                        kind: vllm
+                        url: {endpoint}
+                        models: [fir-summarizer]
+                        metrics_url: {endpoint}/empty-metrics
+                      - name: bench-vllm-page
                         kind: vllm
                         url: {endpoint}
                         models: [fir-summarizer]
@@ -230,10 +304,16 @@ def main() -> int:
                     {"target": f"{endpoint}/healthz", "module": "http_json"},
                 ),
                 Contender(
-                    "afirgen /probe vllm (3 req)",
+                    "afirgen /probe vllm, empty page",
                     ours,
                     f"http://127.0.0.1:{ours_port}/probe",
                     {"target": "bench-vllm"},
+                ),
+                Contender(
+                    "afirgen /probe vllm + page",
+                    ours,
+                    f"http://127.0.0.1:{ours_port}/probe",
+                    {"target": "bench-vllm-page"},
                 ),
             ]
             for contender in contenders:  # warm up: connections, imports, first-request costs
@@ -244,18 +324,104 @@ def main() -> int:
             for _ in range(args.rounds):
                 for contender in contenders:
                     contender.round(args.per_round)
+            scraping = prometheus_per_scrape(stack, work, endpoint, args.prometheus_seconds)
+            page = httpx.get(f"{endpoint}/metrics").content
         report(contenders, args.rounds, args.per_round)
+        report_page(contenders, scraping, page)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
+def prometheus_per_scrape(
+    stack: contextlib.ExitStack, work: Path, endpoint: str, seconds: float
+) -> tuple[float, int]:
+    """CPU seconds per scrape of Prometheus scraping the page every 100 ms, less the CPU of an
+    idle Prometheus beside it over the same window; and the number of scrapes."""
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        raise SystemExit("prometheus is not installed (scripts/install-tools)")
+    host = endpoint.removeprefix("http://")
+    jobs = {
+        "scraping": [{"job_name": "vllm", "scrape_interval": "100ms", "scrape_timeout": "100ms",
+                      "static_configs": [{"targets": [host]}]}],
+        "idle": [],
+    }  # fmt: skip
+    pids = {}
+    for name, scrape_configs in jobs.items():
+        config = work / f"prometheus-{name}.yml"
+        config.write_text(json.dumps({"global": {"scrape_interval": "15s"},
+                                      "scrape_configs": scrape_configs}))  # fmt: skip
+        port = free_port()
+        args = [
+            prometheus, f"--config.file={config}", f"--storage.tsdb.path={work / name}",
+            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+        ]  # fmt: skip
+        pids[name] = stack.enter_context(
+            started(f"prometheus-{name}", args, port, log_dir=work)
+        ).pid
+        wait_http(f"http://127.0.0.1:{port}/-/ready")
+    time.sleep(7)  # the first scrape lands about 5 s after start; let both settle
+    hits0 = httpx.get(f"{endpoint}/hits").json()["prometheus"]
+    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    time.sleep(seconds)
+    cpu1 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    scrapes = httpx.get(f"{endpoint}/hits").json()["prometheus"] - hits0
+    extra = (cpu1["scraping"] - cpu0["scraping"]) - (cpu1["idle"] - cpu0["idle"])
+    return extra / max(scrapes, 1), scrapes
+
+
+def page_reading_cost(page: bytes, repeat: int = 300) -> tuple[float, float]:
+    """CPU seconds per read of the page in this process: the collector's reader (line filter +
+    prometheus_client's parser on the kept lines) and prometheus_client's parser on it all."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from collectors.model_servers.engines import VLLM
+    from collectors.model_servers.page import PageReader
+
+    text = page.decode()
+    reader = PageReader(VLLM)
+    started_at = time.process_time()
+    for _ in range(repeat):
+        reader.read(text)
+    ours = (time.process_time() - started_at) / repeat
+    started_at = time.process_time()
+    for _ in range(repeat):
+        for family in text_string_to_metric_families(text):
+            list(family.samples)
+    whole = (time.process_time() - started_at) / repeat
+    return ours, whole
+
+
+def report_page(contenders: list[Contender], scraping: tuple[float, int], page: bytes) -> None:
+    per_scrape, scrapes = scraping
+    blackbox, empty_page, with_page = contenders[1], contenders[2], contenders[3]
+    ours = with_page.cpu / with_page.probes
+    page_share = ours - empty_page.cpu / empty_page.probes
+    series = sum(1 for line in page.splitlines() if line and not line.startswith(b"#"))
+    print(f"\nvLLM-sized page: {series} series, {len(page)} bytes")
+    print(
+        f"Prometheus scraping it directly: {1000 * per_scrape:.3f} ms CPU/scrape "
+        f"({scrapes} scrapes)"
+    )
+    print(f"afirgen /probe vllm + page:      {1000 * ours:.3f} ms CPU/scrape "
+          f"(the page's share {1000 * page_share:.3f} ms)")  # fmt: skip
+    print(f"ratio ours/Prometheus: {ours / per_scrape:.2f}x (whole probe), "
+          f"{page_share / per_scrape:.2f}x (the page's share); target <= 2x")  # fmt: skip
+    peers = blackbox.cpu / blackbox.probes + per_scrape
+    print(f"ratio ours/(blackbox probe + Prometheus scrape of the page): {ours / peers:.2f}x "
+          "(what the same view costs with the peers)")  # fmt: skip
+    reader, whole = page_reading_cost(page)
+    print(f"in-process read of the page: {1e6 * reader:.0f} us (line filter + parse), "
+          f"{1e6 * whole:.0f} us (prometheus_client's parser on all of it)")  # fmt: skip
+
+
 def report(contenders: list[Contender], rounds: int, per_round: int) -> None:
     print(f"{rounds} interleaved rounds x {per_round} probes, loopback endpoint\n")
-    print(f"{'':30} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/probe':>13}")
+    print(f"{'':32} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/probe':>13}")
     for c in contenders:
         cpu_ms = 1000 * c.cpu / c.probes
-        print(f"{c.name:30} {1000 * c.p(0.5):8.3f} {1000 * c.p(0.99):8.3f} {cpu_ms:13.3f}")
+        print(f"{c.name:32} {1000 * c.p(0.5):8.3f} {1000 * c.p(0.99):8.3f} {cpu_ms:13.3f}")
     ours_c, bb_c = contenders[0], contenders[1]
     print(
         "\nratio ours/blackbox (generic vs http module): "

@@ -93,8 +93,8 @@ def embed(
     Config, a YAML file path, or None for the defaults. `native_histograms` sets the schema,
     bucket limit and zero threshold of the request-duration histogram's native buckets
     (None: classic buckets only); `collectors` are more collectors of the app's own, served
-    with the rest. Call it before the app starts serving (Starlette refuses middleware added
-    later).
+    with the rest (e.g. `exporter.model_calls.ModelCalls.collector()`). Call it before the app
+    starts serving (Starlette refuses middleware added later).
     """
     prefix = mount_path(path)
     metrics = ApiMetrics.from_environment(native=native_histograms)

@@ -7,6 +7,9 @@ A `Behaviour` switches the server between the states the tests need: `healthy`, 
 server does not have `ner`), `slow` (every answer held past the probe timeout), `slow_models`
 (only per-model endpoints slow) and `malformed` (JSON bodies that do not parse).
 Each request's client port is recorded, so a test can tell whether connections were reused.
+Kinds with engine metrics also serve their metrics page (`tests/engine_pages.py`) from the
+behaviour's `traffic`: on the API app where the preset reads it there, else on the app of
+`make_metrics_app` (Triton's and TorchServe's own metrics port).
 `DripServer` is a raw socket server that answers one byte at a time; `make_collector`,
 `scrape` and `value` are what the model-server tests share.
 """
@@ -33,6 +36,7 @@ from collectors.base import CollectionResult, Deadline
 from collectors.model_servers import PRESETS, ModelServerCollector, build
 from collectors.model_servers.preset import Endpoint, ServerState
 from exporter.config import load_config
+from tests.engine_pages import Traffic, page
 
 MODELS = ("fir-summarizer", "ner")
 #: Ollama: what /api/ps lists as loaded in memory
@@ -51,6 +55,8 @@ class Behaviour:
     paths: list[str] = field(default_factory=list)
     #: headers every request must carry (auth tests); 401 otherwise
     required_headers: dict[str, str] = field(default_factory=dict)
+    #: what the engine's metrics page reports
+    traffic: Traffic = field(default_factory=Traffic)
 
     def state(self) -> ServerState:
         models = tuple(m for m in MODELS if not (self.mode == "model_missing" and m == "ner"))
@@ -81,9 +87,34 @@ def route(endpoint: Endpoint, behaviour: Behaviour) -> Route:
     return Route(endpoint.path or GENERIC_PATH, answer)
 
 
+def metrics_route(kind: str, behaviour: Behaviour) -> Route:
+    async def metrics(request: Request) -> Response:
+        behaviour.paths.append(request.url.path)
+        for name, value in behaviour.required_headers.items():
+            if request.headers.get(name) != value:
+                return Response("unauthorized", status_code=401)
+        if behaviour.mode == "slow":
+            await asyncio.sleep(behaviour.slow_seconds)
+        if behaviour.traffic.mode == "error":
+            return Response("engine error", status_code=500)
+        return Response(page(kind, behaviour.traffic), media_type="text/plain; version=0.0.4")
+
+    return Route(PRESETS[kind].metrics_path or "/metrics", metrics)
+
+
 def make_app(kind: str, behaviour: Behaviour) -> Starlette:
-    """The stand-in for one preset kind; the management API (TorchServe) on the same app."""
-    return Starlette(routes=[route(e, behaviour) for e in PRESETS[kind].endpoints])
+    """The stand-in for one preset kind; the management API (TorchServe) on the same app, and
+    the metrics page where the engine serves it on its API port."""
+    preset = PRESETS[kind]
+    routes = [route(e, behaviour) for e in preset.endpoints]
+    if preset.metrics_path and preset.metrics_port is None:
+        routes.append(metrics_route(kind, behaviour))
+    return Starlette(routes=routes)
+
+
+def make_metrics_app(kind: str, behaviour: Behaviour) -> Starlette:
+    """The engine's metrics page alone (what Triton and TorchServe serve on their own port)."""
+    return Starlette(routes=[metrics_route(kind, behaviour)])
 
 
 class DripServer:

@@ -24,6 +24,7 @@ from collectors.model_servers.readiness import model_path
 from collectors.specs import by_name
 from exporter.config import load_config
 from exporter.schema import ConfigError
+from tests.engine_pages import Traffic
 from tests.model_server_apps import (
     GENERIC_PATH,
     LOADED,
@@ -32,6 +33,7 @@ from tests.model_server_apps import (
     Behaviour,
     make_app,
     make_collector_fixture,  # noqa: F401 - the make_collector fixture
+    make_metrics_app,
     scrape,
     value,
 )
@@ -64,6 +66,10 @@ class Served:
         self.behaviour = behaviour
 
 
+#: API URL -> the metrics page of its stand-in, for kinds that serve it on a port of its own
+METRICS_AT: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def servers() -> Iterator[dict[str, Served]]:
     with contextlib.ExitStack() as stack:
@@ -74,6 +80,9 @@ def servers() -> Iterator[dict[str, Served]]:
                 serve_app(make_app(kind, behaviour), timeout_graceful_shutdown=1)
             )
             served[kind] = Served(url, behaviour)
+            if PRESETS[kind].metrics_port is not None:
+                metrics = stack.enter_context(serve_app(make_metrics_app(kind, behaviour)))
+                METRICS_AT[url] = f"{metrics}/metrics"
         yield served
 
 
@@ -84,6 +93,7 @@ def fresh(servers: dict[str, Served]) -> dict[str, Served]:
         s.behaviour.client_ports.clear()
         s.behaviour.paths.clear()
         s.behaviour.required_headers.clear()
+        s.behaviour.traffic = Traffic()
     return servers
 
 
@@ -95,12 +105,14 @@ def target_config(kind: str, url: str, **extra) -> dict:
         entry["models"] = list(configured(kind))
     if kind == "torchserve":
         entry.setdefault("management_url", url)
+    if PRESETS[kind].metrics_port is not None:  # never dial the real port 8002/8082 here
+        entry.setdefault("metrics_url", METRICS_AT.get(url, f"{url}/metrics"))
     return entry
 
 
 def answered(registry: CollectorRegistry, server: str) -> float:
     return sum(
-        value(registry, "model_server_requests_total", server=server, status=s) or 0.0
+        value(registry, "model_server_probe_requests_total", server=server, status=s) or 0.0
         for s in ("2xx", "3xx", "4xx", "5xx", "body_mismatch")
     )
 
@@ -122,12 +134,16 @@ def test_healthy_server_is_up_available_and_reports_models_and_version(fresh, ma
     version = "" if kind in UNVERSIONED else VERSION
     info = value(registry, "model_server_info", server=server, kind=kind, version=version)
     assert info == 1.0
-    # every request was answered with a 2xx and timed into the histogram
-    requests = len(served.behaviour.paths)
+    # every probe request was answered with a 2xx and timed into the histogram (the metrics
+    # page is not a probe request)
+    requests = len([p for p in served.behaviour.paths if p != "/metrics"])
     assert requests >= 1
-    assert value(registry, "model_server_requests_total", server=server, status="2xx") == requests
-    assert value(registry, "model_server_latency_seconds_count", server=server) == requests
-    assert value(registry, "model_server_probe_duration_seconds", server=server) > 0
+    assert (
+        value(registry, "model_server_probe_requests_total", server=server, status="2xx")
+        == requests
+    )
+    assert value(registry, "model_server_probe_duration_seconds_count", server=server) == requests
+    assert value(registry, "model_server_probe_duration_seconds_sum", server=server) > 0
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -139,6 +155,8 @@ def test_presets_ask_every_documented_endpoint(fresh, make_collector, kind):
         for e in PRESETS[kind].endpoints
         for model in configured(kind)[:2] or ("",)
     }
+    if PRESETS[kind].metrics_path:
+        expected.add(PRESETS[kind].metrics_path)  # the engine's page (on its own port or not)
     assert set(fresh[kind].behaviour.paths) == expected
 
 
@@ -184,7 +202,7 @@ def test_not_ready_server_succeeds_with_availability_zero(fresh, make_collector,
         got = value(registry, "model_server_model_ready", server=server, model=model)
         assert got == expected, model
     errors = sum(
-        value(registry, "model_server_requests_total", server=server, status=s)
+        value(registry, "model_server_probe_requests_total", server=server, status=s)
         for s in ("4xx", "5xx")
     )
     if served.behaviour.mode == "not_ready":  # a missing model is not an error answer
@@ -195,8 +213,12 @@ def test_v2_model_not_ready_is_a_400_counted_as_4xx(fresh, make_collector):
     fresh["triton"].behaviour.mode = "not_ready"
     collector = make_collector(target_config("triton", fresh["triton"].url))
     _, registry = scrape(collector)
-    assert value(registry, "model_server_requests_total", server="triton-1", status="4xx") == 1
-    assert value(registry, "model_server_requests_total", server="triton-1", status="5xx") == 1
+    assert (
+        value(registry, "model_server_probe_requests_total", server="triton-1", status="4xx") == 1
+    )
+    assert (
+        value(registry, "model_server_probe_requests_total", server="triton-1", status="5xx") == 1
+    )
 
 
 def test_vllm_model_missing_from_the_list_is_not_ready(fresh, make_collector):
@@ -223,7 +245,7 @@ def test_malformed_json_counts_as_body_mismatch(fresh, make_collector, kind):
     assert result.success
     assert value(registry, "model_server_up", server=server) == 1.0
     mismatches = value(
-        registry, "model_server_requests_total", server=server, status="body_mismatch"
+        registry, "model_server_probe_requests_total", server=server, status="body_mismatch"
     )
     assert mismatches >= 1
     if kind != "kserve":  # the model list or health answer itself did not parse
@@ -232,7 +254,7 @@ def test_malformed_json_counts_as_body_mismatch(fresh, make_collector, kind):
         assert value(registry, "model_server_availability", server=server) == 1.0
         assert value(registry, "model_server_info", server=server, kind=kind, version="") == 1.0
     # answers with a bad body were still answers: timed, not counted as 2xx
-    assert value(registry, "model_server_latency_seconds_count", server=server) == answered(
+    assert value(registry, "model_server_probe_duration_seconds_count", server=server) == answered(
         registry, server
     )
 
@@ -254,7 +276,7 @@ def test_generic_json_field_check(fresh, make_collector, field, equals, ready):
     _, registry = scrape(make_collector(entry))
     assert value(registry, "model_server_availability", server="generic-1") == ready
     mismatches = value(
-        registry, "model_server_requests_total", server="generic-1", status="body_mismatch"
+        registry, "model_server_probe_requests_total", server="generic-1", status="body_mismatch"
     )
     assert mismatches == (1.0 - ready)
 
@@ -279,10 +301,16 @@ def test_refused_connection_fails_the_collector_with_up_zero(make_collector):
     assert value(registry, "model_server_availability", server="kserve-1") == 0.0
     for model in MODELS:
         assert value(registry, "model_server_model_ready", server="kserve-1", model=model) == 0.0
-    assert value(registry, "model_server_requests_total", server="kserve-1", status="refused") == 1
+    assert (
+        value(registry, "model_server_probe_requests_total", server="kserve-1", status="refused")
+        == 1
+    )
     # the counters keep counting across failed scrapes
     _, registry = scrape(collector)
-    assert value(registry, "model_server_requests_total", server="kserve-1", status="refused") == 2
+    assert (
+        value(registry, "model_server_probe_requests_total", server="kserve-1", status="refused")
+        == 2
+    )
 
 
 def test_slow_server_times_out_within_the_target_timeout(fresh, make_collector):
@@ -294,8 +322,10 @@ def test_slow_server_times_out_within_the_target_timeout(fresh, make_collector):
     assert not result.success
     assert result.reason == "timeout"
     assert value(registry, "model_server_up", server="tgi-1") == 0.0
-    assert value(registry, "model_server_requests_total", server="tgi-1", status="timeout") == 1
-    assert value(registry, "model_server_latency_seconds_count", server="tgi-1") == 0
+    assert (
+        value(registry, "model_server_probe_requests_total", server="tgi-1", status="timeout") == 1
+    )
+    assert value(registry, "model_server_probe_duration_seconds_count", server="tgi-1") == 0
 
 
 def test_slow_model_endpoint_makes_models_not_ready_but_server_up(fresh, make_collector):
@@ -307,7 +337,10 @@ def test_slow_model_endpoint_makes_models_not_ready_but_server_up(fresh, make_co
     assert result.success
     assert value(registry, "model_server_up", server="kserve-1") == 1.0
     assert value(registry, "model_server_availability", server="kserve-1") == 0.0
-    assert value(registry, "model_server_requests_total", server="kserve-1", status="timeout") == 1
+    assert (
+        value(registry, "model_server_probe_requests_total", server="kserve-1", status="timeout")
+        == 1
+    )
     for model in MODELS:
         assert value(registry, "model_server_model_ready", server="kserve-1", model=model) == 0.0
 
@@ -329,13 +362,17 @@ def test_histogram_accumulates_across_scrapes(fresh, make_collector):
     collector = make_collector(target_config("generic", fresh["generic"].url))
     for _ in range(3):
         _, registry = scrape(collector)
-    assert value(registry, "model_server_latency_seconds_count", server="generic-1") == 3
+    assert value(registry, "model_server_probe_duration_seconds_count", server="generic-1") == 3
     buckets = [
-        value(registry, "model_server_latency_seconds_bucket", server="generic-1", le=repr(b))
+        value(
+            registry, "model_server_probe_duration_seconds_bucket", server="generic-1", le=repr(b)
+        )
         for b in LATENCY_BUCKETS
     ]
     assert buckets == sorted(buckets)
-    inf = value(registry, "model_server_latency_seconds_bucket", server="generic-1", le="+Inf")
+    inf = value(
+        registry, "model_server_probe_duration_seconds_bucket", server="generic-1", le="+Inf"
+    )
     assert inf == 3
 
 
@@ -357,7 +394,9 @@ def test_bearer_token_from_file_and_custom_headers_are_sent(fresh, make_collecto
     without = make_collector(target_config("generic", served.url))
     _, registry = scrape(without)
     assert value(registry, "model_server_availability", server="generic-1") == 0.0
-    assert value(registry, "model_server_requests_total", server="generic-1", status="4xx") == 1
+    assert (
+        value(registry, "model_server_probe_requests_total", server="generic-1", status="4xx") == 1
+    )
 
 
 @pytest.fixture(scope="module")
@@ -384,7 +423,9 @@ def test_tls_verification(tls_files, make_collector):
         strict = make_collector(target_config("vllm", url))
         result, registry = scrape(strict)
         assert not result.success and result.reason == "tls"
-        assert value(registry, "model_server_requests_total", server="vllm-1", status="tls") == 1
+        assert (
+            value(registry, "model_server_probe_requests_total", server="vllm-1", status="tls") == 1
+        )
 
         with_ca = make_collector(target_config("vllm", url, ca_file=str(cert)))
         result, _ = scrape(with_ca)
@@ -508,6 +549,8 @@ def test_the_collector_serves_exactly_the_families_its_specs_declare(fresh, make
     declared = by_name(SPECS)
     served: set[str] = set()
     down = make_collector(target_config("ollama", f"http://127.0.0.1:{free_port()}"))
+    for kind in KINDS:  # engines with a metrics page have had traffic
+        fresh[kind].behaviour.traffic.serve(configured(kind)[0] if configured(kind) else "m", 3, 1)
     results = [scrape(make_collector(target_config(k, fresh[k].url)))[0] for k in KINDS]
     results.append(scrape(down)[0])
     for result in results:

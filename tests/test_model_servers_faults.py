@@ -88,7 +88,9 @@ def test_the_scrape_after_a_dripping_one_recovers_on_a_fresh_connection(make_col
     assert second.success, "the second scrape joined the stuck first one"
     registry = registry_of(second)
     assert value(registry, "model_server_availability", server="drip") == 1.0
-    assert value(registry, "model_server_requests_total", server="drip", status="timeout") == 1
+    assert (
+        value(registry, "model_server_probe_requests_total", server="drip", status="timeout") == 1
+    )
 
 
 def test_an_abandoned_run_is_cut_off_and_the_next_run_dials_afresh(make_collector):
@@ -173,8 +175,13 @@ def test_scrapes_spaced_just_past_the_server_idle_timeout_never_fail(make_collec
             if not result.success:
                 failures.append((i, result.reason))
     assert failures == []
-    assert value(registry, "model_server_requests_total", server="drip", status="2xx") == scrapes
-    assert value(registry, "model_server_requests_total", server="drip", status="connection") == 0
+    assert (
+        value(registry, "model_server_probe_requests_total", server="drip", status="2xx") == scrapes
+    )
+    assert (
+        value(registry, "model_server_probe_requests_total", server="drip", status="connection")
+        == 0
+    )
     assert len(behaviour.paths) == scrapes  # every retried request was answered once
 
 
@@ -188,7 +195,10 @@ def test_a_fresh_connection_that_fails_is_not_retried(make_collector):
         result, registry = scrape(collector, seconds=2.0)
         assert server.connections == 1
     assert not result.success and result.reason == "connection"
-    assert value(registry, "model_server_requests_total", server="drip", status="connection") == 1
+    assert (
+        value(registry, "model_server_probe_requests_total", server="drip", status="connection")
+        == 1
+    )
 
 
 # -- secrets in URLs ------------------------------------------------------------------------

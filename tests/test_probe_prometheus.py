@@ -85,7 +85,7 @@ def test_probe_applies_the_target_timeout_inside_the_scrape_deadline(exporter):
     def counted() -> bool:
         # on a loaded machine the engine may answer a moment before the request is counted
         again = httpx.get(f"{exporter}/probe", params={"target": "slow"}, headers=headers)
-        return samples(again.text)[("model_server_requests_total", timeouts)] >= 1
+        return samples(again.text)[("model_server_probe_requests_total", timeouts)] >= 1
 
     wait_until(counted, timeout=20, interval=0.2, what="the timed-out request to be counted")
 

@@ -255,6 +255,9 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
         redis_url = stack.enter_context(redis_workload(tmp))
         queue = stack.enter_context(rabbitmq_queue())
         model_url = stack.enter_context(serve_app(make_app("kserve", Behaviour())))
+        engine = Behaviour()  # a vLLM whose metrics page has every inference family
+        engine.traffic.serve("fir-summarizer", success=5, failure=1)
+        engine_url = stack.enter_context(serve_app(make_app("vllm", engine)))
         api_text = stack.enter_context(embedded_app_metrics())
         sqlite = tmp / "app.db"
         with contextlib.closing(sqlite3.connect(sqlite)) as db:
@@ -269,7 +272,8 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
             ],
             "redis": [{"name": "cache", "url": redis_url}],
             "model_servers": [
-                {"name": "llm", "kind": "kserve", "url": model_url, "models": ["fir-summarizer"]}
+                {"name": "llm", "kind": "kserve", "url": model_url, "models": ["fir-summarizer"]},
+                {"name": "vllm", "kind": "vllm", "url": engine_url, "models": ["fir-summarizer"]},
             ],
             "task_queues": [
                 {

@@ -5,6 +5,8 @@ probed at scrape time.
 - `readiness`: what presets are written with (answers, health, shared checks);
 - `probe` and `client`: the HTTP side (httpx), one client per server;
 - `families`: every family served, declared once (`SPECS`);
+- `engines`, `page` and `inference`: which of each engine's own metric families make the
+  normalised inference view (data), reading its metrics page, fetching it in the scrape;
 - `collector`: the collector the catalog builds, one per configured server.
 
 Importing this package does not import httpx (the catalog reads the presets for its summary).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from collectors.model_servers.engines import engine_table
 from collectors.model_servers.families import LATENCY_BUCKETS, SPECS, STATUSES
 from collectors.model_servers.preset import Preset
 from collectors.model_servers.presets import PRESETS, preset_table
@@ -35,7 +38,7 @@ __all__ = [
 ]
 
 #: Tables of the docs written from this package's data (python -m exporter.docs_tables).
-TABLES = {"presets": preset_table}
+TABLES = {"presets": preset_table, "engines": engine_table}
 
 
 def build(options: None, target: Target) -> ModelServerCollector:

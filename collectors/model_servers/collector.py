@@ -18,7 +18,8 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import ScrapeContext, SourceCollector, SourceDown
 from collectors.model_servers import families as fam
-from collectors.model_servers.client import Connection
+from collectors.model_servers import inference
+from collectors.model_servers.client import Client, Connection
 from collectors.model_servers.presets import PRESETS
 from collectors.model_servers.probe import Probe
 from collectors.model_servers.readiness import Health, ProbeFailed
@@ -38,14 +39,15 @@ class ModelServerCollector(SourceCollector):
         self.target = target
         self.connection = Connection(target)  # no client until the first fetch
         self.preset = PRESETS[target.kind]
+        self.metrics_url = inference.metrics_url(target, self.preset)
         self._lock = threading.Lock()
         self._totals = fam.Totals()
         self._version = ""
         self._version_at: float | None = None
 
     def fetch(self, ctx: ScrapeContext) -> Iterator[Metric]:
-        started = time.perf_counter()
-        probe = Probe(self.connection.client(), self.target.url, ctx.deadline)
+        client = self.connection.client()
+        probe = Probe(client, self.target.url, ctx.deadline)
         try:
             live = probe.get(self.preset.liveness)
         except ProbeFailed as exc:
@@ -64,7 +66,24 @@ class ModelServerCollector(SourceCollector):
                 self._version, self._version_at = health.version, time.monotonic()
         for problem in probe.problems[:3]:
             ctx.note(problem)
-        yield from self._families(ctx, health, time.perf_counter() - started)
+        families = self._families(ctx, health)
+        if self.metrics_url is not None:
+            self._add_inference(ctx, families, client, health)
+        yield from families.families()
+
+    def _add_inference(
+        self, ctx: ScrapeContext, families: FamilySet, client: Client, health: Health
+    ) -> None:
+        """The engine's own numbers; a page that fails leaves them out, with a note."""
+        assert self.metrics_url is not None
+        single = next(iter(health.models)) if len(health.models) == 1 else ""
+        reading = inference.read(client, self.target, self.metrics_url, ctx.deadline, single)
+        families.add(fam.METRICS_UP, 0.0 if reading.problem else 1.0)
+        if reading.problem:
+            ctx.note(reading.problem)
+            return
+        models = inference.within_budget(ctx, reading.models, self.target.max_models)
+        inference.add_families(families, models)
 
     def _version_stale(self) -> bool:
         with self._lock:
@@ -75,7 +94,7 @@ class ModelServerCollector(SourceCollector):
         with self._lock:
             self._totals.add(probe.outcomes, probe.latencies)
 
-    def _families(self, ctx: ScrapeContext, health: Health, seconds: float) -> list[Metric]:
+    def _families(self, ctx: ScrapeContext, health: Health) -> FamilySet:
         families = FamilySet(self.name)
         families.add(fam.UP, 1.0)
         families.add(fam.AVAILABILITY, 1.0 if health.ready else 0.0)
@@ -90,14 +109,13 @@ class ModelServerCollector(SourceCollector):
             version = self._version
             totals = self._totals.copy()
         families.add(fam.INFO, 1.0, self.target.kind, version)
-        families.add(fam.PROBE_DURATION, seconds)
         totals.fill(families)
-        return families.families()
+        return families
 
     def down_families(self) -> Sequence[Metric]:
         with self._lock:
             totals = self._totals.copy()
-        return fam.down(self.name, self.target.models, totals)
+        return fam.down(self.name, self.target.models, totals, self.metrics_url is not None)
 
     def abandon(self) -> None:
         """The engine stopped waiting for a run: cut it off; the next run dials afresh."""

@@ -9,12 +9,12 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.specs import FamilySet, MetricSpec, counter, gauge, histogram
 
-#: Upper bounds of `model_server_latency_seconds`, 5 ms to 10 s.
+#: Upper bounds of `model_server_probe_duration_seconds`, 5 ms to 10 s.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-#: Every value of the `status` label of `model_server_requests_total`: the HTTP status class of
-#: an answer, `body_mismatch` for an answer whose body is not what the API documents, or why no
-#: answer came.
+#: Every value of the `status` label of `model_server_probe_requests_total`: the HTTP status
+#: class of an answer, `body_mismatch` for an answer whose body is not what the API documents,
+#: or why no answer came.
 STATUSES = ("2xx", "3xx", "4xx", "5xx", "body_mismatch", "timeout", "refused", "tls", "connection")
 TRANSPORT_FAILURES = ("timeout", "refused", "tls", "connection")
 
@@ -27,9 +27,16 @@ AVAILABILITY = gauge("model_server_availability", "1 if the model server and eve
 MODEL_READY = gauge("model_server_model_ready", "1 if the model is ready for inference (as the server's API reports it).", _MODEL, source="per-model endpoint or model list")  # noqa: E501
 MODEL_LOADED = gauge("model_server_model_loaded", "1 if Ollama has the model loaded in memory (/api/ps).", _MODEL, source="Ollama /api/ps")  # noqa: E501
 INFO = gauge("model_server_info", "The model server's kind (preset) and version as it reports it; value 1.", ("server", "kind", "version"), source="metadata endpoint (version \"\" when unknown)")  # noqa: E501
-PROBE_DURATION = gauge("model_server_probe_duration_seconds", "Time this scrape's probe of the model server took (all its requests).", _SERVER, unit="seconds", source="measured")  # noqa: E501
-REQUESTS = counter("model_server_requests_total", "Probe requests to the model server by outcome: HTTP status class, body_mismatch, or timeout/refused/tls/connection when no answer came.", ("server", "status"), source="measured, since the exporter started")  # noqa: E501
-LATENCY = histogram("model_server_latency_seconds", "Latency of the probe requests the model server answered, since the exporter started.", _SERVER, unit="seconds", source="measured; buckets 5 ms to 10 s")  # noqa: E501
+PROBE_REQUESTS = counter("model_server_probe_requests_total", "The exporter's own probe requests to the model server by outcome: HTTP status class, body_mismatch, or timeout/refused/tls/connection when no answer came (not inference traffic).", ("server", "status"), source="measured, since the exporter started")  # noqa: E501
+PROBE_DURATION = histogram("model_server_probe_duration_seconds", "Latency of the exporter's own probe requests the model server answered, since the exporter started (not inference latency).", _SERVER, unit="seconds", source="measured; buckets 5 ms to 10 s")  # noqa: E501
+METRICS_UP = gauge("model_server_metrics_up", "1 if the engine's own metrics endpoint was read and parsed in this scrape (kinds that have one).", _SERVER, source="the engine's metrics endpoint")  # noqa: E501
+REQUESTS = counter("model_server_requests_total", "Inference requests the engine reports, by outcome (success or failure).", ("server", "model", "status"), source="the engine's metrics endpoint, or the app's own calls (embedded)")  # noqa: E501
+LATENCY = histogram("model_server_latency_seconds", "End-to-end inference request latency the engine reports (its buckets; sum and count only where it keeps duration counters).", _MODEL, unit="seconds", source="the engine's metrics endpoint, or the app's own calls (embedded)")  # noqa: E501
+TTFT = histogram("model_server_time_to_first_token_seconds", "Time to the first generated token, as the engine reports it (its buckets).", _MODEL, unit="seconds", source="the engine's metrics endpoint")  # noqa: E501
+RUNNING = gauge("model_server_requests_running", "Requests the engine is running now (in its current batch).", _MODEL, source="the engine's metrics endpoint")  # noqa: E501
+WAITING = gauge("model_server_requests_waiting", "Requests waiting in the engine's queue now.", _MODEL, source="the engine's metrics endpoint")  # noqa: E501
+TOKENS = counter("model_server_tokens_total", "Tokens the engine processed: prompt (prefill) or generation.", ("server", "model", "kind"), source="the engine's metrics endpoint")  # noqa: E501
+KV_CACHE = gauge("model_server_kv_cache_usage_ratio", "Share of the engine's KV cache in use, 0 to 1.", _MODEL, unit="ratio", source="the engine's metrics endpoint")  # noqa: E501
 # fmt: on
 
 SPECS: tuple[MetricSpec, ...] = (
@@ -38,15 +45,22 @@ SPECS: tuple[MetricSpec, ...] = (
     MODEL_READY,
     MODEL_LOADED,
     INFO,
+    PROBE_REQUESTS,
     PROBE_DURATION,
+    METRICS_UP,
     REQUESTS,
     LATENCY,
+    TTFT,
+    RUNNING,
+    WAITING,
+    TOKENS,
+    KV_CACHE,
 )
 
 
 @dataclass
 class Totals:
-    """What accumulates across scrapes: requests by outcome and the latency histogram."""
+    """What accumulates across scrapes: probe requests by outcome and their latency histogram."""
 
     requests: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0.0))
     buckets: list[float] = field(default_factory=lambda: [0.0] * len(LATENCY_BUCKETS))
@@ -67,12 +81,12 @@ class Totals:
         return Totals(dict(self.requests), list(self.buckets), self.count, self.total)
 
     def fill(self, families: FamilySet) -> None:
-        """The request counters (every status, from the first scrape) and the histogram."""
+        """The probe counters (every status, from the first scrape) and the histogram."""
         for status in STATUSES:
-            families.add(REQUESTS, self.requests[status], status)
+            families.add(PROBE_REQUESTS, self.requests[status], status)
         buckets = [(repr(float(b)), c) for b, c in zip(LATENCY_BUCKETS, self.buckets, strict=True)]
         buckets.append(("+Inf", self.count))
-        families.histogram(LATENCY, buckets, self.total)
+        families.histogram(PROBE_DURATION, buckets, self.total)
 
 
 def models(families: FamilySet, spec: MetricSpec, values: Mapping[str, float]) -> None:
@@ -82,11 +96,16 @@ def models(families: FamilySet, spec: MetricSpec, values: Mapping[str, float]) -
         families.add(spec, value, model)
 
 
-def down(server: str, configured: tuple[str, ...], totals: Totals) -> list[Metric]:
-    """Unreachable: up and availability 0, configured models 0, the accumulated counts."""
+def down(
+    server: str, configured: tuple[str, ...], totals: Totals, engine_metrics: bool = False
+) -> list[Metric]:
+    """Unreachable: up and availability 0, configured models 0, the accumulated counts (and
+    the engine's page not read, for kinds that have one)."""
     families = FamilySet(server)
     families.add(UP, 0.0)
     families.add(AVAILABILITY, 0.0)
+    if engine_metrics:
+        families.add(METRICS_UP, 0.0)
     if configured:
         models(families, MODEL_READY, dict.fromkeys(configured, 0.0))
     totals.fill(families)

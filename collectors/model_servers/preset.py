@@ -58,8 +58,11 @@ class Preset:
     ready_when: str
     per_model: str
     version: str
-    #: The engine's own Prometheus metrics endpoint, relative to the URL (issue 14; None: none).
+    #: The engine's own Prometheus metrics endpoint: a path under the URL (None: it has none)...
     metrics_path: str | None = None
+    #: ...on this port instead of the URL's, where the engine serves metrics apart (Triton 8002,
+    #: TorchServe 8082).
+    metrics_port: int | None = None
 
     @property
     def liveness(self) -> str:

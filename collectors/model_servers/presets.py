@@ -250,10 +250,12 @@ _PRESETS = (
     Preset(
         "kserve", "KServe v2", V2_ENDPOINTS, ask_v2,
         ready_when=V2_READY_WHEN, per_model=V2_PER_MODEL, version="`version` of `GET /v2`",
+        metrics_path="/metrics",
     ),
     Preset(
         "triton", "Triton", V2_ENDPOINTS, ask_v2,
         ready_when=V2_READY_WHEN, per_model=V2_PER_MODEL, version="`version` of `GET /v2`",
+        metrics_path="/metrics", metrics_port=8002,
     ),
     Preset(
         "torchserve", "TorchServe", (TORCHSERVE_PING, TORCHSERVE_MODEL), ask_torchserve,
@@ -262,17 +264,20 @@ _PRESETS = (
         per_model="with `management_url`: `GET /models/{m}`, ready if a worker is `READY`; "
         "without: the server's health",
         version="- (the inference API has none)",
+        metrics_path="/metrics", metrics_port=8082,
     ),
     Preset(
         "tgi", "TGI", (HEALTH, TGI_INFO), ask_tgi,
         ready_when="200 (503 while not ready) and configured models served",
         per_model="`model_id` of `GET /info` equals the model", version="`version` of `/info`",
+        metrics_path="/metrics",
     ),
     Preset(
         "vllm", "vLLM", (HEALTH, VLLM_MODELS, VLLM_VERSION), ask_vllm,
         ready_when="200 (503 when the engine is dead) and configured models served",
         per_model="listed in `GET /v1/models` (`data[].id`)",
         version="`version` of `GET /version`",
+        metrics_path="/metrics",
     ),
     Preset(
         "ollama", "Ollama", (OLLAMA_VERSION, OLLAMA_TAGS, OLLAMA_RUNNING), ask_ollama,
@@ -291,16 +296,22 @@ def summary() -> str:
     """The catalog's one-line description of the collector, naming every engine."""
     engines = ", ".join(p.title for p in _PRESETS if p.kind != "generic")
     return (
-        f"HTTP model servers ({engines}, generic): liveness, readiness per model, probe "
-        "latency, version (httpx)."
+        f"HTTP model servers ({engines}, generic): liveness, readiness per model, version, "
+        "and inference traffic from each engine's own metrics endpoint (httpx)."
     )
 
 
 def preset_table() -> str:
     """The docs' preset table (python -m exporter.docs_tables)."""
-    lines = ["| kind | liveness | ready when | per model | version |", "|" + " --- |" * 5]
+    head = "| kind | liveness | ready when | per model | version | engine metrics |"
+    lines = [head, "|" + " --- |" * 6]
     for preset in _PRESETS:
         liveness = f"`{preset.liveness}`" if preset.liveness else "`GET url`"
+        metrics = "-"
+        if preset.metrics_path:
+            port = f"port {preset.metrics_port} " if preset.metrics_port else ""
+            metrics = f"{port}`{preset.metrics_path}`"
         cells = [f"`{preset.kind}`", liveness, preset.ready_when, preset.per_model, preset.version]
+        cells.append(metrics)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -44,8 +44,18 @@ def transport_outcome(exc: BaseException) -> str:
 class Probe:
     """The requests of one scrape of one server, with their outcomes and latencies."""
 
-    def __init__(self, client: Client, base_url: str, deadline: Deadline) -> None:
+    def __init__(
+        self,
+        client: Client,
+        base_url: str,
+        deadline: Deadline,
+        *,
+        max_body: int = MAX_BODY_BYTES,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.client = client
+        self.max_body = max_body
+        self.headers = headers  # added to the client's own (the metrics page asks for text)
         self.base_url = base_url  # used as written for the liveness URL (generic: the URL)
         self.deadline = deadline
         self.outcomes: list[str] = []
@@ -83,14 +93,14 @@ class Probe:
         self.latencies.append(time.perf_counter() - started)
         self.outcomes.append(f"{status // 100}xx")
         answer = Answer(status, bytes(body), len(self.outcomes) - 1)
-        if len(body) > MAX_BODY_BYTES:
+        if len(body) > self.max_body:
             self.mismatch(answer, path)
         elif status != 200:
             self.problems.append(f"http_{status // 100}xx on {path or '/'}")
         return answer
 
     def _send(self, url: str) -> tuple[int, bytearray]:
-        """One GET: status and body (cut past MAX_BODY_BYTES)."""
+        """One GET: status and body (cut past `max_body`)."""
         # end a little before the deadline, so the timeout is counted here and the collection
         # still answers before the scrape engine gives up on it
         left = self.deadline.remaining()
@@ -100,12 +110,12 @@ class Probe:
         # body, ends by then however slowly the server sends
         with (
             self.client.backend.until(time.monotonic() + timeout),
-            self.client.http.stream("GET", url, timeout=timeout) as response,
+            self.client.http.stream("GET", url, timeout=timeout, headers=self.headers) as response,
         ):
             body = bytearray()
             for chunk in response.iter_bytes():
                 body += chunk
-                if len(body) > MAX_BODY_BYTES:
+                if len(body) > self.max_body:
                     break
             return response.status_code, body
 

@@ -104,8 +104,11 @@ class Target:
     json_equals: str | None = None
     #: TorchServe: its management API (`http://host:8081`), for per-model worker readiness.
     management_url: str | None = field(default=None, metadata={"check": check_url})
-    #: At most this many models the server lists are reported when `models` is empty.
+    #: At most this many models the server lists are reported when `models` is empty, and at
+    #: most this many models' inference numbers (the rest summed under `other`).
     max_models: int = field(default=20, metadata={"check": check_limit})
+    #: The engine's own metrics page, where it is not the preset's default (same TLS and auth).
+    metrics_url: str | None = field(default=None, metadata={"check": check_url})
 
     def __post_init__(self) -> None:
         if self.json_equals is not None and self.json_field is None:
@@ -115,6 +118,9 @@ class Target:
             raise ValueError("expected_status and json_field are for kind generic only")
         if self.management_url is not None and self.kind != "torchserve":
             raise ValueError("management_url is for kind torchserve only")
+        if self.metrics_url is not None and PRESETS[self.kind].metrics_path is None:
+            with_metrics = ", ".join(k for k, p in PRESETS.items() if p.metrics_path)
+            raise ValueError(f"metrics_url is for the kinds with engine metrics ({with_metrics})")
         if self.key_file is not None and self.cert_file is None:
             raise ValueError("key_file needs cert_file")
         if self.cert_file is not None:

@@ -124,7 +124,8 @@ BOARD = Board(
                 ),
                 timeseries_panel(
                     "Model server p95 latency",
-                    "p95 probe latency, 5 minutes, per server.",
+                    "p95 inference latency from the engines' own histograms, 5 minutes, per "
+                    "server.",
                     "s",
                     query(
                         f"job_server:model_server_latency_seconds:p95_rate5m{{{TARGET}}}",
