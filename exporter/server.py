@@ -113,6 +113,7 @@ def uvicorn_config(
         timeout_keep_alive=web.keep_alive_timeout_seconds,  # type: ignore[arg-type]
         log_level=log_level,
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-For must not choose the client's auth budget
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=5,
