@@ -1,13 +1,14 @@
 """exporter/server.py: the standalone process as an operator and an attacker meet it.
 
-Real exporter processes on loopback ports: a request's X-Forwarded-For does not change who the
-client is.
+Real exporter processes on loopback ports: what they log at start and stop, what a failed bind
+says, and that a request's X-Forwarded-For does not change who the client is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -53,6 +54,30 @@ def serving(*args: str) -> Iterator[Served]:
     finally:
         proc.send_signal(signal.SIGTERM)
         _, served.stderr = proc.communicate(timeout=20)
+
+
+def test_start_and_stop_say_one_line_each_in_the_exporters_format():
+    with serving() as served:
+        assert httpx.get(f"{served.url}/metrics").status_code == 200
+    port = served.url.rpartition(":")[2]
+    stderr = served.stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 2, stderr
+    assert lines[0].endswith(f" INFO afirgen_exporter listening on http://127.0.0.1:{port}")
+    assert lines[1].endswith(" INFO afirgen_exporter stopped")
+
+
+def test_a_port_in_use_is_an_error_and_never_announced_as_listening():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_exporter("--web.listen-address", f"127.0.0.1:{port}")
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode != 0
+    assert "listening on" not in stderr
+    errors = [line for line in stderr.splitlines() if " ERROR " in line]
+    assert errors and "address already in use" in errors[0], stderr
 
 
 def test_x_forwarded_for_does_not_buy_a_fresh_bcrypt_budget(tmp_path: Path):
