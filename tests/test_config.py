@@ -227,3 +227,13 @@ def test_example_config_loads_with_every_collector_section():
     )
     assert set(config.targets) == {"databases", "redis", "model_servers", "task_queues"}
     assert config.web.listen_address == DEFAULT_LISTEN_ADDRESS
+
+
+def test_a_basic_auth_user_name_with_a_colon_is_refused():
+    """Basic auth ends the user name at the first ':': such a user could never log in."""
+    hashed = "$2b$04$dwSwAsdZwPLi68sGTrg9pugTsiWxBzWLc5C29l8F60Fm6tcveWoEC"
+    found = problems({"web": {"basic_auth_users": {"prom:eu": hashed, "ok": hashed}}})
+    assert found == [
+        "web.basic_auth_users: user name 'prom:eu' contains ':', which basic auth cannot "
+        "carry (the first ':' ends the user name)"
+    ]

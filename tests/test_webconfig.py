@@ -233,6 +233,7 @@ def test_other_bad_keys_name_the_key(tmp_path):
         "http_server_config: {headers: {Server: evil}}": "http_server_config.headers: 'Server' cannot be set",
         "http_server_config: {headers: {X-Content-Type-Options: sniff}}": "X-Content-Type-Options: must be one of nosniff",
         "basic_auth_users: {prom: plain}": "basic_auth_users.prom: not a bcrypt hash",
+        "basic_auth_users: {'a:b': $2b$04$dwSwAsdZwPLi68sGTrg9pugTsiWxBzWLc5C29l8F60Fm6tcveWoEC}": "basic_auth_users: user name 'a:b' contains ':'",
         "rate_limits: {}": "rate_limits: unknown key",
     }  # fmt: skip
     for text, problem in cases.items():
