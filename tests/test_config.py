@@ -237,3 +237,13 @@ def test_a_basic_auth_user_name_with_a_colon_is_refused():
         "web.basic_auth_users: user name 'prom:eu' contains ':', which basic auth cannot "
         "carry (the first ':' ends the user name)"
     ]
+
+
+def test_an_empty_mapping_or_list_key_is_as_if_absent_but_an_empty_number_is_an_error():
+    config = load_config(
+        yaml.safe_load("web:\n  basic_auth_users:\n    # prom: $2b$...\ncollectors:\n"), env={}
+    )
+    assert dict(config.web.basic_auth_users) == {}
+    assert problems({"scrape": {"default_timeout_seconds": None}}) == [
+        "scrape.default_timeout_seconds: a value is required (got null)"
+    ]
