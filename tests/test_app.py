@@ -154,6 +154,14 @@ def test_probe_scrapes_one_target_and_rejects_unknown_ones(url):
     assert long.status_code == 400 and len(long.text) < 300
 
 
+def test_probe_with_two_targets_is_refused_rather_than_picking_one(url):
+    """blackbox_exporter reads the first ?target=, Starlette's get() the last: neither is safe
+    to guess, so two are a 400 (as in a hand-made URL or a relabelling mistake)."""
+    both = httpx.get(f"{url}/probe", params=[("target", "c1"), ("target", "system")])
+    assert both.status_code == 400
+    assert "one ?target=" in both.text
+
+
 def test_deadline_header_bounds_a_hung_source(silent_listener):  # noqa: F811
     exp = Exporter(
         load_config({"scrape": {"timeout_offset_seconds": 0.1}}, env={}),
