@@ -103,6 +103,24 @@ def test_gzip_when_asked(url):
     assert "content-encoding" not in plain.headers
 
 
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip;q=0.0000", False),  # q=0 however it is written: not acceptable
+        ("gzip;q=0e0", False),
+        ("gzip;q=nan", False),
+        ("*;q=0, gzip", True),  # gzip named itself wins over the wildcard
+        ("gzip;q=0, *", False),
+        ("br, gzip;q=0.5", True),
+        ("gzip;q=bogus", True),  # a q that does not parse is ignored
+    ],
+)
+def test_gzip_follows_the_q_values(url, accept_encoding, gzipped):
+    with httpx.stream("GET", f"{url}/metrics", headers={"Accept-Encoding": accept_encoding}) as r:
+        assert r.status_code == 200
+        assert (r.headers.get("content-encoding") == "gzip") is gzipped
+
+
 def test_head_has_headers_and_no_body(url):
     response = httpx.head(f"{url}/metrics")
     assert response.status_code == 200
