@@ -174,7 +174,7 @@ def create_app(
         try:
             await exporter.reload()
         except ConfigError as exc:
-            log.error("config reload refused, keeping the old config:\n%s", exc)
+            log.error("config reload refused, keeping the old config: %s", exc.one_line())
             return PlainTextResponse(
                 "reload refused, the old config keeps serving:\n" + str(exc) + "\n",
                 status_code=400,

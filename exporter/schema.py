@@ -53,6 +53,10 @@ class ConfigError(Exception):
         self.problems = problems
         super().__init__("\n".join(problems))
 
+    def one_line(self) -> str:
+        """Every problem on one line, for a log record (log shippers split at newlines)."""
+        return "; ".join(self.problems)
+
 
 @dataclasses.dataclass
 class Loader:

@@ -74,7 +74,7 @@ class _Lifespan:
         try:
             await self.exporter.reload()
         except ConfigError as exc:
-            log.error("config reload refused, keeping the old config:\n%s", exc)
+            log.error("config reload refused, keeping the old config: %s", exc.one_line())
 
 
 #: File descriptors kept for everything but client connections (sources, logs, the listener).

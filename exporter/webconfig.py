@@ -249,7 +249,9 @@ class WebConfigWatcher:
             config = load_web_config(self.path)
         except ConfigError as exc:
             self.last_reload_ok = False
-            log.error("web config %s refused, keeping the previous one:\n%s", self.path, exc)
+            log.error(
+                "web config %s refused, keeping the previous one: %s", self.path, exc.one_line()
+            )
             return False
         if (config.tls_server_config is None) != (self.config.tls_server_config is None):
             log.warning("web config %s: turning TLS on or off takes a restart", self.path)

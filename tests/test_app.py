@@ -301,6 +301,25 @@ def test_post_reload_swaps_good_config_and_refuses_bad(tmp_path):
     assert got["afirgen_exporter_config_last_reload_successful"] == 0.0
 
 
+def test_a_refused_reload_is_logged_on_one_line_naming_every_problem(tmp_path, caplog):
+    """One log record, one line: log shippers cut a message at its newlines."""
+    path = tmp_path / "exporter.yml"
+    path.write_text("{}\n")
+    from exporter.config import read_config
+
+    exp = Exporter(read_config(path))
+    path.write_text("collectors: {system: {enabeld: true}}\nscrape: {gzip_level: 0}\n")
+    with caplog.at_level("ERROR", logger="afirgen_exporter"):
+        with serve_app(create_app(exp, lifecycle=True)) as base:
+            assert httpx.post(f"{base}/-/reload").status_code == 400
+    exp.loaded.engine.close()
+    [record] = [r for r in caplog.records if "reload refused" in r.getMessage()]
+    message = record.getMessage()
+    assert "\n" not in message
+    assert "collectors.system.enabeld: unknown key" in message
+    assert "scrape.gzip_level: must be 1-9" in message
+
+
 def test_service_discovery_lists_probe_targets():
     exp = Exporter(load_config({}, env={}), extra_collectors=[CountingCollector("alpha")])
     with serve_app(create_app(exp)) as base:
