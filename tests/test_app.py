@@ -147,6 +147,12 @@ def test_unknown_collector_is_a_400_listing_valid_names(url):
     assert "nosuch" in response.text and "system" in response.text and "counting" in response.text
 
 
+def test_landing_page_shows_the_collector_summaries_as_html_not_markdown(url):
+    page = httpx.get(f"{url}/").text
+    assert "<code>databases:</code>" in page
+    assert "`" not in page
+
+
 def test_landing_page_shows_state_and_reason_but_no_secret():
     exp = Exporter(load_config({}, env={}), extra_collectors=[RaisingCollector("broken")])
     with serve_app(create_app(exp)) as base:
