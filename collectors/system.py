@@ -18,7 +18,7 @@ import psutil
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import ScrapeContext, SourceCollector
-from collectors.checks import check_regex
+from collectors.checks import check_limit, check_regex
 from collectors.specs import MetricSpec, add, counter, gauge
 
 _IDLE_MODES = ("idle", "iowait")
@@ -86,7 +86,7 @@ SPECS: tuple[MetricSpec, ...] = (
 @dataclass(frozen=True)
 class Options:
     #: At most this many filesystems are reported (the largest); the rest count as dropped.
-    filesystem_limit: int = 32
+    filesystem_limit: int = field(default=32, metadata={"check": check_limit})
     #: Mount points to leave out (pseudo and container filesystems by default).
     mountpoints_exclude: str = field(
         default=r"^/(dev|proc|sys|run|var/lib/docker/.+|var/lib/kubelet/.+)($|/)",

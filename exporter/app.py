@@ -118,7 +118,12 @@ def create_app(
         return await _scrape(request, units, probe=False)
 
     async def probe(request: Request) -> Response:
-        name = request.query_params.get("target", "")
+        given = request.query_params.getlist("target")
+        if len(given) > 1:
+            return PlainTextResponse(
+                f"give one ?target= at a time, got {len(given)}\n", status_code=400
+            )
+        name = given[0] if given else ""
         units = [u for u in exporter.loaded.units if u.target == name and name]
         if not units:
             valid = sorted({u.target for u in exporter.loaded.units})
@@ -169,7 +174,7 @@ def create_app(
         try:
             await exporter.reload()
         except ConfigError as exc:
-            log.error("config reload refused, keeping the old config:\n%s", exc)
+            log.error("config reload refused, keeping the old config: %s", exc.one_line())
             return PlainTextResponse(
                 "reload refused, the old config keeps serving:\n" + str(exc) + "\n",
                 status_code=400,

@@ -81,6 +81,17 @@ def check_bcrypt_hash(hashed: str) -> str:
     return hashed
 
 
+def check_user_names(users: Mapping[str, str]) -> Mapping[str, str]:
+    """Basic auth ends the user name at the first ':' (RFC 7617): such a user cannot log in."""
+    for name in users:
+        if ":" in name:
+            raise ValueError(
+                f"user name {name[:64]!r} contains ':', which basic auth cannot carry "
+                "(the first ':' ends the user name)"
+            )
+    return users
+
+
 def check_gzip_level(value: int) -> int:
     if not 1 <= value <= 9:
         raise ValueError(f"must be 1-9, got {value}")
@@ -102,7 +113,7 @@ class WebConfig:
     tls_key_file: str | None = field(default=None, metadata={"check": check_existing_file})
     basic_auth_users: Mapping[str, str] = field(
         default_factory=lambda: types.MappingProxyType({}),
-        metadata={"check_each": check_bcrypt_hash},
+        metadata={"check": check_user_names, "check_each": check_bcrypt_hash},
     )
     #: Each client address may cause this many bcrypt checks at once...
     basic_auth_checks_burst: int = field(default=5, metadata={"check": check_limit})

@@ -157,17 +157,23 @@ def negotiate(accept: str | None, *, prefer_text: bool = True) -> Format:
 
 
 def wants_gzip(accept_encoding: str | None) -> bool:
+    """gzip when `Accept-Encoding` gives it (or, failing that, `*`) a q above 0. A q that
+    does not parse is ignored, as if the coding were listed plainly."""
     if not accept_encoding:
         return False
+    weights: dict[str, float] = {}
     for part in accept_encoding.split(","):
         fields = [f.strip() for f in part.split(";")]
-        if fields[0].lower() in ("gzip", "*"):
-            for param in fields[1:]:
-                name, _, value = param.partition("=")
-                if name.strip() == "q" and value.strip() in ("0", "0.0", "0.00", "0.000"):
-                    return False
-            return True
-    return False
+        q = 1.0
+        for param in fields[1:]:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 1.0
+        weights.setdefault(fields[0].lower(), q)
+    return weights.get("gzip", weights.get("*", 0.0)) > 0.0
 
 
 def without_created(families: Iterable[Metric]) -> list[Metric]:

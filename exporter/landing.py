@@ -7,12 +7,18 @@ error message, a URL or a credential.
 from __future__ import annotations
 
 import datetime
+import re
 from html import escape
 
 from collectors.catalog import BY_NAME
 from exporter import __version__
 from exporter.scrape import Unit, UnitStatus
 from exporter.state import Exporter
+
+
+def _summary(text: str) -> str:
+    """A catalog summary (Markdown for the README: `code` spans) as HTML."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", escape(text))
 
 
 def _when(timestamp: float | None) -> str:
@@ -53,7 +59,7 @@ def render_landing(exporter: Exporter, root_path: str = "") -> str:
     catalog = "\n".join(
         f"<tr><td>{escape(spec.name)}</td>"
         f"<td>{'on' if loaded.config.enabled(spec.name) else 'off'}</td>"
-        f"<td>{escape(spec.summary)}</td></tr>"
+        f"<td>{_summary(spec.summary)}</td></tr>"
         for spec in BY_NAME.values()
     )
     return f"""<!doctype html>

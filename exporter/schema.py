@@ -53,6 +53,10 @@ class ConfigError(Exception):
         self.problems = problems
         super().__init__("\n".join(problems))
 
+    def one_line(self) -> str:
+        """Every problem on one line, for a log record (log shippers split at newlines)."""
+        return "; ".join(self.problems)
+
 
 @dataclasses.dataclass
 class Loader:
@@ -132,7 +136,7 @@ class Loader:
             if name.startswith("_") or not spec.init:
                 continue
             key_path = join(path, name)
-            if name not in data:
+            if name not in data or (data[name] is None and is_container(hints[name])):
                 if (
                     spec.default is dataclasses.MISSING
                     and spec.default_factory is dataclasses.MISSING
@@ -313,6 +317,15 @@ class Loader:
 
 
 _INVALID: Any = object()
+
+
+def is_container(hint: Any) -> bool:
+    """A mapping, list or section: left empty in YAML (`key:` with everything under it
+    commented out) it means the same as leaving the key out, as Go's YAML reads it."""
+    origin = get_origin(hint)
+    return origin in (dict, Mapping, tuple) or (
+        dataclasses.is_dataclass(hint) and isinstance(hint, type)
+    )
 
 
 def join(path: str, key: str) -> str:

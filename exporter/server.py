@@ -1,4 +1,9 @@
-"""Standalone serving: uvicorn on the configured address, TLS when configured, reload on SIGHUP."""
+"""Standalone serving: uvicorn on the configured address, TLS when configured, reload on SIGHUP.
+
+uvicorn logs through the exporter's own format (no handlers of its own), and at the default
+INFO level its lifecycle chatter is left out: an operator sees one line once the socket is
+bound (`listening on ...`, never before: a failed bind is an error instead) and one at stop.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ class _Lifespan:
             if message["type"] == "lifespan.shutdown":
                 await self.exporter.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
+                log.info("stopped")
 
     @contextlib.asynccontextmanager
     async def _running(self) -> AsyncIterator[None]:
@@ -68,7 +74,7 @@ class _Lifespan:
         try:
             await self.exporter.reload()
         except ConfigError as exc:
-            log.error("config reload refused, keeping the old config:\n%s", exc)
+            log.error("config reload refused, keeping the old config: %s", exc.one_line())
 
 
 #: File descriptors kept for everything but client connections (sources, logs, the listener).
@@ -86,6 +92,21 @@ def connection_limit(configured: int) -> int:
     if soft == resource.RLIM_INFINITY:
         return configured
     return max(1, min(configured, soft - FD_RESERVE))
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's Server, announcing the address in the exporter's words once it is bound."""
+
+    def _log_started_message(self, listeners: Any) -> None:
+        scheme = "https" if self.config.is_ssl else "http"
+        host = self.config.host
+        shown = f"[{host}]" if ":" in host else host
+        log.info("listening on %s://%s:%d", scheme, shown, self.config.port)
+
+
+def uvicorn_log_level(log_level: str) -> str:
+    """uvicorn's own INFO lines are lifecycle chatter: shown with `--log.level debug` only."""
+    return log_level if log_level in ("debug", "warning", "error") else "warning"
 
 
 def uvicorn_config(
@@ -111,8 +132,10 @@ def uvicorn_config(
         **tls,
         http=guarded_protocol(web.header_timeout_seconds, limit),
         timeout_keep_alive=web.keep_alive_timeout_seconds,  # type: ignore[arg-type]
-        log_level=log_level,
+        log_config=None,  # propagate to the exporter's logging set-up (one format)
+        log_level=uvicorn_log_level(log_level),
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-For must not choose the client's auth budget
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=5,
@@ -127,10 +150,7 @@ def serve(
     web_config: WebConfigWatcher | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM."""
-    web = exporter.config.web
     served = create_app(exporter, lifecycle=lifecycle, web_config=web_config)
     app = _Lifespan(served, exporter, web_config)
     config = uvicorn_config(exporter, app, log_level=log_level, web_config=web_config)
-    scheme = "https" if config.is_ssl else "http"
-    log.info("listening on %s://%s", scheme, web.listen_address)
-    uvicorn.Server(config).run()
+    _Server(config).run()

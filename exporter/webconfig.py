@@ -33,7 +33,7 @@ from typing import Any, Literal
 import yaml
 
 from collectors.checks import check_existing_file, check_header_value
-from exporter.config import WebConfig, check_bcrypt_hash, nesting_depth
+from exporter.config import WebConfig, check_bcrypt_hash, check_user_names, nesting_depth
 from exporter.files import CONFIG_FILE_LIMIT, decode_text, read_regular_file
 from exporter.schema import ConfigError, KeyProblem, Loader
 from exporter.tls import CLIENT_AUTH, GO_CIPHER_SUITES, TLS_VERSIONS, check_server_pair
@@ -138,7 +138,7 @@ class WebConfigFile:
     http_server_config: HttpServerConfig = field(default_factory=HttpServerConfig)
     basic_auth_users: Mapping[str, str] = field(
         default_factory=lambda: types.MappingProxyType({}),
-        metadata={"check_each": check_bcrypt_hash},
+        metadata={"check": check_user_names, "check_each": check_bcrypt_hash},
     )
 
 
@@ -249,7 +249,9 @@ class WebConfigWatcher:
             config = load_web_config(self.path)
         except ConfigError as exc:
             self.last_reload_ok = False
-            log.error("web config %s refused, keeping the previous one:\n%s", self.path, exc)
+            log.error(
+                "web config %s refused, keeping the previous one: %s", self.path, exc.one_line()
+            )
             return False
         if (config.tls_server_config is None) != (self.config.tls_server_config is None):
             log.warning("web config %s: turning TLS on or off takes a restart", self.path)

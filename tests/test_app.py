@@ -103,6 +103,24 @@ def test_gzip_when_asked(url):
     assert "content-encoding" not in plain.headers
 
 
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip;q=0.0000", False),  # q=0 however it is written: not acceptable
+        ("gzip;q=0e0", False),
+        ("gzip;q=nan", False),
+        ("*;q=0, gzip", True),  # gzip named itself wins over the wildcard
+        ("gzip;q=0, *", False),
+        ("br, gzip;q=0.5", True),
+        ("gzip;q=bogus", True),  # a q that does not parse is ignored
+    ],
+)
+def test_gzip_follows_the_q_values(url, accept_encoding, gzipped):
+    with httpx.stream("GET", f"{url}/metrics", headers={"Accept-Encoding": accept_encoding}) as r:
+        assert r.status_code == 200
+        assert (r.headers.get("content-encoding") == "gzip") is gzipped
+
+
 def test_head_has_headers_and_no_body(url):
     response = httpx.head(f"{url}/metrics")
     assert response.status_code == 200
@@ -129,6 +147,12 @@ def test_unknown_collector_is_a_400_listing_valid_names(url):
     assert "nosuch" in response.text and "system" in response.text and "counting" in response.text
 
 
+def test_landing_page_shows_the_collector_summaries_as_html_not_markdown(url):
+    page = httpx.get(f"{url}/").text
+    assert "<code>databases:</code>" in page
+    assert "`" not in page
+
+
 def test_landing_page_shows_state_and_reason_but_no_secret():
     exp = Exporter(load_config({}, env={}), extra_collectors=[RaisingCollector("broken")])
     with serve_app(create_app(exp)) as base:
@@ -152,6 +176,14 @@ def test_probe_scrapes_one_target_and_rejects_unknown_ones(url):
     assert httpx.get(f"{url}/probe").status_code == 400
     long = httpx.get(f"{url}/probe", params={"target": "x" * 5000})
     assert long.status_code == 400 and len(long.text) < 300
+
+
+def test_probe_with_two_targets_is_refused_rather_than_picking_one(url):
+    """blackbox_exporter reads the first ?target=, Starlette's get() the last: neither is safe
+    to guess, so two are a 400 (as in a hand-made URL or a relabelling mistake)."""
+    both = httpx.get(f"{url}/probe", params=[("target", "c1"), ("target", "system")])
+    assert both.status_code == 400
+    assert "one ?target=" in both.text
 
 
 def test_deadline_header_bounds_a_hung_source(silent_listener):  # noqa: F811
@@ -273,6 +305,25 @@ def test_post_reload_swaps_good_config_and_refuses_bad(tmp_path):
     got = {s.name: s.value for f in parse_text(body) for s in f.samples}
     assert "system_cpu_percent" not in got  # the previous good config still serves
     assert got["afirgen_exporter_config_last_reload_successful"] == 0.0
+
+
+def test_a_refused_reload_is_logged_on_one_line_naming_every_problem(tmp_path, caplog):
+    """One log record, one line: log shippers cut a message at its newlines."""
+    path = tmp_path / "exporter.yml"
+    path.write_text("{}\n")
+    from exporter.config import read_config
+
+    exp = Exporter(read_config(path))
+    path.write_text("collectors: {system: {enabeld: true}}\nscrape: {gzip_level: 0}\n")
+    with caplog.at_level("ERROR", logger="afirgen_exporter"):
+        with serve_app(create_app(exp, lifecycle=True)) as base:
+            assert httpx.post(f"{base}/-/reload").status_code == 400
+    exp.loaded.engine.close()
+    [record] = [r for r in caplog.records if "reload refused" in r.getMessage()]
+    message = record.getMessage()
+    assert "\n" not in message
+    assert "collectors.system.enabeld: unknown key" in message
+    assert "scrape.gzip_level: must be 1-9" in message
 
 
 def test_service_discovery_lists_probe_targets():

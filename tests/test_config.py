@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
+import typing
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -227,3 +231,79 @@ def test_example_config_loads_with_every_collector_section():
     )
     assert set(config.targets) == {"databases", "redis", "model_servers", "task_queues"}
     assert config.web.listen_address == DEFAULT_LISTEN_ADDRESS
+
+
+def test_a_basic_auth_user_name_with_a_colon_is_refused():
+    """Basic auth ends the user name at the first ':': such a user could never log in."""
+    hashed = "$2b$04$dwSwAsdZwPLi68sGTrg9pugTsiWxBzWLc5C29l8F60Fm6tcveWoEC"
+    found = problems({"web": {"basic_auth_users": {"prom:eu": hashed, "ok": hashed}}})
+    assert found == [
+        "web.basic_auth_users: user name 'prom:eu' contains ':', which basic auth cannot "
+        "carry (the first ':' ends the user name)"
+    ]
+
+
+def test_an_empty_mapping_or_list_key_is_as_if_absent_but_an_empty_number_is_an_error():
+    config = load_config(
+        yaml.safe_load("web:\n  basic_auth_users:\n    # prom: $2b$...\ncollectors:\n"), env={}
+    )
+    assert dict(config.web.basic_auth_users) == {}
+    assert problems({"scrape": {"default_timeout_seconds": None}}) == [
+        "scrape.default_timeout_seconds: a value is required (got null)"
+    ]
+
+
+def test_filesystem_limit_below_one_is_refused():
+    """0 or -1 would have meant "no limit" without a word (the budget skips limits <= 0)."""
+    for value in (0, -1):
+        assert problems({"collectors": {"system": {"filesystem_limit": value}}}) == [
+            f"collectors.system.filesystem_limit: must be at least 1, got {value}"
+        ]
+
+
+def config_dataclasses() -> Iterator[tuple[str, type]]:
+    """(key path, dataclass) for every section of the config: web, scrape, each collector's
+    options and each target type (every variant of a tagged one)."""
+    from collectors.catalog import CATALOG
+    from exporter.config import ScrapeConfig, WebConfig
+
+    pending: list[tuple[str, Any]] = [("web", WebConfig), ("scrape", ScrapeConfig)]
+    for spec in CATALOG:
+        module = spec.load()
+        if hasattr(module, "Options"):
+            pending.append((f"collectors.{spec.name}", module.Options))
+        if hasattr(module, "Target"):
+            pending.append((f"{spec.section}[]", module.Target))
+    while pending:
+        path, cls = pending.pop()
+        variants = getattr(cls, "schema_variants", None)
+        if variants is not None:
+            pending.extend((f"{path}({tag})", sub) for tag, sub in variants[1].items())
+            continue
+        yield path, cls
+        hints = typing.get_type_hints(cls)
+        for spec_field in dataclasses.fields(cls):
+            hint = hints[spec_field.name]
+            for candidate in (hint, *typing.get_args(hint)):
+                if dataclasses.is_dataclass(candidate) and isinstance(candidate, type):
+                    pending.append((f"{path}.{spec_field.name}", candidate))
+
+
+def test_every_number_in_the_config_has_a_range_check():
+    """A number without a check takes any value: a negative limit or timeout is refused at
+    load, naming the key, rather than doing something odd at scrape time."""
+    unchecked = []
+    seen = 0
+    for path, cls in config_dataclasses():
+        hints = typing.get_type_hints(cls)
+        for spec_field in dataclasses.fields(cls):
+            if spec_field.name.startswith("_") or not spec_field.init:
+                continue
+            hint = hints[spec_field.name]
+            kinds = {hint, *typing.get_args(hint)} - {type(None)}
+            if kinds & {int, float}:
+                seen += 1
+                if "check" not in spec_field.metadata:
+                    unchecked.append(f"{path}.{spec_field.name}")
+    assert seen > 20  # the walk reached the collectors' options and targets
+    assert unchecked == []

@@ -233,6 +233,7 @@ def test_other_bad_keys_name_the_key(tmp_path):
         "http_server_config: {headers: {Server: evil}}": "http_server_config.headers: 'Server' cannot be set",
         "http_server_config: {headers: {X-Content-Type-Options: sniff}}": "X-Content-Type-Options: must be one of nosniff",
         "basic_auth_users: {prom: plain}": "basic_auth_users.prom: not a bcrypt hash",
+        "basic_auth_users: {'a:b': $2b$04$dwSwAsdZwPLi68sGTrg9pugTsiWxBzWLc5C29l8F60Fm6tcveWoEC}": "basic_auth_users: user name 'a:b' contains ':'",
         "rate_limits: {}": "rate_limits: unknown key",
     }  # fmt: skip
     for text, problem in cases.items():
@@ -297,3 +298,21 @@ def test_node_exporter_takes_the_same_file(tmp_path, pki):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_sections_left_empty_load_as_the_toolkit_reads_them(tmp_path):
+    """Go's YAML reads `basic_auth_users:` with every user commented out as no users: the
+    same file must not be refused here."""
+    path = tmp_path / "web.yml"
+    path.write_text(
+        "basic_auth_users:\n"
+        "  # prom: $2b$10$...\n"
+        "http_server_config:\n"
+        "  headers:\n"
+        "tls_server_config:\n"
+    )
+    web = load_web_config(path)
+    assert dict(web.basic_auth_users) == {}
+    assert dict(web.http_server_config.headers) == {}
+    assert web.http_server_config.http2 is True
+    assert web.tls_server_config is None
