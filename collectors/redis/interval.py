@@ -1,0 +1,113 @@
+"""Keyspace lookups between two scrapes, the exporter's own taken out ("never measure
+yourself"), and server restarts detected so no rate is computed across one.
+
+Redis counts `keyspace_hits`/`keyspace_misses` server-wide since it started. The exporter's
+task-queue reads on the same server are recorded in `collectors.own_lookups`; this module
+subtracts them from the server's counts (the application's lookups, as far as this exporter
+knows) and computes the hit rate over the interval since the previous scrape.
+
+A restart is a changed `run_id`, an `uptime_in_seconds` that went down, or counters that went
+down (`CONFIG RESETSTAT`): that scrape has no hit-rate sample, and the corrected counters
+start again from the server's. Neither has the first scrape (there is no interval yet), nor a
+scrape whose interval saw no lookup but the exporter's own (an idle application).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from collectors.own_lookups import OwnLookups
+from collectors.redis.parsing import number
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """Keyspace hits and misses (cumulative)."""
+
+    hits: float
+    misses: float
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """What one scrape reports about lookups."""
+
+    #: The server's counts minus the exporter's own (since the server started, as far as this
+    #: exporter process saw it): `cache_operations_total{type="lookup"}`.
+    app: Lookups
+    #: The exporter's own recorded lookups on this server since the process started.
+    own: Lookups
+    #: Percent of the application's lookups that hit over the interval; None: no sample.
+    rate: float | None
+
+
+@dataclass(frozen=True)
+class _Scrape:
+    run_id: str
+    uptime: float
+    raw: Lookups
+    own: Lookups
+    own_base: Lookups  # the own lookups already made when this server lifetime was first seen
+    app: Lookups
+
+
+_LOOKUPS = ("keyspace_hits", "keyspace_misses")
+
+
+def raw_lookups(info: Mapping[str, str], bad: list[str] | None = None) -> Lookups | None:
+    """Keyspace hits and misses (0 when the server does not report them); None when either
+    is not a counter's value (named in `bad`)."""
+    hits, misses = (number(info.get(key) or "0", counter=True) for key in _LOOKUPS)
+    if hits is None or misses is None:
+        if bad is not None:
+            bad.extend(key for key, n in zip(_LOOKUPS, (hits, misses), strict=True) if n is None)
+        return None
+    return Lookups(hits, misses)
+
+
+class LookupInterval:
+    """The previous scrape of one Redis target, to account the next one against."""
+
+    def __init__(self) -> None:
+        self._previous: _Scrape | None = None
+
+    def account(
+        self, info: Mapping[str, str], own_reading: OwnLookups, bad: list[str] | None = None
+    ) -> Accounting | None:
+        """This scrape's lookups; None when INFO's counters are not numbers (nothing kept)."""
+        raw = raw_lookups(info, bad)
+        if raw is None:
+            return None
+        own = Lookups(own_reading.hits, own_reading.misses)
+        run_id = info.get("run_id", "")
+        uptime = number(info.get("uptime_in_seconds") or "0", counter=False) or 0.0
+        previous = self._previous
+        restarted = previous is None or (
+            run_id != previous.run_id
+            or uptime < previous.uptime
+            or raw.hits < previous.raw.hits
+            or raw.misses < previous.raw.misses
+        )
+        if previous is None:
+            own_base = Lookups(0, 0)  # the ledger started with this process
+        elif restarted:
+            # the own lookups of the last interval may fall either side of the restart: all
+            # are taken from the new lifetime (the counters err low, never negative)
+            own_base = previous.own
+        else:
+            own_base = previous.own_base
+        app = Lookups(
+            max(0.0, raw.hits - (own.hits - own_base.hits)),
+            max(0.0, raw.misses - (own.misses - own_base.misses)),
+        )
+        rate = None
+        if previous is not None and not restarted:
+            # a lookup counted a scrape late (a batch still in flight at INFO) must not make
+            # the counter go back
+            app = Lookups(max(app.hits, previous.app.hits), max(app.misses, previous.app.misses))
+            hits, misses = app.hits - previous.app.hits, app.misses - previous.app.misses
+            if hits + misses > 0:
+                rate = 100.0 * hits / (hits + misses)
+        self._previous = _Scrape(run_id, uptime, raw, own, own_base, app)
+        return Accounting(app, own, rate)
