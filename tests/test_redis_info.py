@@ -259,6 +259,20 @@ def test_no_hit_rate_across_a_restart(restart):
     assert following is not None and following.rate == 80.0  # 8 hits, 2 misses
 
 
+def test_the_interval_after_a_restart_is_exact_whichever_side_the_own_lookups_fell():
+    interval = LookupInterval()
+    interval.account(stats_info(40, 20), OwnLookups(0, 4))
+    # 50 own misses recorded after that INFO but made before the restart (the old lifetime);
+    # then the app's 4 hits and 2 misses and 1 own miss on the new server
+    after = interval.account(stats_info(4, 3, run_id="b" * 40, uptime=1), OwnLookups(0, 55))
+    assert after is not None and after.rate is None
+    assert (after.app.hits, after.app.misses) == (4, 0)  # an estimate, never below 0
+    # 8 hits and 2 misses of the app, 5 own misses
+    following = interval.account(stats_info(12, 10, run_id="b" * 40, uptime=11), OwnLookups(0, 60))
+    assert following is not None and following.rate == 80.0
+    assert (following.app.hits - after.app.hits, following.app.misses - after.app.misses) == (8, 2)
+
+
 def test_corrected_lookups_never_go_back():
     """A batch of own reads counted a scrape late cannot make the counter decrease."""
     interval = LookupInterval()

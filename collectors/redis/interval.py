@@ -49,7 +49,9 @@ class _Scrape:
     raw: Lookups
     own: Lookups
     own_base: Lookups  # the own lookups already made when this server lifetime was first seen
-    app: Lookups
+    exact: Lookups  # raw minus own since own_base: its differences are exact, it may be < 0
+    offset: Lookups  # what makes `exact` a counter (never below 0) for this server lifetime
+    app: Lookups  # what was reported
 
 
 _LOOKUPS = ("keyspace_hits", "keyspace_misses")
@@ -92,22 +94,32 @@ class LookupInterval:
         if previous is None:
             own_base = Lookups(0, 0)  # the ledger started with this process
         elif restarted:
-            # the own lookups of the last interval may fall either side of the restart: all
-            # are taken from the new lifetime (the counters err low, never negative)
+            # the own lookups of the last interval may fall either side of the restart: all are
+            # taken from the new lifetime (an estimate; differences from here on are exact)
             own_base = previous.own
         else:
             own_base = previous.own_base
-        app = Lookups(
-            max(0.0, raw.hits - (own.hits - own_base.hits)),
-            max(0.0, raw.misses - (own.misses - own_base.misses)),
+        exact = Lookups(
+            raw.hits - (own.hits - own_base.hits), raw.misses - (own.misses - own_base.misses)
         )
         rate = None
-        if previous is not None and not restarted:
+        if previous is None or restarted:
+            offset = Lookups(max(0.0, -exact.hits), max(0.0, -exact.misses))
+            app = _plus(exact, offset)
+        else:
+            offset = previous.offset
             # a lookup counted a scrape late (a batch still in flight at INFO) must not make
-            # the counter go back
-            app = Lookups(max(app.hits, previous.app.hits), max(app.misses, previous.app.misses))
+            # the counter go back: it is held until the count catches up
+            shifted = _plus(exact, offset)
+            app = Lookups(
+                max(shifted.hits, previous.app.hits), max(shifted.misses, previous.app.misses)
+            )
             hits, misses = app.hits - previous.app.hits, app.misses - previous.app.misses
             if hits + misses > 0:
                 rate = 100.0 * hits / (hits + misses)
-        self._previous = _Scrape(run_id, uptime, raw, own, own_base, app)
+        self._previous = _Scrape(run_id, uptime, raw, own, own_base, exact, offset, app)
         return Accounting(app, own, rate)
+
+
+def _plus(a: Lookups, b: Lookups) -> Lookups:
+    return Lookups(a.hits + b.hits, a.misses + b.misses)
