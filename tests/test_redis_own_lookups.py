@@ -118,9 +118,7 @@ def queues_up(samples: Samples) -> bool:
     names = ("rq", "celery", "keys")
     kinds = {"rq": "rq", "celery": "celery-redis", "keys": "redis"}
     return all(
-        samples.get(
-            ("background_tasks_up", frozenset({"backend": n, "kind": kinds[n]}.items()))
-        )
+        samples.get(("background_tasks_up", frozenset({"backend": n, "kind": kinds[n]}.items())))
         == 1.0
         for n in names
     )
@@ -194,3 +192,81 @@ def test_a_restart_between_scrapes_gives_no_rate_across_it(server):
         assert get(following, "cache_hit_rate") == pytest.approx(80.0, abs=1.0)
         assert lookups(following, "hit") - lookups(after, "hit") == 80
         assert lookups(following, "miss") - lookups(after, "miss") == 20
+
+
+# -- end to end: an embedded FastAPI app with real traffic, scraped by a real Prometheus --------
+
+
+def test_embedded_app_hit_rate_in_prometheus_is_the_traffics(server, tmp_path: Path):
+    """The backend's spec query `cache_hit_rate` returns the traffic's true rate (80%) although
+    the same Redis holds ten empty RQ queues the exporter reads at every scrape."""
+    from fastapi import FastAPI
+
+    from exporter import embed
+    from tests.prometheus_server import prometheus_server, scrape_one
+    from tests.support import wait_until
+
+    app_redis = redis.Redis(host="127.0.0.1", port=server.port, db=0)
+    for i in range(4):
+        app_redis.set(f"item:{i}", "v")
+    app = FastAPI()
+
+    @app.get("/api/items")
+    def items() -> dict[str, int]:
+        # one command, four keys that exist and one that does not: every interval with any
+        # traffic has exactly 80% hits, wherever the scrapes fall
+        found = app_redis.mget([f"item:{i}" for i in range(4)] + ["item:absent"])
+        return {"found": sum(v is not None for v in found)}
+
+    base = f"redis://127.0.0.1:{server.port}"
+    config = load_config(
+        {
+            "collectors": {"system": {"enabled": False}},
+            "task_queues": [{"name": "rq", "kind": "rq", "url": f"{base}/1", "queues": RQ_QUEUES}],
+        },
+        env={},
+    )
+    embed(app, redis=app_redis, config=config)
+    selector = '{job="embedded", cache="cache"}'
+    with (
+        serve_app(app) as url,
+        prometheus_server(scrape_one(url), tmp_path) as prometheus,
+        httpx.Client(base_url=url) as client,
+    ):
+
+        def samples(expr: str) -> list[float]:
+            return [float(r["value"][1]) for r in prometheus.query(expr)]
+
+        wait_until(lambda: samples(f"cache_up{selector}") == [1.0], what="a first scrape")
+        requests = 0
+
+        def traffic_scraped() -> bool:
+            nonlocal requests
+            for _ in range(20):
+                assert client.get("/api/items").json() == {"found": 4}
+            requests += 20
+            # several scrapes with traffic in their interval
+            return samples(f"count_over_time(cache_hit_rate{selector}[1m])") >= [4.0]
+
+        wait_until(traffic_scraped, timeout=40, what="scrapes of intervals with traffic")
+        low = samples(f"min_over_time(cache_hit_rate{selector}[1m])")
+        high = samples(f"max_over_time(cache_hit_rate{selector}[1m])")
+        assert low and high and 79.0 <= low[0] <= high[0] <= 81.0
+        # the exporter's own reads were there all along, and the server counted them
+        own_misses = samples(f"increase(redis_exporter_own_keyspace_misses_total{selector}[1m])")
+        assert own_misses and own_misses[0] > 81
+
+        def lookups_counted() -> bool:
+            hits = samples('cache_operations_total{job="embedded", type="lookup", result="hit"}')
+            return hits == [4.0 * requests]
+
+        # the counter is exactly the traffic's lookups (the first scrape saw none)
+        wait_until(lookups_counted, timeout=20, what="every request's lookups to be scraped")
+        misses = samples('cache_operations_total{job="embedded", type="lookup", result="miss"}')
+        assert misses == [float(requests)]
+        # the app goes idle: the next scrapes have no sample, so the series goes stale
+        wait_until(
+            lambda: samples(f"cache_hit_rate{selector}") == [],
+            timeout=20,
+            what="no hit-rate sample once the app is idle",
+        )
