@@ -65,6 +65,7 @@ class Effect:
     """One command's effect: which arguments are keys and what a reply says about them."""
 
     #: Key arguments: a slice of the command's arguments (after the name); empty: no lookup.
+    #: Single-key commands read their first argument; multi-key ones (`per_key`) all of them.
     keys: slice = field(default_factory=lambda: slice(0, 0))
     #: reply -> found/missing/unsure, for single-key commands.
     found: Callable[[Any], Found] = _not_nil
@@ -141,23 +142,24 @@ class Tally:
 
     def count_command(self, command: Command, reply: Any) -> None:
         """Count one command by its reply (an exception instance for an error reply)."""
-        name = _name(command)
-        effect = EFFECTS.get(name)
+        first = command[0]
+        effect = EFFECTS.get(first) if isinstance(first, str) else None  # as the kinds spell it
         if effect is None:
-            self.unknown.add(name)
+            effect = EFFECTS.get(_name(command))
+        if effect is None:
+            self.unknown.add(_name(command))
             return
-        keys = command[1:][effect.keys]
-        if not keys:
+        if effect is NO_LOOKUP or len(command) < 2:
             return
         if isinstance(reply, BaseException):
             # WRONGTYPE: the key was found first; any other error reply looked nothing up
             if str(reply).startswith("WRONGTYPE"):
-                self.hits += len(keys)
+                self.hits += len(command[1:][effect.keys])
             return
         if effect.per_key == "count":
             existing = int(reply)
             self.hits += existing
-            self.misses += len(keys) - existing
+            self.misses += len(command) - 1 - existing
         elif effect.per_key == "list":
             for value in reply:
                 self.add(value is not None, None)
@@ -166,7 +168,7 @@ class Tally:
             if found is False and effect.index_argument is not None:
                 if str(_text(command[1 + effect.index_argument])) not in ("0", "-1"):
                     found = None
-            self.add(found, keys[0])
+            self.add(found, command[1])
 
     def count_exists(self, reply: Any) -> None:
         """Settle the unsure keys by `EXISTS unsure...`: each found key is a hit for the first
