@@ -32,43 +32,46 @@ def test_a_batch_waits_for_a_running_info_and_lands_after_it():
     assert (ledger.totals("s:2").hits, ledger.totals("s:2").misses) == (0, 0)  # per server
 
 
+class BatchInFlight:
+    """A task-queue batch on its own thread, held in flight until `release()`."""
+
+    def __init__(self, ledger: Ledger, hits: int, misses: int) -> None:
+        self._started, self._released = threading.Event(), threading.Event()
+
+        def batch() -> None:
+            with ledger.batch("s:1", wait=5) as own:
+                self._started.set()
+                self._released.wait(10)
+                own.add(hits, misses)
+
+        self._thread = threading.Thread(target=batch)
+        self._thread.start()
+        assert self._started.wait(5)
+
+    def release(self) -> None:
+        self._released.set()
+
+    def join(self) -> None:
+        self.release()
+        self._thread.join(5)
+
+
 def test_info_waits_for_a_batch_in_flight_and_counts_it():
     ledger = Ledger()
-    in_flight, release = threading.Event(), threading.Event()
-
-    def batch() -> None:
-        with ledger.batch("s:1", wait=5) as own:
-            in_flight.set()
-            release.wait(5)
-            own.add(1, 4)
-
-    thread = threading.Thread(target=batch)
-    thread.start()
-    in_flight.wait(5)
-    threading.Timer(0.1, release.set).start()
+    batch = BatchInFlight(ledger, 1, 4)
+    threading.Timer(0.1, batch.release).start()
     with ledger.bracket("s:1", wait=5) as reading:
         assert (reading.hits, reading.misses, reading.ordered) == (1, 4, True)
-    thread.join(5)
+    batch.join()
 
 
 def test_the_waits_are_bounded_and_a_late_batch_is_flagged():
     ledger = Ledger()
-    in_flight, release = threading.Event(), threading.Event()
-
-    def stuck_batch() -> None:
-        with ledger.batch("s:1", wait=5) as own:
-            in_flight.set()
-            release.wait(10)
-            own.add(0, 7)
-
-    thread = threading.Thread(target=stuck_batch)
-    thread.start()
-    in_flight.wait(5)
+    batch = BatchInFlight(ledger, 0, 7)
     started = time.monotonic()
     with ledger.bracket("s:1", wait=30) as reading:  # capped at GATE_WAIT_SECONDS
         waited = time.monotonic() - started
         assert (reading.misses, reading.ordered) == (0, False)
     assert GATE_WAIT_SECONDS <= waited < GATE_WAIT_SECONDS + 2
-    release.set()
-    thread.join(5)
+    batch.join()
     assert ledger.totals("s:1").misses == 7  # counted, in the next interval

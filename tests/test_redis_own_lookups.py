@@ -124,10 +124,16 @@ def queues_up(samples: Samples) -> bool:
     )
 
 
-def test_reported_lookups_are_exactly_the_apps_whatever_the_exporter_reads(server):
+def cache_keys(server: RedisServer) -> redis.Redis:
+    """The app's cache client, with the ten keys its workload finds."""
     cache = server.client()
     for i in range(10):
         cache.set(f"key:{i}", "v")
+    return cache
+
+
+def test_reported_lookups_are_exactly_the_apps_whatever_the_exporter_reads(server):
+    cache = cache_keys(server)
     fill_queues(server)
     with serve_app(create_app(Exporter(exporter_config(server)))) as url:
         previous = scrape(url)
@@ -169,9 +175,7 @@ def test_an_idle_app_has_no_hit_rate_and_no_lookups(server):
 
 
 def test_a_restart_between_scrapes_gives_no_rate_across_it(server):
-    cache = server.client()
-    for i in range(10):
-        cache.set(f"key:{i}", "v")
+    cache = cache_keys(server)
     fill_queues(server)
     with serve_app(create_app(Exporter(exporter_config(server)))) as url:
         scrape(url)
@@ -180,8 +184,7 @@ def test_a_restart_between_scrapes_gives_no_rate_across_it(server):
         assert get(before, "cache_hit_rate") == pytest.approx(30.0, abs=1.0)
         server.stop()
         server.start()  # same port, empty, counters from 0, a new run id
-        for i in range(10):
-            cache.set(f"key:{i}", "v")
+        cache = cache_keys(server)
         workload(cache, 8, 2)
         after = scrape(url)
         assert get(after, "cache_up") == 1.0
