@@ -11,8 +11,9 @@ Ordering: a batch of reads is *in flight* from just before it is sent until its 
 misses are recorded. The Redis collector's `bracket` waits until no batch is in flight on its
 server and keeps new ones from starting while its INFO runs, so every recorded lookup falls on
 the right side of that INFO. Both waits are bounded (`GATE_WAIT_SECONDS` and the deadline): a
-batch still in flight when the wait ends is counted in the next interval (the bracket reports
-`ordered=False`).
+batch still in flight when INFO stops waiting (the bracket reports `ordered=False`), or one that
+stopped waiting for an INFO running over that long, may be counted an interval late; the Redis
+collector then holds its counters rather than let them go back.
 
 A server is identified by its address as configured (`host:port`, or the unix socket path),
 not by the db: two spellings of one server (`localhost` and `127.0.0.1`) are two servers here.
@@ -88,13 +89,6 @@ class Ledger:
                 state.hits += recorder.hits
                 state.misses += recorder.misses
                 self._changed.notify_all()
-
-    def record(self, server: str, hits: int, misses: int) -> None:
-        """Add lookups made outside a batch (tests, tools reading with another client)."""
-        with self._changed:
-            state = self._server(server)
-            state.hits += hits
-            state.misses += misses
 
     @contextmanager
     def bracket(self, server: str, wait: float) -> Iterator[OwnLookups]:

@@ -14,6 +14,7 @@ scrape whose interval saw no lookup but the exporter's own (an idle application)
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -73,11 +74,18 @@ class LookupInterval:
 
     def __init__(self) -> None:
         self._previous: _Scrape | None = None
+        self._lock = threading.Lock()  # a run past its deadline may still be accounting
 
     def account(
         self, info: Mapping[str, str], own_reading: OwnLookups, bad: list[str] | None = None
     ) -> Accounting | None:
         """This scrape's lookups; None when INFO's counters are not numbers (nothing kept)."""
+        with self._lock:
+            return self._account(info, own_reading, bad)
+
+    def _account(
+        self, info: Mapping[str, str], own_reading: OwnLookups, bad: list[str] | None
+    ) -> Accounting | None:
         raw = raw_lookups(info, bad)
         if raw is None:
             return None
