@@ -161,3 +161,18 @@ def test_server_identity_is_the_address_not_the_db(tmp_path: Path):
     assert server_identity({"host": "127.0.0.1", "port": 6379, "db": 3}) == "127.0.0.1:6379"
     assert server_identity({"host": "Cache.Internal", "port": 6380}) == "cache.internal:6380"
     assert server_identity({"path": "/run/redis.sock", "db": 1}) == "unix:/run/redis.sock"
+
+
+def test_every_command_the_task_queue_kinds_send_is_in_the_table():
+    """A command missing from EFFECTS would not be counted: the kinds' sources name theirs as
+    the first string of a command tuple (`("LLEN", key)`)."""
+    import re
+
+    root = Path(__file__).parent.parent / "collectors"
+    sent = {
+        name
+        for path in root.glob("queues_*.py")
+        for name in re.findall(r'\(\s*"([A-Z]{3,})"\s*,', path.read_text())
+    }
+    assert {"LLEN", "ZCOUNT", "ZCARD", "SMEMBERS", "HVALS", "SCAN"} <= sent
+    assert sent - set(EFFECTS) == set()
