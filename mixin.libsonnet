@@ -27,16 +27,16 @@
         "name": "afirgen.cache.rules",
         "rules": [
           {
-            "record": "job_instance:cache_lookups:rate5m",
-            "expr": "sum by (job, instance) (rate(cache_operations_total{" + $._config.selector + ", operation=\"lookup\"}[5m]))",
+            "record": "job_cache:cache_lookups:rate5m",
+            "expr": "sum by (job, instance, cache) (rate(cache_operations_total{" + $._config.selector + ", type=\"lookup\"}[5m]))",
           },
           {
-            "record": "job_instance:cache_hit:ratio_rate5m",
-            "expr": "sum by (job, instance) (rate(cache_operations_total{" + $._config.selector + ", operation=\"lookup\", result=\"hit\"}[5m]))\n/ (job_instance:cache_lookups:rate5m > 0)",
+            "record": "job_cache:cache_hit:ratio_rate5m",
+            "expr": "sum by (job, instance, cache) (rate(cache_operations_total{" + $._config.selector + ", type=\"lookup\", result=\"hit\"}[5m]))\n/ (job_cache:cache_lookups:rate5m > 0)",
           },
           {
-            "record": "job_instance:cache_memory_usage:ratio",
-            "expr": "cache_memory_usage_bytes{" + $._config.selector + "}\n/ on (job, instance)\n(redis_memory_max_bytes{" + $._config.selector + "} > 0)",
+            "record": "job_cache:cache_memory_usage:ratio",
+            "expr": "cache_memory_usage_bytes{" + $._config.selector + "}\n/ on (job, instance, cache)\n(redis_memory_max_bytes{" + $._config.selector + "} > 0)",
           },
         ],
       },
@@ -248,33 +248,33 @@
             },
             "annotations": {
               "summary": "A Redis cache cannot be reached.",
-              "description": "Redis {{ $labels.instance }} (job {{ $labels.job }}) has not answered for 1m.",
+              "description": "Redis {{ $labels.cache }} (exporter {{ $labels.instance }}) has not answered for 1m.",
               "runbook_url": $._config.runbookURL + "#afirgencachedown",
             },
           },
           {
             "alert": "AfirgenCacheHitRatioLow",
-            "expr": "job_instance:cache_hit:ratio_rate5m < 0.8\nand on (job, instance)\njob_instance:cache_lookups:rate5m > 1",
+            "expr": "job_cache:cache_hit:ratio_rate5m < 0.8\nand on (job, instance, cache)\njob_cache:cache_lookups:rate5m > 1",
             "for": "15m",
             "labels": {
               "severity": "warning",
             },
             "annotations": {
               "summary": "The cache hit ratio is low.",
-              "description": "Only {{ $value | humanizePercentage }} of key lookups on Redis {{ $labels.instance }} hit.",
+              "description": "Only {{ $value | humanizePercentage }} of key lookups on Redis {{ $labels.cache }} hit.",
               "runbook_url": $._config.runbookURL + "#afirgencachehitratiolow",
             },
           },
           {
             "alert": "AfirgenCacheMemoryNearMax",
-            "expr": "job_instance:cache_memory_usage:ratio > 0.9",
+            "expr": "job_cache:cache_memory_usage:ratio > 0.9",
             "for": "10m",
             "labels": {
               "severity": "warning",
             },
             "annotations": {
               "summary": "Redis memory is close to maxmemory.",
-              "description": "Redis {{ $labels.instance }} uses {{ $value | humanizePercentage }} of its maxmemory.",
+              "description": "Redis {{ $labels.cache }} uses {{ $value | humanizePercentage }} of its maxmemory.",
               "runbook_url": $._config.runbookURL + "#afirgencachememorynearmax",
             },
           },
@@ -287,7 +287,7 @@
             },
             "annotations": {
               "summary": "Redis keeps evicting keys.",
-              "description": "Redis {{ $labels.instance }} evicts {{ $value | humanize }} keys per second.",
+              "description": "Redis {{ $labels.cache }} evicts {{ $value | humanize }} keys per second.",
               "runbook_url": $._config.runbookURL + "#afirgencacheevicting",
             },
           },
@@ -300,7 +300,7 @@
             },
             "annotations": {
               "summary": "Redis rejects connections.",
-              "description": "Redis {{ $labels.instance }} rejected {{ $value | humanize }} connections in the last 5 minutes (maxclients reached).",
+              "description": "Redis {{ $labels.cache }} rejected {{ $value | humanize }} connections in the last 5 minutes (maxclients reached).",
               "runbook_url": $._config.runbookURL + "#afirgencacherejectedconnections",
             },
           },

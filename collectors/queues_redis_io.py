@@ -19,9 +19,11 @@ from urllib.parse import urlsplit
 
 from collectors.base import Deadline
 from collectors.checks import check_existing_file
+from collectors.lookup_effects import Command as Command  # the kinds build commands with it
+from collectors.lookup_effects import tally
+from collectors.own_lookups import LEDGER, server_identity
 from collectors.queues_target import Clients, QueueTarget
 
-Command = tuple[str | bytes | int | float, ...]
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 #: The keys of `RedisBroker`, as the Redis collector's `redis:` entries spell them.
 CONNECTION_KEYS = ("username", "ca_file", "cert_file", "key_file", "server_name", "verify")
@@ -95,25 +97,45 @@ BATCH = 512
 
 
 def read_many(client: Any, commands: Sequence[Command], deadline: Deadline) -> list[Any]:
-    """The raw replies of `commands`, in order. Raises the first error reply or timeout."""
+    """The raw replies of `commands`, in order. Raises the first error reply or timeout.
+
+    The keyspace hits and misses the commands cause are recorded in the exporter's ledger of
+    its own lookups (`collectors.own_lookups`), so the Redis collector leaves them out."""
     replies: list[Any] = []
     if not commands:
         return replies
     pool = client.connection_pool
-    connection = pool.get_connection()
-    try:
-        for start in range(0, len(commands), BATCH):
-            batch = commands[start : start + BATCH]
-            connection.send_packed_command(pack(connection, batch))
-            for _ in batch:
-                replies.append(connection.read_response(timeout=deadline.timeout()))
-    except BaseException:
-        # replies may be left unread on the socket: never hand this connection out again
-        connection.disconnect()
-        raise
-    finally:
-        pool.release(connection)
+    server = server_identity(pool.connection_kwargs)
+    with LEDGER.batch(server, deadline.timeout()) as own:
+        connection = pool.get_connection()
+        try:
+            for start in range(0, len(commands), BATCH):
+                batch = commands[start : start + BATCH]
+                connection.send_packed_command(pack(connection, batch))
+                for _ in batch:
+                    replies.append(connection.read_response(timeout=deadline.timeout()))
+            own.add(*settle_lookups(connection, commands, replies, deadline))
+        except BaseException as exc:
+            # replies may be left unread on the socket: never hand this connection out again
+            connection.disconnect()
+            counted = tally(commands, [*replies, exc])  # what was read (WRONGTYPE is a hit)
+            own.add(counted.hits, counted.misses)
+            raise
+        finally:
+            pool.release(connection)
     return replies
+
+
+def settle_lookups(
+    connection: Any, commands: Sequence[Command], replies: Sequence[Any], deadline: Deadline
+) -> tuple[int, int]:
+    """Hits and misses of `commands`; keys whose reply does not say whether they exist (ZCOUNT
+    0, HGET nil) are settled with one `EXISTS` of them all (counted too)."""
+    counted = tally(commands, replies)
+    if counted.unsure:
+        connection.send_packed_command(pack(connection, [("EXISTS", *counted.unsure)]))
+        counted.count_exists(connection.read_response(timeout=deadline.timeout()))
+    return counted.hits, counted.misses
 
 
 @functools.cache

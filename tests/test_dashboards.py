@@ -28,7 +28,7 @@ AREAS = {
     "afirgen-overview": None,
     "afirgen-exporter": None,
     "afirgen-database": "database",
-    "afirgen-cache": None,  # the area label of Redis is `instance` itself
+    "afirgen-cache": "cache",
     "afirgen-model-servers": "server",
     "afirgen-task-queue": "queue",
     "afirgen-host": None,

@@ -108,7 +108,7 @@ def exporter_config(redis_port: int, model_server_url: str) -> dict[str, Any]:
 
 #: One up gauge per collector kind, as Prometheus stores it after /sd and /probe relabelling.
 PROBED_UP = {
-    "redis": 'cache_up{job="afirgen-probe", instance="cache", collector="redis"}',
+    "redis": 'cache_up{job="afirgen-probe", instance="cache", cache="cache", collector="redis"}',
     "database": 'db_up{job="afirgen-probe", instance="main", collector="database"}',
     "model_servers": 'model_server_up{job="afirgen-probe", instance="llm", server="llm"}',
     "task_queue": 'background_tasks_up{job="afirgen-probe", instance="jobs", backend="jobs"}',

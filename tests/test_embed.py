@@ -474,7 +474,7 @@ def _two_workers_sum(url: str, server: subprocess.Popen) -> None:
     # The app's own engine (pool_size 5 + max_overflow 5) and Redis client are read as well.
     for samples in scrapes:
         assert value(samples, "db_connection_pool_size", database="app") == 10
-        assert value(samples, "cache_up", instance="cache") == 1
+        assert value(samples, "cache_up", cache="cache") == 1
     in_progress = value(
         scrape(url), "api_requests_in_progress", endpoint="/api/health", method="GET"
     )

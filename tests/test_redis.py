@@ -55,8 +55,8 @@ def scrape(collector, seconds: float = 5.0):
     return result, parse(text)
 
 
-def get(samples, name: str, instance: str = "cache", **labels: str) -> float | None:
-    return samples.get((name, frozenset({"instance": instance, **labels}.items())))
+def get(samples, name: str, cache: str = "cache", **labels: str) -> float | None:
+    return samples.get((name, frozenset({"cache": cache, **labels}.items())))
 
 
 def collector_for(url: str, **settings) -> object:
@@ -202,7 +202,7 @@ def test_hits_and_misses_match_a_known_workload(server):
         client.set(f"k{i}", "v")
     collector = collector_for(server.url)
     _, first = scrape(collector)
-    assert get(first, "cache_hit_rate") == 0.0  # lifetime, and there were no lookups yet
+    assert get(first, "cache_hit_rate") is None  # no interval yet
     for i in range(7):
         assert client.get(f"k{i}") == b"v"
     for i in range(3):
@@ -211,7 +211,7 @@ def test_hits_and_misses_match_a_known_workload(server):
     collector.close()
 
     def delta(result: str) -> float:
-        labels = {"operation": "lookup", "result": result}
+        labels = {"type": "lookup", "result": result}
         return get(second, "cache_operations_total", **labels) - get(
             first, "cache_operations_total", **labels
         )
@@ -303,7 +303,7 @@ def test_stopped_server_reads_down_and_up_again_after_restart(server):
     server.stop()
     result, samples = scrape(collector)
     assert not result.success and result.reason in ("refused", "connection")
-    assert samples == {("cache_up", frozenset({("instance", "cache")})): 0.0}
+    assert samples == {("cache_up", frozenset({("cache", "cache")})): 0.0}
     server.start()  # same port
     result, samples = scrape(collector)
     collector.close()
@@ -393,7 +393,7 @@ def test_redis6_has_no_histogram_and_says_so(tmp_path: Path):
     assert not [k for k in samples if k[0].startswith("cache_operation_duration")]
     versions = [dict(lb)["version"] for (n, lb) in samples if n == "cache_info"]
     assert versions[0].startswith("6.")
-    assert get(samples, "cache_operations_total", operation="get", result="error") == 0.0
+    assert get(samples, "cache_operations_total", type="get", result="error") == 0.0
 
 
 # -- auth and secrets ------------------------------------------------------------------------
@@ -443,7 +443,7 @@ def test_acl_user_password_file_and_env(auth_server, tmp_path: Path):
         result, samples = scrape(collector)
         collector.close()
         assert result.success, (target.name, result.reason)
-        assert get(samples, "cache_up", instance=target.name) == 1.0
+        assert get(samples, "cache_up", cache=target.name) == 1.0
 
 
 def test_wrong_password_or_missing_permission_is_auth(auth_server):
@@ -484,9 +484,9 @@ def test_passwords_never_show(auth_server, tmp_path: Path, caplog):
         probe = httpx.get(f"{url}/probe?target=down", headers=SCRAPE_HEADERS, timeout=30).text
     exporter.loaded.engine.close()
     samples = parse(metrics)
-    assert get(samples, "cache_up", instance="ok") == 1.0
-    assert get(samples, "cache_up", instance="bad") == 0.0
-    assert get(samples, "cache_up", instance="down") == 0.0
+    assert get(samples, "cache_up", cache="ok") == 1.0
+    assert get(samples, "cache_up", cache="bad") == 0.0
+    assert get(samples, "cache_up", cache="down") == 0.0
     assert any("reason=auth" in r.getMessage() for r in caplog.records)
     with pytest.raises(ConfigError) as caught:
         load_config({"redis": [{"name": "x", "url": f"redis://:{PASSWORD}@[::1"}]}, env={})
@@ -562,6 +562,8 @@ def test_the_collector_serves_exactly_the_families_its_specs_declare(server, tmp
         )
         for url in (server.url, replica.url):
             collector = collector_for(url)
+            collector.run(Deadline.after(5))
+            client.get("a")  # a lookup in the interval: a hit-rate sample
             result = collector.run(Deadline.after(5))
             collector.close()
             assert result.success, result.reason

@@ -14,13 +14,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis._parsers.helpers import parse_info as redis_py_parse_info
 
 from collectors.base import Deadline, ScrapeContext
+from collectors.own_lookups import OwnLookups
 from collectors.redis import (
     INFO_FIELDS,
     CommandLatency,
-    Lookups,
+    LookupInterval,
     command_stats,
     fold_histograms,
-    hit_rate_percent,
     info_families,
     parse_fields,
     parse_info,
@@ -60,7 +60,7 @@ def families_for(name: str, **kwargs):
 
 
 def value(families, name: str, **labels: str) -> float | None:
-    labels.setdefault("instance", "cache")
+    labels.setdefault("cache", "cache")
     return samples(families).get((name, frozenset(labels.items())))
 
 
@@ -107,7 +107,7 @@ def test_table_fields_become_samples_in_base_units(name):
     for row in INFO_FIELDS:
         if row.key not in info:
             continue
-        got = exposed[(row.spec.name, frozenset({("instance", "cache")}))]
+        got = exposed[(row.spec.name, frozenset({("cache", "cache")}))]
         assert got == pytest.approx(row.convert(info[row.key])), row.key
     assert value(families, "cache_memory_usage_bytes") == float(info["used_memory"])
     assert value(families, "cache_evictions_total") == float(info["evicted_keys"])
@@ -169,10 +169,10 @@ def test_per_command_families_match_commandstats():
         assert value(families, "redis_commands_duration_seconds_total", command=cmd) == (
             pytest.approx(s.seconds)
         )
-        errors = value(families, "cache_operations_total", operation=cmd, result="error")
+        errors = value(families, "cache_operations_total", type=cmd, result="error")
         assert errors == s.rejected + s.failed
     # the dumps were taken after an LPUSH on a string key and an unknown command
-    assert value(families, "cache_operations_total", operation="lpush", result="error") == 1.0
+    assert value(families, "cache_operations_total", type="lpush", result="error") == 1.0
     assert value(families, "redis_commands_failed_calls_total") == sum(
         s.failed for s in stats.values()
     )
@@ -184,8 +184,8 @@ def test_per_command_families_match_commandstats():
 def test_lookups_become_hit_and_miss_operations():
     families, _ = families_for("info_redis6.txt")
     info = parse_info(dump("info_redis6.txt"))
-    hits = value(families, "cache_operations_total", operation="lookup", result="hit")
-    misses = value(families, "cache_operations_total", operation="lookup", result="miss")
+    hits = value(families, "cache_operations_total", type="lookup", result="hit")
+    misses = value(families, "cache_operations_total", type="lookup", result="miss")
     assert (hits, misses) == (float(info["keyspace_hits"]), float(info["keyspace_misses"]))
     assert value(families, "redis_keyspace_hits_total") == hits
 
@@ -214,12 +214,74 @@ def test_command_budget_folds_the_rest_under_other():
     assert total == sum(s.calls for s in stats.values())
 
 
-def test_hit_rate_over_the_interval():
-    assert hit_rate_percent(Lookups(30, 10), None) == 75.0  # lifetime on the first scrape
-    assert hit_rate_percent(Lookups(37, 13), Lookups(30, 10)) == 70.0  # 7 hits, 3 misses
-    assert hit_rate_percent(Lookups(30, 10), Lookups(30, 10)) == 0.0  # no lookups
-    assert hit_rate_percent(Lookups(0, 0), None) == 0.0
-    assert hit_rate_percent(Lookups(4, 1), Lookups(30, 10)) == 80.0  # restart: lifetime again
+def stats_info(hits: int, misses: int, *, run_id: str = "a" * 40, uptime: int = 100):
+    return {
+        "keyspace_hits": str(hits),
+        "keyspace_misses": str(misses),
+        "run_id": run_id,
+        "uptime_in_seconds": str(uptime),
+    }
+
+
+def test_hit_rate_over_the_interval_without_the_exporters_own_lookups():
+    interval = LookupInterval()
+    first = interval.account(stats_info(30, 10), OwnLookups(2, 5))
+    assert first is not None and first.rate is None  # no interval yet
+    assert (first.app.hits, first.app.misses) == (28, 5)  # lifetime, own lookups taken out
+    # 7 hits and 3 misses of the app, 1 hit and 4 misses of the exporter's own reads
+    second = interval.account(stats_info(38, 17, uptime=110), OwnLookups(3, 9))
+    assert second is not None and second.rate == 70.0
+    assert (second.app.hits, second.app.misses) == (35, 8)
+    assert (second.own.hits, second.own.misses) == (3, 9)
+    # only the exporter's own lookups (an idle app): no sample, never a 0% hit rate
+    idle = interval.account(stats_info(39, 30, uptime=120), OwnLookups(4, 22))
+    assert idle is not None and idle.rate is None
+    assert (idle.app.hits, idle.app.misses) == (35, 8)
+
+
+@pytest.mark.parametrize(
+    "restart",
+    [
+        {"run_id": "b" * 40, "uptime": 500},  # a new run id (a restart that took long)
+        {"uptime": 5},  # uptime went back
+        {"uptime": 130},  # CONFIG RESETSTAT: the counters went back
+    ],
+)
+def test_no_hit_rate_across_a_restart(restart):
+    interval = LookupInterval()
+    interval.account(stats_info(30, 10), OwnLookups(0, 0))
+    interval.account(stats_info(40, 20, uptime=110), OwnLookups(0, 4))
+    # 4 hits and 2 misses of the app, 1 miss of the exporter's own after the restart
+    after = interval.account(stats_info(4, 3, **restart), OwnLookups(0, 5))
+    assert after is not None and after.rate is None
+    assert (after.app.hits, after.app.misses) == (4, 2)
+    following = interval.account(stats_info(12, 5, **{**restart, "uptime": 600}), OwnLookups(0, 5))
+    assert following is not None and following.rate == 80.0  # 8 hits, 2 misses
+
+
+def test_the_interval_after_a_restart_is_exact_whichever_side_the_own_lookups_fell():
+    interval = LookupInterval()
+    interval.account(stats_info(40, 20), OwnLookups(0, 4))
+    # 50 own misses recorded after that INFO but made before the restart (the old lifetime);
+    # then the app's 4 hits and 2 misses and 1 own miss on the new server
+    after = interval.account(stats_info(4, 3, run_id="b" * 40, uptime=1), OwnLookups(0, 55))
+    assert after is not None and after.rate is None
+    assert (after.app.hits, after.app.misses) == (4, 0)  # an estimate, never below 0
+    # 8 hits and 2 misses of the app, 5 own misses
+    following = interval.account(stats_info(12, 10, run_id="b" * 40, uptime=11), OwnLookups(0, 60))
+    assert following is not None and following.rate == 80.0
+    assert (following.app.hits - after.app.hits, following.app.misses - after.app.misses) == (8, 2)
+
+
+def test_corrected_lookups_never_go_back():
+    """A batch of own reads counted a scrape late cannot make the counter decrease."""
+    interval = LookupInterval()
+    interval.account(stats_info(30, 10), OwnLookups(0, 0))
+    # the server counted 4 own misses the ledger has not seen yet: the app seems to miss 4
+    early = interval.account(stats_info(30, 14, uptime=110), OwnLookups(0, 0))
+    assert early is not None and early.app.misses == 14
+    late = interval.account(stats_info(30, 14, uptime=120), OwnLookups(0, 4))
+    assert late is not None and late.app.misses == 14 and late.rate is None
 
 
 def test_histogram_fill_forward_and_fold():
@@ -322,7 +384,7 @@ def test_bad_values_are_skipped_and_counted_never_the_instance():
     for name, labels in [
         ("redis_commands_total", {"command": "get"}),
         ("cache_hit_rate", {}),
-        ("cache_operations_total", {"operation": "lookup", "result": "hit"}),
+        ("cache_operations_total", {"type": "lookup", "result": "hit"}),
         ("cache_evictions_total", {}),
         ("redis_evicted_keys_total", {}),
         ("cache_memory_usage_bytes", {}),

@@ -15,24 +15,27 @@ from alerts.thresholds import (
     CACHE_REJECTED_FOR,
 )
 
-LOOKUP = 'operation="lookup"'
-LOOKUP_HIT = 'operation="lookup", result="hit"'
+#: The application's key lookups: the exporter's own (task-queue reads on the same server)
+#: are already left out of cache_operations_total, so an idle application has none.
+LOOKUP = 'type="lookup"'
+LOOKUP_HIT = 'type="lookup", result="hit"'
 
 AREA = Area(
     "cache",
     records=(
         Record(
-            "job_instance:cache_lookups:rate5m",
-            f"sum by (job, instance) (rate(cache_operations_total{selector(LOOKUP)}[5m]))",
+            "job_cache:cache_lookups:rate5m",
+            f"sum by (job, instance, cache) (rate(cache_operations_total{selector(LOOKUP)}[5m]))",
         ),
         Record(
-            "job_instance:cache_hit:ratio_rate5m",
-            f"sum by (job, instance) (rate(cache_operations_total{selector(LOOKUP_HIT)}[5m]))\n"
-            "/ (job_instance:cache_lookups:rate5m > 0)",
+            "job_cache:cache_hit:ratio_rate5m",
+            "sum by (job, instance, cache) "
+            f"(rate(cache_operations_total{selector(LOOKUP_HIT)}[5m]))\n"
+            "/ (job_cache:cache_lookups:rate5m > 0)",
         ),
         Record(
-            "job_instance:cache_memory_usage:ratio",
-            f"cache_memory_usage_bytes{selector()}\n/ on (job, instance)\n"
+            "job_cache:cache_memory_usage:ratio",
+            f"cache_memory_usage_bytes{selector()}\n/ on (job, instance, cache)\n"
             f"(redis_memory_max_bytes{selector()} > 0)",
         ),
     ),
@@ -43,27 +46,27 @@ AREA = Area(
             CACHE_DOWN_FOR,
             "critical",
             "A Redis cache cannot be reached.",
-            "Redis {{ $labels.instance }} (job {{ $labels.job }}) has not answered for "
+            "Redis {{ $labels.cache }} (exporter {{ $labels.instance }}) has not answered for "
             f"{CACHE_DOWN_FOR}.",
         ),
         Alert(
             "AfirgenCacheHitRatioLow",
-            f"job_instance:cache_hit:ratio_rate5m < {CACHE_HIT_RATIO_MIN}\n"
-            "and on (job, instance)\n"
-            f"job_instance:cache_lookups:rate5m > {CACHE_MIN_LOOKUPS_PER_SECOND}",
+            f"job_cache:cache_hit:ratio_rate5m < {CACHE_HIT_RATIO_MIN}\n"
+            "and on (job, instance, cache)\n"
+            f"job_cache:cache_lookups:rate5m > {CACHE_MIN_LOOKUPS_PER_SECOND}",
             CACHE_HIT_RATIO_FOR,
             "warning",
             "The cache hit ratio is low.",
             "Only {{ $value | humanizePercentage }} of key lookups on Redis "
-            "{{ $labels.instance }} hit.",
+            "{{ $labels.cache }} hit.",
         ),
         Alert(
             "AfirgenCacheMemoryNearMax",
-            f"job_instance:cache_memory_usage:ratio > {CACHE_MEMORY_RATIO}",
+            f"job_cache:cache_memory_usage:ratio > {CACHE_MEMORY_RATIO}",
             CACHE_MEMORY_FOR,
             "warning",
             "Redis memory is close to maxmemory.",
-            "Redis {{ $labels.instance }} uses {{ $value | humanizePercentage }} of its maxmemory.",
+            "Redis {{ $labels.cache }} uses {{ $value | humanizePercentage }} of its maxmemory.",
         ),
         Alert(
             "AfirgenCacheEvicting",
@@ -71,7 +74,7 @@ AREA = Area(
             CACHE_EVICTIONS_FOR,
             "warning",
             "Redis keeps evicting keys.",
-            "Redis {{ $labels.instance }} evicts {{ $value | humanize }} keys per second.",
+            "Redis {{ $labels.cache }} evicts {{ $value | humanize }} keys per second.",
         ),
         Alert(
             "AfirgenCacheRejectedConnections",
@@ -79,7 +82,7 @@ AREA = Area(
             CACHE_REJECTED_FOR,
             "warning",
             "Redis rejects connections.",
-            "Redis {{ $labels.instance }} rejected {{ $value | humanize }} connections in the "
+            "Redis {{ $labels.cache }} rejected {{ $value | humanize }} connections in the "
             "last 5 minutes (maxclients reached).",
         ),
     ),

@@ -7,6 +7,8 @@ The package, one job per module:
 - `parsing`: pure parsers of the INFO text and the LATENCY HISTOGRAM reply;
 - `fields`: the INFO field -> metric table (adding a field is one line there);
 - `commands`: per-command statistics and histograms within a series budget;
+- `interval`: keyspace lookups between two scrapes, the exporter's own taken out, restarts
+  detected;
 - `families`: every family's spec (`SPECS`) and the mapping from parsed replies to families;
 - `connection`: the collector's own connection, bounded by the scrape deadline and a reply
   budget, and droppable from another thread;
@@ -21,8 +23,9 @@ from collectors.redis.commands import (
     fold_commands,
     fold_histograms,
 )
-from collectors.redis.families import SPECS, Lookups, hit_rate_percent, info_families
+from collectors.redis.families import SPECS, info_families
 from collectors.redis.fields import INFO_FIELDS, LABEL, InfoField
+from collectors.redis.interval import Accounting, LookupInterval, Lookups, raw_lookups
 from collectors.redis.parsing import (
     CommandLatency,
     parse_fields,
@@ -34,11 +37,13 @@ from collectors.redis.settings import Options, Target, check_redis_url, connecti
 __all__ = [
     "INFO_FIELDS",
     "LABEL",
+    "Accounting",
     "OTHER",
     "SPECS",
     "CommandLatency",
     "CommandStats",
     "InfoField",
+    "LookupInterval",
     "Lookups",
     "Options",
     "RedisCollector",
@@ -50,9 +55,9 @@ __all__ = [
     "fold_commands",
     "fold_histograms",
     "from_client",
-    "hit_rate_percent",
     "info_families",
     "parse_fields",
     "parse_info",
     "parse_latency_histogram",
+    "raw_lookups",
 ]

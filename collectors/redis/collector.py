@@ -21,8 +21,10 @@ from redis.exceptions import AuthorizationError, InvalidResponse
 from redis.retry import Retry
 
 from collectors.base import Deadline, ScrapeContext, SourceCollector, classify_error
+from collectors.own_lookups import LEDGER, server_identity
 from collectors.redis.connection import bounded_class
-from collectors.redis.families import CACHE_UP, Lookups, info_families, lookups
+from collectors.redis.families import CACHE_UP, info_families
+from collectors.redis.interval import LookupInterval
 from collectors.redis.parsing import parse_info, parse_latency_histogram, text
 from collectors.redis.settings import Options, Target, connection_settings
 from collectors.secret import url_password
@@ -44,16 +46,19 @@ class RedisCollector(SourceCollector):
         connect: Callable[[], Any],
         options: Options,
         *,
+        server: str,
         secrets: Iterable[str] = (),
     ) -> None:
         super().__init__(name, secrets=secrets)
         self.options = options
+        #: The server's identity in the ledger of the exporter's own lookups.
+        self.server = server
         self._connect = connect
         self._lock = threading.Lock()
         self._idle: Any = connect()  # the kept connection; None while a run holds it
         self._busy: dict[int, tuple[Any, Deadline]] = {}  # id -> (connection, run deadline)
         self._resp2 = False  # the server refused HELLO 3: RESP2 from now on
-        self._previous: Lookups | None = None
+        self._interval = LookupInterval()
         self._histogram_supported: bool | None = None  # unknown until the server answers
         self._packed_info = self._idle.pack_commands([("INFO", "ALL")])
         self._packed_both = self._idle.pack_commands([("INFO", "ALL"), ("LATENCY", "HISTOGRAM")])
@@ -61,7 +66,10 @@ class RedisCollector(SourceCollector):
     def fetch(self, ctx: ScrapeContext) -> Iterator[Metric]:
         conn = self._checkout(ctx.deadline)
         try:
-            raw, histogram_reply = self._round_trip(conn, ctx)
+            # the exporter's own lookups recorded by now, read with INFO as one step: task-queue
+            # reads on this server wait for INFO's reply, and INFO for theirs
+            with LEDGER.bracket(self.server, ctx.deadline.timeout() / 4) as own:
+                raw, histogram_reply = self._round_trip(conn, ctx)
         finally:
             self._checkin(conn)
         info = parse_info(text(raw))
@@ -75,11 +83,13 @@ class RedisCollector(SourceCollector):
             ctx=ctx,
             command_limit=self.options.command_limit,
             histogram_command_limit=self.options.histogram_command_limit,
-            previous=self._previous,
+            interval=self._interval,
+            own=own,
             histograms=histograms,
             skipped=skipped,
         )
-        self._previous = lookups(info) or self._previous
+        if not own.ordered:
+            ctx.note("own lookups still in flight at INFO: counted in the next interval")
         if self.options.latency_histogram and self._histogram_supported is False:
             ctx.note("LATENCY HISTOGRAM unavailable (Redis < 7): no duration histogram")
         yield from families
@@ -223,7 +233,11 @@ def build(options: Options | None, target: Target) -> RedisCollector:
         url_password(target.url) or "",
     ]
     return RedisCollector(
-        target.name, _connector(connection_class, kwargs), effective, secrets=secrets
+        target.name,
+        _connector(connection_class, kwargs),
+        effective,
+        server=server_identity(kwargs),
+        secrets=secrets,
     )
 
 
@@ -247,5 +261,6 @@ def from_client(
         name,
         _connector(pool.connection_class, kwargs),
         effective,
+        server=server_identity(kwargs),
         secrets=[password] if isinstance(password, str) else [],
     )

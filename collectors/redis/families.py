@@ -10,6 +10,7 @@ from typing import Any
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import ScrapeContext
+from collectors.own_lookups import OwnLookups
 from collectors.redis.commands import (
     OTHER,
     CommandStats,
@@ -18,6 +19,7 @@ from collectors.redis.commands import (
     histogram_family,
 )
 from collectors.redis.fields import INFO_FIELDS, LABEL
+from collectors.redis.interval import LookupInterval
 from collectors.redis.parsing import CommandLatency, number, parse_fields, sample_value
 from collectors.specs import FamilySet, MetricSpec, counter, gauge, histogram
 
@@ -26,9 +28,11 @@ _DB = (LABEL, "db")
 _CMDSTAT = "INFO commandstats"
 
 # fmt: off
-CACHE_UP = gauge("cache_up", "1 if the Redis instance answered INFO.", [LABEL], source="the scrape's round trip")  # noqa: E501
-HIT_RATE = gauge("cache_hit_rate", "Percent of keyspace lookups that hit, since the exporter's previous scrape of this instance (lifetime on the first scrape); 0 when there were no lookups.", [LABEL], source="INFO `keyspace_hits`, `keyspace_misses`, between two scrapes")  # noqa: E501
-OPERATIONS = counter("cache_operations_total", "Cache operations by outcome: keyspace lookups (operation=lookup) that hit or missed, and commands that failed or were rejected (result=error, per command; Redis >= 6.2).", [LABEL, "operation", "result"], source="INFO `keyspace_*`; commandstats `failed_calls` + `rejected_calls`")  # noqa: E501
+CACHE_UP = gauge("cache_up", "1 if the Redis server answered INFO.", [LABEL], source="the scrape's round trip")  # noqa: E501
+HIT_RATE = gauge("cache_hit_rate", "Percent of the keyspace lookups since the exporter's previous scrape of this server that hit, the exporter's own lookups (task-queue reads) left out; no sample on the first scrape, after a restart, or when there was no lookup but the exporter's own.", [LABEL], source="INFO `keyspace_hits`, `keyspace_misses` between two scrapes, minus the exporter's own lookups")  # noqa: E501
+OPERATIONS = counter("cache_operations_total", "Cache operations by type and result: keyspace lookups (type=lookup) that hit or missed, the exporter's own left out, and calls of each command that failed or were rejected (type=<command>, result=error; Redis >= 6.2).", [LABEL, "type", "result"], source="INFO `keyspace_*` minus the exporter's own lookups; commandstats `failed_calls` + `rejected_calls`")  # noqa: E501
+OWN_HITS = counter("redis_exporter_own_keyspace_hits_total", "Keyspace hits this exporter process caused on the server itself (task-queue reads of keys that exist), left out of cache_hit_rate and cache_operations_total.", [LABEL], source="the exporter's ledger of its own reads (collectors/own_lookups.py)")  # noqa: E501
+OWN_MISSES = counter("redis_exporter_own_keyspace_misses_total", "Keyspace misses this exporter process caused on the server itself (task-queue reads of keys that do not exist, such as empty queues), left out of cache_hit_rate and cache_operations_total.", [LABEL], source="the exporter's ledger of its own reads (collectors/own_lookups.py)")  # noqa: E501
 OPERATION_DURATION = histogram("cache_operation_duration_seconds", "Command execution time per command, from LATENCY HISTOGRAM (Redis >= 7); the sum is commandstats usec.", _COMMAND, unit="seconds", source="LATENCY HISTOGRAM (Redis >= 7); sum: commandstats `usec`")  # noqa: E501
 CACHE_INFO = gauge("cache_info", "Redis server version, role, mode and eviction policy; always 1.", [LABEL, "version", "role", "mode", "maxmemory_policy"], source="INFO `redis_version`, `role` (slave: replica), `redis_mode`, `maxmemory_policy`")  # noqa: E501
 COMMANDS = counter("redis_commands_total", "Calls per command (commandstats).", _COMMAND, source=f"{_CMDSTAT} `calls`; subcommands as `config|get`")  # noqa: E501
@@ -59,61 +63,36 @@ SPECS: tuple[MetricSpec, ...] = (
     DB_EXPIRING,
     DB_AVG_TTL,
     REPLICA_LAG,
+    OWN_HITS,
+    OWN_MISSES,
     FIELDS_SKIPPED,
 )
+NO_OWN_LOOKUPS = OwnLookups()
 #: Field names shown in the landing-page note about skipped fields: at most this many, this long.
 _NOTE_NAMES, _NOTE_NAME_LENGTH = 3, 40
 
 
-@dataclass
-class Lookups:
-    """Keyspace hits and misses at a previous scrape, to compute the hit rate over an interval."""
-
-    hits: float
-    misses: float
-
-
-def hit_rate_percent(current: Lookups, previous: Lookups | None) -> float:
-    """Percent of keyspace lookups that hit since `previous` (lifetime when there is none or
-    the counters went back, as after a restart or CONFIG RESETSTAT); 0 without lookups."""
-    hits, misses = current.hits, current.misses
-    if previous is not None and hits >= previous.hits and misses >= previous.misses:
-        hits, misses = hits - previous.hits, misses - previous.misses
-    total = hits + misses
-    return 100.0 * hits / total if total > 0 else 0.0
-
-
-_LOOKUPS = ("keyspace_hits", "keyspace_misses")
-
-
-def lookups(info: Mapping[str, str], bad: list[str] | None = None) -> Lookups | None:
-    """Keyspace hits and misses (0 when the server does not report them); None when either
-    is not a counter's value (named in `bad`)."""
-    hits, misses = (number(info.get(key) or "0", counter=True) for key in _LOOKUPS)
-    if hits is None or misses is None:
-        if bad is not None:
-            bad.extend(key for key, n in zip(_LOOKUPS, (hits, misses), strict=True) if n is None)
-        return None
-    return Lookups(hits, misses)
-
-
 def info_families(
     info: Mapping[str, str],
-    instance: str,
+    cache: str,
     *,
     ctx: ScrapeContext,
     command_limit: int,
     histogram_command_limit: int | None = None,
-    previous: Lookups | None = None,
+    interval: LookupInterval | None = None,
+    own: OwnLookups = NO_OWN_LOOKUPS,
     histograms: Mapping[str, CommandLatency] | None = None,
     skipped: Sequence[str] = (),
 ) -> list[Metric]:
-    """Every family for one parsed INFO (and histogram), `instance` as the label value.
+    """Every family for one parsed INFO (and histogram), `cache` as the label value.
 
-    A field whose value a metric may not carry is left out and counted (with those already
-    in `skipped`, from parsing the histogram); the rest of the instance is still served.
+    `interval` holds the previous scrape of this target (the hit rate is over the interval
+    since it) and `own` the exporter's own lookups on the server so far, which are taken out
+    of the hit rate and `cache_operations_total`. A field whose value a metric may not carry
+    is left out and counted (with those already in `skipped`, from parsing the histogram); the
+    rest of the target is still served.
     """
-    out = FamilySet(instance)
+    out = FamilySet(cache)
     bad = list(skipped)
     out.add(CACHE_UP, 1.0)
     for row in INFO_FIELDS:
@@ -127,11 +106,11 @@ def info_families(
         if value is None:
             bad.append(row.key)
         else:
-            out.get(row.spec).add_metric([instance], value)  # type: ignore[attr-defined]
+            out.get(row.spec).add_metric([cache], value)  # type: ignore[attr-defined]
 
-    current = lookups(info, bad)
-    if current is not None:
-        out.add(HIT_RATE, hit_rate_percent(current, previous))
+    counted = (interval or LookupInterval()).account(info, own, bad)
+    if counted is not None and counted.rate is not None:
+        out.add(HIT_RATE, counted.rate)
     role = info.get("role", "")
     out.add(
         CACHE_INFO,
@@ -148,10 +127,12 @@ def info_families(
     folded = fold_commands(stats, kept)
     # failed_calls/rejected_calls came with total_error_replies in 6.2
     errors = "total_error_replies" in info
-    if current is not None:
-        out.add(OPERATIONS, current.hits, "lookup", "hit")
-        out.add(OPERATIONS, current.misses, "lookup", "miss")
-    _command_families(out, instance, folded, errors=errors)
+    if counted is not None:
+        out.add(OPERATIONS, counted.app.hits, "lookup", "hit")
+        out.add(OPERATIONS, counted.app.misses, "lookup", "miss")
+        out.add(OWN_HITS, counted.own.hits)
+        out.add(OWN_MISSES, counted.own.misses)
+    _command_families(out, cache, folded, errors=errors)
     _error_family(out, lines.errors, ctx, command_limit, bad)
     _keyspace_families(out, lines.dbs, bad)
     _replica_family(out, lines.replicas, bad)
@@ -159,7 +140,7 @@ def info_families(
         limit = command_limit if histogram_command_limit is None else histogram_command_limit
         calls = {cmd: s.calls for cmd, s in stats.items() if cmd in kept}
         top = ctx.keep_top(calls, limit) if limit < len(kept) else kept
-        histogram_family(out.get(OPERATION_DURATION), histograms, stats, top, instance)
+        histogram_family(out.get(OPERATION_DURATION), histograms, stats, top, cache)
     fields = list(dict.fromkeys(bad))  # a field feeding two metrics counts once
     out.add(FIELDS_SKIPPED, len(fields))
     if fields:
@@ -178,7 +159,7 @@ def _names(fields: Sequence[str]) -> str:
 
 
 def _command_families(
-    out: FamilySet, instance: str, folded: Mapping[str, CommandStats], *, errors: bool
+    out: FamilySet, cache: str, folded: Mapping[str, CommandStats], *, errors: bool
 ) -> None:
     """Calls and time per command; rejected and failed calls server-wide (per command they
     are in `cache_operations_total{result="error"}`: one series per command, not three).
@@ -189,12 +170,12 @@ def _command_families(
     if errors:
         add_error: Any = out.get(OPERATIONS).add_metric  # type: ignore[attr-defined]
         for cmd, s in ordered:
-            add_error([instance, cmd, "error"], s.rejected + s.failed)
+            add_error([cache, cmd, "error"], s.rejected + s.failed)
     add_calls: Any = out.get(COMMANDS).add_metric  # type: ignore[attr-defined]
     add_seconds: Any = out.get(COMMAND_SECONDS).add_metric  # type: ignore[attr-defined]
     for cmd, s in ordered:
-        add_calls([instance, cmd], s.calls)
-        add_seconds([instance, cmd], s.seconds)
+        add_calls([cache, cmd], s.calls)
+        add_seconds([cache, cmd], s.seconds)
     if errors:
         out.add(REJECTED, sum(s.rejected for s in folded.values()))
         out.add(FAILED, sum(s.failed for s in folded.values()))

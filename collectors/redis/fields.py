@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from collectors.specs import MetricSpec, MetricType
 
-#: The label every Redis series carries: the configured name.
-LABEL = "instance"
+#: The label every Redis series carries: the configured name (never `instance`, which
+#: Prometheus owns and sets to the scraped address).
+LABEL = "cache"
 
 
 def _micro(value: str) -> float:
@@ -29,7 +30,7 @@ def _is(expected: str) -> Callable[[str], float]:
 
 @dataclass(frozen=True)
 class InfoField:
-    """How one INFO field becomes one sample (label `instance`)."""
+    """How one INFO field becomes one sample (label `cache`)."""
 
     key: str
     spec: MetricSpec

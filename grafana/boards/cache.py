@@ -8,6 +8,7 @@ from grafana.panels import (
     TARGET,
     Board,
     Row,
+    area_variable,
     instance_variable,
     job_variable,
     query,
@@ -17,16 +18,19 @@ from grafana.panels import (
     timeseries_panel,
 )
 
-CACHE = TARGET
-LOOKUP = f'{CACHE}, operation="lookup"'
+CACHE = f'{TARGET}, cache=~"$cache"'
+#: The application's key lookups (the exporter's own task-queue reads are left out).
+LOOKUP = f'{CACHE}, type="lookup"'
 LOOKUP_HIT = f'{LOOKUP}, result="hit"'
 
 BOARD = Board(
     "afirgen-cache",
     "afirgen / Cache",
     "Redis as the backend's cache, from INFO at scrape time: hit ratio, memory against "
-    "maxmemory, evictions, commands, clients and latency. `instance` is the configured Redis.",
-    [job_variable(), instance_variable("cache_up", "Redis")],
+    "maxmemory, evictions, commands, clients and latency. `cache` is the configured Redis; the "
+    "exporter's own key lookups (task-queue reads on the same server) are left out of the hit "
+    "ratio and the operations.",
+    [job_variable(), instance_variable("cache_up"), area_variable("cache", "Redis", "cache_up")],
     [
         Row(
             "Health",
@@ -35,14 +39,14 @@ BOARD = Board(
                     "Redis up",
                     "1 when the exporter could read INFO in the last scrape.",
                     "none",
-                    query(f"cache_up{{{CACHE}}}", "{{instance}}"),
+                    query(f"cache_up{{{CACHE}}}", "{{cache}}"),
                     updown=True,
                 ),
                 stat_panel(
                     "Hit ratio (5m)",
                     "Key lookups that hit over all lookups, last 5 minutes (recording rule).",
                     "percentunit",
-                    query(f"min(job_instance:cache_hit:ratio_rate5m{{{CACHE}}})"),
+                    query(f"min(job_cache:cache_hit:ratio_rate5m{{{CACHE}}})"),
                     max=1,
                     steps=red_below(CACHE_HIT_RATIO_MIN),
                 ),
@@ -50,7 +54,7 @@ BOARD = Board(
                     "Memory of maxmemory",
                     "Used memory over maxmemory (absent when no maxmemory is set).",
                     "percentunit",
-                    query(f"max(job_instance:cache_memory_usage:ratio{{{CACHE}}})"),
+                    query(f"max(job_cache:cache_memory_usage:ratio{{{CACHE}}})"),
                     max=1,
                     steps=red_above(CACHE_MEMORY_RATIO),
                 ),
@@ -66,23 +70,24 @@ BOARD = Board(
                     "`cache_hit_rate` (percent / 100).",
                     "percentunit",
                     query(
-                        "sum by (instance) "
+                        "sum by (cache) "
                         f"(rate(cache_operations_total{{{LOOKUP_HIT}}}[{RATE}]))\n"
-                        "/ (sum by (instance) "
+                        "/ (sum by (cache) "
                         f"(rate(cache_operations_total{{{LOOKUP}}}[{RATE}])) > 0)",
-                        "{{instance}}",
+                        "{{cache}}",
                     ),
-                    query(f"cache_hit_rate{{{CACHE}}} / 100", "{{instance}} per scrape"),
+                    query(f"cache_hit_rate{{{CACHE}}} / 100", "{{cache}} per scrape"),
                     max=1,
                 ),
                 timeseries_panel(
                     "Operations by result",
-                    "Key lookups that hit or missed and commands that failed, per second.",
+                    "The application's key lookups that hit or missed and commands that failed, "
+                    "per second.",
                     "ops",
                     query(
-                        f"sum by (instance, operation, result) "
+                        f"sum by (cache, type, result) "
                         f"(rate(cache_operations_total{{{CACHE}}}[{RATE}]))",
-                        "{{instance}} {{operation}} {{result}}",
+                        "{{cache}} {{type}} {{result}}",
                     ),
                 ),
             ],
@@ -94,32 +99,30 @@ BOARD = Board(
                     "Memory",
                     "Memory Redis uses for data, against maxmemory.",
                     "bytes",
-                    query(f"cache_memory_usage_bytes{{{CACHE}}}", "{{instance}} used"),
-                    query(f"redis_memory_max_bytes{{{CACHE}}} > 0", "{{instance}} maxmemory"),
+                    query(f"cache_memory_usage_bytes{{{CACHE}}}", "{{cache}} used"),
+                    query(f"redis_memory_max_bytes{{{CACHE}}} > 0", "{{cache}} maxmemory"),
                 ),
                 timeseries_panel(
                     "Evictions and expirations",
                     "Keys evicted for memory and keys that expired, per second.",
                     "ops",
-                    query(
-                        f"rate(cache_evictions_total{{{CACHE}}}[{RATE}])", "{{instance}} evicted"
-                    ),
+                    query(f"rate(cache_evictions_total{{{CACHE}}}[{RATE}])", "{{cache}} evicted"),
                     query(
                         f"rate(redis_expired_keys_total{{{CACHE}}}[{RATE}])",
-                        "{{instance}} expired",
+                        "{{cache}} expired",
                     ),
                 ),
                 timeseries_panel(
                     "Keys per db",
                     "Keys in each logical database.",
                     "short",
-                    query(f"redis_db_keys{{{CACHE}}}", "{{instance}} {{db}}"),
+                    query(f"redis_db_keys{{{CACHE}}}", "{{cache}} {{db}}"),
                 ),
                 timeseries_panel(
                     "Fragmentation",
                     "RSS over used memory; well above 1.5 the allocator wastes memory.",
                     "none",
-                    query(f"redis_memory_fragmentation_ratio{{{CACHE}}}", "{{instance}}"),
+                    query(f"redis_memory_fragmentation_ratio{{{CACHE}}}", "{{cache}}"),
                 ),
             ],
         ),
@@ -131,9 +134,9 @@ BOARD = Board(
                     "Calls per command (top commands, the rest under 'other').",
                     "ops",
                     query(
-                        f"topk(10, sum by (instance, command) "
+                        f"topk(10, sum by (cache, command) "
                         f"(rate(redis_commands_total{{{CACHE}}}[{RATE}])))",
-                        "{{instance}} {{command}}",
+                        "{{cache}} {{command}}",
                     ),
                 ),
                 timeseries_panel(
@@ -141,17 +144,17 @@ BOARD = Board(
                     "99th percentile of command latency from Redis's LATENCY HISTOGRAM.",
                     "s",
                     query(
-                        f"histogram_quantile(0.99, sum by (instance, command, le) "
+                        f"histogram_quantile(0.99, sum by (cache, command, le) "
                         f"(rate(cache_operation_duration_seconds_bucket{{{CACHE}}}[{RATE}])))",
-                        "{{instance}} {{command}}",
+                        "{{cache}} {{command}}",
                     ),
                 ),
                 timeseries_panel(
                     "Clients",
                     "Connected and blocked clients.",
                     "short",
-                    query(f"redis_connected_clients{{{CACHE}}}", "{{instance}} connected"),
-                    query(f"redis_blocked_clients{{{CACHE}}}", "{{instance}} blocked"),
+                    query(f"redis_connected_clients{{{CACHE}}}", "{{cache}} connected"),
+                    query(f"redis_blocked_clients{{{CACHE}}}", "{{cache}} blocked"),
                 ),
                 timeseries_panel(
                     "Rejected connections",
@@ -159,7 +162,7 @@ BOARD = Board(
                     "ops",
                     query(
                         f"rate(redis_rejected_connections_total{{{CACHE}}}[{RATE}])",
-                        "{{instance}}",
+                        "{{cache}}",
                     ),
                 ),
             ],

@@ -118,7 +118,7 @@ BOARD = Board(
                     "Cache hit ratio",
                     "Hits over lookups, 5 minutes, per Redis.",
                     "percentunit",
-                    query(f"job_instance:cache_hit:ratio_rate5m{{{TARGET}}}", "{{instance}}"),
+                    query(f"job_cache:cache_hit:ratio_rate5m{{{TARGET}}}", "{{cache}}"),
                     max=1,
                     width=8,
                 ),
