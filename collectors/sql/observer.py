@@ -9,7 +9,7 @@ count once per batch, as the driver runs them).
 
 The exporter's own statements on the application's engine (its server queries, the SQL task
 queue) run on connections carrying the `OWN_STATEMENTS` execution option and are never
-counted. `type`/`table` come from `collectors.sql.classify`; the first `table_limit` tables
+counted. `type`/`table` come from `collectors.sql.statements`; the first `table_limit` tables
 seen keep their own series, later ones are counted under `other` (first come, so a series
 never moves from one label to another).
 """
@@ -27,10 +27,15 @@ from sqlalchemy.engine import Engine
 from collectors.base import ScrapeContext
 from collectors.native_histogram import Histograms, HistogramSeries, NativeSettings
 from collectors.specs import FamilySet
-from collectors.sql.classify import classify_statement
 from collectors.sql.engine import OWN_STATEMENTS
 from collectors.sql.families import OTHER
-from collectors.sql.statements import DURATION_BUCKETS, QUERIES, QUERY_DURATION, QUERY_ERRORS
+from collectors.sql.statements import (
+    DURATION_BUCKETS,
+    QUERIES,
+    QUERY_DURATION,
+    QUERY_ERRORS,
+    classify_statement,
+)
 
 #: the attribute on SQLAlchemy's execution context holding a statement's start
 _STARTED = "_afirgen_statement_started"
