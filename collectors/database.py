@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 from collectors.base import ScrapeContext, SourceCollector
 from collectors.checks import check_limit, check_positive
+from collectors.native_histogram import NativeSettings
 from collectors.secret import Secret
 from collectors.specs import FamilySet, MetricSpec
 from collectors.sql import (
@@ -141,15 +142,17 @@ def from_engine(
     options: Options | None = None,
     *,
     observe_statements: bool = True,
+    native: NativeSettings | None = NativeSettings(),  # noqa: B008 - frozen, shared
 ) -> SourceCollector:
     """Embedded mode: a collector on the application's own engine (its pool, its server and,
     unless `observe_statements` is False or `track_statements` is off, its own statements,
-    which then replace the server's statement statistics). `close()` removes the listener."""
+    which then replace the server's statement statistics; `native` sets the duration
+    histogram's native buckets, None for classic only). `close()` removes the listener."""
     password = engine.url.password
     effective = options or Options()
     observer = None
     if observe_statements and effective.track_statements:
-        observer = StatementObserver(engine, name, effective.table_limit).attach()
+        observer = StatementObserver(engine, name, effective.table_limit, native).attach()
     return DatabaseCollector(
         name,
         BoundedEngine(engine),
