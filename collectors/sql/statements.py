@@ -51,16 +51,15 @@ SCAN_LIMIT = 4096
 #: distinct statement texts remembered
 CACHE_SIZE = 2048
 
+#: comments, strings, quoted names, words and the punctuation that matters; anything else
+#: (spaces, numbers, operators, placeholders) is skipped by not matching
 _TOKEN = re.compile(
-    r"""
-      (?P<space>\s+)
-    | (?P<comment>--[^\n]*|/\*.*?(?:\*/|\Z))
-    | (?P<string>'(?:[^']|'')*(?:'|\Z))
-    | (?P<quoted>"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\])
-    | (?P<word>[A-Za-z_][\w$]*)
-    | (?P<punct>.)
-    """,
-    re.S | re.X,
+    r"--[^\n]*|/\*.*?(?:\*/|\Z)"  # comments
+    r"|'(?:[^']|'')*'?"  # string literals
+    r'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\]'  # quoted names
+    r"|[A-Za-z_][\w$]*"  # words
+    r"|[().,]",
+    re.S,
 )
 #: words that may stand between a type keyword and the table (MySQL modifiers, ONLY...)
 _SKIPPED = frozenset(
@@ -71,14 +70,19 @@ _TABLE_AFTER = {"select": "from", "insert": "into", "update": "update", "delete"
 
 
 def _tokens(sql: str) -> list[tuple[str, str]]:
-    """(kind, text) of each token; words lower-cased, comments and spaces dropped."""
+    """(kind, text) of each token: `word` (lower-cased), `quoted`, `punct`; comments and
+    string literals dropped."""
     out = []
-    for match in _TOKEN.finditer(sql):
-        kind = match.lastgroup or "punct"
-        if kind in ("space", "comment"):
+    for text in _TOKEN.findall(sql):
+        first = text[0]
+        if first in "-/'":
             continue
-        text = match.group()
-        out.append((kind, text.lower() if kind == "word" else text))
+        if first in '"`[':
+            out.append(("quoted", text))
+        elif first in "().,":
+            out.append(("punct", text))
+        else:
+            out.append(("word", text.lower()))
     return out
 
 
