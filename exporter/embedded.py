@@ -43,14 +43,16 @@ def app_collectors(
     engine: Any = None,
     redis: Any = None,
     native: NativeSettings | None = NativeSettings(),  # noqa: B008 - frozen
+    database_options: Any = None,
 ) -> list[SourceCollector]:
     """Collectors reading the app's own engine (its pool, server and statements, their
-    durations with `native` buckets) and Redis client (modules imported on need)."""
+    durations with `native` buckets, `collectors.database` options) and Redis client
+    (modules imported on need)."""
     found: list[SourceCollector] = []
     if engine is not None:
         from collectors.database import from_engine
 
-        found.append(from_engine(engine, native=native))
+        found.append(from_engine(engine, options=database_options, native=native))
     if redis is not None:
         from collectors.redis import from_client
 
@@ -103,8 +105,10 @@ def embed(
     """
     prefix = mount_path(path)
     metrics = ApiMetrics.from_environment(native=native_histograms)
-    extra = [*app_collectors(engine, redis, native_histograms), ApiCollector(metrics), *collectors]
-    exporter = Exporter(as_config(config), extra_collectors=extra)
+    loaded = as_config(config)
+    own = app_collectors(engine, redis, native_histograms, loaded.options("database"))
+    extra = [*own, ApiCollector(metrics), *collectors]
+    exporter = Exporter(loaded, extra_collectors=extra)
     # First in the route list: a catch-all route of the app must not shadow the scrape path.
     app.router.routes.insert(0, Mount(prefix, app=create_app(exporter)))
     app.add_middleware(
