@@ -274,3 +274,29 @@ def test_the_listener_leaves_the_engine_usable_by_a_plain_application(postgres_u
             assert [r[0] for r in rows] == [1, 2, 3]
         finally:
             collector.close()
+
+
+def test_many_distinct_tables_past_the_budget_keep_memory_bounded(tmp_path):
+    """5,000 statements on 5,000 different (missing) tables: two keep their own series, the
+    rest are counted, failures included, under `other`, and what is remembered stays capped."""
+    from collectors.sql import observer as observer_module
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'many.db'}")
+    collector = from_engine(engine, "app", Options(table_limit=2))
+    try:
+        with engine.connect() as conn:
+            for i in range(5000):
+                with pytest.raises(sqlalchemy.exc.OperationalError):
+                    conn.execute(text(f"SELECT * FROM afx_missing_{i}"))
+        observed = collector.observer
+        assert len(observed._series) <= observer_module._KEY_MEMORY
+        ctx = ScrapeContext(Deadline.after(1))
+        observed.families(ctx)
+        assert ctx.series_dropped == observer_module._FOLDED_MEMORY
+        result = collect(collector)
+        assert value(result, "db_queries_total", type="select", table="other") == 4998
+        assert value(result, "db_query_errors_total", type="select", table="other") == 4998
+        assert value(result, "db_query_errors_total", type="select", table="afx_missing_0") == 1
+    finally:
+        collector.close()
+        engine.dispose()

@@ -41,6 +41,8 @@ from collectors.sql.statements import (
 _STARTED = "_afirgen_statement_started"
 #: how many folded table names are remembered to count them in series_dropped
 _FOLDED_MEMORY = 1000
+#: (type, table) keys remembered for the fast path; past it, folded ones are looked up anew
+_KEY_MEMORY = 4096
 
 
 class StatementObserver:
@@ -128,7 +130,8 @@ class StatementObserver:
         series = self._series.get(key)
         if series is None:
             series = self._admit(*key)
-            self._series[key] = series  # the classified key, admitted or folded
+            if len(self._series) < _KEY_MEMORY:  # many distinct folded tables stay bounded
+                self._series[key] = series
         return series
 
     def _admit(self, kind: str, table: str) -> HistogramSeries:
