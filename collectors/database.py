@@ -71,7 +71,8 @@ class Options:
 
     #: At most this many tables (per family) and statement tables; the rest fold into `other`.
     table_limit: int = field(default=50, metadata={"check": check_limit})
-    #: Read pg_stat_statements / performance_schema digests where the server has them.
+    #: Statement metrics: the app's own statements (embedded), else pg_stat_statements /
+    #: performance_schema digests where the server has them.
     track_statements: bool = True
     #: Upper bound for one statement; the scrape deadline lowers it further.
     statement_timeout_seconds: float = field(default=5.0, metadata={"check": check_positive})
