@@ -15,7 +15,7 @@
         "rules": [
           {
             "record": "job_database:db_connection_pool_checked_out:ratio",
-            "expr": "db_connection_pool_checked_out{" + $._config.selector + "}\n/ on (job, instance, database)\n(db_connection_pool_size{" + $._config.selector + "} > 0)",
+            "expr": "(db_connection_pool_size{" + $._config.selector + "}\n- on (job, instance, database)\ndb_connection_pool_available{" + $._config.selector + "})\n/ on (job, instance, database)\n(db_connection_pool_size{" + $._config.selector + "} > 0)",
           },
           {
             "record": "job_database:db_connections:ratio",

@@ -9,9 +9,11 @@ borrows a connection, so they never count the exporter.
 Every statement runs under a server-side time limit derived from the scrape deadline and a
 client-side guard that cuts the connection at the deadline (`collectors.sql.engine`), so
 neither a blocked query nor a dead network holds a later scrape. Nothing is left set on a
-borrowed connection. Statement counts come only from what the server tracks
-(pg_stat_statements, performance_schema digests); without it those families are absent and
-a landing-page note says why.
+borrowed connection. Statement counts come, embedded, from the application's own statements
+on its engine (`collectors.sql.observer`: a histogram with buckets; the exporter's own
+statements excluded), else from what the server tracks (pg_stat_statements,
+performance_schema digests: sum and count); without either those families are absent and a
+landing-page note says why.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 from collectors.base import ScrapeContext, SourceCollector
 from collectors.checks import check_limit, check_positive
+from collectors.native_histogram import NativeSettings
 from collectors.secret import Secret
 from collectors.specs import FamilySet, MetricSpec
 from collectors.sql import (
@@ -38,6 +41,7 @@ from collectors.sql import (
 )
 from collectors.sql import families as common
 from collectors.sql.dialect import ServerOptions, dialects
+from collectors.sql.observer import StatementObserver
 from collectors.sql.pool import SPECS as POOL_SPECS
 from collectors.sql.pool import pool_families, read_pool
 from collectors.sql.statements import SPECS as STATEMENT_SPECS
@@ -67,7 +71,8 @@ class Options:
 
     #: At most this many tables (per family) and statement tables; the rest fold into `other`.
     table_limit: int = field(default=50, metadata={"check": check_limit})
-    #: Read pg_stat_statements / performance_schema digests where the server has them.
+    #: Statement metrics: the app's own statements (embedded), else pg_stat_statements /
+    #: performance_schema digests where the server has them.
     track_statements: bool = True
     #: Upper bound for one statement; the scrape deadline lowers it further.
     statement_timeout_seconds: float = field(default=5.0, metadata={"check": check_positive})
@@ -133,15 +138,28 @@ def build(options: Options | None, target: Target) -> DatabaseCollector:
 
 
 def from_engine(
-    engine: Engine, name: str = "app", options: Options | None = None
+    engine: Engine,
+    name: str = "app",
+    options: Options | None = None,
+    *,
+    observe_statements: bool = True,
+    native: NativeSettings | None = NativeSettings(),  # noqa: B008 - frozen, shared
 ) -> SourceCollector:
-    """Embedded mode: a collector on the application's own engine (its pool, its server)."""
+    """Embedded mode: a collector on the application's own engine (its pool, its server and,
+    unless `observe_statements` is False or `track_statements` is off, its own statements,
+    which then replace the server's statement statistics; `native` sets the duration
+    histogram's native buckets, None for classic only). `close()` removes the listener."""
     password = engine.url.password
+    effective = options or Options()
+    observer = None
+    if observe_statements and effective.track_statements:
+        observer = StatementObserver(engine, name, effective.table_limit, native).attach()
     return DatabaseCollector(
         name,
         BoundedEngine(engine),
-        options or Options(),
+        effective,
         secrets=[str(password)] if password else [],
+        observer=observer,
     )
 
 
@@ -155,11 +173,14 @@ class DatabaseCollector(SourceCollector):
         options: Options,
         *,
         secrets: Sequence[str] = (),
+        observer: StatementObserver | None = None,
     ) -> None:
         super().__init__(name, secrets=secrets)
         self.bounded = bounded
         self.engine = bounded.engine
         self.options = options
+        #: the application's own statements (embedded); they replace the server's statistics
+        self.observer = observer
 
     @property
     def owns_engine(self) -> bool:
@@ -168,12 +189,16 @@ class DatabaseCollector(SourceCollector):
     def fetch(self, ctx: ScrapeContext) -> Iterator[Metric]:
         pool = read_pool(self.engine.pool)  # before borrowing: never counts the exporter
         yield from pool_families(self.name, pool)
+        if self.observer is not None:
+            yield from self.observer.families(ctx)
         if pool.exhausted and not self.owns_engine:
             ctx.note("application pool exhausted: server not queried this scrape")
             return
         out = FamilySet(self.name)
         server = ServerOptions(
-            self.options.table_limit, self.options.track_statements, self.engine.url.database
+            self.options.table_limit,
+            self.options.track_statements and self.observer is None,
+            self.engine.url.database,
         )
         with self.bounded.connect(ctx.deadline, self.options.statement_timeout_seconds) as q:
             q.dialect.server_families(q, ctx, out, server)
@@ -186,6 +211,8 @@ class DatabaseCollector(SourceCollector):
         families: list[Metric] = [common.UP.single(0.0, self.name)]
         try:
             families.extend(pool_families(self.name, read_pool(self.engine.pool)))
+            if self.observer is not None:  # the app's statements are counted all the same
+                families.extend(self.observer.families())
         except Exception:  # noqa: BLE001 - the down report must not fail
             pass
         return families
@@ -197,4 +224,6 @@ class DatabaseCollector(SourceCollector):
         self.bounded.abandon()
 
     def close(self) -> None:
+        if self.observer is not None:
+            self.observer.detach()
         self.bounded.close()

@@ -39,13 +39,20 @@ def as_config(config: ConfigLike) -> Config:
     return read_config(Path(config))
 
 
-def app_collectors(engine: Any = None, redis: Any = None) -> list[SourceCollector]:
-    """Collectors reading the app's own engine and Redis client (modules imported on need)."""
+def app_collectors(
+    engine: Any = None,
+    redis: Any = None,
+    native: NativeSettings | None = NativeSettings(),  # noqa: B008 - frozen
+    database_options: Any = None,
+) -> list[SourceCollector]:
+    """Collectors reading the app's own engine (its pool, server and statements, their
+    durations with `native` buckets, `collectors.database` options) and Redis client
+    (modules imported on need)."""
     found: list[SourceCollector] = []
     if engine is not None:
         from collectors.database import from_engine
 
-        found.append(from_engine(engine))
+        found.append(from_engine(engine, options=database_options, native=native))
     if redis is not None:
         from collectors.redis import from_client
 
@@ -89,17 +96,20 @@ def embed(
 ) -> Exporter:
     """Mount the exporter at `path` in `app`, instrument its requests; return the Exporter.
 
-    `engine` is a SQLAlchemy Engine, `redis` a redis-py client; `config` a
-    Config, a YAML file path, or None for the defaults. `native_histograms` sets the schema,
-    bucket limit and zero threshold of the request-duration histogram's native buckets
-    (None: classic buckets only); `collectors` are more collectors of the app's own, served
-    with the rest (e.g. `exporter.model_calls.ModelCalls.collector()`). Call it before the app
-    starts serving (Starlette refuses middleware added later).
+    `engine` is a SQLAlchemy Engine (its pool, server and own statements are read), `redis`
+    a redis-py client; `config` a Config, a YAML file path, or None for the defaults.
+    `native_histograms` sets the schema, bucket limit and zero threshold of the native
+    buckets of the request and statement duration histograms (None: classic buckets only);
+    `collectors` are more collectors of the app's own, served with the rest (e.g.
+    `exporter.model_calls.ModelCalls.collector()`). Call it before the app starts serving
+    (Starlette refuses middleware added later).
     """
     prefix = mount_path(path)
     metrics = ApiMetrics.from_environment(native=native_histograms)
-    extra = [*app_collectors(engine, redis), ApiCollector(metrics), *collectors]
-    exporter = Exporter(as_config(config), extra_collectors=extra)
+    loaded = as_config(config)
+    own = app_collectors(engine, redis, native_histograms, loaded.options("database"))
+    extra = [*own, ApiCollector(metrics), *collectors]
+    exporter = Exporter(loaded, extra_collectors=extra)
     # First in the route list: a catch-all route of the app must not shadow the scrape path.
     app.router.routes.insert(0, Mount(prefix, app=create_app(exporter)))
     app.add_middleware(

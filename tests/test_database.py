@@ -1,6 +1,6 @@
-"""The database collector: config, statement classification, SQLite, the pool in embedded mode,
-a database that is down, and secrets. PostgreSQL and MariaDB specifics live in
-test_database_postgresql.py and test_database_mariadb.py."""
+"""The database collector: config, SQLite, a database that is down, and secrets. The pool is
+in test_database_pool.py, statements in test_database_statements.py, PostgreSQL and MariaDB
+specifics in test_database_postgresql.py and test_database_mariadb.py."""
 
 from __future__ import annotations
 
@@ -13,15 +13,13 @@ import time
 
 import httpx
 import pytest
-import sqlalchemy
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors import database
-from collectors.database import Options, Target, from_engine
-from collectors.sql.statements import classify_statement
+from collectors.database import Options, Target
 from exporter.app import create_app
 from exporter.config import load_config
 from exporter.schema import ConfigError
@@ -124,28 +122,6 @@ def test_config_rejects_unknown_keys_and_both_password_sources(tmp_path):
     assert any(p.startswith("databases[2].pool_size: must be 1-4") for p in problems)
 
 
-# -- statement classification -----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("sql", "expected"),
-    [
-        ("SELECT `id` , `name` FROM `afx_db_t` WHERE `id` = ?", ("select", "afx_db_t")),
-        ("select * from public.orders o join items i on true", ("select", "orders")),
-        ('INSERT INTO "public"."Users" (a) VALUES ($1)', ("insert", "users")),
-        ("UPDATE `test` . `afx_db_t` SET `n` = `n` + ? WHERE `id` = ?", ("update", "afx_db_t")),
-        ("DELETE FROM afx_db_t WHERE id = $1", ("delete", "afx_db_t")),
-        ("REPLACE INTO `t2` VALUES (...)", ("insert", "t2")),
-        ("/* app */ SELECT 1", ("select", "other")),
-        ("BEGIN", ("other", "other")),
-        ("WITH x AS (SELECT 1) SELECT * FROM x", ("other", "x")),
-        ("SHOW GLOBAL STATUS", ("other", "other")),
-    ],
-)
-def test_classify_statement(sql, expected):
-    assert classify_statement(sql) == expected
-
-
 # -- SQLite -----------------------------------------------------------------------------------
 
 
@@ -210,72 +186,6 @@ def test_sqlite_missing_file_is_down_and_not_created(tmp_path):
         assert not path.exists()
     finally:
         collector.close()
-
-
-# -- embedded: the application's pool -----------------------------------------------------------
-
-
-def test_embedded_pool_shows_exactly_the_connections_the_app_holds(postgres_url):
-    app_engine = sqlalchemy.create_engine(postgres_url, pool_size=5, max_overflow=5)
-    collector = from_engine(app_engine, "app")
-    held = []
-    try:
-        for _ in range(3):
-            conn = app_engine.connect()
-            conn.execute(sqlalchemy.text("SELECT 1"))
-            held.append(conn)
-        result = collect(collector)
-        assert result.success
-        assert value(result, "db_connection_pool_checked_out", database="app") == 3.0
-        assert value(result, "db_connection_pool_size", database="app") == 10.0
-        assert value(result, "db_connection_pool_available", database="app") == 0.0
-        assert value(result, "db_connection_pool_overflow", database="app") == 0.0
-        assert value(result, "db_up", database="app") == 1.0
-        # the collector's own connection went back: the pool holds one idle one more now
-        assert app_engine.pool.checkedout() == 3 and app_engine.pool.checkedin() == 1
-        for _ in range(4):  # 7 out of 5 + 5: two overflow connections
-            held.append(app_engine.connect())
-        result = collect(collector)
-        assert value(result, "db_connection_pool_checked_out", database="app") == 7.0
-        assert value(result, "db_connection_pool_overflow", database="app") == 2.0
-    finally:
-        for conn in held:
-            conn.close()
-        collector.close()
-        app_engine.dispose()
-
-
-def test_embedded_exhausted_pool_is_reported_without_waiting_for_a_connection(postgres_url):
-    app_engine = sqlalchemy.create_engine(
-        postgres_url, pool_size=2, max_overflow=0, pool_timeout=30
-    )
-    collector = from_engine(app_engine, "app")
-    held = [app_engine.connect() for _ in range(2)]
-    try:
-        started = time.monotonic()
-        result = collect(collector, seconds=20)
-        assert time.monotonic() - started < 10  # far below pool_timeout: it did not queue
-        assert result.success
-        assert value(result, "db_connection_pool_checked_out", database="app") == 2.0
-        assert any("pool exhausted" in n for n in result.notes)
-        assert value(result, "db_up") is None
-    finally:
-        for conn in held:
-            conn.close()
-        app_engine.dispose()
-    assert not collector.owns_engine
-
-
-def test_embedded_pool_without_counters_exports_what_exists(tmp_path):
-    engine = sqlalchemy.create_engine(
-        f"sqlite:///{tmp_path / 'n.db'}", poolclass=sqlalchemy.pool.NullPool
-    )
-    try:
-        result = collect(from_engine(engine, "nullpool"))
-        assert result.success and value(result, "db_up", database="nullpool") == 1.0
-        assert not {n for n in names(result) if n.startswith("db_connection_pool_")}
-    finally:
-        engine.dispose()
 
 
 # -- down, through the real app; secrets --------------------------------------------------------

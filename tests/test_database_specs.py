@@ -60,6 +60,24 @@ def sqlite_families(tmp_path):
         collector.close()
 
 
+@pytest.fixture
+def embedded_families(tmp_path):
+    """The application's own statements observed on its engine, one of them failing."""
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    collector = database.from_engine(engine, "app")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+            with pytest.raises(sqlalchemy.exc.DBAPIError):
+                conn.execute(sqlalchemy.text("SELECT * FROM afx_db_missing"))
+        result = collect(collector)
+        assert result.success
+        return result.families
+    finally:
+        collector.close()
+        engine.dispose()
+
+
 def exposed_name(family) -> str:
     return family.name + "_total" if family.type == "counter" else family.name
 
@@ -79,9 +97,9 @@ def check_against_specs(families) -> set[str]:
     return names
 
 
-def test_each_dialect_serves_only_declared_families(served, sqlite_families):
+def test_each_dialect_serves_only_declared_families(served, sqlite_families, embedded_families):
     seen = set()
-    for families in (*served.values(), sqlite_families):
+    for families in (*served.values(), sqlite_families, embedded_families):
         seen |= check_against_specs(families)
     assert seen == set(DECLARED), f"declared but never served: {set(DECLARED) - seen}"
 

@@ -273,6 +273,65 @@ def test_pool_metrics_describe_the_apps_own_engine(served_fir_app):
         assert value(scrape(url), "db_connection_pool_checked_out", **pool) == 0
 
 
+def test_pool_formula_reads_0_idle_and_the_held_share_while_a_request_holds(served_fir_app):
+    url, events = served_fir_app
+    pool = {"database": "app"}
+
+    def formula(samples: dict) -> float:
+        size = value(samples, "db_connection_pool_size", **pool)
+        return (size - value(samples, "db_connection_pool_available", **pool)) / size * 100
+
+    assert formula(scrape(url)) == 0
+    with concurrent.futures.ThreadPoolExecutor(1) as pool_user:
+        held = pool_user.submit(httpx.get, f"{url}/api/pool/hold", timeout=30)
+        try:
+            wait_until(lambda: formula(scrape(url)) == 2 / 5 * 100, what="40% in use")
+        finally:
+            events["release_pool"].set()
+        assert held.result().status_code == 200
+    samples = scrape(url)
+    assert formula(samples) == 0 and value(samples, "db_connection_pool_idle", **pool) >= 2
+
+
+def test_statements_of_the_apps_requests_are_counted_exactly(served_fir_app):
+    url, _ = served_fir_app
+    posts, gets, missing = 4, 9, 3
+    with httpx.Client() as client:
+        ids = [
+            client.post(f"{url}/api/fir", json={"title": f"case {n}"}).json()["id"]
+            for n in range(posts)
+        ]
+        assert client.post(f"{url}/api/fir", json={"title": "case 0"}).status_code == 409
+        for n in range(gets):
+            assert client.get(f"{url}/api/fir/{ids[n % posts]}").status_code == 200
+        for n in range(missing):
+            assert client.get(f"{url}/api/fir/{10_000 + n}").status_code == 404
+    for _ in range(2):  # scrapes in between change nothing: the exporter's are not counted
+        samples = scrape(url)
+        of = {"database": "app", "table": TABLE}
+        assert value(samples, "db_queries_total", type="insert", **of) == posts + 1
+        assert value(samples, "db_queries_total", type="select", **of) == gets + missing
+        assert value(samples, "db_query_errors_total", type="insert", **of) == 1  # the 409
+        assert value(samples, "db_query_duration_seconds_count", type="select", **of) == (
+            gets + missing
+        )
+
+
+def test_track_statements_false_in_the_config_turns_the_observer_off(engine):
+    from exporter.config import load_config
+
+    app, _ = fir_app(engine)
+    config = load_config(
+        {"collectors": {"system": {"enabled": False}, "database": {"track_statements": False}}}
+    )
+    embed(app, engine=engine, config=config)
+    with serve_app(app) as url:
+        assert httpx.get(f"{url}/api/fir/1").status_code == 404
+        samples = scrape(url)
+    assert value(samples, "db_connection_pool_size", database="app") == 5
+    assert not [name for name, _ in samples if name.startswith("db_quer")]
+
+
 def test_a_plain_starlette_app_with_mounts_and_its_own_lifespan():
     lifecycle: list[str] = []
 

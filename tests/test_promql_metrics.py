@@ -206,8 +206,12 @@ def rabbitmq_queue() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def embedded_app_metrics() -> Iterator[str]:
-    """An app with the exporter embedded, after a few requests: its /prometheus/metrics text."""
+def embedded_app_metrics(directory: Path) -> Iterator[str]:
+    """An app with the exporter embedded, after a few requests: its /prometheus/metrics text.
+
+    Its engine (SQLite) runs one statement that works and one that fails, so the statement
+    families observed on the app's engine are there too."""
+    import sqlalchemy
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
@@ -215,15 +219,24 @@ def embedded_app_metrics() -> Iterator[str]:
 
     from exporter import embed
 
-    async def fir(request: Request) -> JSONResponse:
+    engine = sqlalchemy.create_engine(f"sqlite:///{directory / 'embedded.db'}")
+
+    def fir(request: Request) -> JSONResponse:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+            with contextlib.suppress(sqlalchemy.exc.OperationalError):
+                conn.execute(sqlalchemy.text(f"SELECT * FROM {PREFIX}missing"))
         return JSONResponse({"id": request.path_params["fir_id"]})
 
     app = Starlette(routes=[Route("/api/fir/{fir_id}", fir)])
-    embed(app)
-    with serve_app(app) as url:
-        for fir_id in (1, 2):
-            assert httpx.get(f"{url}/api/fir/{fir_id}").status_code == 200
-        yield scrape(f"{url}/prometheus/metrics")
+    embed(app, engine=engine)
+    try:
+        with serve_app(app) as url:
+            for fir_id in (1, 2):
+                assert httpx.get(f"{url}/api/fir/{fir_id}").status_code == 200
+            yield scrape(f"{url}/prometheus/metrics")
+    finally:
+        engine.dispose()
 
 
 def after_worker_ran(text: str) -> str | None:
@@ -258,7 +271,7 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
         engine = Behaviour()  # a vLLM whose metrics page has every inference family
         engine.traffic.serve("fir-summarizer", success=5, failure=1)
         engine_url = stack.enter_context(serve_app(make_app("vllm", engine)))
-        api_text = stack.enter_context(embedded_app_metrics())
+        api_text = stack.enter_context(embedded_app_metrics(tmp))
         sqlite = tmp / "app.db"
         with contextlib.closing(sqlite3.connect(sqlite)) as db:
             db.execute(f"CREATE TABLE {PREFIX}firs (id INTEGER PRIMARY KEY, body TEXT)")

@@ -18,9 +18,12 @@ from alerts.thresholds import (
 AREA = Area(
     "database",
     records=(
+        # the backend's spec query, as a ratio: (size - available) / size, where available is
+        # capacity minus checked out, so an idle pool reads 0 whatever it holds open
         Record(
             "job_database:db_connection_pool_checked_out:ratio",
-            f"db_connection_pool_checked_out{selector()}\n/ on (job, instance, database)\n"
+            f"(db_connection_pool_size{selector()}\n- on (job, instance, database)\n"
+            f"db_connection_pool_available{selector()})\n/ on (job, instance, database)\n"
             f"(db_connection_pool_size{selector()} > 0)",
         ),
         Record(

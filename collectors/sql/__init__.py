@@ -28,6 +28,10 @@ The public API, for the database collector and the SQL task queue alike:
   `bounded.close()` (cut connections in use, dispose an owned engine) never wait on a
   thread blocked in I/O.
 - `classify(exc)`: the bounded failure reason of a SQLAlchemy error.
+
+Every connection `BoundedEngine.connect` checks out carries the execution option
+`OWN_STATEMENTS`, so `observer.StatementObserver` (the application's own statements on its
+engine, embedded mode) never counts the exporter's statements, whichever reader ran them.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from __future__ import annotations
 from collectors.sql.dialect import check_url, for_url, with_driver
 from collectors.sql.engine import (
     APPLICATION_NAME,
+    OWN_STATEMENTS,
     BoundedEngine,
     EngineSettings,
     Queries,
@@ -44,6 +49,7 @@ from collectors.sql.errors import classify
 
 __all__ = [
     "APPLICATION_NAME",
+    "OWN_STATEMENTS",
     "BoundedEngine",
     "EngineSettings",
     "Queries",

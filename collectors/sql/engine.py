@@ -32,6 +32,10 @@ from collectors.sql.pool import read_pool
 from collectors.sql.watchdog import WATCHDOG, Guard
 
 APPLICATION_NAME = "afirgen-exporter"
+#: Execution option set on every connection the exporter checks out, so that a statement
+#: observer on an application's engine (`collectors.sql.observer`) never counts the
+#: exporter's own statements.
+OWN_STATEMENTS = "afirgen_exporter_own"
 #: The client side cuts a connection this long after the deadline, so that the server-side
 #: limit (never later than the deadline) can answer first and the connection survives.
 CLIENT_GRACE_SECONDS = 0.25
@@ -145,7 +149,7 @@ class BoundedEngine:
 
     def _checkout(self) -> Connection:
         try:
-            return self.engine.connect()
+            return self.engine.connect().execution_options(**{OWN_STATEMENTS: True})
         except DBAPIError as exc:
             release_frames(exc)
             raise

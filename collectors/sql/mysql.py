@@ -116,7 +116,7 @@ class MySQL(Dialect):
         cparams["write_timeout"] = seconds
 
     def limited(self, conn: Connection, sql: str, seconds: float) -> str:
-        if sql.startswith("SELECT"):
+        if sql[:6].upper() == "SELECT":  # a configured query may be lower-case
             return f"SELECT /*+ MAX_EXECUTION_TIME({max(1, int(seconds * 1000))}) */" + sql[6:]
         return sql  # SHOW has no server-side limit on MySQL: the read timeout bounds it
 

@@ -38,7 +38,8 @@ BOARD = Board(
                 ),
                 stat_panel(
                     "Pool utilisation",
-                    "Connections checked out over pool capacity (pool size + max overflow).",
+                    "(size - available) / size: connections checked out over pool capacity "
+                    "(pool size + max overflow); 0 when idle.",
                     "percentunit",
                     query(f"max(job_database:db_connection_pool_checked_out:ratio{{{DB}}})"),
                     max=1,
@@ -53,16 +54,18 @@ BOARD = Board(
                 ),
                 timeseries_panel(
                     "Pool connections",
-                    "The application pool: capacity, checked out, idle in the pool, overflow.",
+                    "The application pool: capacity, checked out, available (capacity minus "
+                    "checked out), idle connections held open in the pool, overflow.",
                     "short",
                     query(f"db_connection_pool_size{{{DB}}}", "{{database}} capacity"),
                     query(f"db_connection_pool_checked_out{{{DB}}}", "{{database}} checked out"),
                     query(f"db_connection_pool_available{{{DB}}}", "{{database}} available"),
+                    query(f"db_connection_pool_idle{{{DB}}}", "{{database}} idle"),
                     query(f"db_connection_pool_overflow{{{DB}}}", "{{database}} overflow"),
                 ),
                 timeseries_panel(
                     "Pool utilisation",
-                    "Checked out over capacity (recording rule); at 100% requests wait.",
+                    "(size - available) / size (recording rule); at 100% requests wait.",
                     "percentunit",
                     query(
                         f"job_database:db_connection_pool_checked_out:ratio{{{DB}}}",
@@ -147,8 +150,8 @@ BOARD = Board(
                 ),
                 timeseries_panel(
                     "Statements per second",
-                    "Statements by type and main table, where the server tracks statements "
-                    "(pg_stat_statements, performance_schema).",
+                    "Statements by type and main table: the app's own (embedded), else where "
+                    "the server tracks statements (pg_stat_statements, performance_schema).",
                     "ops",
                     query(
                         f"sum by (database, type, table) (rate(db_queries_total{{{DB}}}[{RATE}]))",
@@ -165,6 +168,27 @@ BOARD = Board(
                         f"/ sum by (database, type) "
                         f"(rate(db_query_duration_seconds_count{{{DB}}}[{RATE}]))",
                         "{{database}} {{type}}",
+                    ),
+                ),
+                timeseries_panel(
+                    "Statement time p95",
+                    "95th percentile of the app's own statement durations, by type (embedded "
+                    "mode: the server's statistics have no buckets).",
+                    "s",
+                    query(
+                        f"histogram_quantile(0.95, sum by (database, type, le) "
+                        f"(rate(db_query_duration_seconds_bucket{{{DB}}}[{RATE}])))",
+                        "{{database}} {{type}}",
+                    ),
+                ),
+                timeseries_panel(
+                    "Failed statements per second",
+                    "The app's statements that raised an error, by type and table (embedded).",
+                    "ops",
+                    query(
+                        f"sum by (database, type, table) "
+                        f"(rate(db_query_errors_total{{{DB}}}[{RATE}]))",
+                        "{{database}} {{type}} {{table}}",
                     ),
                 ),
             ],
