@@ -239,8 +239,11 @@ def run(options: argparse.Namespace) -> dict[str, Contender]:
                     port = free_port()
                     args, env = exporter_args(tree, port, paths[name])
                     server = stack.enter_context(
-                        started(prefix + name, args, port, env=env, log_prefix=LOG, log_dir=work)
-                    )
+                        started(
+                            prefix + name, args, port, env=env, log_prefix=LOG, log_dir=work,
+                            cwd=tree,
+                        )
+                    )  # fmt: skip
                     contenders[server.name] = Contender(server)
             for name, argv, path, env in peers(sources, work):
                 port = free_port()
