@@ -119,7 +119,7 @@ class _Render:
 class ScrapeEngine:
     units: Sequence[Unit]
     namespace: str = ""
-    gzip_level: int = 6
+    gzip_level: int = 1
     #: Serve `_created` series (created timestamps in protobuf); `scrape.created_series`.
     created_series: bool = True
     #: Families added to every /metrics answer (reload status and the like); no I/O.
