@@ -93,19 +93,22 @@ class SlowValues:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # guards the dict only: never held while reading
-        self._values: dict[str, tuple[Any, float]] = {}
+        self._values: dict[str, tuple[Any, float, Hashable]] = {}
 
-    def get(self, part: str, seconds: float, read: Callable[[], T]) -> tuple[T, float]:
-        """`part`'s value, read again when older than `seconds`, and its age in seconds."""
+    def get(
+        self, part: str, seconds: float, read: Callable[[], T], key: Hashable = None
+    ) -> tuple[T, float]:
+        """`part`'s value, read again when older than `seconds` or read under another `key`
+        (a server's start time: a restart changes its settings), and its age in seconds."""
         now = time.monotonic()
         with self._lock:
             kept = self._values.get(part)
-        if kept is not None and now - kept[1] < seconds:
+        if kept is not None and now - kept[1] < seconds and kept[2] == key:
             return kept[0], now - kept[1]
         value = read()
         if value is not None:  # None: nothing read this time (a part skipped), ask again
             with self._lock:
-                self._values[part] = (value, now)
+                self._values[part] = (value, now, key)
         return value, 0.0
 
     def clear(self) -> None:
@@ -125,12 +128,13 @@ class ScrapeContext:
     #: part -> age in seconds of the slow values this collection served
     ages: dict[str, float] = field(default_factory=dict)
 
-    def every(self, part: str, seconds: float, read: Callable[[], T]) -> T:
+    def every(self, part: str, seconds: float, read: Callable[[], T], key: Hashable = None) -> T:
         """`read()`, called at most once every `seconds` (values that barely change, and
         whose query costs the source more than the rest of the scrape); the age of what is
         served is reported as `afirgen_exporter_cached_age_seconds{part}`. A read that
-        returns None keeps nothing: the next scrape reads again."""
-        value, age = self.slow.get(part, seconds, read)
+        returns None keeps nothing: the next scrape reads again. A value read under another
+        `key` is read again at once."""
+        value, age = self.slow.get(part, seconds, read, key)
         if value is not None:
             self.ages[part] = age
         return value

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors import database
-from collectors.base import Deadline
+from collectors.base import Deadline, SlowValues
 from collectors.database import Target
 from collectors.sql import postgresql
 from exporter.exposition import Format
@@ -96,3 +97,26 @@ def test_sizes_are_cached_with_their_age_and_dropped_while_the_database_is_down(
         )
     finally:
         engine.close()
+
+
+def test_slow_values_are_read_again_after_their_interval_a_new_key_or_a_skipped_read():
+    store = SlowValues()
+    reads: list[str] = []
+
+    def read(value: str | None) -> Callable[[], str | None]:
+        def reader() -> str | None:
+            reads.append(str(value))
+            return value
+
+        return reader
+
+    assert store.get("settings", 60, read("v1"), key=1) == ("v1", 0.0)
+    value, age = store.get("settings", 60, read("v2"), key=1)
+    assert value == "v1" and age > 0 and reads == ["v1"]  # within its interval: not read
+    assert store.get("settings", 60, read("v3"), key=2)[0] == "v3"  # restarted: read at once
+    assert store.get("settings", 0, read("v4"), key=2)[0] == "v4"  # interval over
+    assert store.get("sizes", 60, read(None)) == (None, 0.0)  # skipped: nothing kept
+    assert store.get("sizes", 60, read("s1"))[0] == "s1"
+    store.clear()
+    assert store.get("sizes", 60, read("s2"))[0] == "s2"
+    assert reads == ["v1", "v3", "v4", "None", "s1", "s2"]

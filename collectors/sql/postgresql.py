@@ -70,10 +70,12 @@ SELECT coalesce(state, 'unknown') AS state, count(*) AS n,
 FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1
 """
 DATABASE = """
-SELECT xact_commit, xact_rollback, deadlocks, temp_bytes, temp_files, blks_hit, blks_read
+SELECT xact_commit, xact_rollback, deadlocks, temp_bytes, temp_files, blks_hit, blks_read,
+  pg_postmaster_start_time() AS started
 FROM pg_stat_database WHERE datname = current_database()
 """
-#: What changes only with a restart or a CREATE EXTENSION: read every SETTINGS_SECONDS.
+#: What changes only with a restart (read again at once after one) or a CREATE EXTENSION:
+#: read every SETTINGS_SECONDS.
 SETTINGS = """
 SELECT current_setting('max_connections')::int AS max_connections,
   current_setting('server_version') AS version,
@@ -192,13 +194,15 @@ class PostgreSQL(Dialect):
         out.add(LONGEST_TRANSACTION, _oldest(row.xact_age for row in activity))
         out.add(LONGEST_QUERY, _oldest(row.query_age for row in activity))
         out.add(LOCK_WAITING, sum(float(row.lock_waits) for row in activity))
-        settings = ctx.every("settings", SETTINGS_SECONDS, lambda: tuple(q.one(SETTINGS)))
-        max_connections, version, preload, installed = settings
-        out.add(common.CONNECTIONS_MAX, max_connections)
-        out.add(common.SERVER_INFO, 1.0, self.name, str(version).split()[0])
         db = q.one(DATABASE)
         for column, spec in DATABASE_COUNTERS:
             out.add(spec, getattr(db, column) or 0)
+        settings = ctx.every(
+            "settings", SETTINGS_SECONDS, lambda: tuple(q.one(SETTINGS)), key=db.started
+        )
+        max_connections, version, preload, installed = settings
+        out.add(common.CONNECTIONS_MAX, max_connections)
+        out.add(common.SERVER_INFO, 1.0, self.name, str(version).split()[0])
         tables: dict[str, dict[str, float | None]] = {
             row.tbl: {stat.column: as_float(getattr(row, stat.column)) for stat in TABLE_STATS}
             for row in q.rows(TABLES)
