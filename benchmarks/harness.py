@@ -156,14 +156,16 @@ def started(
     log_prefix: str = "bench",
     log_dir: Path | None = None,
     timeout: float = 20.0,
+    cwd: Path = ROOT,
 ) -> Iterator[Server]:
-    """Run `args` (output to <log_dir or temp dir>/<log_prefix>-<name>-<port>.log, `env` added
-    to ours) until the block ends; yield its Server once `port` accepts connections."""
+    """Run `args` in `cwd` (output to <log_dir or temp dir>/<log_prefix>-<name>-<port>.log,
+    `env` added to ours) until the block ends; yield its Server once `port` accepts
+    connections. `python -m exporter` runs the source tree it is started in."""
     log = (log_dir or Path(tempfile.gettempdir())) / f"{log_prefix}-{name}-{port}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
             list(args),
-            cwd=ROOT,
+            cwd=cwd,
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},

@@ -16,9 +16,9 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
@@ -41,6 +41,7 @@ REASONS = (
 DEFAULT_TIMEOUT_SECONDS = 10.0
 
 K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 
 
 class Deadline:
@@ -82,6 +83,39 @@ class SourceDown(Exception):
         self.reason = reason
 
 
+class SlowValues:
+    """What a collector reads on an interval of its own instead of every scrape (server
+    settings, versions, sizes): each part's value and when it was read.
+
+    Owned by one collector and kept across its scrapes; a failed collection clears it, so a
+    value read before the source went down is never served again as if it were current.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # guards the dict only: never held while reading
+        self._values: dict[str, tuple[Any, float, Hashable]] = {}
+
+    def get(
+        self, part: str, seconds: float, read: Callable[[], T], key: Hashable = None
+    ) -> tuple[T, float]:
+        """`part`'s value, read again when older than `seconds` or read under another `key`
+        (a server's start time: a restart changes its settings), and its age in seconds."""
+        now = time.monotonic()
+        with self._lock:
+            kept = self._values.get(part)
+        if kept is not None and now - kept[1] < seconds and kept[2] == key:
+            return kept[0], now - kept[1]
+        value = read()
+        if value is not None:  # None: nothing read this time (a part skipped), ask again
+            with self._lock:
+                self._values[part] = (value, now, key)
+        return value, 0.0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+
 @dataclass
 class ScrapeContext:
     """What one collection may use and report besides its families."""
@@ -89,6 +123,21 @@ class ScrapeContext:
     deadline: Deadline
     series_dropped: int = 0
     notes: list[str] = field(default_factory=list)
+    #: the collector's values read on their own interval (a fresh store when none is given)
+    slow: SlowValues = field(default_factory=SlowValues)
+    #: part -> age in seconds of the slow values this collection served
+    ages: dict[str, float] = field(default_factory=dict)
+
+    def every(self, part: str, seconds: float, read: Callable[[], T], key: Hashable = None) -> T:
+        """`read()`, called at most once every `seconds` (values that barely change, and
+        whose query costs the source more than the rest of the scrape); the age of what is
+        served is reported as `afirgen_exporter_cached_age_seconds{part}`. A read that
+        returns None keeps nothing: the next scrape reads again. A value read under another
+        `key` is read again at once."""
+        value, age = self.slow.get(part, seconds, read, key)
+        if value is not None:
+            self.ages[part] = age
+        return value
 
     def keep_top(self, weights: Mapping[K, float], limit: int) -> frozenset[K]:
         """The `limit` keys with the largest weight; the others are counted as dropped.
@@ -118,6 +167,8 @@ class CollectionResult:
     notes: tuple[str, ...] = ()
     #: Why it failed, redacted and short: for the log line of a state change, never a label.
     detail: str = ""
+    #: (part, age in seconds) of the values served from the collector's slow store
+    ages: tuple[tuple[str, float], ...] = ()
 
 
 def classify_error(exc: BaseException) -> str:
@@ -166,6 +217,7 @@ class SourceCollector(abc.ABC):
         self.default_timeout = DEFAULT_TIMEOUT_SECONDS
         self._was_up: bool | None = None  # the last outcome reported, for state-change lines
         self._state_lock = threading.Lock()
+        self._slow = SlowValues()
 
     def describe(self) -> list[Metric]:
         """No families announced up front: describing must never touch the network."""
@@ -214,11 +266,12 @@ class SourceCollector(abc.ABC):
         return result
 
     def _collection(self, deadline: Deadline) -> CollectionResult:
-        ctx = ScrapeContext(deadline)
+        ctx = ScrapeContext(deadline, slow=self._slow)
         started = time.perf_counter()
         try:
             families = list(self.fetch(ctx))
         except Exception as exc:  # noqa: BLE001 - a collector must never break the scrape
+            self._slow.clear()  # read again once the source answers: it may have changed
             duration = time.perf_counter() - started
             reason = self.classify(exc)
             if reason not in REASONS:
@@ -237,6 +290,7 @@ class SourceCollector(abc.ABC):
             duration_seconds=time.perf_counter() - started,
             series_dropped=ctx.series_dropped,
             notes=tuple(ctx.notes),
+            ages=tuple(ctx.ages.items()),
         )
 
     def failure_detail(self, exc: BaseException) -> str:

@@ -57,8 +57,22 @@ class MetricSpec:
             raise ValueError(f"{self.name}: an info metric's name ends in _info")
 
     def family(self, labels: Sequence[str] | None = None) -> Metric:
-        """An empty family of this spec (its own label names, or `labels` when given)."""
-        names = list(self.labels if labels is None else labels)
+        """An empty family of this spec (its own label names, or `labels` when given).
+
+        Made by copying a prototype built (and validated by prometheus_client) once per spec
+        and label names: scrapes make hundreds of families, and re-validating the same names
+        was most of what making one cost.
+        """
+        key = (self, self.labels if labels is None else tuple(labels))
+        prototype = _PROTOTYPES.get(key)
+        if prototype is None:
+            prototype = _PROTOTYPES[key] = self._new_family(list(key[1]))
+        family: Metric = Metric.__new__(type(prototype))
+        family.__dict__.update(prototype.__dict__)
+        family.samples = []
+        return family
+
+    def _new_family(self, names: list[str]) -> Metric:
         unit = self._unit()
         if self.type is MetricType.COUNTER:
             return CounterMetricFamily(self.name, self.help, labels=names, unit=unit)
@@ -79,6 +93,10 @@ class MetricSpec:
     def _unit(self) -> str:
         base = self.name.removesuffix("_total") if self.type is MetricType.COUNTER else self.name
         return self.unit if self.unit and base.endswith("_" + self.unit) else ""
+
+
+#: (spec, label names) -> an empty family to copy (see MetricSpec.family)
+_PROTOTYPES: dict[tuple[MetricSpec, tuple[str, ...]], Metric] = {}
 
 
 def add(family: Metric, label_values: Sequence[str], value: float) -> None:

@@ -24,6 +24,10 @@ from collectors.specs import MetricSpec, add, counter, gauge
 _IDLE_MODES = ("idle", "iowait")
 _FS_LABELS = ("mountpoint", "fstype", "device")
 _ALL_BUT_EXCLUDED = "all network devices but the excluded ones (loopback)"
+#: How often the CPU count and boot time (a hot-plug, a reboot) are read again.
+HOST_SECONDS = 300.0
+#: How often the mount table is read again: a new filesystem shows up within this.
+MOUNTS_SECONDS = 60.0
 
 # fmt: off
 CPU_SECONDS = counter("system_cpu_seconds_total", "CPU time spent in each mode, summed over all CPUs.", ["mode"], unit="seconds", source="psutil.cpu_times()")  # noqa: E501
@@ -114,8 +118,10 @@ class SystemCollector(SourceCollector):
 
     def fetch(self, ctx: ScrapeContext) -> Iterator[Metric]:
         yield from self._cpu()
+        cpus, boot_time = ctx.every("host", HOST_SECONDS, self._host)
+        yield CPUS.single(cpus)
         yield from self._memory()
-        yield from self._load()
+        yield from self._load(boot_time)
         yield from self._disk_io()
         yield from self._network()
         yield from self._filesystems(ctx)
@@ -136,7 +142,6 @@ class SystemCollector(SourceCollector):
         delta_busy = busy - previous[0]
         percent = 100.0 * delta_busy / delta_total if delta_total > 0 else 0.0
         yield CPU_PERCENT.single(min(100.0, max(0.0, percent)))
-        yield CPUS.single(float(self.ps.cpu_count() or 0))
 
     def _memory(self) -> Iterator[Metric]:
         memory = self.ps.virtual_memory()
@@ -147,14 +152,18 @@ class SystemCollector(SourceCollector):
         yield SWAP_TOTAL.single(swap.total)
         yield SWAP_USED.single(swap.used)
 
-    def _load(self) -> Iterator[Metric]:
+    def _host(self) -> tuple[float, float]:
+        """(logical CPUs, boot time): what changes only with a CPU hot-plug or a reboot."""
+        return float(self.ps.cpu_count() or 0), float(self.ps.boot_time())
+
+    def _load(self, boot_time: float) -> Iterator[Metric]:
         try:
             load = os.getloadavg()
         except OSError:
             return
         for spec, value in zip(LOAD, load, strict=True):
             yield spec.single(value)
-        yield BOOT_TIME.single(self.ps.boot_time())
+        yield BOOT_TIME.single(boot_time)
 
     def _disk_io(self) -> Iterator[Metric]:
         disk = self.ps.disk_io_counters(perdisk=False)
@@ -175,7 +184,8 @@ class SystemCollector(SourceCollector):
 
     def _filesystems(self, ctx: ScrapeContext) -> Iterator[Metric]:
         usage: dict[tuple[str, str, str], Any] = {}
-        for part in self._partitions():
+        # the mount table is re-read every MOUNTS_SECONDS; each filesystem's usage every scrape
+        for part in ctx.every("mounts", MOUNTS_SECONDS, lambda: list(self._partitions())):
             if ctx.deadline.expired():
                 break
             try:

@@ -10,8 +10,8 @@ gets it. An `escaping=` parameter of the chosen clause is honoured and echoed in
 `Content-Type` (exporter/name_escaping.py); without one the output is as before.
 
 The text format is encoded by `exporter.text_format`, protobuf by `exporter.protobuf_format`,
-OpenMetrics by prometheus_client. gzip runs at level 6 by default (prometheus_client's level 9
-costs ~15x the CPU for ~2% smaller bodies).
+OpenMetrics by prometheus_client. gzip runs at level 1 by default (`scrape.gzip_level`): a fifth
+of level 6's CPU for bodies ~15% larger; prometheus_client's level 9 costs ~75x level 1's.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ kernel's 2 h), and the client-side guard shuts the socket down at the deadline.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import text
@@ -57,27 +58,33 @@ TABLE_STATS: tuple[TableStat, ...] = (
 
 _SHARED = (common.DEADLOCKS, *common.SPECS)
 
+#: Connections by state, and the oldest transaction, statement and lock waits of the other
+#: sessions: one pass over pg_stat_activity.
 ACTIVITY = """
-SELECT coalesce(state, 'unknown') AS state, count(*) AS n
+SELECT coalesce(state, 'unknown') AS state, count(*) AS n,
+  extract(epoch FROM max(clock_timestamp() - xact_start)
+          FILTER (WHERE pid <> pg_backend_pid())) AS xact_age,
+  extract(epoch FROM max(clock_timestamp() - query_start)
+          FILTER (WHERE state = 'active' AND pid <> pg_backend_pid())) AS query_age,
+  count(*) FILTER (WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()) AS lock_waits
 FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1
-"""
-AGES = """
-SELECT
-  coalesce(extract(epoch FROM max(clock_timestamp() - xact_start)), 0) AS xact_age,
-  coalesce(extract(epoch FROM max(clock_timestamp() - query_start)
-           FILTER (WHERE state = 'active')), 0) AS query_age,
-  count(*) FILTER (WHERE wait_event_type = 'Lock') AS lock_waits
-FROM pg_stat_activity
-WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
 """
 DATABASE = """
 SELECT xact_commit, xact_rollback, deadlocks, temp_bytes, temp_files, blks_hit, blks_read,
-  pg_database_size(current_database()) AS size,
-  current_setting('max_connections')::int AS max_connections,
-  current_setting('server_version') AS version,
-  current_setting('shared_preload_libraries') AS preload
+  pg_postmaster_start_time() AS started
 FROM pg_stat_database WHERE datname = current_database()
 """
+#: What changes only with a restart (read again at once after one) or a CREATE EXTENSION:
+#: read every SETTINGS_SECONDS.
+SETTINGS = """
+SELECT current_setting('max_connections')::int AS max_connections,
+  current_setting('server_version') AS version,
+  current_setting('shared_preload_libraries') AS preload,
+  EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements') AS statements
+"""
+SETTINGS_SECONDS = 300.0
+#: Sizes on disk (the server stats every file of the database for them): every SIZES_SECONDS.
+SIZES_SECONDS = 60.0
 _TABLE_NAME = "CASE WHEN schemaname = 'public' THEN relname ELSE schemaname || '.' || relname END"
 TABLES = f"""
 SELECT {_TABLE_NAME} AS tbl,
@@ -88,8 +95,11 @@ SELECT {_TABLE_NAME} AS tbl,
   extract(epoch FROM clock_timestamp() - greatest(last_analyze, last_autoanalyze)) AS analyze_age
 FROM pg_stat_user_tables
 """
-# Tables someone holds an ACCESS EXCLUSIVE lock on are skipped: sizing them would wait.
-TABLE_SIZES = f"""
+# The database (tbl NULL), then its tables. Tables someone holds an ACCESS EXCLUSIVE lock on
+# are skipped: sizing them would wait.
+SIZES = f"""
+SELECT NULL AS tbl, pg_database_size(current_database()) AS size
+UNION ALL
 SELECT {_TABLE_NAME} AS tbl,
   CASE WHEN NOT EXISTS (
     SELECT 1 FROM pg_locks l WHERE l.relation = s.relid AND l.mode = 'AccessExclusiveLock')
@@ -115,6 +125,11 @@ CONNECTION_STATES = {
 ALWAYS_REPORTED_STATES = ("active", "idle", "idle_in_transaction")
 #: TCP keepalive probing of idle pooled connections: idle, interval (s), probes
 KEEPALIVES = (10, 5, 3)
+_SET_LIMITS = text(
+    "SELECT set_config('statement_timeout', :t, true), set_config('lock_timeout', :t, true)"
+)
+#: connection info key: (the transaction, the limit) last set on the connection
+_LIMIT_SET = "afirgen_exporter_statement_limit"
 
 
 class PostgreSQL(Dialect):
@@ -149,13 +164,15 @@ class PostgreSQL(Dialect):
 
     def limited(self, conn: Connection, sql: str, seconds: float) -> str:
         limit = f"{max(1, int(seconds * 1000))}ms"
-        conn.execute(
-            text(
-                "SELECT set_config('statement_timeout', :t, true),"
-                " set_config('lock_timeout', :t, true)"
-            ),
-            {"t": limit},
-        )
+        # transaction-local: set again only when it changes (the limit is capped, so it is the
+        # same for every statement of a scrape until the deadline comes closer than the cap)
+        transaction = conn.get_transaction()
+        last = conn.info.get(_LIMIT_SET)
+        if transaction is not None and last is not None and last[0] is transaction:
+            if last[1] == limit:
+                return sql
+        conn.execute(_SET_LIMITS, {"t": limit})
+        conn.info[_LIMIT_SET] = (conn.get_transaction(), limit)
         return sql
 
     def interrupter(self, dbapi_connection: Any) -> tuple[Action, Action]:
@@ -168,37 +185,55 @@ class PostgreSQL(Dialect):
         self, q: Queries, ctx: ScrapeContext, out: FamilySet, options: ServerOptions
     ) -> None:
         states = dict.fromkeys(ALWAYS_REPORTED_STATES, 0.0)
-        for row in q.rows(ACTIVITY):
+        activity = q.rows(ACTIVITY)
+        for row in activity:
             state = CONNECTION_STATES.get(row.state, "unknown")
             states[state] = states.get(state, 0.0) + float(row.n)
         for state, count in states.items():
             out.add(common.CONNECTIONS, count, state)
-        ages = q.one(AGES)
-        out.add(LONGEST_TRANSACTION, float(ages.xact_age))
-        out.add(LONGEST_QUERY, float(ages.query_age))
-        out.add(LOCK_WAITING, ages.lock_waits)
+        out.add(LONGEST_TRANSACTION, _oldest(row.xact_age for row in activity))
+        out.add(LONGEST_QUERY, _oldest(row.query_age for row in activity))
+        out.add(LOCK_WAITING, sum(float(row.lock_waits) for row in activity))
         db = q.one(DATABASE)
-        out.add(common.CONNECTIONS_MAX, db.max_connections)
-        out.add(common.SIZE, db.size)
-        out.add(common.SERVER_INFO, 1.0, self.name, str(db.version).split()[0])
         for column, spec in DATABASE_COUNTERS:
             out.add(spec, getattr(db, column) or 0)
+        settings = ctx.every(
+            "settings", SETTINGS_SECONDS, lambda: tuple(q.one(SETTINGS)), key=db.started
+        )
+        max_connections, version, preload, installed = settings
+        out.add(common.CONNECTIONS_MAX, max_connections)
+        out.add(common.SERVER_INFO, 1.0, self.name, str(version).split()[0])
         tables: dict[str, dict[str, float | None]] = {
             row.tbl: {stat.column: as_float(getattr(row, stat.column)) for stat in TABLE_STATS}
             for row in q.rows(TABLES)
         }
-        with q.optional("table sizes", ctx):
-            for row in q.rows(TABLE_SIZES):
-                if row.tbl in tables:
-                    tables[row.tbl]["size"] = as_float(row.size)
+        sizes = ctx.every("sizes", SIZES_SECONDS, lambda: self._sizes(q, ctx))
+        if sizes is not None:
+            database_size = sizes.get(None)
+            if database_size is not None:
+                out.add(common.SIZE, database_size)
+            for table, size in sizes.items():
+                if table is not None and table in tables:
+                    tables[table]["size"] = size
         fold_tables(ctx, tables, (*TABLE_STATS, common.SIZE_STAT), out, options.table_limit)
         if options.track_statements:
-            self._statements(q, ctx, out, options, str(db.preload))
+            self._statements(q, ctx, out, options, str(preload), bool(installed))
+
+    def _sizes(self, q: Queries, ctx: ScrapeContext) -> dict[str | None, float | None] | None:
+        """The database's size (key None) and its tables'; None when skipped this scrape."""
+        with q.optional("sizes", ctx):
+            return {row.tbl: as_float(row.size) for row in q.rows(SIZES)}
+        return None
 
     def _statements(
-        self, q: Queries, ctx: ScrapeContext, out: FamilySet, options: ServerOptions, preload: str
+        self,
+        q: Queries,
+        ctx: ScrapeContext,
+        out: FamilySet,
+        options: ServerOptions,
+        preload: str,
+        installed: bool,
     ) -> None:
-        installed = q.rows("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'")
         if "pg_stat_statements" not in [p.strip() for p in preload.split(",")]:
             ctx.note("statement metrics off: pg_stat_statements is not in shared_preload_libraries")
             return
@@ -211,6 +246,11 @@ class PostgreSQL(Dialect):
                 for r in q.rows(STATEMENTS, first=PG_FIRST_WORD, main=PG_MAIN_TABLE)
             ]
             statement_families(ctx, rows, out, options.table_limit)
+
+
+def _oldest(ages: Iterable[Any]) -> float:
+    """The largest of the rows' ages in seconds (0 when no other session has one)."""
+    return max((float(age) for age in ages if age is not None), default=0.0)
 
 
 register(PostgreSQL())
