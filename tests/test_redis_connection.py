@@ -171,6 +171,10 @@ def test_two_hundred_runs_against_a_stopped_server_stay_flat_and_recover(tmp_pat
     assert fds_200 <= fds_10 and threads_200 <= threads_10, f"after 10 and 200 runs: {counts}"
 
 
+#: threads (and their sockets) the engine's pool may add while abandoned runs overlap fresh ones
+POOL_GROWTH = 2
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("wedged_server", [stopped_server, dripping_server])
 def test_metrics_answers_on_time_while_redis_is_wedged_and_recovers(tmp_path: Path, wedged_server):
@@ -204,11 +208,17 @@ def test_metrics_answers_on_time_while_redis_is_wedged_and_recovers(tmp_path: Pa
             baseline = (open_fds(), threading.active_count())
             for _ in range(20):
                 assert cache_up() == "0.0"
-            # the last run may still be closing its socket when its scrape has answered
+            # the last run may still be closing its socket when its scrape has answered; the
+            # engine's pool keeps idle threads and may start one more when an abandoned run
+            # overlaps a fresh one (bounded by its limit), so flat means within POOL_GROWTH of
+            # the baseline after 20 more scrapes, where a leak would add one per scrape
             wait_until(
-                lambda: open_fds() <= baseline[0] and threading.active_count() <= baseline[1],
+                lambda: (
+                    open_fds() <= baseline[0] + POOL_GROWTH
+                    and threading.active_count() <= baseline[1] + POOL_GROWTH
+                ),
                 timeout=5,
-                what=f"(fds, threads) back to {baseline} after 30 scrapes",
+                what=f"(fds, threads) back to {baseline} (+{POOL_GROWTH}) after 30 scrapes",
             )
             wedge(False)
             wait_until(lambda: cache_up() == "1.0", timeout=20, what="cache_up 1 again")
