@@ -30,7 +30,7 @@ from collectors.specs import MetricSpec, add, counter, gauge
 from exporter import __version__
 from exporter.exposition import Format, compress, encode
 from exporter.families import merge_same_name, with_prefix
-from exporter.runs import MAX_ABANDONED, Flights
+from exporter.runs import MAX_ABANDONED, SAME_DEADLINE_SECONDS, Flights
 from exporter.workers import WorkerPool, daemon_call
 
 log = logging.getLogger("afirgen_exporter")
@@ -42,7 +42,7 @@ COLLECTOR_SUCCESS = gauge("afirgen_exporter_collector_success", "1 if the collec
 COLLECTOR_DURATION = gauge("afirgen_exporter_collector_duration_seconds", "Time the collector took in this scrape (up to the deadline).", _UNIT_LABELS, unit="seconds")  # noqa: E501
 SERIES_DROPPED = gauge("afirgen_exporter_series_dropped", "Series folded into 'other' by a cardinality budget in this scrape.", _UNIT_LABELS)  # noqa: E501
 ABANDONED = counter("afirgen_exporter_collections_abandoned_total", "Collections that overran their deadline and were abandoned (the next scrape started afresh): a wedged source.", _UNIT_LABELS)  # noqa: E501
-STUCK = gauge("afirgen_exporter_collections_stuck", f"Abandoned collections still running; at {MAX_ABANDONED} the target is reported down without starting another.", _UNIT_LABELS)  # noqa: E501
+STUCK = gauge("afirgen_exporter_collections_stuck", f"Abandoned collections still running; at {MAX_ABANDONED} no other starts until one ends (the target is down meanwhile).", _UNIT_LABELS)  # noqa: E501
 PROBE_SUCCESS = gauge("probe_success", "1 if every collector of the probed target succeeded (/probe only).")  # noqa: E501
 PROBE_DURATION = gauge("probe_duration_seconds", "How long the probe took (/probe only).", unit="seconds")  # noqa: E501
 # served by exporter.state.Exporter through `extra_families`
@@ -252,11 +252,12 @@ class ScrapeEngine:
 
         The rendering runs as its own task, so a scraper that goes away (and is cancelled)
         does not take the shared result from the others. A scraper joins a rendering only if
-        that one's deadline is not later than its own.
+        that one's deadline is (nearly) its own: an earlier one would cut its collection short,
+        a later one would answer after its deadline.
         """
         key = (tuple(u.key for u in units), fmt, gzipped, probe)
         shared = self._renders.get(key)
-        if shared is None or shared.deadline_at > deadline.at + 0.05:
+        if shared is None or abs(shared.deadline_at - deadline.at) > SAME_DEADLINE_SECONDS:
             task = self._track(self._render(units, deadline, fmt, gzipped, probe))
             shared = _Render(task, deadline.at)
             self._renders[key] = shared

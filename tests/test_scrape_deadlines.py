@@ -1,0 +1,133 @@
+"""Scrapes with a short deadline never spoil a longer one (QA's repro, issue 11 follow-up).
+
+A real exporter process reads real loopback sources (the machine's PostgreSQL and Redis, a
+slow HTTP model server) while three clients flood `/metrics` with a 1 ms scrape timeout and
+a normal scraper asks with 10 s: every normal scrape must report every target up.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.loopback_sources import slow_http_server
+from tests.support import require_service, running_exporter
+
+FLOODERS = 3
+NORMAL_SCRAPES = 20
+TINY = {"X-Prometheus-Scrape-Timeout-Seconds": "0.001"}
+NORMAL = {"X-Prometheus-Scrape-Timeout-Seconds": "10"}
+
+
+def _config(path: Path, model_port: int, scrape: str) -> Path:
+    path.write_text(
+        f"scrape: {{{scrape}}}\n"
+        "collectors:\n  process: {enabled: false}\n"
+        "databases:\n"
+        "  - name: pg\n    url: postgresql+psycopg://postgres@127.0.0.1:5432/test\n"
+        "redis:\n  - name: cache\n    url: redis://127.0.0.1:6379/0\n"
+        "model_servers:\n"
+        f"  - name: slow\n    kind: generic\n    url: http://127.0.0.1:{model_port}/health\n"
+    )
+    return path
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    return {
+        sample.labels["target"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def _flooded(url: str) -> Iterator[collections.Counter[str]]:
+    """Yields while FLOODERS threads scrape with the tiny timeout; counts their statuses."""
+    statuses: collections.Counter[str] = collections.Counter()
+    stop = threading.Event()
+
+    def flood() -> None:
+        with httpx.Client(timeout=10, headers=TINY) as client:
+            while not stop.is_set():
+                try:
+                    statuses[str(client.get(f"{url}/metrics").status_code)] += 1
+                except httpx.HTTPError as exc:
+                    statuses[type(exc).__name__] += 1
+
+    threads = [threading.Thread(target=flood) for _ in range(FLOODERS)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield statuses
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+
+def _normal_scrapes(url: str, statuses: collections.Counter[str]) -> tuple[list[str], str]:
+    """NORMAL_SCRAPES scrapes with 10 s while the flood runs; (targets down each time, last)."""
+    down: list[str] = []
+    text = ""
+    with httpx.Client(timeout=15, headers=NORMAL) as client:
+        while sum(statuses.values()) < FLOODERS:  # the flood is on before the first one
+            threading.Event().wait(0.01)
+        for _ in range(NORMAL_SCRAPES):
+            answer = client.get(f"{url}/metrics")
+            assert answer.status_code == 200
+            text = answer.text
+            success = _samples(text, "afirgen_exporter_collector_success")
+            assert set(success) == {"system", "pg", "cache", "slow"}
+            down.extend(target for target, value in success.items() if value != 1)
+    return down, text
+
+
+@pytest.fixture
+def sources() -> None:
+    require_service("PostgreSQL", 5432)
+    require_service("Redis", 6379)
+
+
+@pytest.mark.usefixtures("sources")
+def test_tiny_deadline_flood_never_makes_a_normal_scrape_see_a_target_down(tmp_path):
+    # without the minimum: the engine alone must keep the normal scrapes whole
+    with slow_http_server(0.05) as model_port:
+        config = _config(tmp_path / "exporter.yml", model_port, "min_timeout_seconds: 0")
+        with running_exporter(config) as (url, _):
+            flood = _flooded(url)
+            statuses = next(flood)
+            try:
+                down, _ = _normal_scrapes(url, statuses)
+            finally:
+                flood.close()
+    assert statuses["200"] > NORMAL_SCRAPES  # the flood did overlap the normal scrapes
+    assert set(statuses) == {"200"}
+    assert down == []
+
+
+@pytest.mark.usefixtures("sources")
+def test_the_minimum_timeout_keeps_a_tiny_deadline_flood_from_abandoning_collections(tmp_path):
+    with slow_http_server(0.05) as model_port:
+        config = _config(tmp_path / "exporter.yml", model_port, "")
+        with running_exporter(config) as (url, _):
+            flood = _flooded(url)
+            statuses = next(flood)
+            try:
+                down, text = _normal_scrapes(url, statuses)
+            finally:
+                flood.close()
+    assert statuses["200"] > NORMAL_SCRAPES
+    assert down == []
+    # raised to 0.5 s, a tiny scrape's collections finish in time: none overran
+    assert _samples(text, "afirgen_exporter_collections_abandoned_total") == {
+        "system": 0,
+        "pg": 0,
+        "cache": 0,
+        "slow": 0,
+    }
