@@ -1,4 +1,5 @@
-"""Reload under load: real SIGHUPs to a real exporter process while scrapes are in flight."""
+"""Reload under load: real SIGHUPs and `POST /-/reload`s to a real exporter process while
+scrapes are in flight."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.loopback_sources import slow_http_server
 from tests.support import running_exporter, wait_until
@@ -34,7 +36,8 @@ def _log_of(url: str) -> Path:
     return Path(os.environ.get("TMPDIR", "/tmp")) / f"exporter-{port}.log"
 
 
-def test_sighup_under_load_answers_every_scrape_with_200(tmp_path):
+@pytest.mark.parametrize("trigger", ["SIGHUP", "POST /-/reload"])
+def test_reload_under_load_answers_every_scrape_with_200(tmp_path, trigger):
     statuses: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
     stop = threading.Event()
@@ -55,7 +58,7 @@ def test_sighup_under_load_answers_every_scrape_with_200(tmp_path):
     # every model-server answer takes 0.2 s, so each reload meets scrapes in flight
     with slow_http_server(0.2) as model_port:
         config = _config(tmp_path / "exporter.yml", model_port)
-        with running_exporter(config) as (url, proc):
+        with running_exporter(config, "--web.enable-lifecycle") as (url, proc):
             log = _log_of(url)
             threads = [threading.Thread(target=load, args=(url,)) for _ in range(CLIENTS)]
             for thread in threads:
@@ -63,7 +66,10 @@ def test_sighup_under_load_answers_every_scrape_with_200(tmp_path):
             try:
                 wait_until(lambda: sum(statuses.values()) >= CLIENTS, what="the first scrapes")
                 for done in range(1, RELOADS + 1):
-                    proc.send_signal(signal.SIGHUP)
+                    if trigger == "SIGHUP":
+                        proc.send_signal(signal.SIGHUP)
+                    else:
+                        assert httpx.post(f"{url}/-/reload", timeout=30).status_code == 200
                     wait_until(
                         lambda n=done: log.read_text().count("config reloaded") >= n,
                         what=f"reload {done}",
