@@ -240,8 +240,10 @@ class SourceCollector(abc.ABC):
         )
 
     def failure_detail(self, exc: BaseException) -> str:
-        """The exception as one short line with every known secret and URL password masked."""
-        return redact(f"{type(exc).__name__}: {exc}", self._secrets)[:300]
+        """The exception as one short line with every known secret and URL password masked
+        (drivers add lines: SQLAlchemy's "Is the server running...", "(Background on...)")."""
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())
+        return redact(text, self._secrets)[:300]
 
     def log_failure(self, reason: str, exc: BaseException) -> None:
         """A warning for a failure outside a collection (closing, the abandon hook)."""
