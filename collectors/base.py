@@ -255,6 +255,16 @@ class SourceCollector(abc.ABC):
             self.failure_detail(exc),
         )
 
+    def carry_state(self, previous: SourceCollector) -> None:
+        """Continue the logged state of `previous`, the collector this one replaces at a reload
+        with the same settings: a target still down logs no second "target down" line."""
+        if previous is self:
+            return
+        with previous._state_lock:
+            was_up = previous._was_up
+        with self._state_lock:
+            self._was_up = was_up
+
     def report(self, result: CollectionResult) -> None:
         """Log an outcome served for this target: one line per change of state, not per scrape.
 

@@ -85,6 +85,9 @@ class Unit:
     in_metrics: bool = True
     #: Its own time limit inside the scrape deadline, when configured.
     timeout_seconds: float | None = None
+    #: What it was built from (collector options, target entry): a reload that leaves them
+    #: equal keeps the unit's status. None: not built from the config.
+    settings: object = field(default=None, compare=False)
 
     @property
     def key(self) -> UnitKey:
@@ -142,6 +145,23 @@ class ScrapeEngine:
         for unit in self.units:
             self.status[unit.key] = UnitStatus()
         self._build_info = BUILD_INFO.single(1.0, __version__, platform.python_version())
+
+    def carry_over(self, old: ScrapeEngine) -> None:
+        """Take over from the engine a reload replaces: every unit built from the same settings
+        (or from the same collector) keeps its status, which scrapes still in flight on the old
+        engine go on updating, and its logged state (a target still down is not announced
+        again). No I/O."""
+        before = {unit.key: unit for unit in old.units}
+        for unit in self.units:
+            previous = before.get(unit.key)
+            if previous is None or unit.key not in old.status:
+                continue
+            same = previous.collector is unit.collector or (
+                unit.settings is not None and previous.settings == unit.settings
+            )
+            if same:
+                self.status[unit.key] = old.status[unit.key]
+                unit.collector.carry_state(previous.collector)
 
     # -- collection ---------------------------------------------------------------------
 

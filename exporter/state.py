@@ -1,7 +1,8 @@
 """The exporter's current config and what was built from it; reload swaps it whole.
 
 A reload reads the file again. A config that does not load is refused and the old one keeps
-serving; a good one replaces the units. Scrapes already in flight finish on the old engine,
+serving; a good one replaces the units (a unit whose settings did not change keeps its status
+and logged state). Scrapes already in flight finish on the old engine,
 which is closed once they are done (bounded), so a reload never fails a scrape.
 """
 
@@ -79,7 +80,8 @@ class Exporter:
     async def reload(self) -> Config:
         """Load the config file again; raise ConfigError (old config kept) when it is bad."""
         source = self.config.source
-        if source is None:
+        if source is None:  # refused like any failed reload (Prometheus's own gauge goes to 0)
+            self.last_reload_ok = False
             raise ConfigError(["no config file to reload: the exporter started without one"])
         loop = asyncio.get_running_loop()
         try:
@@ -96,6 +98,7 @@ class Exporter:
             ) from exc
         if config.web.listen_address != self.config.web.listen_address:
             log.warning("web.listen_address changed: it takes effect after a restart")
+        loaded.engine.carry_over(self.loaded.engine)
         old, self.loaded = self.loaded, loaded
         self.last_reload_ok = True
         self.last_reload_success = time.time()
