@@ -26,7 +26,7 @@ import functools
 import math
 import threading
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -64,6 +64,21 @@ class Flights(Generic[K]):
         self._current: dict[K, Run] = {}
         self._abandoned: dict[K, set[Run]] = {}
         self._abandoning: dict[K, Future[None]] = {}
+        self._waiting: set[Callable[[], None]] = set()
+        self._stopped = False
+
+    def stop_waiting(self) -> None:
+        """The process is stopping: every scrape waiting takes what is done now, at once, and
+        later ones start nothing (what is still running is left to the close)."""
+        with self._lock:
+            self._stopped = True
+            wakers = list(self._waiting)
+        for wake in wakers:
+            wake()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
 
     async def results(
         self, wanted: Sequence[tuple[K, SourceCollector, Deadline]]
@@ -87,9 +102,14 @@ class Flights(Generic[K]):
                 min(wanted[i][2].at, run.deadline.at if run else math.inf)
                 for i, run in pending.items()
             )
-            if waiting or blocked:
-                await _done_or_timeout(waiting, blocked, until - time.monotonic())
+            if (waiting or blocked) and not self._stopped:
+                await _done_or_timeout(waiting, blocked, until - time.monotonic(), self._waiting)
             for i, run in list(pending.items()):
+                if self._stopped:  # answered with what is done; the rest is left unanswered
+                    if run is not None and run.future.done() and not run.abandoned:
+                        answers[i] = run.future.result()
+                    del pending[i]
+                    continue
                 key, collector, deadline = wanted[i]
                 if run is not None and run.future.done() and not run.abandoned:
                     result = run.future.result()
@@ -109,6 +129,8 @@ class Flights(Generic[K]):
     def _join_or_start(self, key: K, collector: SourceCollector, deadline: Deadline) -> Run | None:
         """The unit's run in flight, or a new one; None while its abandoned quota is full."""
         with self._lock:
+            if self._stopped:
+                return None
             run = self._current.get(key)
             if run is not None and not run.future.done():
                 return run
@@ -176,8 +198,10 @@ async def _done_or_timeout(
     every: Sequence[Future[CollectionResult]],
     anyone: Sequence[Future[CollectionResult]],
     timeout: float,
+    wakers: set[Callable[[], None]],
 ) -> None:
-    """Until all of `every` are done, one of `anyone` is, or `timeout` seconds passed.
+    """Until all of `every` are done, one of `anyone` is, `timeout` seconds passed, or a
+    waker (registered in `wakers` meanwhile; callable from any thread) is called.
 
     One loop future, one timer and one wake-up of the loop for a whole scrape (not one per
     unit, as asyncio.wait over wrapped futures would cost).
@@ -207,9 +231,11 @@ async def _done_or_timeout(
         future.add_done_callback(one_of_every)
     for future in anyone:
         future.add_done_callback(lambda _: from_thread())
+    wakers.add(from_thread)
     try:
         await woken
     finally:
+        wakers.discard(from_thread)
         timer.cancel()
 
 

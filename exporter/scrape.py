@@ -182,15 +182,26 @@ class ScrapeEngine:
         for unit, unit_deadline, result in zip(units, deadlines, answers, strict=True):
             if result is None:
                 result = self._timed_out(unit, min(unit_deadline.at, time.monotonic()) - started)
+                if self._flights.stopped:  # cut short by the stop, not the target's fault
+                    results.append((unit, result))
+                    continue
             self._record(unit, result)
             results.append((unit, result))
         return results
+
+    def stop_scrapes(self) -> None:
+        """The process is stopping: scrapes in flight answer now with what is collected (the
+        rest reported down, `timeout`, neither logged nor recorded as the target's state) and
+        later ones at once, so no request outlives the server's graceful shutdown."""
+        self._flights.stop_waiting()
 
     def _timed_out(self, unit: Unit, waited: float) -> CollectionResult:
         stuck = self._flights.stuck(unit.key)
         notes: tuple[str, ...] = ()
         detail = "no answer within the scrape deadline"
-        if stuck >= MAX_ABANDONED:
+        if self._flights.stopped:
+            detail = "not collected: the exporter is stopping"
+        elif stuck >= MAX_ABANDONED:
             detail = f"{stuck} earlier collections still running past their deadline"
             notes = (f"{detail}: none started until one ends",)
         return CollectionResult(

@@ -53,7 +53,8 @@ class Exporter:
         self._overrides = reload_overrides or {}
         self.last_reload_ok = True
         self.last_reload_success = time.time()
-        self._closing: set[asyncio.Task[None]] = set()
+        #: Engines a reload replaced, while they finish their scrapes and close.
+        self._closing: dict[asyncio.Task[None], ScrapeEngine] = {}
         #: Abandoned collections per unit, counted across reloads (a counter never goes back).
         self._abandoned_total: dict[tuple[str, str], int] = {}
         self.loaded = self._load(config)
@@ -103,14 +104,19 @@ class Exporter:
         self.last_reload_ok = True
         self.last_reload_success = time.time()
         closing = asyncio.get_running_loop().create_task(old.engine.aclose())
-        self._closing.add(closing)  # keep a reference until it is done
-        closing.add_done_callback(self._closing.discard)
+        self._closing[closing] = old.engine  # keep a reference until it is done
+        closing.add_done_callback(self._closing.pop)
         log.info("config reloaded from %s: %d targets", source, len(loaded.units))
         return config
 
     def reload_families(self) -> Iterator[Metric]:
         yield RELOAD_OK.single(1.0 if self.last_reload_ok else 0.0)
         yield RELOAD_TIME.single(self.last_reload_success)
+
+    def stop_scrapes(self) -> None:
+        """Shutdown began: the scrapes in flight on every engine answer now."""
+        for engine in (self.loaded.engine, *self._closing.values()):
+            engine.stop_scrapes()
 
     async def aclose(self) -> None:
         await self.loaded.engine.aclose(grace_seconds=1.0)
