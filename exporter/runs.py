@@ -2,10 +2,10 @@
 
 - Single flight: a scrape that finds its unit already being collected waits for that run
   instead of starting another, so overlapping scrapes never stack queries on a source.
-- A run still going when its deadline passes is abandoned: later scrapes no longer join it,
-  the collector's `abandon()` is called once for it in a worker thread (so it drops the stuck
-  connection), and its late result is discarded, never served as fresh. The next scrape starts
-  a fresh run.
+- A run still going OVERRUN_SECONDS after its deadline is abandoned (by a scrape still waiting
+  for it, or the next one to come): later scrapes no longer join it, the collector's
+  `abandon()` is called once for it in a worker thread (so it drops the stuck connection), and
+  its late result is discarded, never served as fresh. The next scrape starts a fresh run.
 - At most `max_abandoned` abandoned runs per unit may still be running; beyond that no new run
   (and no thread) is started for the unit until one of them ends, so a wedged source cannot
   make threads grow without limit. A scrape that finds the quota full waits (within its own
@@ -35,6 +35,10 @@ from collectors.base import CollectionResult, Deadline, SourceCollector
 
 #: Abandoned runs of one unit that may still be running; while they are, no other starts.
 MAX_ABANDONED = 2
+#: A run still going this long after its deadline is abandoned. Its I/O timeouts come from
+#: the deadline, so a run that is merely slow ends just after it (and is waited for: no
+#: second run beside it); only a run stuck past this is a wedged source.
+OVERRUN_SECONDS = 0.25
 #: Deadlines closer than this count as the same: scrapes with them share a run's failure
 #: and a rendered body (Prometheus's own jitter between identical scrapes stays inside).
 SAME_DEADLINE_SECONDS = 0.05
@@ -99,7 +103,7 @@ class Flights(Generic[K]):
             full = [wanted[i][0] for i, r in pending.items() if r is None]
             blocked = [future for key in full for future in self._stuck(key)]
             until = min(
-                min(wanted[i][2].at, run.deadline.at if run else math.inf)
+                min(wanted[i][2].at, run.deadline.at + OVERRUN_SECONDS if run else math.inf)
                 for i, run in pending.items()
             )
             if (waiting or blocked) and not self._stopped:
@@ -118,7 +122,7 @@ class Flights(Generic[K]):
                         del pending[i]
                         continue
                     run = None  # failed within a shorter deadline than this scrape's: ask again
-                elif run is not None and run.deadline.expired():
+                elif run is not None and time.monotonic() >= run.deadline.at + OVERRUN_SECONDS:
                     self.abandon(key, collector, run)
                 if deadline.expired():
                     del pending[i]
