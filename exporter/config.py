@@ -159,7 +159,7 @@ class ScrapeConfig:
     #: Upper bound on the deadline whatever the scrape header says.
     max_timeout_seconds: float = field(default=120.0, metadata={"check": check_positive})
     #: A header below this is raised to it: a client asking with a tiny timeout gets a useful
-    #: answer and cannot make every collection overrun (and be abandoned); 0 turns it off.
+    #: answer and cannot make the sources be asked hundreds of times a second; 0 turns it off.
     min_timeout_seconds: float = field(default=0.5, metadata={"check": check_non_negative})
     gzip_level: int = field(default=6, metadata={"check": check_gzip_level})
     #: Serve `_created` series: created timestamps of counters, histograms and summaries
