@@ -8,6 +8,7 @@ a normal scraper asks with 10 s: every normal scrape must report every target up
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,9 +48,11 @@ def _samples(text: str, name: str) -> dict[str, float]:
     }
 
 
+@contextlib.contextmanager
 def _flooded(url: str) -> Iterator[collections.Counter[str]]:
     """Yields while FLOODERS threads scrape with the tiny timeout; counts their statuses."""
     statuses: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
     stop = threading.Event()
 
     def flood() -> None:
@@ -58,11 +61,14 @@ def _flooded(url: str) -> Iterator[collections.Counter[str]]:
                 try:
                     answer = client.get(f"{url}/metrics")
                 except httpx.HTTPError as exc:
-                    statuses[type(exc).__name__] += 1
-                    continue
-                statuses[str(answer.status_code)] += 1
-                success = _samples(answer.text, "afirgen_exporter_collector_success")
-                statuses["all up"] += all(value == 1 for value in success.values())
+                    outcomes = [type(exc).__name__]
+                else:
+                    success = _samples(answer.text, "afirgen_exporter_collector_success")
+                    outcomes = [str(answer.status_code)]
+                    if success and all(value == 1 for value in success.values()):
+                        outcomes.append("all up")
+                with lock:
+                    statuses.update(outcomes)
 
     threads = [threading.Thread(target=flood) for _ in range(FLOODERS)]
     for thread in threads:
@@ -102,21 +108,25 @@ def _abandoned(text: str) -> dict[str, float]:
     return _samples(text, "afirgen_exporter_collections_abandoned_total")
 
 
-@pytest.mark.usefixtures("sources")
-def test_tiny_deadline_flood_never_makes_a_normal_scrape_see_a_target_down(tmp_path):
-    # without the minimum: the engine alone must keep the normal scrapes whole
+def _flood_and_scrape(
+    tmp_path: Path, scrape: str
+) -> tuple[collections.Counter[str], list[str], str]:
+    """The QA repro against a real exporter with `scrape:` settings: (flood statuses, targets
+    seen down by the normal scrapes, the last normal answer)."""
     with slow_http_server(0.05) as model_port:
-        config = _config(tmp_path / "exporter.yml", model_port, "min_timeout_seconds: 0")
-        with running_exporter(config) as (url, _):
-            flood = _flooded(url)
-            statuses = next(flood)
-            try:
-                down, text = _normal_scrapes(url, statuses)
-            finally:
-                flood.close()
+        config = _config(tmp_path / "exporter.yml", model_port, scrape)
+        with running_exporter(config) as (url, _), _flooded(url) as statuses:
+            down, text = _normal_scrapes(url, statuses)
     print("tiny scrapes:", dict(statuses))
     assert statuses["200"] > NORMAL_SCRAPES  # the flood did overlap the normal scrapes
     assert set(statuses) <= {"200", "all up"}
+    return statuses, down, text
+
+
+@pytest.mark.usefixtures("sources")
+def test_tiny_deadline_flood_never_makes_a_normal_scrape_see_a_target_down(tmp_path):
+    # without the minimum: the engine alone must keep the normal scrapes whole
+    _, down, text = _flood_and_scrape(tmp_path, "min_timeout_seconds: 0")
     assert down == []
     # the tiny runs end at their deadline (their I/O timeouts come from it): waited for and
     # asked again, never abandoned (which would drop each source's connection)
@@ -125,17 +135,7 @@ def test_tiny_deadline_flood_never_makes_a_normal_scrape_see_a_target_down(tmp_p
 
 @pytest.mark.usefixtures("sources")
 def test_the_minimum_timeout_gives_a_tiny_deadline_scrape_a_real_answer(tmp_path):
-    with slow_http_server(0.05) as model_port:
-        config = _config(tmp_path / "exporter.yml", model_port, "")
-        with running_exporter(config) as (url, _):
-            flood = _flooded(url)
-            statuses = next(flood)
-            try:
-                down, text = _normal_scrapes(url, statuses)
-            finally:
-                flood.close()
-    print("tiny scrapes:", dict(statuses))
-    assert statuses["200"] > NORMAL_SCRAPES
+    statuses, down, text = _flood_and_scrape(tmp_path, "")
     assert down == []
     # raised to 0.5 s (0.25 s after the offset), a 1 ms scrape reads every source in time
     assert statuses["all up"] == statuses["200"]
