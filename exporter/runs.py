@@ -91,8 +91,8 @@ class Flights(Generic[K]):
 
         All of one scrape's units are waited for together: the loop wakes once when every run
         is done, or at the next deadline among them, or when an abandoned run ends for a unit
-        whose quota was full. A run started for an earlier deadline is joined until that
-        deadline; unless it succeeded in time, a fresh run is started with the time left.
+        whose quota was full. A run started for an earlier deadline is joined until it ends or
+        is abandoned; unless it succeeded, a fresh run is started with the time left.
         """
         answers: list[CollectionResult | None] = [None] * len(wanted)
         pending: dict[int, Run | None] = {}
