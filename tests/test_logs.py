@@ -173,9 +173,14 @@ def test_a_database_that_stays_down_logs_one_single_line(tmp_path):
 
 def test_the_formatter_puts_a_multi_line_message_on_one_line():
     stream = io.StringIO()
-    handler = logs.configure("info", stream)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.RedactingFormatter(logs.FORMAT))
+    logger = logging.getLogger("afirgen_exporter.test_logs")
+    logger.addHandler(handler)
+    logger.propagate = False
     try:
-        logging.getLogger("afirgen_exporter.test").warning("failed: %s", "first\n\tsecond\r\nthird")
+        logger.warning("failed: %s", "first\n\tsecond\r\nthird")
     finally:
-        logging.getLogger().removeHandler(handler)
+        logger.removeHandler(handler)
+        logger.propagate = True
     assert stream.getvalue().endswith("failed: first second third\n")
