@@ -294,8 +294,10 @@ class SourceCollector(abc.ABC):
         )
 
     def failure_detail(self, exc: BaseException) -> str:
-        """The exception as one short line with every known secret and URL password masked."""
-        return redact(f"{type(exc).__name__}: {exc}", self._secrets)[:300]
+        """The exception as one short line with every known secret and URL password masked
+        (drivers add lines: SQLAlchemy's "Is the server running...", "(Background on...)")."""
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())
+        return redact(text, self._secrets)[:300]
 
     def log_failure(self, reason: str, exc: BaseException) -> None:
         """A warning for a failure outside a collection (closing, the abandon hook)."""
@@ -306,6 +308,16 @@ class SourceCollector(abc.ABC):
             reason,
             self.failure_detail(exc),
         )
+
+    def carry_state(self, previous: SourceCollector) -> None:
+        """Continue the logged state of `previous`, the collector this one replaces at a reload
+        with the same settings: a target still down logs no second "target down" line."""
+        if previous is self:
+            return
+        with previous._state_lock:
+            was_up = previous._was_up
+        with self._state_lock:
+            self._was_up = was_up
 
     def report(self, result: CollectionResult) -> None:
         """Log an outcome served for this target: one line per change of state, not per scrape.

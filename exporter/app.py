@@ -38,7 +38,8 @@ class BadRequest(Exception):
 
 
 def scrape_deadline(header: str | None, settings: ScrapeConfig) -> Deadline:
-    """The header's timeout minus the offset, capped; the default when absent or invalid."""
+    """The header's timeout (raised to the minimum, capped) minus the offset; the default when
+    the header is absent or invalid."""
     seconds = settings.default_timeout_seconds
     if header:
         try:
@@ -47,7 +48,7 @@ def scrape_deadline(header: str | None, settings: ScrapeConfig) -> Deadline:
             value = math.nan
         if math.isfinite(value) and value > 0:
             seconds = value
-    seconds = min(seconds, settings.max_timeout_seconds)
+    seconds = min(max(seconds, settings.min_timeout_seconds), settings.max_timeout_seconds)
     budget = max(seconds - settings.timeout_offset_seconds, seconds / 2)
     return Deadline.after(budget)
 

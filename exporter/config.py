@@ -158,6 +158,9 @@ class ScrapeConfig:
     default_timeout_seconds: float = field(default=10.0, metadata={"check": check_positive})
     #: Upper bound on the deadline whatever the scrape header says.
     max_timeout_seconds: float = field(default=120.0, metadata={"check": check_positive})
+    #: A header below this is raised to it: a client asking with a tiny timeout gets a useful
+    #: answer and cannot make the sources be asked hundreds of times a second; 0 turns it off.
+    min_timeout_seconds: float = field(default=0.5, metadata={"check": check_non_negative})
     #: gzip level of compressed answers: 1 costs a fifth of 6's CPU for bodies ~15% larger
     #: (benchmarks/full_stack.py: 0.06 vs 0.34 ms on a 45 kB full-stack body).
     gzip_level: int = field(default=1, metadata={"check": check_gzip_level})

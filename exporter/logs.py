@@ -7,7 +7,8 @@
   URL's query and so any `?api_key=...`: they are held at WARNING unless debug is asked for.
 - Whatever formats a line (a message, its arguments, a traceback) goes through `redact_line`:
   URL passwords, `password=`-style parameters, every URL query value and bearer tokens are
-  masked.
+  masked. A message is one line: line breaks in it (a driver's multi-line error text) become
+  spaces; only a traceback, when there is one, spans lines after it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 CHATTY = ("httpx", "httpcore", "urllib3", "hpack")
 
 _QUERY_VALUE = re.compile(r"(?P<key>[?&;][^=&;#\s\"'<>]+=)(?P<value>[^&;#\s\"'<>]+)")
+_BREAK = re.compile(r"\s*[\r\n]+\s*")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}")
 
 
@@ -34,8 +36,18 @@ def redact_line(text: str) -> str:
     return _BEARER.sub(lambda m: f"{m[1]} {MASK}", text)
 
 
+def one_line(text: str) -> str:
+    """`text` with every line break (and the indentation around it) turned into one space."""
+    return _BREAK.sub(" ", text).strip() if "\n" in text or "\r" in text else text
+
+
 class RedactingFormatter(logging.Formatter):
-    """A formatter whose every output (message, arguments, traceback) is redacted."""
+    """A formatter whose every output (message, arguments, traceback) is redacted, and whose
+    message is one line (a log shipper splits lines into records); a traceback follows it."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact_line(super().format(record))

@@ -2,13 +2,17 @@
 
 - Single flight: a scrape that finds its unit already being collected waits for that run
   instead of starting another, so overlapping scrapes never stack queries on a source.
-- A run still going when its deadline passes is abandoned: later scrapes no longer join it,
-  the collector's `abandon()` is called once for it in a worker thread (so it drops the stuck
-  connection), and its late result is discarded, never served as fresh. The next scrape starts
-  a fresh run.
+- A run still going OVERRUN_SECONDS after its deadline is abandoned (by a scrape still waiting
+  for it, or the next one to come): later scrapes no longer join it, the collector's
+  `abandon()` is called once for it in a worker thread (so it drops the stuck connection), and
+  its late result is discarded, never served as fresh. The next scrape starts a fresh run.
 - At most `max_abandoned` abandoned runs per unit may still be running; beyond that no new run
   (and no thread) is started for the unit until one of them ends, so a wedged source cannot
-  make threads grow without limit.
+  make threads grow without limit. A scrape that finds the quota full waits (within its own
+  deadline) for one of them to end and then starts its run.
+- A run never decides the outcome of a scrape with a later deadline than its own: a scrape
+  that joined a run of a shorter deadline takes its result only if it succeeded; if it failed
+  or overran, the scrape starts its own run (after it: never two at once) with the time left.
 
 Runs are `concurrent.futures` futures (not tied to one event loop) and the bookkeeping is
 guarded by a lock that is never held across I/O.
@@ -19,18 +23,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import threading
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from collectors.base import CollectionResult, Deadline, SourceCollector
 
-#: Abandoned runs of one unit that may still be running before the unit is reported down
-#: without starting another.
+#: Abandoned runs of one unit that may still be running; while they are, no other starts.
 MAX_ABANDONED = 2
+#: A run still going this long after its deadline is abandoned. Its I/O timeouts come from
+#: the deadline, so a run that is merely slow ends just after it (and is waited for: no
+#: second run beside it); only a run stuck past this is a wedged source.
+OVERRUN_SECONDS = 0.25
+#: Deadlines closer than this count as the same: scrapes with them share a run's failure
+#: and a rendered body (Prometheus's own jitter between identical scrapes stays inside).
+SAME_DEADLINE_SECONDS = 0.05
 
 K = TypeVar("K", bound=Hashable)
 
@@ -57,6 +68,21 @@ class Flights(Generic[K]):
         self._current: dict[K, Run] = {}
         self._abandoned: dict[K, set[Run]] = {}
         self._abandoning: dict[K, Future[None]] = {}
+        self._waiting: set[Callable[[], None]] = set()
+        self._stopped = False
+
+    def stop_waiting(self) -> None:
+        """The process is stopping: every scrape waiting takes what is done now, at once, and
+        later ones start nothing (what is still running is left to the close)."""
+        with self._lock:
+            self._stopped = True
+            wakers = list(self._waiting)
+        for wake in wakers:
+            wake()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
 
     async def results(
         self, wanted: Sequence[tuple[K, SourceCollector, Deadline]]
@@ -64,45 +90,56 @@ class Flights(Generic[K]):
         """Each unit's collection by its deadline (None when none answered in time).
 
         All of one scrape's units are waited for together: the loop wakes once when every run
-        is done, or at the next deadline among them. A run started for an earlier deadline is
-        joined until that deadline; if it is then abandoned and time is left, a fresh run is
-        started.
+        is done, or at the next deadline among them, or when an abandoned run ends for a unit
+        whose quota was full. A run started for an earlier deadline is joined until it ends or
+        is abandoned; unless it succeeded, a fresh run is started with the time left.
         """
         answers: list[CollectionResult | None] = [None] * len(wanted)
-        pending: dict[int, Run] = {}
+        pending: dict[int, Run | None] = {}
         for i, (key, collector, deadline) in enumerate(wanted):
-            run = self._join_or_start(key, collector, deadline)
-            if run is not None:
-                pending[i] = run
+            pending[i] = self._join_or_start(key, collector, deadline)
         while pending:
-            waiting = [run.future for run in pending.values() if not run.future.done()]
-            if waiting:
-                until = min(min(wanted[i][2].at, run.deadline.at) for i, run in pending.items())
-                await _all_done_or_timeout(waiting, until - time.monotonic())
+            waiting = [run.future for run in pending.values() if run and not run.future.done()]
+            full = [wanted[i][0] for i, r in pending.items() if r is None]
+            blocked = [future for key in full for future in self._stuck(key)]
+            until = min(
+                min(wanted[i][2].at, run.deadline.at + OVERRUN_SECONDS if run else math.inf)
+                for i, run in pending.items()
+            )
+            if (waiting or blocked) and not self._stopped:
+                await _done_or_timeout(waiting, blocked, until - time.monotonic(), self._waiting)
             for i, run in list(pending.items()):
-                key, collector, deadline = wanted[i]
-                if run.future.done() and not run.abandoned:
-                    answers[i] = run.future.result()
+                if self._stopped:  # answered with what is done; the rest is left unanswered
+                    if run is not None and run.future.done() and not run.abandoned:
+                        answers[i] = run.future.result()
                     del pending[i]
                     continue
-                if run.deadline.expired():
+                key, collector, deadline = wanted[i]
+                if run is not None and run.future.done() and not run.abandoned:
+                    result = run.future.result()
+                    if result.success or not _shorter(run.deadline, deadline) or deadline.expired():
+                        answers[i] = result
+                        del pending[i]
+                        continue
+                    run = None  # failed within a shorter deadline than this scrape's: ask again
+                elif run is not None and time.monotonic() >= run.deadline.at + OVERRUN_SECONDS:
                     self.abandon(key, collector, run)
                 if deadline.expired():
                     del pending[i]
-                elif run.abandoned:  # its own deadline passed before this one's: start afresh
-                    fresh = self._join_or_start(key, collector, deadline)
-                    if fresh is None:
-                        del pending[i]
-                    else:
-                        pending[i] = fresh
+                elif run is None or run.abandoned:
+                    pending[i] = self._join_or_start(key, collector, deadline)
         return answers
 
     def _join_or_start(self, key: K, collector: SourceCollector, deadline: Deadline) -> Run | None:
+        """The unit's run in flight, or a new one; None while its abandoned quota is full."""
         with self._lock:
+            if self._stopped:
+                return None
             run = self._current.get(key)
-            if run is not None:
+            if run is not None and not run.future.done():
                 return run
-            if len(self._abandoned.get(key, ())) >= self.max_abandoned:
+            stuck = self._abandoned.get(key, ())
+            if sum(1 for r in stuck if not r.future.done()) >= self.max_abandoned:
                 return None
             hook = self._abandoning.pop(key, None)
             if hook is None or hook.done():
@@ -114,6 +151,11 @@ class Flights(Generic[K]):
         # outside the lock: a run already done calls back at once, and that takes the lock
         run.future.add_done_callback(functools.partial(self._finished, key, run))
         return run
+
+    def _stuck(self, key: K) -> list[Future[CollectionResult]]:
+        """The unit's abandoned runs still going (one ending frees a place in its quota)."""
+        with self._lock:
+            return [r.future for r in self._abandoned.get(key, ()) if not r.future.done()]
 
     def _finished(self, key: K, run: Run, future: Future[CollectionResult]) -> None:
         with self._lock:
@@ -151,35 +193,53 @@ class Flights(Generic[K]):
             return [run.future for run in self._current.values()]
 
 
-async def _all_done_or_timeout(futures: Sequence[Future[CollectionResult]], timeout: float) -> None:
-    """Until every one of `futures` is done or `timeout` seconds passed, whichever is first.
+def _shorter(run: Deadline, scrape: Deadline) -> bool:
+    """The run had clearly less time than the scrape (more than a render's sharing window)."""
+    return run.at < scrape.at - SAME_DEADLINE_SECONDS
+
+
+async def _done_or_timeout(
+    every: Sequence[Future[CollectionResult]],
+    anyone: Sequence[Future[CollectionResult]],
+    timeout: float,
+    wakers: set[Callable[[], None]],
+) -> None:
+    """Until all of `every` are done, one of `anyone` is, `timeout` seconds passed, or a
+    waker (registered in `wakers` meanwhile; callable from any thread) is called.
 
     One loop future, one timer and one wake-up of the loop for a whole scrape (not one per
     unit, as asyncio.wait over wrapped futures would cost).
     """
     loop = asyncio.get_running_loop()
     woken = loop.create_future()
-    left = [len(futures)]
+    left = [len(every)]
     lock = threading.Lock()
 
     def wake() -> None:
         if not woken.done():
             woken.set_result(None)
 
-    def from_thread(_: Future[CollectionResult]) -> None:
+    def from_thread() -> None:
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+            loop.call_soon_threadsafe(wake)
+
+    def one_of_every(_: Future[CollectionResult]) -> None:
         with lock:
             left[0] -= 1
             last = left[0] == 0
         if last:
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
-                loop.call_soon_threadsafe(wake)
+            from_thread()
 
     timer = loop.call_later(max(0.0, timeout), wake)
-    for future in futures:
-        future.add_done_callback(from_thread)
+    for future in every:
+        future.add_done_callback(one_of_every)
+    for future in anyone:
+        future.add_done_callback(lambda _: from_thread())
+    wakers.add(from_thread)
     try:
         await woken
     finally:
+        wakers.discard(from_thread)
         timer.cancel()
 
 

@@ -30,7 +30,7 @@ from collectors.specs import MetricSpec, add, counter, gauge
 from exporter import __version__
 from exporter.exposition import Format, compress, encode
 from exporter.families import merge_same_name, with_prefix
-from exporter.runs import MAX_ABANDONED, Flights
+from exporter.runs import MAX_ABANDONED, SAME_DEADLINE_SECONDS, Flights
 from exporter.workers import WorkerPool, daemon_call
 
 log = logging.getLogger("afirgen_exporter")
@@ -42,7 +42,7 @@ COLLECTOR_SUCCESS = gauge("afirgen_exporter_collector_success", "1 if the collec
 COLLECTOR_DURATION = gauge("afirgen_exporter_collector_duration_seconds", "Time the collector took in this scrape (up to the deadline).", _UNIT_LABELS, unit="seconds")  # noqa: E501
 SERIES_DROPPED = gauge("afirgen_exporter_series_dropped", "Series folded into 'other' by a cardinality budget in this scrape.", _UNIT_LABELS)  # noqa: E501
 ABANDONED = counter("afirgen_exporter_collections_abandoned_total", "Collections that overran their deadline and were abandoned (the next scrape started afresh): a wedged source.", _UNIT_LABELS)  # noqa: E501
-STUCK = gauge("afirgen_exporter_collections_stuck", f"Abandoned collections still running; at {MAX_ABANDONED} the target is reported down without starting another.", _UNIT_LABELS)  # noqa: E501
+STUCK = gauge("afirgen_exporter_collections_stuck", f"Abandoned collections still running; at {MAX_ABANDONED} no other starts until one ends (the target is down meanwhile).", _UNIT_LABELS)  # noqa: E501
 CACHED_AGE = gauge("afirgen_exporter_cached_age_seconds", "Age of values a collector reads on an interval of its own rather than every scrape (sizes, settings, versions), by part; absent while its source is down.", (*_UNIT_LABELS, "part"), unit="seconds")  # noqa: E501
 PROBE_SUCCESS = gauge("probe_success", "1 if every collector of the probed target succeeded (/probe only).")  # noqa: E501
 PROBE_DURATION = gauge("probe_duration_seconds", "How long the probe took (/probe only).", unit="seconds")  # noqa: E501
@@ -87,6 +87,9 @@ class Unit:
     in_metrics: bool = True
     #: Its own time limit inside the scrape deadline, when configured.
     timeout_seconds: float | None = None
+    #: What it was built from (collector options, target entry): a reload that leaves them
+    #: equal keeps the unit's status. None: not built from the config.
+    settings: object = field(default=None, compare=False)
 
     @property
     def key(self) -> UnitKey:
@@ -145,6 +148,23 @@ class ScrapeEngine:
             self.status[unit.key] = UnitStatus()
         self._build_info = BUILD_INFO.single(1.0, __version__, platform.python_version())
 
+    def carry_over(self, old: ScrapeEngine) -> None:
+        """Take over from the engine a reload replaces: every unit built from the same settings
+        (or from the same collector) keeps its status, which scrapes still in flight on the old
+        engine go on updating, and its logged state (a target still down is not announced
+        again). No I/O."""
+        before = {unit.key: unit for unit in old.units}
+        for unit in self.units:
+            previous = before.get(unit.key)
+            if previous is None or unit.key not in old.status:
+                continue
+            same = previous.collector is unit.collector or (
+                unit.settings is not None and previous.settings == unit.settings
+            )
+            if same:
+                self.status[unit.key] = old.status[unit.key]
+                unit.collector.carry_state(previous.collector)
+
     # -- collection ---------------------------------------------------------------------
 
     async def collect(
@@ -171,6 +191,9 @@ class ScrapeEngine:
         for unit, unit_deadline, result in zip(units, deadlines, answers, strict=True):
             if result is None:
                 result = self._timed_out(unit, min(unit_deadline.at, time.monotonic()) - started)
+                if self._flights.stopped:  # cut short by the stop, not the target's fault
+                    results.append((unit, result))
+                    continue
             self._record(unit, result)
             results.append((unit, result))
         return results
@@ -179,11 +202,19 @@ class ScrapeEngine:
         status = self.status.get(unit.key)
         return (status.duration_seconds or 0.0) if status is not None else 0.0
 
+    def stop_scrapes(self) -> None:
+        """The process is stopping: scrapes in flight answer now with what is collected (the
+        rest reported down, `timeout`, neither logged nor recorded as the target's state) and
+        later ones at once, so no request outlives the server's graceful shutdown."""
+        self._flights.stop_waiting()
+
     def _timed_out(self, unit: Unit, waited: float) -> CollectionResult:
         stuck = self._flights.stuck(unit.key)
         notes: tuple[str, ...] = ()
         detail = "no answer within the scrape deadline"
-        if stuck >= MAX_ABANDONED:
+        if self._flights.stopped:
+            detail = "not collected: the exporter is stopping"
+        elif stuck >= MAX_ABANDONED:
             detail = f"{stuck} earlier collections still running past their deadline"
             notes = (f"{detail}: none started until one ends",)
         return CollectionResult(
@@ -268,11 +299,12 @@ class ScrapeEngine:
 
         The rendering runs as its own task, so a scraper that goes away (and is cancelled)
         does not take the shared result from the others. A scraper joins a rendering only if
-        that one's deadline is not later than its own.
+        that one's deadline is (nearly) its own: an earlier one would cut its collection short,
+        a later one would answer after its deadline.
         """
         key = (tuple(u.key for u in units), fmt, gzipped, probe)
         shared = self._renders.get(key)
-        if shared is None or shared.deadline_at > deadline.at + 0.05:
+        if shared is None or abs(shared.deadline_at - deadline.at) > SAME_DEADLINE_SECONDS:
             task = self._track(self._render(units, deadline, fmt, gzipped, probe))
             shared = _Render(task, deadline.at)
             self._renders[key] = shared

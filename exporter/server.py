@@ -12,6 +12,7 @@ import contextlib
 import logging
 import resource
 import signal
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -95,7 +96,17 @@ def connection_limit(configured: int) -> int:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's Server, announcing the address in the exporter's words once it is bound."""
+    """uvicorn's Server, announcing the address in the exporter's words once it is bound, and
+    answering the scrapes in flight as soon as shutdown begins: uvicorn would otherwise cancel
+    a long one after its graceful timeout, with an ERROR traceback."""
+
+    def __init__(self, config: uvicorn.Config, exporter: Exporter) -> None:
+        super().__init__(config)
+        self.exporter = exporter
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.exporter.stop_scrapes()
+        await super().shutdown(sockets)
 
     def _log_started_message(self, listeners: Any) -> None:
         scheme = "https" if self.config.is_ssl else "http"
@@ -153,4 +164,4 @@ def serve(
     served = create_app(exporter, lifecycle=lifecycle, web_config=web_config)
     app = _Lifespan(served, exporter, web_config)
     config = uvicorn_config(exporter, app, log_level=log_level, web_config=web_config)
-    _Server(config).run()
+    _Server(config, exporter).run()

@@ -1,7 +1,8 @@
 """The exporter's current config and what was built from it; reload swaps it whole.
 
 A reload reads the file again. A config that does not load is refused and the old one keeps
-serving; a good one replaces the units. Scrapes already in flight finish on the old engine,
+serving; a good one replaces the units (a unit whose settings did not change keeps its status
+and logged state). Scrapes already in flight finish on the old engine,
 which is closed once they are done (bounded), so a reload never fails a scrape.
 """
 
@@ -52,7 +53,8 @@ class Exporter:
         self._overrides = reload_overrides or {}
         self.last_reload_ok = True
         self.last_reload_success = time.time()
-        self._closing: set[asyncio.Task[None]] = set()
+        #: Engines a reload replaced, while they finish their scrapes and close.
+        self._closing: dict[asyncio.Task[None], ScrapeEngine] = {}
         #: Abandoned collections per unit, counted across reloads (a counter never goes back).
         self._abandoned_total: dict[tuple[str, str], int] = {}
         self.loaded = self._load(config)
@@ -79,7 +81,8 @@ class Exporter:
     async def reload(self) -> Config:
         """Load the config file again; raise ConfigError (old config kept) when it is bad."""
         source = self.config.source
-        if source is None:
+        if source is None:  # refused like any failed reload (Prometheus's own gauge goes to 0)
+            self.last_reload_ok = False
             raise ConfigError(["no config file to reload: the exporter started without one"])
         loop = asyncio.get_running_loop()
         try:
@@ -96,18 +99,24 @@ class Exporter:
             ) from exc
         if config.web.listen_address != self.config.web.listen_address:
             log.warning("web.listen_address changed: it takes effect after a restart")
+        loaded.engine.carry_over(self.loaded.engine)
         old, self.loaded = self.loaded, loaded
         self.last_reload_ok = True
         self.last_reload_success = time.time()
         closing = asyncio.get_running_loop().create_task(old.engine.aclose())
-        self._closing.add(closing)  # keep a reference until it is done
-        closing.add_done_callback(self._closing.discard)
+        self._closing[closing] = old.engine  # keep a reference until it is done
+        closing.add_done_callback(self._closing.pop)
         log.info("config reloaded from %s: %d targets", source, len(loaded.units))
         return config
 
     def reload_families(self) -> Iterator[Metric]:
         yield RELOAD_OK.single(1.0 if self.last_reload_ok else 0.0)
         yield RELOAD_TIME.single(self.last_reload_success)
+
+    def stop_scrapes(self) -> None:
+        """Shutdown began: the scrapes in flight on every engine answer now."""
+        for engine in (self.loaded.engine, *self._closing.values()):
+            engine.stop_scrapes()
 
     async def aclose(self) -> None:
         await self.loaded.engine.aclose(grace_seconds=1.0)

@@ -22,7 +22,9 @@ def build_units(config: Config, extra: Sequence[SourceCollector] = ()) -> list[U
         if spec.section is None:
             if enabled:
                 collector = spec.load().build(options, None)
-                units.append(Unit(spec.name, collector.name, collector, in_metrics=True))
+                units.append(
+                    Unit(spec.name, collector.name, collector, in_metrics=True, settings=(options,))
+                )
             continue
         for target in config.targets.get(spec.section, ()):
             collector = spec.load().build(options, target)
@@ -33,6 +35,7 @@ def build_units(config: Config, extra: Sequence[SourceCollector] = ()) -> list[U
                     collector,
                     in_metrics=enabled,
                     timeout_seconds=getattr(target, "timeout_seconds", None),
+                    settings=(options, target),
                 )
             )
     for collector in extra:

@@ -236,13 +236,23 @@ def test_eight_concurrent_http_scrapes_collect_once():
 
 def test_scrape_deadline_from_header():
     settings = ScrapeConfig(
-        timeout_offset_seconds=0.25, default_timeout_seconds=10, max_timeout_seconds=30
+        timeout_offset_seconds=0.25,
+        default_timeout_seconds=10,
+        max_timeout_seconds=30,
+        min_timeout_seconds=0,
     )
     assert 9.7 < scrape_deadline(None, settings).remaining() <= 9.75
     assert 4.7 < scrape_deadline("5", settings).remaining() <= 4.75
     assert 29.7 < scrape_deadline("600", settings).remaining() <= 29.75
     assert 9.7 < scrape_deadline("garbage", settings).remaining() <= 9.75
     assert 0.09 < scrape_deadline("0.2", settings).remaining() <= 0.1  # never below half
+
+
+def test_scrape_deadline_raises_a_tiny_header_to_the_minimum():
+    settings = ScrapeConfig(timeout_offset_seconds=0.25, min_timeout_seconds=2)
+    assert 1.7 < scrape_deadline("0.001", settings).remaining() <= 1.75
+    assert 2.7 < scrape_deadline("3", settings).remaining() <= 2.75  # above it: as asked
+    assert 0.2 < scrape_deadline("0.001", ScrapeConfig()).remaining() <= 0.25  # default 0.5 s
 
 
 def test_mounted_in_another_app_answers_under_the_mount_without_redirect(exporter):

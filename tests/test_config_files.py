@@ -70,6 +70,26 @@ CASES = [
         "the config nests lists and mappings more than 32 deep",
     ),
     (
+        "model-server-port-not-a-number",
+        lambda tmp: model_server(url="http://127.0.0.1:port/"),
+        "model_servers[0].url: the port 'port' is not a number from 1 to 65535",
+    ),
+    (
+        "model-server-port-out-of-range",
+        lambda tmp: model_server(url="http://127.0.0.1:99999/"),
+        "model_servers[0].url: the port '99999' is not a number from 1 to 65535",
+    ),
+    (
+        "model-server-port-0",
+        lambda tmp: model_server(url="http://127.0.0.1:0/health"),
+        "model_servers[0].url: the port '0' is not a number from 1 to 65535",
+    ),
+    (
+        "model-server-metrics-url-port",
+        lambda tmp: model_server(kind="vllm", metrics_url="http://127.0.0.1:80a/metrics"),
+        "model_servers[0].metrics_url: the port '80a' is not a number from 1 to 65535",
+    ),
+    (
         "header-value-non-ascii",
         lambda tmp: model_server(headers={"X-Api-Key": "clé"}),
         "model_servers[0].headers.X-Api-Key: not usable in an HTTP header: character 3 is a "

@@ -148,3 +148,39 @@ def test_a_real_exporter_logs_state_changes_only_and_never_a_query_secret(tmp_pa
     assert "HTTP Request" not in text  # httpx's per-request lines stay below INFO
     for secret in SECRETS:
         assert secret not in text
+
+
+def test_a_database_that_stays_down_logs_one_single_line(tmp_path):
+    # a real PostgreSQL driver against a closed port: SQLAlchemy's text spans three lines
+    config = tmp_path / "exporter.yml"
+    config.write_text(
+        "collectors:\n  system: {enabled: false}\n  process: {enabled: false}\n"
+        "databases:\n"
+        f"  - name: gone\n    url: postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test\n"
+    )
+    with running_exporter(config) as (url, _):
+        log = _log_of(url)
+        for _ in range(5):
+            body = httpx.get(f"{url}/metrics", headers=HEADERS, timeout=10).text
+            assert 'db_up{database="gone"} 0.0' in body
+        lines = log.read_text().splitlines()
+    about = [line for line in lines if "target=gone" in line]
+    assert len(about) == 1, lines
+    assert "WARNING" in about[0] and "reason=refused" in about[0]
+    assert "Is the server running" in about[0]  # the driver's second line, on the same line
+    assert not [line for line in lines if line.startswith(("\t", "(Background", " "))], lines
+
+
+def test_the_formatter_puts_a_multi_line_message_on_one_line():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.RedactingFormatter(logs.FORMAT))
+    logger = logging.getLogger("afirgen_exporter.test_logs")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("failed: %s", "first\n\tsecond\r\nthird")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    assert stream.getvalue().endswith("failed: first second third\n")

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 
+import httpx
 import pytest
 from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,7 +20,7 @@ from collectors.base import Deadline, ScrapeContext, SourceCollector
 from exporter.exposition import Format
 from exporter.runs import MAX_ABANDONED
 from exporter.scrape import ScrapeEngine, Unit
-from tests.loopback_sources import SilentListener
+from tests.loopback_sources import SilentListener, slow_http_server
 
 
 class WedgingCollector(SourceCollector):
@@ -229,7 +230,10 @@ def test_threads_and_fds_stay_flat_over_200_scrapes_with_wedged_sources(silent):
     per_unit = MAX_ABANDONED + 1
     assert peaks["threads"] - threads_before <= 2 * per_unit
     assert peaks["fds"] - fds_before <= 2 * 2 * per_unit + 2
-    assert self_metric(got, "afirgen_exporter_collections_abandoned_total", "wedged", "silent") > 0
+    # its reads end at the deadline: a run merely slow is waited for, never abandoned...
+    assert self_metric(got, "afirgen_exporter_collections_abandoned_total", "wedged", "silent") == 0
+    # ...while the stubborn one ignores it, and its runs are
+    assert self_metric(got, "afirgen_exporter_collections_abandoned_total", "wedging", "w") > 0
     # the stubborn one: two runs per 2 s block at most, not one per scrape
     assert stubborn.calls <= (200 * seconds / 2.0 + 1) * MAX_ABANDONED
     engine.close()
@@ -273,3 +277,50 @@ def test_a_unit_timeout_cuts_that_unit_while_the_others_finish(silent):
     waited = self_metric(got, "afirgen_exporter_collector_duration_seconds", "wedged", "silent")
     assert waited == pytest.approx(0.2, abs=0.02)  # its own 0.2 s, not the slow one's 0.6 s
     engine.close()
+
+
+def test_a_run_that_failed_within_a_shorter_deadline_never_decides_a_longer_scrape():
+    class SlowHttp(SourceCollector):
+        """GETs a real loopback server that answers after 0.3 s, within the deadline."""
+
+        kind = "slowhttp"
+
+        def __init__(self, port: int) -> None:
+            super().__init__("h")
+            self.port = port
+            self.running = 0
+            self.most_running = 0
+            self.calls = 0
+            self._lock = threading.Lock()
+
+        def fetch(self, ctx: ScrapeContext):
+            with self._lock:
+                self.calls += 1
+                self.running += 1
+                self.most_running = max(self.most_running, self.running)
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{self.port}/", timeout=ctx.deadline.timeout())
+            finally:
+                with self._lock:
+                    self.running -= 1
+            yield GaugeMetricFamily("slowhttp_status", "HTTP status.", value=answer.status_code)
+
+    with slow_http_server(0.3) as port:
+        collector = SlowHttp(port)
+        engine = ScrapeEngine(units(collector))
+
+        async def overlapping():
+            # the short scrape starts the run; its read times out (a failure, not an overrun)
+            short = asyncio.ensure_future(
+                engine.render(engine.units, Deadline.after(0.1), Format.TEXT, False)
+            )
+            await asyncio.sleep(0.02)
+            long = engine.render(engine.units, Deadline.after(5.0), Format.TEXT, False)
+            return await asyncio.gather(short, long)
+
+        short, long = asyncio.run(overlapping())
+        engine.close()
+    assert b'afirgen_exporter_collector_success{collector="slowhttp",target="h"} 0.0' in short
+    assert b'afirgen_exporter_collector_success{collector="slowhttp",target="h"} 1.0' in long
+    assert b"slowhttp_status 200.0" in long
+    assert collector.calls == 2 and collector.most_running == 1  # after it, never beside it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import threading
@@ -35,7 +36,7 @@ def test_sigterm_exits_within_the_grace_period_with_a_stuck_source_and_a_scrape_
             f"    url: redis://127.0.0.1:{silent.port}/0\n"
             "    read_timeout_seconds: 60\n"
         )
-        answers: list[int] = []
+        answers: list[tuple[int, str]] = []
 
         with running_exporter(config) as (url, proc):
 
@@ -46,9 +47,9 @@ def test_sigterm_exits_within_the_grace_period_with_a_stuck_source_and_a_scrape_
                         headers={"X-Prometheus-Scrape-Timeout-Seconds": "60"},
                         timeout=90,
                     )
-                    answers.append(answer.status_code)
-                except httpx.HTTPError:
-                    answers.append(0)
+                    answers.append((answer.status_code, answer.text))
+                except httpx.HTTPError as exc:
+                    answers.append((0, type(exc).__name__))
 
             client = threading.Thread(target=scrape)
             client.start()
@@ -64,8 +65,17 @@ def test_sigterm_exits_within_the_grace_period_with_a_stuck_source_and_a_scrape_
             exited = proc.poll()
             client.join(timeout=30)
             print(f"SIGTERM to exit: {elapsed:.2f} s (grace {GRACE_SECONDS:.1f} s)")
+        log = Path(os.environ.get("TMPDIR", "/tmp")) / f"exporter-{url.rsplit(':', 1)[1]}.log"
+        text = log.read_text()
     assert exited is not None, "the exporter was still running 30 s past its grace period"
     assert elapsed <= GRACE_SECONDS + SLACK_SECONDS, f"exit took {elapsed:.1f} s"
     assert exited in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
-    # the scrape in flight ended too (answered, or cut by uvicorn's graceful timeout): no hang
-    assert len(answers) == 1
+    # the scrape in flight was answered at once, the stuck target reported down (timeout)
+    # instead of being cut by uvicorn's graceful timeout with a CancelledError traceback
+    assert len(answers) == 1 and answers[0][0] == 200, answers
+    assert (
+        'afirgen_exporter_collector_success{collector="redis",target="stuck"} 0.0' in answers[0][1]
+    )
+    up = [line for line in answers[0][1].splitlines() if line.startswith("cache_up{")]
+    assert len(up) == 1 and up[0].endswith(" 0.0"), up
+    assert "Traceback" not in text and " ERROR " not in text, text

@@ -28,7 +28,19 @@ def check_url(value: str) -> str:
         raise ValueError("not an http:// or https:// URL with a host")
     if parts.password is not None:
         raise ValueError("must not hold a password (use bearer_token_file or headers)")
+    check_port(parts.netloc)
     return value.rstrip("/") if parts.path in ("", "/") and not parts.query else value
+
+
+def check_port(netloc: str) -> None:
+    """A port, when given, is 1-65535 (urlsplit only complains once `.port` is read: at the
+    first request)."""
+    host_port = netloc.rpartition("@")[2]
+    _, colon, port = host_port.rpartition(":")
+    if not colon or "]" in port or port == "":  # no port (or the inside of an IPv6 literal)
+        return
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"the port {port!r} is not a number from 1 to 65535")
 
 
 def check_status_codes(value: tuple[int, ...]) -> tuple[int, ...]:
