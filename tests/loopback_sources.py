@@ -156,6 +156,8 @@ class LoopbackServer:
     def stop(self) -> None:
         self.stopping.set()
         self.listener.close()
+        if self.threads:  # the accept loop first: no connection arrives after it has ended
+            self.threads[0].join(timeout=2)
         for conn in self.sockets:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)  # wakes a recv() blocked in another thread
