@@ -1,6 +1,9 @@
-"""Loopback sources for the engine's fault tests: a slow HTTP server and a silent TCP listener.
+"""Loopback sources for the fault tests: a slow HTTP server, a silent TCP listener, a server
+that drips its answer, and `LoopbackServer`, the thread-per-connection server they and the
+other socket servers of the tests (model_server_apps.DripServer, tq_support.WedgingProxy) are
+built on.
 
-Both are real servers on 127.0.0.1 run in threads; the tests and benchmarks/wedged.py use them
+All are real servers on 127.0.0.1 run in threads; the tests and benchmarks/wedged.py use them
 as the far end of a real collector (a model server) or of a test collector's socket.
 """
 
@@ -12,8 +15,9 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 
 class SlowHealthHandler(BaseHTTPRequestHandler):
@@ -105,7 +109,64 @@ class SilentListener:
         self._selector.close()
 
 
-class DripServer:
+class LoopbackServer:
+    """A TCP server on a free 127.0.0.1 port whose every connection is served by
+    `serve(conn, number)` (`number` counts from 1) in a thread of its own.
+
+    `with` starts it; leaving it, or `stop()`, sets `stopping`, closes the listener and every
+    accepted socket and joins every thread, so a test leaves nothing running behind it.
+    """
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)  # closing a listener does not wake accept(): poll
+        self.port: int = self.listener.getsockname()[1]
+        self.stopping = threading.Event()
+        self.connections = 0
+        self.sockets: list[socket.socket] = []
+        self.threads: list[threading.Thread] = []
+
+    def serve(self, conn: socket.socket, number: int) -> None:
+        raise NotImplementedError
+
+    def start_thread(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            self.sockets.append(conn)
+            self.start_thread(self.serve, conn, self.connections)
+
+    def __enter__(self) -> Self:
+        self.start_thread(self._accept)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.listener.close()
+        if self.threads:  # the accept loop first: no connection arrives after it has ended
+            self.threads[0].join(timeout=2)
+        for conn in self.sockets:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)  # wakes a recv() blocked in another thread
+            conn.close()
+        for thread in self.threads:
+            thread.join(timeout=2)
+
+
+class DripServer(LoopbackServer):
     """An HTTP server on loopback that drips its answer one byte every `interval` seconds.
 
     Every read gets a byte well within any per-read timeout, so only a whole-request deadline
@@ -117,30 +178,15 @@ class DripServer:
     ANSWER = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{"status": "ok"}'
 
     def __init__(self, interval: float = 0.2, *, forever: bool = False) -> None:
+        super().__init__()
         self.interval = interval
         self.forever = forever
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._server.settimeout(0.05)
-        self.port: int = self._server.getsockname()[1]
         self.healed = threading.Event()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
 
     def heal(self) -> None:
         self.healed.set()
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                continue
-            thread = threading.Thread(target=self._answer, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _answer(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket, number: int) -> None:
         dripping = not self.healed.is_set()
         with conn:
             try:
@@ -152,18 +198,9 @@ class DripServer:
                     return
                 drip = itertools.chain(b"HTTP/1.1 200 OK\r\nX-Drip: ", itertools.repeat(97))
                 for byte in drip if self.forever else self.ANSWER[:-1]:  # never the last byte
-                    if self._stop.wait(self.interval):
+                    if self.stopping.wait(self.interval):
                         return
                     conn.sendall(bytes([byte]))
-                self._stop.wait()
+                self.stopping.wait()
             except OSError:
                 return
-
-    def __enter__(self) -> DripServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._server.close()

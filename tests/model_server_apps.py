@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +36,8 @@ from collectors.model_servers import PRESETS, ModelServerCollector, build
 from collectors.model_servers.preset import Endpoint, ServerState
 from exporter.config import load_config
 from tests.engine_pages import Traffic, page
+from tests.loopback_sources import LoopbackServer
+from tests.support import registry_of, serve_app
 
 MODELS = ("fir-summarizer", "ner")
 #: Ollama: what /api/ps lists as loaded in memory
@@ -117,7 +118,19 @@ def make_metrics_app(kind: str, behaviour: Behaviour) -> Starlette:
     return Starlette(routes=[metrics_route(kind, behaviour)])
 
 
-class DripServer:
+def serve_stand_in(
+    stack: contextlib.ExitStack, kind: str, behaviour: Behaviour
+) -> tuple[str, str | None]:
+    """Serve the stand-in of `kind` until `stack` closes: (its API URL, the URL of its metrics
+    page where the engine serves it on a port of its own, else None)."""
+    url = stack.enter_context(serve_app(make_app(kind, behaviour), timeout_graceful_shutdown=1))
+    if PRESETS[kind].metrics_port is None:
+        return url, None
+    alone = stack.enter_context(serve_app(make_metrics_app(kind, behaviour)))
+    return url, f"{alone}/metrics"
+
+
+class DripServer(LoopbackServer):
     """A socket server on loopback that answers HTTP one byte every `interval` seconds.
 
     The first `drip_connections` connections drip (then -1: all of them); later ones get the
@@ -134,58 +147,29 @@ class DripServer:
     def __init__(
         self, interval: float = 0.5, drip_connections: int = -1, hang_up: bool = False
     ) -> None:
+        super().__init__()
         self.interval = interval
         self.hang_up = hang_up
         self.drip_connections = drip_connections
-        self.connections = 0
-        self._stop = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.url = f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> DripServer:
-        self._start(self._accept)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _start(self, target, *args) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            self._sockets.append(conn)
-            drip = self.drip_connections < 0 or self.connections <= self.drip_connections
-            self._start(self._answer, conn, drip)
-
-    def _answer(self, conn: socket.socket, drip: bool) -> None:
+    def serve(self, conn: socket.socket, number: int) -> None:
+        drip = self.drip_connections < 0 or number <= self.drip_connections
         with contextlib.suppress(OSError), conn:
             self._answering(conn, drip)
 
     def idle(self, timeout: float = 5.0) -> bool:
         """Wait until every connection the clients closed is closed here too."""
         deadline = time.monotonic() + timeout
-        for thread in self._threads[1:]:
+        for thread in self.threads[1:]:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in self._threads[1:])
+        return not any(t.is_alive() for t in self.threads[1:])
 
     def _answering(self, conn: socket.socket, drip: bool) -> None:
         conn.settimeout(0.2)
-        while not self._stop.is_set():  # every request on this connection
+        while not self.stopping.is_set():  # every request on this connection
             request = b""
-            while b"\r\n\r\n" not in request and not self._stop.is_set():
+            while b"\r\n\r\n" not in request and not self.stopping.is_set():
                 try:
                     chunk = conn.recv(4096)
                 except TimeoutError:
@@ -199,18 +183,9 @@ class DripServer:
                 conn.sendall(self.ANSWER)
                 continue
             for i in range(len(self.ANSWER)):
-                if self._stop.wait(self.interval):
+                if self.stopping.wait(self.interval):
                     return
                 conn.sendall(self.ANSWER[i : i + 1])
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        for conn in self._sockets:
-            with contextlib.suppress(OSError):
-                conn.close()
-        for thread in self._threads:
-            thread.join(timeout=2)
 
 
 def collector_for(
@@ -235,25 +210,12 @@ def make_collector_fixture() -> Iterator:
         collector.close()
 
 
-class _Families:
-    def __init__(self, families):
-        self.families = families
-
-    def collect(self):
-        return iter(self.families)
-
-
 def scrape(
     collector: ModelServerCollector, seconds: float = 5.0
 ) -> tuple[CollectionResult, CollectorRegistry]:
+    """One collection: its result, and its families in a registry (`value` reads it)."""
     result = collector.run(Deadline.after(seconds))
-    return result, registry_of(result)
-
-
-def registry_of(result: CollectionResult) -> CollectorRegistry:
-    registry = CollectorRegistry()
-    registry.register(_Families(result.families))
-    return registry
+    return result, registry_of(result.families)
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:

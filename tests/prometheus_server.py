@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.support import free_port, require_binary, wait_until
+from tests.support import free_port, require_binary, server_process
 
 
 def scrape_one(url: str, metrics_path: str = "/prometheus/metrics") -> dict[str, Any]:
@@ -71,32 +71,18 @@ def prometheus_server(
             capture_output=True,
         )
         assert check.returncode == 0, check.stderr.decode()
-    log = (workdir / "prometheus.log").open("w+")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config_file}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-lifecycle",
-            *flags,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: httpx.get(f"{url}/-/ready").status_code == 200,
-            timeout=30,
-            what="prometheus to be ready",
-        )
-        yield PrometheusServer(url)
-    finally:
-        with contextlib.suppress(httpx.HTTPError):
-            httpx.post(f"{url}/-/quit", timeout=5)
+    args = [
+        binary,
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+        *flags,
+    ]
+    with server_process(args, workdir / "prometheus.log", f"{url}/-/ready"):
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            yield PrometheusServer(url)
+        finally:  # the clean way out first; server_process signals it if that fails
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.post(f"{url}/-/quit", timeout=5)

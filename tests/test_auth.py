@@ -13,7 +13,7 @@ from exporter.auth import AddressBudgets, AuthLimits, bcrypt_cost
 from exporter.config import load_config
 from exporter.schema import ConfigError
 from exporter.state import Exporter
-from tests.support import serve_app
+from tests.support import scrape_headers, serve_app
 
 PASSWORD = "s3cret-pass"
 
@@ -38,7 +38,7 @@ async def burst_and_scrape(base: str, bad: int, scrape_timeout: float):
                 client.get(
                     f"{base}/metrics",
                     auth=("prom", PASSWORD),
-                    headers={"X-Prometheus-Scrape-Timeout-Seconds": str(scrape_timeout)},
+                    headers=scrape_headers(scrape_timeout),
                 ),
                 scrape_timeout,
             )

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import resource
 import socket
-import subprocess
-import sys
 import time
 
 import httpx
@@ -22,7 +20,15 @@ from exporter.connections import guarded_protocol
 from exporter.server import connection_limit
 from exporter.state import Exporter
 from tests.slowloris import PARTIAL, Slowloris, open_fds
-from tests.support import ROOT, free_port, serve_app, wait_until
+from tests.support import (
+    ROOT,
+    exporter_args,
+    free_port,
+    scrape_headers,
+    serve_app,
+    started_process,
+    wait_until,
+)
 from tests.test_scrape import CountingCollector
 
 
@@ -110,24 +116,15 @@ def test_scrapes_keep_answering_while_5000_half_open_connections_are_held(tmp_pa
     path.write_text(yaml.safe_dump({"web": {"header_timeout_seconds": 2}}))
     # 600 open files: without the guard, a few hundred half-open connections take them all
     fd_limit = 600
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "--config",
-            str(path),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-            "--log.level",
-            "error",
-        ],  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    with started_process(
+        exporter_args(port, path, "--log.level", "error"),
+        ready=lambda: httpx.get(f"{base}/-/healthy").status_code == 200,
+        what="start",
+        timeout=20,
         cwd=ROOT,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit)),
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: httpx.get(f"{base}/-/healthy").status_code == 200, what="start")
+    ) as proc:
         codes, most_fds = [], 0
         with Slowloris(port, 5000) as attack:
             wait_until(lambda: attack.opened >= 5000, timeout=30, what="5000 connections")
@@ -136,16 +133,13 @@ def test_scrapes_keep_answering_while_5000_half_open_connections_are_held(tmp_pa
                 for path_ in ("/metrics", "/-/healthy"):
                     response = httpx.get(
                         f"{base}{path_}",
-                        headers={"X-Prometheus-Scrape-Timeout-Seconds": "5"},
+                        headers=scrape_headers(5),
                         timeout=5,
                     )
                     codes.append(response.status_code)
                 most_fds = max(most_fds, open_fds(proc.pid))
                 time.sleep(0.2)
         assert proc.poll() is None
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
     assert codes and set(codes) == {200}, codes
     assert most_fds < fd_limit
     # every connection the server closed was closed within the header timeout (plus slack)

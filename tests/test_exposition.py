@@ -18,7 +18,7 @@ from exporter.name_escaping import escape_name
 from exporter.schema import ConfigError
 from exporter.state import Exporter
 from tests import metrics_pb
-from tests.support import serve_app
+from tests.support import family_samples, serve_app
 
 PROTO = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
 # What Debian's Prometheus 2.42 sends with --enable-feature=native-histograms (captured),
@@ -162,13 +162,9 @@ def test_each_scheme_in_every_format(urls, scheme, name, label):
     assert pb.headers["content-type"].endswith(f"encoding=delimited; escaping={scheme}")
 
     for body, parse in ((text.text, parse_text), (om.text, parse_om)):
-        samples = {
-            (s.name, tuple(s.labels.items())): s.value
-            for family in parse(body)
-            for s in family.samples
-        }
-        assert samples[(name, ((label, "q.1"),))] == 3.0, body
-        assert samples[("app_jobs_total", (("kind", "a"),))] == 5.0  # legacy: as always
+        samples = family_samples(parse(body))
+        assert samples.value(name, **{label: "q.1"}) == 3.0, body
+        assert samples.value("app_jobs_total", kind="a") == 5.0  # legacy: as always
     families = metrics_pb.by_name(pb.content)
     assert metrics_pb.labels(families[name].metric[0]) == {label: "q.1"}
     assert families["app_jobs_total"].metric[0].counter.value == 5.0

@@ -8,7 +8,6 @@ import asyncio
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -16,7 +15,7 @@ from starlette.routing import Route
 
 from exporter import embed
 from exporter.model_calls import ModelCalls
-from tests.support import free_port, serve_app
+from tests.support import free_port, scrape_url, serve_app
 
 STREAM_CHUNKS = 4
 CHUNK_PAUSE = 0.1
@@ -138,16 +137,7 @@ def test_embedded_exporter_serves_the_apps_calls():
         with serve_app(backend) as url:
             for _ in range(4):
                 assert httpx.post(f"{url}/summarize").json() == {"ok": True}
-            body = httpx.get(f"{url}/prometheus/metrics").text
-    got = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for f in text_string_to_metric_families(body)
-        for s in f.samples
-    }
-    key = (
-        "model_server_requests_total",
-        (("model", "llama3"), ("server", "ollama"), ("status", "success")),
-    )
-    assert got[key] == 4
-    count = ("model_server_latency_seconds_count", (("model", "llama3"), ("server", "ollama")))
-    assert got[count] == 4
+            got = scrape_url(f"{url}/prometheus/metrics")
+    labels = {"model": "llama3", "server": "ollama"}
+    assert got.value("model_server_requests_total", status="success", **labels) == 4
+    assert got.value("model_server_latency_seconds_count", **labels) == 4

@@ -33,11 +33,11 @@ from tests.model_server_apps import (
     Behaviour,
     make_app,
     make_collector_fixture,  # noqa: F401 - the make_collector fixture
-    make_metrics_app,
     scrape,
+    serve_stand_in,
     value,
 )
-from tests.support import free_port, require_binary, serve_app
+from tests.support import free_port, require_binary, samples_of, serve_app
 
 KINDS = tuple(PRESETS)
 #: the models each preset is configured with, where not both MODELS (Ollama with a tag on one)
@@ -76,13 +76,10 @@ def servers() -> Iterator[dict[str, Served]]:
         served = {}
         for kind in KINDS:
             behaviour = Behaviour()
-            url = stack.enter_context(
-                serve_app(make_app(kind, behaviour), timeout_graceful_shutdown=1)
-            )
+            url, metrics = serve_stand_in(stack, kind, behaviour)
             served[kind] = Served(url, behaviour)
-            if PRESETS[kind].metrics_port is not None:
-                metrics = stack.enter_context(serve_app(make_metrics_app(kind, behaviour)))
-                METRICS_AT[url] = f"{metrics}/metrics"
+            if metrics is not None:
+                METRICS_AT[url] = metrics
         yield served
 
 
@@ -179,7 +176,7 @@ def test_models_listed_by_the_server_are_reported_when_none_are_configured(fresh
 def test_discovered_models_beyond_the_budget_are_dropped_and_counted(fresh, make_collector):
     collector = make_collector(target_config("vllm", fresh["vllm"].url, models=[], max_models=1))
     result, registry = scrape(collector)
-    ready = [s for f in result.families if f.name == "model_server_model_ready" for s in f.samples]
+    ready = samples_of(result.families, "model_server_model_ready")
     assert len(ready) == 1
     assert result.series_dropped == len(MODELS) - 1
 

@@ -30,11 +30,10 @@ from tests.model_server_apps import (
     DripServer,
     make_app,
     make_collector_fixture,  # noqa: F401 - the make_collector fixture
-    registry_of,
     scrape,
     value,
 )
-from tests.support import free_port, serve_app
+from tests.support import free_port, registry_of, serve_app
 
 
 def generic(url: str, **extra) -> dict:
@@ -86,7 +85,7 @@ def test_the_scrape_after_a_dripping_one_recovers_on_a_fresh_connection(make_col
         assert server.connections == 2
     assert not first.success and first.reason == "timeout"
     assert second.success, "the second scrape joined the stuck first one"
-    registry = registry_of(second)
+    registry = registry_of(second.families)
     assert value(registry, "model_server_availability", server="drip") == 1.0
     assert (
         value(registry, "model_server_probe_requests_total", server="drip", status="timeout") == 1

@@ -36,9 +36,17 @@ from tests.model_server_apps import (
     make_collector_fixture,  # noqa: F401 - the make_collector fixture
     make_metrics_app,
     scrape,
+    serve_stand_in,
     value,
 )
-from tests.support import exporter_process, free_port, require_binary, serve_app
+from tests.support import (
+    exporter_process,
+    free_port,
+    parse_samples,
+    require_binary,
+    samples_of,
+    serve_app,
+)
 
 ENGINE_KINDS = tuple(ENGINES)
 MODEL = "fir-summarizer"
@@ -73,13 +81,8 @@ def engines() -> Iterator[dict[str, Engine]]:
         found = {}
         for kind in ENGINE_KINDS:
             behaviour = Behaviour()
-            url = stack.enter_context(
-                serve_app(make_app(kind, behaviour), timeout_graceful_shutdown=1)
-            )
-            metrics = f"{url}/metrics"
-            if PRESETS[kind].metrics_port is not None:
-                alone = stack.enter_context(serve_app(make_metrics_app(kind, behaviour)))
-                metrics = f"{alone}/metrics"
+            url, alone = serve_stand_in(stack, kind, behaviour)
+            metrics = alone or f"{url}/metrics"
             found[kind] = Engine(kind, url, metrics, behaviour)
         yield found
 
@@ -187,9 +190,7 @@ def test_duration_counters_give_sum_and_count_in_seconds(engine, make_collector)
     assert value(registry, "model_server_latency_seconds_count", **labels) == 5
     buckets = [
         s
-        for f in scrape(collector)[0].families
-        if f.name == "model_server_latency_seconds"
-        for s in f.samples
+        for s in samples_of(scrape(collector)[0].families, "model_server_latency_seconds")
         if s.name.endswith("_bucket")
     ]
     assert [s.labels["le"] for s in buckets] == ["+Inf"]  # no invented buckets
@@ -243,12 +244,7 @@ def test_models_beyond_the_budget_are_summed_under_other(engine, make_collector)
     collector = make_collector(engine.entry(max_models=2))
     result, registry = scrape(collector)
     server = f"{engine.kind}-1"
-    models = {
-        s.labels["model"]
-        for f in result.families
-        if f.name == "model_server_requests"
-        for s in f.samples
-    }
+    models = {s.labels["model"] for s in samples_of(result.families, "model_server_requests")}
     assert models == {"m4", "m3", "other"}  # the two busiest
     assert result.series_dropped >= 3
     other = value(
@@ -485,16 +481,12 @@ def test_a_real_exporter_serves_the_view_and_says_why_a_page_failed(engine, tmp_
     with exporter_process(config_file) as url:
         body = httpx.get(f"{url}/metrics", headers={"Accept": "text/plain"}).text
         landing = httpx.get(f"{url}/").text
-    got = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for f in text_string_to_metric_families(body)
-        for s in f.samples
-    }
+    got = parse_samples(body)
     requests = "model_server_requests_total"
-    assert got[(requests, (("model", MODEL), ("server", "llm"), ("status", "failure")))] == 2
-    assert got[(requests, (("model", MODEL), ("server", "llm"), ("status", "success")))] == 6
-    assert got[("model_server_metrics_up", (("server", "blind"),))] == 0
-    assert got[("model_server_availability", (("server", "blind"),))] == 1
+    assert got.value(requests, model=MODEL, server="llm", status="failure") == 2
+    assert got.value(requests, model=MODEL, server="llm", status="success") == 6
+    assert got.value("model_server_metrics_up", server="blind") == 0
+    assert got.value("model_server_availability", server="blind") == 1
     assert "engine metrics: refused from" in landing and "token=***" in landing
     assert "s3cret-page-token" not in landing + body
 

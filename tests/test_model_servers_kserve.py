@@ -19,7 +19,7 @@ from tests.model_server_apps import (
     scrape,
     value,
 )
-from tests.support import ROOT, free_port, server_process, unavailable
+from tests.support import ROOT, free_port, samples_of, server_process, unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +55,7 @@ def test_kserve_preset_reads_a_real_kserve_server(kserve, make_collector):
     assert value(registry, "model_server_availability", **labels) == 1.0
     assert value(registry, "model_server_model_ready", model=MODEL, **labels) == 1.0
     assert value(registry, "model_server_metrics_up", **labels) == 1.0
-    versions = [
-        s.labels["version"]
-        for f in result.families
-        if f.name == "model_server_info"
-        for s in f.samples
-    ]
+    versions = [s.labels["version"] for s in samples_of(result.families, "model_server_info")]
     assert versions and versions[0]  # KServe's own version from GET /v2
     before = value(registry, "model_server_latency_seconds_count", model=MODEL, **labels) or 0.0
 

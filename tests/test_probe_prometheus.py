@@ -10,11 +10,16 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.model_server_apps import Behaviour, make_app
 from tests.prometheus_server import PrometheusServer, prometheus_server
-from tests.support import exporter_process, free_port, serve_app, wait_until
+from tests.support import (
+    exporter_process,
+    free_port,
+    scrape_url,
+    serve_app,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -47,18 +52,8 @@ def exporter(tmp_path_factory) -> Iterator[str]:
         yield stack.enter_context(exporter_process(config_file))
 
 
-def samples(body: str) -> dict[tuple[str, frozenset], float]:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(body)
-        for s in family.samples
-    }
-
-
 def test_probe_serves_only_the_named_target(exporter):
-    answer = httpx.get(f"{exporter}/probe", params={"target": "llm"})
-    assert answer.status_code == 200
-    got = samples(answer.text)
+    got = scrape_url(f"{exporter}/probe?target=llm")  # answers 200
     assert got[("probe_success", frozenset())] == 1.0
     assert got[("model_server_up", frozenset({("server", "llm")}))] == 1.0
     servers = {dict(labels).get("server") for name, labels in got if name.startswith("model_")}
@@ -66,26 +61,22 @@ def test_probe_serves_only_the_named_target(exporter):
 
 
 def test_probe_of_an_unreachable_server_answers_200_with_probe_success_zero(exporter):
-    answer = httpx.get(f"{exporter}/probe", params={"target": "down"})
-    assert answer.status_code == 200
-    got = samples(answer.text)
+    got = scrape_url(f"{exporter}/probe?target=down")  # answers 200
     assert got[("probe_success", frozenset())] == 0.0
     assert got[("model_server_up", frozenset({("server", "down")}))] == 0.0
 
 
 def test_probe_applies_the_target_timeout_inside_the_scrape_deadline(exporter):
     # Prometheus allows 10 s; the target's own 0.5 s limit must win over the 3 s slow answer
-    headers = {"X-Prometheus-Scrape-Timeout-Seconds": "10"}
-    answer = httpx.get(f"{exporter}/probe", params={"target": "slow"}, headers=headers)
-    got = samples(answer.text)
+    got = scrape_url(f"{exporter}/probe?target=slow", timeout_seconds=10)
     assert got[("probe_success", frozenset())] == 0.0
     assert got[("model_server_up", frozenset({("server", "slow")}))] == 0.0
     timeouts = frozenset({("server", "slow"), ("status", "timeout")})
 
     def counted() -> bool:
         # on a loaded machine the engine may answer a moment before the request is counted
-        again = httpx.get(f"{exporter}/probe", params={"target": "slow"}, headers=headers)
-        return samples(again.text)[("model_server_probe_requests_total", timeouts)] >= 1
+        again = scrape_url(f"{exporter}/probe?target=slow", timeout_seconds=10)
+        return again[("model_server_probe_requests_total", timeouts)] >= 1
 
     wait_until(counted, timeout=20, interval=0.2, what="the timed-out request to be counted")
 

@@ -8,16 +8,13 @@ import psutil
 
 from collectors.base import Deadline
 from collectors.system import Options, SystemCollector
+from tests.support import Samples, family_samples, samples_of
 
 
-def sample_values(collector: SystemCollector) -> dict:
+def sample_values(collector: SystemCollector) -> Samples:
     result = collector.run(Deadline.after(5))
     assert result.success, result.reason
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for f in result.families
-        for s in f.samples
-    }
+    return family_samples(result.families)
 
 
 def test_contract_families_are_present_and_plausible():
@@ -30,12 +27,12 @@ def test_contract_families_are_present_and_plausible():
         "system_network_sent_bytes_total",
         "system_network_recv_bytes_total",
     ):
-        assert (name, ()) in values, name
-    assert 0 <= values[("system_cpu_percent", ())] <= 100
-    total = values[("system_memory_total_bytes", ())]
+        assert values.value(name) is not None, name
+    assert 0 <= values.value("system_cpu_percent") <= 100
+    total = values.value("system_memory_total_bytes")
     assert total == psutil.virtual_memory().total
-    assert abs(values[("system_load1", ())] - os.getloadavg()[0]) < 5
-    assert values[("system_cpus", ())] == psutil.cpu_count()
+    assert abs(values.value("system_load1") - os.getloadavg()[0]) < 5
+    assert values.value("system_cpus") == psutil.cpu_count()
 
 
 def test_cpu_percent_is_measured_between_scrapes_without_blocking():
@@ -46,13 +43,13 @@ def test_cpu_percent_is_measured_between_scrapes_without_blocking():
     x = 0
     while psutil.cpu_times().user - deadline.user < 0.3:
         x += 1
-    second = sample_values(collector)[("system_cpu_percent", ())]
+    second = sample_values(collector).value("system_cpu_percent")
     assert second > 10.0
 
 
 def test_cpu_seconds_by_mode_match_psutil():
     values = sample_values(SystemCollector(Options()))
-    idle = values[("system_cpu_seconds_total", (("mode", "idle"),))]
+    idle = values.value("system_cpu_seconds_total", mode="idle")
     assert abs(idle - psutil.cpu_times().idle) < 5.0
 
 
@@ -60,10 +57,7 @@ def test_filesystem_budget_counts_dropped_mounts():
     collector = SystemCollector(Options(filesystem_limit=1, mountpoints_exclude="^$"))
     result = collector.run(Deadline.after(5))
     mounts = {
-        s.labels["mountpoint"]
-        for f in result.families
-        if f.name == "system_filesystem_size_bytes"
-        for s in f.samples
+        s.labels["mountpoint"] for s in samples_of(result.families, "system_filesystem_size_bytes")
     }
     visible = {p.mountpoint for p in psutil.disk_partitions(all=False)}
     assert len(mounts) == min(1, len(visible))
@@ -74,9 +68,8 @@ def test_loopback_is_left_out_of_network_totals_by_default():
     values = sample_values(SystemCollector(Options()))
     counters = psutil.net_io_counters(pernic=True)
     without_lo = sum(c.bytes_recv for name, c in counters.items() if name != "lo")
-    assert values[("system_network_recv_bytes_total", ())] <= without_lo + 10_000_000
+    assert values.value("system_network_recv_bytes_total") <= without_lo + 10_000_000
     with_lo = sample_values(SystemCollector(Options(network_devices_exclude="^$")))
-    assert (
-        with_lo[("system_network_recv_bytes_total", ())]
-        >= values[("system_network_recv_bytes_total", ())]
+    assert with_lo.value("system_network_recv_bytes_total") >= values.value(
+        "system_network_recv_bytes_total"
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from collectors.base import Deadline, ScrapeContext
 from collectors.queues_celery import (
@@ -30,6 +29,7 @@ from collectors.task_queue import (
     TaskQueueCollector,
     shape_families,
 )
+from tests.support import registry_of
 from tests.tq_support import target_from
 
 SEP = "\x06\x16"
@@ -99,9 +99,7 @@ def shaped(reading: QueueReading, **options):
     target = target_from({"name": "t", "kind": "rq", "url": "redis://127.0.0.1/0", **options})
     ctx = ScrapeContext(Deadline.after(5))
     families = list(shape_families(target, reading, ctx))
-    registry = CollectorRegistry()
-    registry.register(type("Fixed", (), {"collect": lambda self: families})())
-    return registry, ctx
+    return registry_of(families), ctx
 
 
 def test_budgets_fold_queues_and_types_into_other_and_keep_totals():

@@ -21,7 +21,14 @@ import yaml
 
 from exporter.schema import ConfigError
 from exporter.webconfig import load_web_config
-from tests.support import ROOT, free_port, require_binary, wait_until
+from tests.support import (
+    ROOT,
+    exporter_args,
+    free_port,
+    require_binary,
+    started_process,
+    wait_until,
+)
 from tests.tls_certs import Authority
 
 PASSWORD = "toolkit-pass"
@@ -72,38 +79,19 @@ def replace_file(path: Path, text: str) -> None:
 def exporter_with(web_config: Path, context: ssl.SSLContext) -> Iterator[tuple[str, object]]:
     port = free_port()
     log = web_config.parent / "exporter.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--web.listen-address",
-                f"127.0.0.1:{port}",
-                "--web.config.file",
-                str(web_config),
-                "--no-collector.system",
-            ],  # fmt: skip
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"https://127.0.0.1:{port}"
-        try:
-            wait_until(
-                lambda: (
-                    proc.poll() is None
-                    and httpx.get(
-                        f"{url}/-/healthy", verify=context, auth=("prom", PASSWORD)
-                    ).status_code
-                    == 200
-                ),
-                what=f"the exporter over HTTPS (log: {log})",
-            )
-            yield url, proc
-        finally:
-            proc.terminate()
-            proc.wait(timeout=15)
+    url = f"https://127.0.0.1:{port}"
+    with started_process(
+        exporter_args(port, None, "--web.config.file", str(web_config), "--no-collector.system"),
+        ready=lambda: (
+            httpx.get(f"{url}/-/healthy", verify=context, auth=("prom", PASSWORD)).status_code
+            == 200
+        ),
+        what=f"the exporter over HTTPS (log: {log})",
+        log=log,
+        timeout=20,
+        cwd=ROOT,
+    ) as proc:
+        yield url, proc
 
 
 def refused(url: str, context: ssl.SSLContext) -> bool:
@@ -272,32 +260,27 @@ def test_node_exporter_takes_the_same_file(tmp_path, pki):
         tmp_path, client_ca_file="ca.pem", client_auth_type="RequireAndVerifyClientCert"
     )
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            node,
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--web.config.file={web}",
-            "--collector.disable-defaults",
-            "--collector.loadavg",
-        ],  # fmt: skip
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    args = [
+        node,
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.config.file={web}",
+        "--collector.disable-defaults",
+        "--collector.loadavg",
+    ]
     trusted = client_context(pki, pki["client"])
-    try:
-        wait_until(
-            lambda: (
-                httpx.get(
-                    f"https://127.0.0.1:{port}/metrics", verify=trusted, auth=("prom", PASSWORD)
-                ).status_code
-                == 200
-            ),
-            what="node_exporter with the same web config",
-        )
+    with started_process(
+        args,
+        ready=lambda: (
+            httpx.get(
+                f"https://127.0.0.1:{port}/metrics", verify=trusted, auth=("prom", PASSWORD)
+            ).status_code
+            == 200
+        ),
+        what="node_exporter with the same web config",
+        timeout=20,
+        stop_timeout=10,
+    ):
         assert refused(f"https://127.0.0.1:{port}", client_context(pki))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_sections_left_empty_load_as_the_toolkit_reads_them(tmp_path):

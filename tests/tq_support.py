@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from collectors.base import Deadline
 from collectors.task_queue import TaskQueueCollector
 from exporter.config import load_config
+from tests.loopback_sources import LoopbackServer
 from tests.redis_server import RedisServer, private_redis
-from tests.support import ROOT, wait_until
+from tests.support import ROOT, Collection, started_process, wait_until
 
 #: Part of every broker object name this run makes, so concurrent runs never share one.
 RUN = uuid.uuid4().hex[:8]
@@ -80,35 +76,8 @@ def target_from(entry: Mapping[str, object]):
     return config.targets["task_queues"][0]
 
 
-class Scrape:
-    """One whole collection of a collector, readable sample by sample."""
-
-    def __init__(self, collector: TaskQueueCollector, seconds: float = 10.0) -> None:
-        result = collector.run(Deadline.after(seconds))
-        self.success = result.success
-        self.reason = result.reason
-        self.series_dropped = result.series_dropped
-        self.families = list(result.families)
-        registry = CollectorRegistry()
-        families = self.families
-
-        class Fixed:
-            def collect(self):
-                return families
-
-        registry.register(Fixed())
-        self.registry = registry
-
-    def value(self, name: str, **labels: str) -> float | None:
-        return self.registry.get_sample_value(name, labels)
-
-    def labels(self, name: str, label: str) -> set[str]:
-        return {
-            sample.labels[label]
-            for family in self.families
-            for sample in family.samples
-            if sample.name == name
-        }
+#: One whole collection of a task-queue collector, readable sample by sample.
+Scrape = Collection
 
 
 @pytest.fixture(name="make_collector")
@@ -128,15 +97,13 @@ def make_collector_fixture():
         collector.close()
 
 
-def scrape(collector: TaskQueueCollector) -> Scrape:
-    return Scrape(collector)
+def scrape(collector: TaskQueueCollector) -> Collection:
+    return Collection(collector)
 
 
 @contextlib.contextmanager
 def worker_process(args: list[str], env: Mapping[str, str] | None = None) -> Iterator[int]:
     """A real worker process (Celery, RQ) run from the checkout; SIGTERM'd on the way out."""
-    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"afx-tq-worker-{os.getpid()}.log"
-    log = log_path.open("w+")
     full_env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -144,20 +111,16 @@ def worker_process(args: list[str], env: Mapping[str, str] | None = None) -> Ite
         "AFX_TQ_EVENT_EXCHANGE": EVENT_EXCHANGE,
         **(env or {}),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", *args], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
+    with started_process(
+        [sys.executable, "-m", *args],
+        ready=lambda: True,
+        what=f"{args[0]} worker to start",
+        log=Path(os.environ.get("TMPDIR", "/tmp")) / f"afx-tq-worker-{os.getpid()}.log",
+        stop_timeout=20,
+        cwd=ROOT,
+        env=full_env,
+    ) as proc:
         yield proc.pid
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        log.close()
 
 
 def wait_for_value(collector, name: str, expected: float, what: str, timeout: float = 30, **labels):
@@ -167,31 +130,28 @@ def wait_for_value(collector, name: str, expected: float, what: str, timeout: fl
     )
 
 
-class WedgingProxy:
+class WedgingProxy(LoopbackServer):
     """A TCP forwarder to a loopback port whose existing connections can be wedged: after
     `wedge()` their bytes are swallowed (a connection silently dropped by the network) while
     new connections are forwarded as usual. Used as a context manager; closes every socket."""
 
     def __init__(self, port: int) -> None:
+        super().__init__()
         self.upstream = port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.pairs: list[list[socket.socket]] = []
         self.wedged: set[int] = set()
         self.swallowed = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.start_thread(self._accept)  # forwarding from the start, as before `with`
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                downstream, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            upstream = socket.create_connection(("127.0.0.1", self.upstream))
-            pair = [downstream, upstream]
-            self.pairs.append(pair)
-            for src, dst in ((downstream, upstream), (upstream, downstream)):
-                threading.Thread(target=self._pump, args=(id(pair), src, dst), daemon=True).start()
+    def __enter__(self) -> WedgingProxy:
+        return self
+
+    def serve(self, conn: socket.socket, number: int) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.upstream))
+        pair = [conn, upstream]
+        self.pairs.append(pair)
+        for src, dst in ((conn, upstream), (upstream, conn)):
+            self.start_thread(self._pump, id(pair), src, dst)
 
     def _pump(self, pair: int, src: socket.socket, dst: socket.socket) -> None:
         try:
@@ -210,18 +170,8 @@ class WedgingProxy:
     def wedge(self) -> None:
         self.wedged.update(id(pair) for pair in self.pairs)
 
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not
-        self.listener.close()
-        for pair in self.pairs:
-            for sock in pair:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
+    def stop(self) -> None:
+        self.sockets.extend(upstream for _, upstream in self.pairs)  # closed with the rest
+        super().stop()
 
-    def __enter__(self) -> WedgingProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    close = stop

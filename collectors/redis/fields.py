@@ -61,7 +61,7 @@ BYTES, SECONDS = "bytes", "seconds"
 #: INFO field -> metric, in base units, grouped by INFO section.
 # fmt: off
 INFO_FIELDS: tuple[InfoField, ...] = (
-    # the contract families (DESIGN.md)
+    # the contract families (the metric contract, docs/redis.md)
     row(G, "used_memory", "1.0", "cache_memory_usage_bytes", "Memory allocated by Redis (INFO used_memory).", unit=BYTES),  # noqa: E501
     row(C, "evicted_keys", "1.0", "cache_evictions_total", "Keys evicted because of the maxmemory limit (INFO evicted_keys)."),  # noqa: E501
     # server
