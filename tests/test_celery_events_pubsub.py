@@ -133,3 +133,26 @@ def test_a_server_that_stops_answering_is_noticed_by_ping(server: RedisServer):
         stop.set()
     assert not thread.is_alive()
     assert failure and isinstance(failure[0], ConnectionError), failure
+
+
+def test_an_event_that_is_not_json_is_dropped_with_a_note(server: RedisServer):
+    """kombu's receiver accepted JSON only; so does ours (a pickled event is not unpickled)."""
+    url = f"redis://127.0.0.1:{server.port}/0"
+    target = CeleryTarget(name="ev", url=url, queues=("afx",), event_exchange=EXCHANGE)
+    outcomes = Outcomes("ev", 10, DURATION, QUEUE_WAIT)
+    tracker = target.outcome_tracker(lambda statuses: outcomes)
+    assert tracker is not None
+    tracker.start()
+    wait_until(lambda: tracker.connected_since is not None, what="the receiver subscribed")
+    app = producer(url, "")
+    app.conf.event_serializer = "pickle"
+    with app.events.default_dispatcher(hostname="w1@h") as dispatcher:
+        dispatcher.send("task-received", uuid="p1", name="afx.pickled")
+    app.conf.event_serializer = "json"
+    with app.events.default_dispatcher(hostname="w1@h") as dispatcher:
+        dispatcher.send("task-succeeded", uuid="p2", runtime=0.1)
+    wait_until(lambda: outcomes._counts.get(("unknown", "success")) == 1, what="the JSON event")
+    tracker.close()
+    app.close()
+    assert "afx.pickled" not in outcomes._types
+    assert "application/x-python-serialize" in tracker.dropped
