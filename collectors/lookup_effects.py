@@ -8,7 +8,8 @@ counts differently fails a test). What was found:
   then fails with WRONGTYPE, or finds no field or member in it), a **miss** when it does not.
   Multi-key reads (EXISTS, MGET) count per key, duplicates included.
 - Writes (LPUSH, SADD, HSET, DEL) and blocking pops (BRPOP) look keys up for writing: no count.
-  Neither do SCAN, KEYS, DBSIZE, INFO, PING and LATENCY.
+  Neither do SCAN, KEYS, DBSIZE, INFO, PING and LATENCY, nor pub/sub (PUBLISH, SUBSCRIBE,
+  PSUBSCRIBE: channels are not keys, even when named like one).
 - Pipelines and MULTI/EXEC count like the same commands sent one by one.
 
 Whether the key existed is read from the reply wherever the reply tells (Redis deletes empty
@@ -85,8 +86,8 @@ EFFECTS: dict[str, Effect] = {
     # no key lookup at all
     **dict.fromkeys(
         ("SCAN", "KEYS", "DBSIZE", "INFO", "PING", "LATENCY", "CLIENT", "SELECT", "HELLO",
-         "AUTH", "ECHO", "TIME", "PUBLISH", "LPUSH", "RPUSH", "SADD", "SREM", "HSET", "HDEL",
-         "DEL", "UNLINK", "EXPIRE", "BRPOP", "BLPOP"),
+         "AUTH", "ECHO", "TIME", "PUBLISH", "SUBSCRIBE", "PSUBSCRIBE", "LPUSH", "RPUSH",
+         "SADD", "SREM", "HSET", "HDEL", "DEL", "UNLINK", "EXPIRE", "BRPOP", "BLPOP"),
         NO_LOOKUP,
     ),
     # the reply says whether the key exists (empty containers do not exist in Redis)
@@ -109,6 +110,7 @@ EFFECTS: dict[str, Effect] = {
     "ZCOUNT": Effect(ONE_KEY, _positive_or_unsure),
     "XLEN": Effect(ONE_KEY, _positive_or_unsure),  # a stream can exist empty
     "ZRANGEBYSCORE": Effect(ONE_KEY, lambda reply: True if len(reply) else None),
+    "ZREVRANGEBYSCORE": Effect(ONE_KEY, lambda reply: True if len(reply) else None),
     "ZSCORE": Effect(ONE_KEY, _not_nil_or_unsure),
     "HGET": Effect(ONE_KEY, _not_nil_or_unsure),
     "HMGET": Effect(ONE_KEY, _any_not_nil_or_unsure),

@@ -150,7 +150,9 @@ class CeleryTarget(RedisBroker):
         if not self.events:
             return None
         secrets = tuple(s for s in self.secrets() if s)
-        return CeleryEvents(outcomes(STATUSES), self.app_settings(), secrets)
+        # on Redis, a redis-py subscription that looks no key up; on RabbitMQ, kombu
+        subscriber = self.redis_client if self.transport_name == "redis" else None
+        return CeleryEvents(outcomes(STATUSES), self.app_settings(), secrets, subscriber)
 
 
 def celery_app(settings: AppSettings, name: str) -> Any:

@@ -3,9 +3,10 @@
 Celery keeps no outcome totals anywhere: workers started with `-E` (`worker_send_task_events`)
 publish task events, and every worker publishes `worker-heartbeat` every `--heartbeat-interval`
 seconds (2 by default) unless started `--without-heartbeat`. `CeleryEvents` listens on a
-connection of the exporter's own (kombu, the queue Celery's `EventReceiver` binds: no Celery
-needed; in a daemon thread started on the first scrape, reconnecting by itself) and counts,
-per task name:
+connection of the exporter's own (no Celery needed; in a daemon thread started on the first
+scrape, reconnecting by itself): on Redis a pub/sub subscription of redis-py's, which looks no
+key up (collectors/queues_celery_pubsub.py), on RabbitMQ kombu and the queue Celery's
+`EventReceiver` binds. It counts, per task name:
 
 - `task-succeeded` success (run time: its `runtime`), `task-failed` failure (run time: its
   timestamp minus its `task-started`'s), `task-retried` retry, `task-rejected` rejected,
@@ -30,12 +31,13 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from collectors.base import ScrapeContext
+from collectors.queues_celery_pubsub import Undecodable, decode, event_pattern, listen
 from collectors.queues_model import QueueReading
 from collectors.queues_outcomes import Outcomes, OutcomeTracker
 from collectors.secret import redact
@@ -96,9 +98,17 @@ class CeleryEvents(OutcomeTracker):
     """Counts task events and tracks worker heartbeats; the receiver thread starts on the
     first `read` and stops on `close`, reconnecting by itself while it runs."""
 
-    def __init__(self, outcomes: Outcomes, settings: AppSettings, secrets: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        outcomes: Outcomes,
+        settings: AppSettings,
+        secrets: tuple[str, ...],
+        redis_client: Callable[[], Any] | None = None,
+    ) -> None:
         super().__init__(outcomes)
         self.settings = settings
+        #: Redis brokers: makes the redis-py client the receiver subscribes with (no kombu)
+        self._redis_client = redis_client
         self._secrets = secrets
         self._lock = threading.Lock()
         self._tasks: OrderedDict[str, Seen] = OrderedDict()
@@ -112,6 +122,8 @@ class CeleryEvents(OutcomeTracker):
         self.connected_since: float | None = None
         #: why events cannot be followed (kombu missing), for the landing page
         self.problem = ""
+        #: why the last published message was dropped (not JSON...), for the landing page
+        self.dropped = ""
 
     # -- scrape side ------------------------------------------------------------------------
 
@@ -119,6 +131,8 @@ class CeleryEvents(OutcomeTracker):
         self.start()
         if self.problem:
             ctx.note(self.problem)
+        if self.dropped:
+            ctx.note(self.dropped)
         since = self.connected_since
         reading.receiver[()] = 0.0 if since is None else 1.0
         online = self.online(time.monotonic())
@@ -159,7 +173,8 @@ class CeleryEvents(OutcomeTracker):
             if self._thread is not None or self._stop.is_set():
                 return
             try:
-                import kombu  # noqa: F401 - only to tell a missing kombu apart
+                if self._redis_client is None:
+                    import kombu  # noqa: F401 - only to tell a missing kombu apart
             except ImportError:
                 self.problem = "kombu is not installed: task events are not followed"
                 self._stop.set()
@@ -200,6 +215,46 @@ class CeleryEvents(OutcomeTracker):
             self.connected_since = None
 
     def _consume(self) -> None:
+        if self._redis_client is not None:
+            self._subscribe(self._redis_client)
+        else:
+            self._consume_kombu()
+
+    def _subscribe(self, make_client: Callable[[], Any]) -> None:
+        """Subscribe to the event channels with redis-py until stopped (or the connection
+        breaks: the caller reconnects). No key is looked up (see queues_celery_pubsub)."""
+        client = make_client()
+        try:
+            db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+            prefix = str(self.settings.transport_options.get("global_keyprefix") or "")
+            pattern = event_pattern(self.settings.event_exchange, db, prefix)
+            listen(
+                client,
+                pattern,
+                self._published,
+                self._stop,
+                self._connected,
+                DRAIN_SECONDS,
+                HEARTBEAT_SECONDS,
+            )
+        finally:
+            client.close()
+            client.connection_pool.disconnect()
+
+    def _connected(self) -> None:
+        self.connected_since = time.monotonic()
+        log.info("celery events connected target=%s", self.outcomes.backend)
+
+    def _published(self, data: Any) -> None:
+        """One message published on the event channels (kombu's envelope)."""
+        try:
+            body = decode(data)
+        except Undecodable as exc:
+            self.dropped = f"a task event was dropped: {str(exc)[:200]}"
+            return
+        self._message(body, None)
+
+    def _consume_kombu(self) -> None:
         """Bind a queue of our own to the event exchange and drain it until stopped (or the
         connection breaks: the caller reconnects)."""
         kombu: Any = importlib.import_module("kombu")  # untyped: used as Any
@@ -218,8 +273,7 @@ class CeleryEvents(OutcomeTracker):
             with kombu.Consumer(
                 connection, queues=[queue], callbacks=[self._message], no_ack=True, accept=["json"]
             ):
-                self.connected_since = time.monotonic()
-                log.info("celery events connected target=%s", self.outcomes.backend)
+                self._connected()
                 while not self._stop.is_set():
                     try:
                         connection.drain_events(timeout=DRAIN_SECONDS)

@@ -32,6 +32,9 @@ CASES: list[tuple[tuple[str | int, ...], str]] = [
     (("ZRANGE", "zset", 0, 0, "WITHSCORES"), "found"),
     (("ZRANGE", "nozset", 0, 0, "WITHSCORES"), "missing"),
     (("ZRANGEBYSCORE", "zset", 100, "+inf"), "found, none in range"),
+    (("ZREVRANGEBYSCORE", "zset", "+inf", 0, "LIMIT", 0, 10), "found"),
+    (("ZREVRANGEBYSCORE", "zset", "+inf", 100, "LIMIT", 0, 10), "found, none in range"),
+    (("ZREVRANGEBYSCORE", "nozset", "+inf", 0, "LIMIT", 0, 10), "missing"),
     (("ZSCORE", "zset", "nomember"), "found, no member"),
     (("HGET", "hash", "field"), "found"),
     (("HGET", "hash", "nofield"), "found, no field"),
@@ -59,6 +62,9 @@ CASES: list[tuple[tuple[str | int, ...], str]] = [
     (("KEYS", "*"), "no lookup"),
     (("DBSIZE",), "no lookup"),
     (("PING",), "no lookup"),
+    (("SUBSCRIBE", "list"), "no lookup"),  # a channel named like a key: still none
+    (("PSUBSCRIBE", "/0.celeryev/*"), "no lookup"),
+    (("PUBLISH", "list", "x"), "no lookup"),
     (("LLEN", "string"), "WRONGTYPE: found"),
 ]
 
