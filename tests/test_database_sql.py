@@ -15,6 +15,10 @@ from collectors.base import Deadline
 from collectors.sql import BoundedEngine, check_url, classify
 from collectors.sql.dialect import dialects, for_url
 from tests.dbhelp import engine_for, execute
+from tests.tq_support import unique
+
+#: this run's own table on the shared servers (created and dropped by the fixture)
+TABLE = unique("db_api")
 
 #: a statement that runs for seconds on each dialect, and how to read the session's own limit
 SLOW = {
@@ -38,10 +42,10 @@ def app_engine(request, tmp_path):
     else:
         url = f"sqlite:///{tmp_path / 'api.db'}"
         sqlite3.connect(tmp_path / "api.db").close()
-    execute(url, "DROP TABLE IF EXISTS afx_db_api", "CREATE TABLE afx_db_api (id int)")
+    execute(url, f"DROP TABLE IF EXISTS {TABLE}", f"CREATE TABLE {TABLE} (id int)")
     with engine_for(url, pool_size=1, max_overflow=0) as engine:
         yield request.param, engine
-    execute(url, "DROP TABLE IF EXISTS afx_db_api")
+    execute(url, f"DROP TABLE IF EXISTS {TABLE}")
 
 
 def test_statement_limit_cuts_a_slow_statement_and_leaves_no_setting(app_engine):
@@ -66,13 +70,13 @@ def test_read_only_transaction_refuses_writes_and_leaves_the_connection_writable
     bounded = BoundedEngine(engine)
     with bounded.connect(Deadline.after(10), cap=5) as q:
         with pytest.raises(sqlalchemy.exc.DBAPIError), q.read_only():
-            q.rows("INSERT INTO afx_db_api VALUES (1)")
+            q.rows(f"INSERT INTO {TABLE} VALUES (1)")
         with q.read_only():
-            assert q.one("SELECT count(*) FROM afx_db_api")[0] == 0
+            assert q.one(f"SELECT count(*) FROM {TABLE}")[0] == 0
     with engine.connect() as conn:  # the same connection, read-write again
-        conn.execute(sqlalchemy.text("INSERT INTO afx_db_api VALUES (2)"))
+        conn.execute(sqlalchemy.text(f"INSERT INTO {TABLE} VALUES (2)"))
         conn.commit()
-        assert conn.execute(sqlalchemy.text("SELECT count(*) FROM afx_db_api")).scalar() == 1
+        assert conn.execute(sqlalchemy.text(f"SELECT count(*) FROM {TABLE}")).scalar() == 1
 
 
 def test_optional_part_is_skipped_with_a_note_and_the_rest_goes_on(app_engine):
@@ -83,7 +87,7 @@ def test_optional_part_is_skipped_with_a_note_and_the_rest_goes_on(app_engine):
     with BoundedEngine(engine).connect(ctx.deadline, cap=5) as q:
         with q.optional("a missing view", ctx):
             q.rows("SELECT * FROM afx_db_no_such_view")
-        assert q.one("SELECT count(*) FROM afx_db_api")[0] == 0
+        assert q.one(f"SELECT count(*) FROM {TABLE}")[0] == 0
     assert ctx.notes == ["a missing view skipped this scrape (error)"]
 
 
