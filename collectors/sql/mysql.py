@@ -91,6 +91,23 @@ _IO_COLUMNS = ("rows_read", "inserted", "updated", "deleted")
 _NAMES = ", ".join(f"'{n}'" for n in (*STATUS, "Threads_connected", "Threads_running"))
 _COMMANDS = ", ".join(f"'Com_{c}'" for c in COMMAND_NAMES)
 STATUS_QUERY = f"SHOW GLOBAL STATUS WHERE Variable_name IN ({_NAMES}, {_COMMANDS})"
+MARIADB_STATUS_QUERY = f"""
+SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
+WHERE VARIABLE_NAME IN ({_NAMES}, {_COMMANDS})
+UNION ALL SELECT '@max_connections', @@max_connections
+UNION ALL SELECT '@perf', @@performance_schema
+UNION ALL SELECT '@version', @@version
+"""
+#: upper-case name (information_schema) -> the name as SHOW GLOBAL STATUS spells it
+_STATUS_NAMES = {
+    name.upper(): name
+    for name in (
+        *STATUS,
+        "Threads_connected",
+        "Threads_running",
+        *(f"Com_{c}" for c in COMMAND_NAMES),
+    )
+}
 
 
 class MySQL(Dialect):
@@ -144,9 +161,7 @@ class MySQL(Dialect):
     def server_families(
         self, q: Queries, ctx: ScrapeContext, out: FamilySet, options: ServerOptions
     ) -> None:
-        (variables,), status_rows, table_rows = q.batch((VARIABLES, STATUS_QUERY, TABLES))
-        max_connections, perf, version, _ = variables
-        status = _status(status_rows)
+        (max_connections, perf, version), status, table_rows = self._server_state(q)
         out.add(common.SERVER_INFO, 1.0, self.name, str(version).split("-")[0])
         out.add(common.CONNECTIONS_MAX, max_connections)
         connected = status.get("Threads_connected", 0.0)
@@ -190,11 +205,32 @@ class MySQL(Dialect):
                 rows.append((kind, table, float(calls), float(picoseconds) * 1e-12))
             statement_families(ctx, rows, out, options.table_limit)
 
+    @staticmethod
+    def _server_state(q: Queries) -> tuple[tuple[Any, ...], dict[str, float], list[Any]]:
+        """(max_connections, performance_schema, version), the status variables, the tables."""
+        (variables,), status_rows, table_rows = q.batch((VARIABLES, STATUS_QUERY, TABLES))
+        return variables[:3], _status(status_rows), table_rows
+
 
 class MariaDB(MySQL):
     name = "mariadb"
     url_names = ("mariadb",)
     specs = ()  # the same families as MySQL
+
+    @staticmethod
+    def _server_state(q: Queries) -> tuple[tuple[Any, ...], dict[str, float], list[Any]]:
+        """As MySQL's, in two statements: MariaDB's information_schema.GLOBAL_STATUS (what
+        SHOW GLOBAL STATUS reads) takes the variables as extra rows."""
+        status_rows, table_rows = q.batch((MARIADB_STATUS_QUERY, TABLES))
+        variables: dict[str, Any] = {}
+        status: list[tuple[str, Any]] = []
+        for name, value in status_rows:
+            if name.startswith("@"):
+                variables[name] = value
+            else:  # information_schema spells the names in capitals
+                status.append((_STATUS_NAMES.get(name, name), value))
+        state = (variables["@max_connections"], variables["@perf"], variables["@version"])
+        return state, _status(status), table_rows
 
     def limited(self, conn: Connection, sql: str, seconds: float) -> str:
         return f"SET STATEMENT max_statement_time={seconds:.3f} FOR {sql}"
