@@ -196,7 +196,10 @@ class PostgreSQL(Dialect):
     ) -> list[list[tuple[Any, ...]]]:
         """One round trip: the transaction-local limits, then every statement (psycopg sends
         a statement without parameters by the simple protocol, which takes several; the
-        server applies statement_timeout to each)."""
+        server applies statement_timeout to each). An application's engine on another
+        driver (embedded mode) gets one round trip per statement."""
+        if q.conn.dialect.driver != "psycopg":
+            return super().run(q, cursor, statements, seconds)
         limits = _SET_LIMITS_INLINE.format(_limit(seconds))
         cursor.execute(";\n".join((limits, *statements)))
         results = []
