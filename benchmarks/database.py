@@ -78,6 +78,8 @@ def peer_dsn(url: str, kind: str) -> str:
 
 def compare(title: str, servers: Sequence[Server]) -> None:
     """Interleaved rounds over `servers` (the peer last); the table of figures and ratios."""
+    # started: config loaded, engines created (SQLAlchemy and the driver imported), no scrape
+    at_start = {server.name: rss_bytes(server.pid) / 2**20 for server in servers}
     for _ in range(ROUNDS):
         for server in servers:
             measure_round(server, SCRAPES, decode=True)
@@ -94,6 +96,7 @@ def compare(title: str, servers: Sequence[Server]) -> None:
         ("CPU per scrape (ms)", lambda s: statistics.median(s.cpu) * 1e3),
         ("CPU spread (ms)", lambda s: (max(s.cpu) - min(s.cpu)) * 1e3),
         ("CPU per sample (us)", lambda s: statistics.median(s.cpu) * 1e6 / max(1, s.series)),
+        ("RSS at start (MiB)", lambda s: at_start[s.name]),
         ("RSS after (MiB)", lambda s: rss_bytes(s.pid) / 2**20),
         ("series per scrape", lambda s: float(s.series)),
     ]
