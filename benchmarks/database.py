@@ -1,6 +1,9 @@
 """The database collector beside Debian's postgres_exporter and mysqld_exporter.
 
-    python benchmarks/database.py
+    python benchmarks/database.py [--baseline DIR]
+
+With `--baseline DIR` (a source tree of an earlier version, e.g. from `git archive`), that
+version runs as a third exporter in the same interleaved rounds: before / after / peer.
 
 Starts a private PostgreSQL 15 and a private MariaDB (tests/db_servers.py: fresh data
 directories on free loopback ports, stopped at the end) holding the same ten tables, then, on
@@ -8,13 +11,15 @@ free loopback ports, our exporter watching only PostgreSQL (then only MariaDB) a
 peer on the same server, and scrapes them the way Prometheus does (its Accept,
 Accept-Encoding and scrape-timeout headers, one keep-alive connection) in interleaved rounds
 of one run. Prints scrape latency p50/p99, CPU per scrape (utime+stime of the process tree
-from /proc, before/after each round) and our/peer ratios. Private servers keep the machine's
+from /proc, before/after each round) and per sample, RSS after all rounds (ROUNDS x SCRAPES
+= 500 scrapes), and each exporter's ratio to the peer. Private servers keep the machine's
 shared ones out of it: other people's tables and load do not move the figures, and the peers'
 heavy information_schema scans never touch a server someone else is testing on.
 
 What each side reads, so the figures are read fairly:
 - ours: pool, pg_stat_activity, pg_stat_database, pg_stat_user_tables + sizes (PostgreSQL);
-  SHOW GLOBAL STATUS (selected), variables, information_schema.TABLES (MariaDB).
+  information_schema.GLOBAL_STATUS (selected) with the variables, information_schema.TABLES
+  (MariaDB).
 - postgres_exporter 0.11 defaults (pg_stat_database, pg_stat_bgwriter, pg_settings,
   pg_locks, pg_stat_activity, replication, database sizes).
 - mysqld_exporter 0.14 defaults (all of SHOW GLOBAL STATUS and VARIABLES, InnoDB cmp tables,
@@ -23,10 +28,13 @@ What each side reads, so the figures are read fairly:
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import shutil
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -39,6 +47,7 @@ from benchmarks.harness import (  # noqa: E402
     measure_round,
     our_exporter,
     percentile,
+    rss_bytes,
     started,
 )
 from tests.db_servers import private_mariadb, private_postgres  # noqa: E402
@@ -67,19 +76,34 @@ def peer_dsn(url: str, kind: str) -> str:
     return f"{parsed.username}@tcp({parsed.host}:{parsed.port})/{parsed.database}"
 
 
-def compare(title: str, ours: Server, peer: Server) -> None:
+def compare(title: str, servers: Sequence[Server]) -> None:
+    """Interleaved rounds over `servers` (the peer last); the table of figures and ratios."""
+    # started: config loaded, engines created (SQLAlchemy and the driver imported), no scrape
+    at_start = {server.name: rss_bytes(server.pid) / 2**20 for server in servers}
     for _ in range(ROUNDS):
-        measure_round(ours, SCRAPES, decode=True)
-        measure_round(peer, SCRAPES, decode=True)
+        for server in servers:
+            measure_round(server, SCRAPES, decode=True)
+    *ours, peer = servers
     print(f"\n{title}: {ROUNDS} interleaved rounds of {SCRAPES} scrapes")
-    print(f"{'':22}{ours.name:>14}{peer.name:>20}{'ratio':>9}")
-    for label, mine, theirs in (
-        ("scrape p50 (ms)", statistics.median(ours.latencies), statistics.median(peer.latencies)),
-        ("scrape p99 (ms)", percentile(ours.latencies, 0.99), percentile(peer.latencies, 0.99)),
-        ("CPU per scrape (ms)", statistics.median(ours.cpu), statistics.median(peer.cpu)),
-    ):
-        print(f"{label:22}{mine * 1e3:14.2f}{theirs * 1e3:20.2f}{mine / theirs:8.2f}x")
-    print(f"{'series per scrape':22}{ours.series:14d}{peer.series:20d}")
+    print(
+        f"{'':24}"
+        + "".join(f"{s.name:>18}" for s in servers)
+        + "".join(f"{s.name + '/peer':>18}" for s in ours)
+    )
+    rows: list[tuple[str, Callable[[Server], float]]] = [
+        ("scrape p50 (ms)", lambda s: statistics.median(s.latencies) * 1e3),
+        ("scrape p99 (ms)", lambda s: percentile(s.latencies, 0.99) * 1e3),
+        ("CPU per scrape (ms)", lambda s: statistics.median(s.cpu) * 1e3),
+        ("CPU spread (ms)", lambda s: (max(s.cpu) - min(s.cpu)) * 1e3),
+        ("CPU per sample (us)", lambda s: statistics.median(s.cpu) * 1e6 / max(1, s.series)),
+        ("RSS at start (MiB)", lambda s: at_start[s.name]),
+        ("RSS after (MiB)", lambda s: rss_bytes(s.pid) / 2**20),
+        ("series per scrape", lambda s: float(s.series)),
+    ]
+    for label, figure in rows:
+        values = [figure(s) for s in servers]
+        ratios = "".join(f"{v / values[-1]:17.2f}x" for v in values[:-1]) if values[-1] else ""
+        print(f"{label:24}" + "".join(f"{v:18.2f}" for v in values) + ratios)
 
 
 def exporter_config(port: int, url: str, directory: Path) -> Path:
@@ -92,6 +116,9 @@ def exporter_config(port: int, url: str, directory: Path) -> Path:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", type=Path, help="source tree of the version to compare")
+    args = parser.parse_args()
     postgres_exporter = shutil.which("prometheus-postgres-exporter")
     mysqld_exporter = shutil.which("prometheus-mysqld-exporter")
     if not postgres_exporter or not mysqld_exporter:
@@ -124,19 +151,40 @@ def main() -> None:
         ]
         directory = Path(tmp)
         for title, url, peer_name, peer_command, dsn in comparisons:
-            ours_port, peer_port = free_port(), free_port()
-            ours = our_exporter(ours_port, exporter_config(ours_port, url, directory))
-            peer_args = [
-                peer_command[0],
-                f"--web.listen-address=127.0.0.1:{peer_port}",
-                *peer_command[1:],
-            ]
-            env = {"DATA_SOURCE_NAME": dsn}
-            with (
-                started("afirgen", ours, ours_port, log_prefix=LOG) as mine,
-                started(peer_name, peer_args, peer_port, env=env, log_prefix=LOG) as peer,
-            ):
-                compare(f"{title} (private server, {TABLES} tables)", mine, peer)
+            with contextlib.ExitStack() as stack:
+                servers = []
+                if args.baseline is not None:
+                    port = free_port()
+                    baseline = args.baseline.resolve()
+                    servers.append(
+                        stack.enter_context(
+                            started(
+                                "before",
+                                our_exporter(port, exporter_config(port, url, directory)),
+                                port,
+                                env={"PYTHONPATH": str(baseline)},
+                                cwd=baseline,
+                                log_prefix=LOG,
+                            )
+                        )
+                    )
+                port = free_port()
+                ours = our_exporter(port, exporter_config(port, url, directory))
+                servers.append(stack.enter_context(started("afirgen", ours, port, log_prefix=LOG)))
+                port = free_port()
+                peer_args = [peer_command[0], f"--web.listen-address=127.0.0.1:{port}"]
+                servers.append(
+                    stack.enter_context(
+                        started(
+                            peer_name,
+                            [*peer_args, *peer_command[1:]],
+                            port,
+                            env={"DATA_SOURCE_NAME": dsn},
+                            log_prefix=LOG,
+                        )
+                    )
+                )
+                compare(f"{title} (private server, {TABLES} tables)", servers)
 
 
 if __name__ == "__main__":

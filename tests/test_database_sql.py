@@ -109,3 +109,52 @@ def test_an_application_connection_gets_its_own_driver_timeouts_back(mariadb_url
         with engine.connect() as conn:  # the same connection, as the application gets it
             slept = conn.execute(sqlalchemy.text("SELECT SLEEP(1.5)")).scalar()
         assert slept == 0  # ran to the end: no timeout of ours left on it
+
+
+def test_batch_returns_each_statements_rows_in_order_as_tuples(app_engine):
+    _, engine = app_engine
+    execute(
+        str(engine.url.render_as_string(hide_password=False)),
+        f"INSERT INTO {TABLE} VALUES (7), (3)",
+    )
+    with BoundedEngine(engine).connect(Deadline.after(10), cap=5) as q:
+        counted, constants, ids, empty = q.batch(
+            (
+                f"SELECT count(*) FROM {TABLE}",
+                "SELECT 1, 'a;b'",
+                f"SELECT id FROM {TABLE} ORDER BY id",
+                f"SELECT id FROM {TABLE} WHERE id < 0",
+            )
+        )
+    assert (counted, constants, ids, empty) == ([(2,)], [(1, "a;b")], [(3,), (7,)], [])
+    assert all(type(row) is tuple for row in (*counted, *constants, *ids))
+
+
+def test_batch_cuts_a_slow_statement_and_leaves_no_setting(app_engine):
+    dialect, engine = app_engine
+    slow, show_limit, unlimited = SLOW[dialect]
+    with BoundedEngine(engine).connect(Deadline.after(30), cap=0.5) as q:
+        started = time.monotonic()
+        # the server's error, or on SQLite the client-side interrupt (TimeoutError)
+        with pytest.raises((sqlalchemy.exc.DBAPIError, TimeoutError)) as info:
+            q.batch(("SELECT 1", slow))
+        took = time.monotonic() - started
+    assert classify(info.value) == "timeout"
+    assert took < 0.5 + 2, took  # the 0.5 s cap, far inside the 30 s deadline
+    with engine.connect() as conn:  # the same pooled connection, as the application gets it
+        assert conn.execute(sqlalchemy.text(show_limit)).scalar() == unlimited
+    assert engine.pool.checkedout() == 0
+
+
+def test_batch_leaves_no_transaction_open_on_an_application_connection(postgres_url):
+    """Even when the application's pool does not roll back on return."""
+    import psycopg
+
+    with engine_for(postgres_url, pool_size=1, max_overflow=0, pool_reset_on_return=None) as engine:
+        with BoundedEngine(engine).connect(Deadline.after(10), cap=5) as q:
+            q.batch(("SELECT 1", "SELECT 2"))
+            status = q.conn.connection.dbapi_connection.info.transaction_status
+            assert status == psycopg.pq.TransactionStatus.INTRANS
+        with engine.connect() as conn:  # the same connection, before it runs anything
+            status = conn.connection.dbapi_connection.info.transaction_status
+            assert status == psycopg.pq.TransactionStatus.IDLE

@@ -16,8 +16,11 @@ The public API, for the database collector and the SQL task queue alike:
   Creating it does not connect. `BoundedEngine(engine)` wraps an application's engine.
 - `with bounded.connect(deadline, cap) as q:` waits for a pool slot at most until the
   deadline, connects within it (the connect timeout follows the deadline), pings, and yields
-  `Queries`. `q.rows(sql, **params)` / `q.one(...)` / `q.execute(...)` (the `CursorResult`,
-  for `keys()` and `mappings()`) run a statement under a server-side limit
+  `Queries`. `q.batch(statements)` / `q.tuples(sql)` run statements without parameters on
+  the driver's own cursor (plain tuples, in as few round trips as the dialect allows, no
+  engine events: what a scrape reads every time); `q.rows(sql, **params)` / `q.one(...)` /
+  `q.execute(...)` (the `CursorResult`, for `keys()` and `mappings()`) go through SQLAlchemy.
+  Each runs under a server-side limit
   of `min(cap, time left)` that never leaks into the pooled connection (PostgreSQL
   `set_config(..., is_local => true)`, MariaDB `SET STATEMENT max_statement_time=... FOR`,
   MySQL the `MAX_EXECUTION_TIME` hint, SQLite `interrupt()`), and a client-side guard cuts

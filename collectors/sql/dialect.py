@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import importlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -91,6 +91,18 @@ class Dialect(abc.ABC):
         May run a statement first (a transaction-local setting); never leaves a session
         setting behind on the connection.
         """
+
+    def run(
+        self, q: Queries, cursor: Any, statements: Sequence[str], seconds: float
+    ) -> list[list[tuple[Any, ...]]]:
+        """Each statement's rows on the driver's `cursor`, under the server-side limit: one
+        round trip each here; a dialect whose server takes several statements at once
+        overrides it."""
+        results = []
+        for sql in statements:
+            cursor.execute(self.limited(q.conn, sql, seconds))
+            results.append(list(cursor.fetchall()))
+        return results
 
     def bound_io(self, dbapi_connection: Any, seconds: float) -> Action:
         """Bound the driver's socket reads and writes (drivers that have such timeouts) for

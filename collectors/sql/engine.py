@@ -15,7 +15,7 @@ import math
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,6 +131,7 @@ class BoundedEngine:
         try:
             for attempt in range(2):
                 with self._checkout() as conn:
+                    conn.begin()  # rolled back at close, whatever reader ran on it
                     queries = Queries(conn, for_connection(conn) or self.dialect, deadline, cap)
                     with self._guarded(queries):
                         try:
@@ -243,8 +244,53 @@ class Queries:
         return list(self.execute(sql, **params))
 
     def execute(self, sql: str, **params: Any) -> CursorResult[Any]:
-        """One statement under the limits (psycopg and PyMySQL have read the whole result by
-        the time it returns; SQLite reads on under the checkout's guard)."""
+        """One statement under the limits, through SQLAlchemy (a `CursorResult` with `keys()`
+        and `mappings()`; psycopg and PyMySQL have read the whole result by the time it
+        returns; SQLite reads on under the checkout's guard)."""
+        with self._bounded() as seconds:
+            statement = self.dialect.limited(self.conn, sql.strip(), seconds)
+            return self.conn.execute(text(statement), params)
+
+    def tuples(self, sql: str) -> list[tuple[Any, ...]]:
+        """One statement's rows as plain tuples, on the driver's own cursor."""
+        return self.batch((sql,))[0]
+
+    def batch(self, statements: Sequence[str]) -> list[list[tuple[Any, ...]]]:
+        """The rows of each of `statements` (no parameters), in order, as plain tuples, in as
+        few round trips as the dialect allows (PostgreSQL: one), under the same limits as
+        `execute`.
+
+        What the exporter reads every scrape runs here: on the driver's cursor, with no
+        SQLAlchemy compile, result or Row objects and no engine events (so no statement
+        observer ever sees them). A driver error comes out as SQLAlchemy's `DBAPIError`, with
+        the connection invalidated when the driver says it is gone, as `execute` does it.
+        """
+        with self._bounded() as seconds:
+            dbapi = self.conn.connection.dbapi_connection
+            errors = self.conn.dialect.loaded_dbapi.Error
+            cursor = dbapi.cursor()  # type: ignore[union-attr]
+            try:
+                return self.dialect.run(self, cursor, [s.strip() for s in statements], seconds)
+            except errors as exc:
+                gone = self.conn.dialect.is_disconnect(exc, dbapi, cursor)
+                if gone:
+                    self.conn.invalidate(exc)
+                raise DBAPIError.instance(
+                    "; ".join(statements),
+                    None,
+                    exc,
+                    errors,
+                    connection_invalidated=gone,
+                    dialect=self.conn.dialect,
+                ) from exc
+            finally:
+                with contextlib.suppress(Exception):  # a cut connection may fail to close
+                    cursor.close()
+
+    @contextlib.contextmanager
+    def _bounded(self) -> Iterator[float]:
+        """The seconds one statement may take; the client-side cut for dialects whose server
+        cannot limit it; a statement the guard interrupted reported as a timeout."""
         if self.deadline.expired():
             raise TimeoutError("scrape deadline reached")
         seconds = self.deadline.timeout(cap=self.cap, floor=0.05)
@@ -252,8 +298,7 @@ class Queries:
         if not self.dialect.limits_on_server and self.guard is not None:
             alarm = WATCHDOG.arm(time.monotonic() + seconds, self.guard.fire)
         try:
-            statement = self.dialect.limited(self.conn, sql.strip(), seconds)
-            return self.conn.execute(text(statement), params)
+            yield seconds
         except DBAPIError as exc:
             if self.interrupted:
                 raise TimeoutError("time limit reached: statement interrupted") from exc
@@ -267,7 +312,7 @@ class Queries:
 
     def ping(self) -> None:
         started = time.perf_counter()
-        self.rows("SELECT 1")
+        self.tuples("SELECT 1")
         self.ping_seconds = time.perf_counter() - started
 
     @contextlib.contextmanager

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
 from collectors.base import ScrapeContext
 from collectors.specs import FamilySet, MetricSpec, counter, gauge
 
@@ -90,18 +92,31 @@ def fold_tables(
     }
     # a table really named `other` joins the `other` series rather than duplicating it
     kept = ctx.keep_top({t: w for t, w in weights.items() if t != OTHER}, limit)
+    ordered = sorted(rows)
+    prefix = out.prefix
     for stat in stats:
+        family = None  # made on the first value, so a stat no table has adds no family
         folded: list[float] = []
-        for table in sorted(rows):
+        for table in ordered:
             value = rows[table].get(stat.column)
             if value is None:
                 continue
             if table in kept:
-                out.add(stat.spec, value, table)
+                if family is None:
+                    family = _gauge_or_counter(out, stat.spec)
+                family.add_metric([*prefix, table], float(value))
             else:
                 folded.append(value)
         if folded:
             out.add(stat.spec, stat.fold(folded), OTHER)
+
+
+def _gauge_or_counter(out: FamilySet, spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:
+    """The family of `spec` in `out`, checked once so its samples are added directly."""
+    family = out.get(spec)
+    if not isinstance(family, CounterMetricFamily | GaugeMetricFamily):
+        raise TypeError(f"{spec.name}: per-table values are gauges or counters")
+    return family
 
 
 def as_float(value: object) -> float | None:

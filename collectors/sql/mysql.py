@@ -9,7 +9,7 @@ follow the deadline, checkout by checkout.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy.engine import URL, Connection
@@ -86,9 +86,28 @@ SELECT DIGEST_TEXT AS digest, COUNT_STAR AS calls, SUM_TIMER_WAIT AS picoseconds
 FROM performance_schema.events_statements_summary_by_digest
 WHERE SCHEMA_NAME = DATABASE() AND DIGEST_TEXT IS NOT NULL
 """
+#: TABLE_IO's counters after the table name, as TABLE_STATS columns
+_IO_COLUMNS = ("rows_read", "inserted", "updated", "deleted")
 _NAMES = ", ".join(f"'{n}'" for n in (*STATUS, "Threads_connected", "Threads_running"))
 _COMMANDS = ", ".join(f"'Com_{c}'" for c in COMMAND_NAMES)
 STATUS_QUERY = f"SHOW GLOBAL STATUS WHERE Variable_name IN ({_NAMES}, {_COMMANDS})"
+MARIADB_STATUS_QUERY = f"""
+SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
+WHERE VARIABLE_NAME IN ({_NAMES}, {_COMMANDS})
+UNION ALL SELECT '@max_connections', @@max_connections
+UNION ALL SELECT '@perf', @@performance_schema
+UNION ALL SELECT '@version', @@version
+"""
+#: upper-case name (information_schema) -> the name as SHOW GLOBAL STATUS spells it
+_STATUS_NAMES = {
+    name.upper(): name
+    for name in (
+        *STATUS,
+        "Threads_connected",
+        "Threads_running",
+        *(f"Com_{c}" for c in COMMAND_NAMES),
+    )
+}
 
 
 class MySQL(Dialect):
@@ -142,10 +161,9 @@ class MySQL(Dialect):
     def server_families(
         self, q: Queries, ctx: ScrapeContext, out: FamilySet, options: ServerOptions
     ) -> None:
-        variables = q.one(VARIABLES)
-        status = self._status(q)
-        out.add(common.SERVER_INFO, 1.0, self.name, str(variables.version).split("-")[0])
-        out.add(common.CONNECTIONS_MAX, variables.max_connections)
+        (max_connections, perf, version), status, table_rows = self._server_state(q)
+        out.add(common.SERVER_INFO, 1.0, self.name, str(version).split("-")[0])
+        out.add(common.CONNECTIONS_MAX, max_connections)
         connected = status.get("Threads_connected", 0.0)
         running = status.get("Threads_running", 0.0)
         out.add(common.CONNECTIONS, running, "active")
@@ -159,16 +177,16 @@ class MySQL(Dialect):
                 out.add(COMMANDS, value, command)
         tables: dict[str, dict[str, float | None]] = {}
         size = 0.0
-        for row in q.rows(TABLES):
-            tables[str(row.tbl)] = {"live": as_float(row.live), "size": as_float(row.size)}
-            size += float(row.size or 0)
+        for table, live, table_size in table_rows:
+            tables[str(table)] = {"live": as_float(live), "size": as_float(table_size)}
+            size += float(table_size or 0)
         out.add(common.SIZE, size)
-        performance_schema = bool(int(variables.perf or 0))
+        performance_schema = bool(int(perf or 0))
         if performance_schema:
-            for row in q.rows(TABLE_IO):
-                values = tables.setdefault(str(row.tbl), {})
-                for column in ("rows_read", "inserted", "updated", "deleted"):
-                    values[column] = as_float(getattr(row, column))
+            for table, *counts in q.tuples(TABLE_IO):
+                values = tables.setdefault(str(table), {})
+                for column, count in zip(_IO_COLUMNS, counts, strict=True):
+                    values[column] = as_float(count)
         else:
             ctx.note("per-table row counters off: performance_schema is disabled")
         fold_tables(ctx, tables, (*TABLE_STATS, SIZE_STAT), out, options.table_limit)
@@ -182,18 +200,16 @@ class MySQL(Dialect):
             return
         with q.optional("statement metrics", ctx):
             rows = []
-            for row in q.rows(DIGESTS):
-                kind, table = classify_statement(str(row.digest))
-                rows.append((kind, table, float(row.calls), float(row.picoseconds) * 1e-12))
+            for digest, calls, picoseconds in q.tuples(DIGESTS):
+                kind, table = classify_statement(str(digest))
+                rows.append((kind, table, float(calls), float(picoseconds) * 1e-12))
             statement_families(ctx, rows, out, options.table_limit)
 
     @staticmethod
-    def _status(q: Queries) -> dict[str, float]:
-        status: dict[str, float] = {}
-        for name, value in q.rows(STATUS_QUERY):
-            with contextlib.suppress(TypeError, ValueError):
-                status[str(name)] = float(value)
-        return status
+    def _server_state(q: Queries) -> tuple[tuple[Any, ...], dict[str, float], list[Any]]:
+        """(max_connections, performance_schema, version), the status variables, the tables."""
+        (variables,), status_rows, table_rows = q.batch((VARIABLES, STATUS_QUERY, TABLES))
+        return variables[:3], _status(status_rows), table_rows
 
 
 class MariaDB(MySQL):
@@ -201,8 +217,31 @@ class MariaDB(MySQL):
     url_names = ("mariadb",)
     specs = ()  # the same families as MySQL
 
+    @staticmethod
+    def _server_state(q: Queries) -> tuple[tuple[Any, ...], dict[str, float], list[Any]]:
+        """As MySQL's, in two statements: MariaDB's information_schema.GLOBAL_STATUS (what
+        SHOW GLOBAL STATUS reads) takes the variables as extra rows."""
+        status_rows, table_rows = q.batch((MARIADB_STATUS_QUERY, TABLES))
+        variables: dict[str, Any] = {}
+        status: list[tuple[str, Any]] = []
+        for name, value in status_rows:
+            if name.startswith("@"):
+                variables[name] = value
+            else:  # information_schema spells the names in capitals
+                status.append((_STATUS_NAMES.get(name, name), value))
+        state = (variables["@max_connections"], variables["@perf"], variables["@version"])
+        return state, _status(status), table_rows
+
     def limited(self, conn: Connection, sql: str, seconds: float) -> str:
         return f"SET STATEMENT max_statement_time={seconds:.3f} FOR {sql}"
+
+
+def _status(rows: Iterable[tuple[Any, ...]]) -> dict[str, float]:
+    status: dict[str, float] = {}
+    for name, value in rows:
+        with contextlib.suppress(TypeError, ValueError):
+            status[str(name)] = float(value)
+    return status
 
 
 register(MySQL())

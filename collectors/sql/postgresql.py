@@ -8,7 +8,7 @@ kernel's 2 h), and the client-side guard shuts the socket down at the deadline.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -69,9 +69,8 @@ SELECT coalesce(state, 'unknown') AS state, count(*) AS n,
   count(*) FILTER (WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()) AS lock_waits
 FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1
 """
-DATABASE = """
-SELECT xact_commit, xact_rollback, deadlocks, temp_bytes, temp_files, blks_hit, blks_read,
-  pg_postmaster_start_time() AS started
+DATABASE = f"""
+SELECT {", ".join(column for column, _ in DATABASE_COUNTERS)}, pg_postmaster_start_time()
 FROM pg_stat_database WHERE datname = current_database()
 """
 #: What changes only with a restart (read again at once after one) or a CREATE EXTENSION:
@@ -86,13 +85,24 @@ SETTINGS_SECONDS = 300.0
 #: Sizes on disk (the server stats every file of the database for them): every SIZES_SECONDS.
 SIZES_SECONDS = 60.0
 _TABLE_NAME = "CASE WHEN schemaname = 'public' THEN relname ELSE schemaname || '.' || relname END"
+#: pg_stat_user_tables: TABLE_STATS column -> expression
+TABLE_EXPRESSIONS = {
+    "rows_read": "coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)",
+    "inserted": "n_tup_ins",
+    "updated": "n_tup_upd",
+    "deleted": "n_tup_del",
+    "live": "n_live_tup",
+    "dead": "n_dead_tup",
+    "seq_scan": "seq_scan",
+    "idx_scan": "idx_scan",
+    "vacuum_age": "extract(epoch FROM clock_timestamp() - greatest(last_vacuum, last_autovacuum))",
+    "analyze_age": (
+        "extract(epoch FROM clock_timestamp() - greatest(last_analyze, last_autoanalyze))"
+    ),
+}
+#: the table's name, then each of TABLE_STATS in order
 TABLES = f"""
-SELECT {_TABLE_NAME} AS tbl,
-  coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) AS rows_read,
-  n_tup_ins AS inserted, n_tup_upd AS updated, n_tup_del AS deleted,
-  n_live_tup AS live, n_dead_tup AS dead, seq_scan, idx_scan,
-  extract(epoch FROM clock_timestamp() - greatest(last_vacuum, last_autovacuum)) AS vacuum_age,
-  extract(epoch FROM clock_timestamp() - greatest(last_analyze, last_autoanalyze)) AS analyze_age
+SELECT {_TABLE_NAME}, {", ".join(TABLE_EXPRESSIONS[stat.column] for stat in TABLE_STATS)}
 FROM pg_stat_user_tables
 """
 # The database (tbl NULL), then its tables. Tables someone holds an ACCESS EXCLUSIVE lock on
@@ -106,9 +116,11 @@ SELECT {_TABLE_NAME} AS tbl,
   THEN pg_total_relation_size(s.relid) END AS size
 FROM pg_stat_user_tables s
 """
-STATEMENTS = """
-SELECT (regexp_match(query, :first))[1] AS word, (regexp_match(query, :main, 'i'))[1] AS tbl,
-  sum(calls) AS calls, sum(total_exec_time) / 1000.0 AS seconds
+#: the two patterns are constants, dollar-quoted so the statement takes no parameters
+STATEMENTS = f"""
+SELECT (regexp_match(query, $re${PG_FIRST_WORD}$re$))[1],
+  (regexp_match(query, $re${PG_MAIN_TABLE}$re$, 'i'))[1],
+  sum(calls), sum(total_exec_time) / 1000.0
 FROM pg_stat_statements
 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
 GROUP BY 1, 2
@@ -127,6 +139,10 @@ ALWAYS_REPORTED_STATES = ("active", "idle", "idle_in_transaction")
 KEEPALIVES = (10, 5, 3)
 _SET_LIMITS = text(
     "SELECT set_config('statement_timeout', :t, true), set_config('lock_timeout', :t, true)"
+)
+#: in front of every batch of statements: the same limits, in the same round trip
+_SET_LIMITS_INLINE = (
+    "SELECT set_config('statement_timeout', '{0}', true), set_config('lock_timeout', '{0}', true)"
 )
 #: connection info key: (the transaction, the limit) last set on the connection
 _LIMIT_SET = "afirgen_exporter_statement_limit"
@@ -163,7 +179,7 @@ class PostgreSQL(Dialect):
         cparams["connect_timeout"] = max(2, math.ceil(seconds))  # libpq: whole s, min 2
 
     def limited(self, conn: Connection, sql: str, seconds: float) -> str:
-        limit = f"{max(1, int(seconds * 1000))}ms"
+        limit = _limit(seconds)
         # transaction-local: set again only when it changes (the limit is capped, so it is the
         # same for every statement of a scrape until the deadline comes closer than the cap)
         transaction = conn.get_transaction()
@@ -175,6 +191,22 @@ class PostgreSQL(Dialect):
         conn.info[_LIMIT_SET] = (conn.get_transaction(), limit)
         return sql
 
+    def run(
+        self, q: Queries, cursor: Any, statements: Sequence[str], seconds: float
+    ) -> list[list[tuple[Any, ...]]]:
+        """One round trip: the transaction-local limits, then every statement (psycopg sends
+        a statement without parameters by the simple protocol, which takes several; the
+        server applies statement_timeout to each). An application's engine on another
+        driver (embedded mode) gets one round trip per statement."""
+        if q.conn.dialect.driver != "psycopg":
+            return super().run(q, cursor, statements, seconds)
+        limits = _SET_LIMITS_INLINE.format(_limit(seconds))
+        cursor.execute(";\n".join((limits, *statements)))
+        results = []
+        while cursor.nextset():
+            results.append(cursor.fetchall())
+        return results
+
     def interrupter(self, dbapi_connection: Any) -> tuple[Action, Action]:
         return socket_interrupter(dbapi_connection.fileno())
 
@@ -184,28 +216,28 @@ class PostgreSQL(Dialect):
     def server_families(
         self, q: Queries, ctx: ScrapeContext, out: FamilySet, options: ServerOptions
     ) -> None:
+        activity, (db,), table_rows = q.batch((ACTIVITY, DATABASE, TABLES))
         states = dict.fromkeys(ALWAYS_REPORTED_STATES, 0.0)
-        activity = q.rows(ACTIVITY)
-        for row in activity:
-            state = CONNECTION_STATES.get(row.state, "unknown")
-            states[state] = states.get(state, 0.0) + float(row.n)
-        for state, count in states.items():
-            out.add(common.CONNECTIONS, count, state)
-        out.add(LONGEST_TRANSACTION, _oldest(row.xact_age for row in activity))
-        out.add(LONGEST_QUERY, _oldest(row.query_age for row in activity))
-        out.add(LOCK_WAITING, sum(float(row.lock_waits) for row in activity))
-        db = q.one(DATABASE)
-        for column, spec in DATABASE_COUNTERS:
-            out.add(spec, getattr(db, column) or 0)
+        for state_name, count, *_ in activity:
+            state = CONNECTION_STATES.get(state_name, "unknown")
+            states[state] = states.get(state, 0.0) + float(count)
+        for state, value in states.items():
+            out.add(common.CONNECTIONS, value, state)
+        out.add(LONGEST_TRANSACTION, _oldest(row[2] for row in activity))
+        out.add(LONGEST_QUERY, _oldest(row[3] for row in activity))
+        out.add(LOCK_WAITING, sum(float(row[4]) for row in activity))
+        for (_, spec), value in zip(DATABASE_COUNTERS, db, strict=False):
+            out.add(spec, value or 0)
+        started = db[len(DATABASE_COUNTERS)]
         settings = ctx.every(
-            "settings", SETTINGS_SECONDS, lambda: tuple(q.one(SETTINGS)), key=db.started
+            "settings", SETTINGS_SECONDS, lambda: tuple(q.tuples(SETTINGS)[0]), key=started
         )
         max_connections, version, preload, installed = settings
         out.add(common.CONNECTIONS_MAX, max_connections)
         out.add(common.SERVER_INFO, 1.0, self.name, str(version).split()[0])
+        columns = [stat.column for stat in TABLE_STATS]
         tables: dict[str, dict[str, float | None]] = {
-            row.tbl: {stat.column: as_float(getattr(row, stat.column)) for stat in TABLE_STATS}
-            for row in q.rows(TABLES)
+            row[0]: dict(zip(columns, map(as_float, row[1:]), strict=True)) for row in table_rows
         }
         sizes = ctx.every("sizes", SIZES_SECONDS, lambda: self._sizes(q, ctx))
         if sizes is not None:
@@ -222,7 +254,7 @@ class PostgreSQL(Dialect):
     def _sizes(self, q: Queries, ctx: ScrapeContext) -> dict[str | None, float | None] | None:
         """The database's size (key None) and its tables'; None when skipped this scrape."""
         with q.optional("sizes", ctx):
-            return {row.tbl: as_float(row.size) for row in q.rows(SIZES)}
+            return {table: as_float(size) for table, size in q.tuples(SIZES)}
         return None
 
     def _statements(
@@ -242,10 +274,14 @@ class PostgreSQL(Dialect):
             return
         with q.optional("statement metrics", ctx):
             rows = [
-                (statement_type(r.word), table_name(r.tbl), float(r.calls), float(r.seconds))
-                for r in q.rows(STATEMENTS, first=PG_FIRST_WORD, main=PG_MAIN_TABLE)
+                (statement_type(word), table_name(table), float(calls), float(seconds))
+                for word, table, calls, seconds in q.tuples(STATEMENTS)
             ]
             statement_families(ctx, rows, out, options.table_limit)
+
+
+def _limit(seconds: float) -> str:
+    return f"{max(1, int(seconds * 1000))}ms"
 
 
 def _oldest(ages: Iterable[Any]) -> float:
