@@ -110,7 +110,6 @@ def _folded_counts(
     top = max((b[-1][0] for h in histograms.values() if (b := h.buckets)), default=1)
     size = _bound_index(top) + 1
     grouped: dict[str, tuple[int, list[int]]] = {}
-    index = _bound_index
     for cmd, h in histograms.items():
         key = cmd if cmd in kept else OTHER
         entry = grouped.get(key)
@@ -119,8 +118,8 @@ def _folded_counts(
         else:
             grouped[key] = (entry[0] + h.calls, entry[1])
         increments, previous = entry[1], 0
-        for bound, count in h.buckets:
-            increments[index(bound)] += count - previous
+        for bound, count in h.buckets:  # _bound_index(bound), inlined: the innermost loop
+            increments[((bound - 1).bit_length() + 1) >> 1 if bound > 1 else 0] += count - previous
             previous = count
     return size, {
         cmd: (calls, list(accumulate(increments))) for cmd, (calls, increments) in grouped.items()

@@ -73,6 +73,10 @@ NO_OWN_LOOKUPS = OwnLookups()
 _NOTE_NAMES, _NOTE_NAME_LENGTH = 3, 40
 
 
+#: An empty family per spec name (the Redis specs' names are unique), copied by `_Families`.
+_PROTOTYPES: dict[str, Metric] = {}
+
+
 class _Families:
     """`FamilySet`'s job for the hot path of one Redis collection: families in first-use order,
     each copied from a prototype made once per spec, and samples appended as prometheus_client's
@@ -85,7 +89,13 @@ class _Families:
     def get(self, spec: MetricSpec) -> Metric:
         family = self.by_name.get(spec.name)
         if family is None:
-            family = self.by_name[spec.name] = spec.family()
+            # `spec.family()` hashes the whole spec to find its prototype; a name is enough here
+            prototype = _PROTOTYPES.get(spec.name)
+            if prototype is None:
+                prototype = _PROTOTYPES[spec.name] = spec.family()
+            family = self.by_name[spec.name] = Metric.__new__(type(prototype))
+            family.__dict__.update(prototype.__dict__)
+            family.samples = []
         return family
 
     def add(self, spec: MetricSpec, value: float, *label_values: str) -> None:
@@ -249,37 +259,40 @@ def _error_family(
             bad.append(key)
         else:
             counts[key[10:]] = count
-    out.get(ERRORS)
+    name, cache, append = ERRORS.name, out.cache, out.get(ERRORS).samples.append
     kept = ctx.keep_top(counts, limit)
     other = 0.0
     for error, count in sorted(counts.items()):
         if error in kept:
-            out.add(ERRORS, count, error)
+            append(Sample(name, {LABEL: cache, "error": error}, count))
         else:
             other += count
     if len(kept) < len(counts):
-        out.add(ERRORS, other, OTHER)
+        append(Sample(name, {LABEL: cache, "error": OTHER}, other))
 
 
 def _keyspace_families(out: _Families, lines: list[tuple[str, str]], bad: list[str]) -> None:
-    for spec in (DB_KEYS, DB_EXPIRING, DB_AVG_TTL):
-        out.get(spec)
+    cache = out.cache
+    add_keys, add_expiring, add_ttl = (
+        out.get(spec).samples.append for spec in (DB_KEYS, DB_EXPIRING, DB_AVG_TTL)
+    )
     for key, value in lines:
         fields = parse_fields(value)
-        keys, expires, avg_ttl = (
-            number(fields.get(name, "0"), counter=False) for name in ("keys", "expires", "avg_ttl")
-        )
+        get = fields.get
+        keys = number(get("keys", "0"), counter=False)
+        expires = number(get("expires", "0"), counter=False)
+        avg_ttl = number(get("avg_ttl", "0"), counter=False)
         if keys is None or expires is None or avg_ttl is None:
             bad.append(key)
             continue
-        out.add(DB_KEYS, keys, key)
-        out.add(DB_EXPIRING, expires, key)
-        out.add(DB_AVG_TTL, avg_ttl / 1e3, key)
+        add_keys(Sample(DB_KEYS.name, {LABEL: cache, "db": key}, keys))
+        add_expiring(Sample(DB_EXPIRING.name, {LABEL: cache, "db": key}, expires))
+        add_ttl(Sample(DB_AVG_TTL.name, {LABEL: cache, "db": key}, avg_ttl / 1e3))
 
 
 def _replica_family(out: _Families, lines: list[tuple[str, str]], bad: list[str]) -> None:
     """On a master, the lag each connected replica reports (`slave<N>:...,lag=S`)."""
-    out.get(REPLICA_LAG)
+    cache, append = out.cache, out.get(REPLICA_LAG).samples.append
     for key, value in lines:
         fields = parse_fields(value)
         if "lag" not in fields:
@@ -288,4 +301,4 @@ def _replica_family(out: _Families, lines: list[tuple[str, str]], bad: list[str]
         if lag is None:
             bad.append(key)
         else:
-            out.add(REPLICA_LAG, lag, key[5:])
+            append(Sample(REPLICA_LAG.name, {LABEL: cache, "replica": key[5:]}, lag))

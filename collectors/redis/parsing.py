@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
+from operator import lt
 from typing import Any, NamedTuple
 
 
@@ -131,7 +132,14 @@ def _plain_entry(detail: Any) -> CommandLatency | None:
         return None
     if values and (set(map(type, values)) != {int} or min(values) < 0):
         return None
-    pairs = zip(flat[0::2], flat[1::2], strict=True) if type(flat) is list else flat.items()
+    if type(flat) is list:
+        bounds = flat[0::2]
+        pairs = tuple(zip(bounds, flat[1::2], strict=True))
+    else:
+        bounds = list(flat)
+        pairs = tuple(flat.items())
+    if all(map(lt, bounds, bounds[1:])):  # ascending, as Redis sends them: sorted already
+        return CommandLatency(calls, pairs)
     return CommandLatency(calls, tuple(sorted(pairs)))
 
 
