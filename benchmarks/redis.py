@@ -1,6 +1,7 @@
 """Our Redis collector beside Debian's prometheus-redis-exporter, on the same private Redis.
 
-    python -m benchmarks.redis [--rounds 5] [--scrapes 200] [--seconds 4]
+    python -m benchmarks.redis [--rounds 5] [--scrapes 200] [--seconds 4] [--baseline DIR]
+                               [--many-commands]
     python -m benchmarks.redis --huge-reply
     python -m benchmarks.redis --wedged [--dripping] [--scrapes 200]
 
@@ -13,7 +14,10 @@ the redis collector: the host and process collectors are off, as node_exporter's
 Prometheus's scrape headers: sequential scrape latency (p50/p99), CPU per scrape (utime+stime
 of each process tree from /proc, before/after the round), scrapes/s with 16 concurrent
 connections (wrk, when installed, else a threaded client) and RSS. Prints the figures and our/their
-ratios side by side.
+ratios side by side. `--baseline DIR` also runs the exporter of another source tree (say
+`git archive` of the commit before a change, unpacked in DIR) as `baseline`, in the same
+interleaved rounds, so before / after / redis_exporter come from one run. `--many-commands`
+adds ~100 more commands, error prefixes and dbs to the server (a busier INFO and histogram).
 
 `--huge-reply` measures instead the exporter's memory while a loopback server answers INFO
 with a 1 GiB bulk string sent as fast as it is read: RSS before the scrape and the peak
@@ -101,6 +105,43 @@ def populate(port: int, keys: int = 8000, dbs: int = 4) -> None:
                 client.execute_command(*bad)
             except redis.ResponseError:
                 pass
+
+
+def many_commands(port: int) -> None:
+    """About 100 more distinct commands, several error prefixes and dbs: a busy server's INFO
+    (commandstats, errorstats, keyspace) and LATENCY HISTOGRAM."""
+    client = redis.Redis(port=port, db=9)
+    pipe = client.pipeline(transaction=False)
+    for i in range(200):
+        pipe.append(f"a{i}", "x").strlen(f"a{i}").getrange(f"a{i}", 0, 1).setnx(f"n{i}", 1)
+        pipe.incrby("c", 2).decr("d").lpush("L", i).rpop("L").llen("L").lindex("L", 0)
+        pipe.ltrim("L", 0, 100).hset("H", f"f{i}", i).hgetall("H").hlen("H").hexists("H", "f1")
+        pipe.hincrby("H", "n", 1).hkeys("H").hvals("H").hmget("H", ["f1", "f2"]).hdel("H", "z")
+        pipe.scard("S").smembers("S").srem("S", -1).sunion("S", "S2").sinter("S", "S2")
+        pipe.zadd("Z", {f"m{i}": i}).zrange("Z", 0, 5).zrangebyscore("Z", 0, 10)
+        pipe.zrank("Z", "m1").zincrby("Z", 1, "m2").zcard("Z").zrem("Z", "x").pfadd("P", i)
+        pipe.pfcount("P").setbit("B", i, 1).bitcount("B").getbit("B", 3).xadd("X", {"a": i})
+        pipe.xlen("X").xrange("X", count=2).geoadd("G", (13.36, 38.11, f"g{i}"))
+        pipe.geodist("G", "g0", f"g{i}").ttl(f"a{i}").pttl(f"a{i}").type(f"a{i}")
+        pipe.persist(f"a{i}").delete(f"n{i}").echo("x").dbsize().time().randomkey()
+        pipe.eval("return 1", 0).mset({"m1": 1, "m2": 2}).msetnx({"mm": 1})
+        pipe.psetex("pp", 1000, 1).lpos("L", 1).lrem("L", 0, "z").rpoplpush("L", "L2")
+        pipe.lmove("L2", "L", "LEFT", "RIGHT").smove("S", "S3", 1).srandmember("S").spop("S3")
+        pipe.zcount("Z", 0, 100).zrevrange("Z", 0, 3).zpopmin("Z2").hsetnx("H", "q", 1)
+        pipe.hstrlen("H", "f1").hrandfield("H").scan(0).hscan("H").sscan("S").zscan("Z")
+        pipe.expireat("pp", 2000000000).pexpire("pp", 100000).touch("m2").lastsave()
+        for command in (("OBJECT", "ENCODING", "H"), ("MEMORY", "USAGE", "H"),
+                        ("CONFIG", "GET", "maxmemory"), ("SLOWLOG", "LEN"),
+                        ("SCRIPT", "EXISTS", "abc"), ("CLIENT", "INFO")):  # fmt: skip
+            pipe.execute_command(*command)
+    pipe.execute()
+    client.set("busy", 1)
+    client.xgroup_create("X", "g")
+    for bad in (("EVALSHA", "a" * 40, 0), ("RESTORE", "busy", 0, client.dump("busy")),
+                ("XGROUP", "CREATE", "X", "g", "$"), ("INCR", "H"), ("WRONGCMD",),
+                ("XREADGROUP", "GROUP", "nog", "c", "STREAMS", "X", ">")):  # fmt: skip
+        with contextlib.suppress(redis.ResponseError):
+            client.execute_command(*bad)
 
 
 def samples(server: Server) -> int:
@@ -243,6 +284,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scrapes", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--baseline", type=Path, help="another source tree, run as `baseline`")
+    parser.add_argument("--many-commands", action="store_true", help=many_commands.__doc__)
     parser.add_argument("--huge-reply", action="store_true", help=huge_reply.__doc__)
     parser.add_argument("--wedged", action="store_true", help=wedged.__doc__)
     parser.add_argument("--dripping", action="store_true", help=dripping_redis.__doc__)
@@ -270,13 +313,30 @@ def main() -> int:
         with started("redis", redis_args, redis_port, log_dir=workdir, timeout=10):
             redis.Redis(port=redis_port).ping()  # PING is part of the command mix measured
             populate(redis_port)
-            with (
-                started(
-                    "ours", our_exporter(ours_port, config), ours_port, log_dir=workdir
-                ) as ours,
-                started("redis_exporter", theirs_args, theirs_port, log_dir=workdir) as theirs,
-            ):
-                servers = [ours, theirs]
+            if args.many_commands:
+                many_commands(redis_port)
+            with contextlib.ExitStack() as stack:
+                servers = [
+                    stack.enter_context(
+                        started("ours", our_exporter(ours_port, config), ours_port, log_dir=workdir)
+                    )
+                ]
+                if args.baseline is not None:
+                    base_port, base = free_port(), args.baseline.resolve()
+                    base_args = our_exporter(base_port, config)
+                    env = {"PYTHONPATH": str(base)}
+                    servers.append(
+                        stack.enter_context(
+                            started(
+                                "baseline", base_args, base_port, env=env, log_dir=workdir, cwd=base
+                            )
+                        )
+                    )
+                servers.append(
+                    stack.enter_context(
+                        started("redis_exporter", theirs_args, theirs_port, log_dir=workdir)
+                    )
+                )
                 sizes = {}
                 for server in servers:
                     wait_http(f"http://127.0.0.1:{server.port}{server.path}")
@@ -302,14 +362,18 @@ def main() -> int:
 def report(
     servers: list[Server], rss: dict[str, int], sizes: dict[str, int], args: argparse.Namespace
 ) -> None:
+    """A row per exporter (redis_exporter last), then each of ours against it (and against
+    the baseline when there is one); medians over the rounds, spread of CPU as min-max."""
     rows = []
     for server in servers:
+        cpu = statistics.median(server.cpu) * 1e3
         rows.append(
             (
                 server.name,
                 statistics.median(server.latencies) * 1e3,
                 percentile(server.latencies, 0.99) * 1e3,
-                statistics.median(server.cpu) * 1e3,
+                cpu,
+                cpu * 1e3 / sizes[server.name],
                 statistics.median(server.throughput[CONNECTIONS]),
                 rss[server.name] / 2**20,
                 sizes[server.name],
@@ -319,15 +383,22 @@ def report(
         f"{args.rounds} interleaved rounds of {args.scrapes} sequential scrapes and "
         f"{args.seconds:g}s at 16 connections each; Prometheus scrape headers (gzip)."
     )
-    header = ("", "p50 ms", "p99 ms", "CPU ms/scrape", "scrapes/s @16", "RSS MiB", "samples")
-    print("{:<16}{:>9}{:>9}{:>15}{:>15}{:>10}{:>9}".format(*header))
+    header = ("", "p50 ms", "p99 ms", "CPU ms/scrape", "us/sample", "scrapes/s @16", "RSS MiB",
+              "samples")  # fmt: skip
+    print("{:<22}{:>9}{:>9}{:>15}{:>11}{:>15}{:>10}{:>9}".format(*header))
     for row in rows:
-        print("{:<16}{:>9.2f}{:>9.2f}{:>15.3f}{:>15.0f}{:>10.1f}{:>9}".format(*row))
-    ours, theirs = rows[0], rows[1]
-    ratios = [ours[i] / theirs[i] if theirs[i] else float("nan") for i in range(1, 7)]
-    ratio_row = "{:<16}{:>8.2f}x{:>8.2f}x{:>14.2f}x{:>14.2f}x{:>9.2f}x{:>8.2f}x"
-    print(ratio_row.format("ours/theirs", *ratios))
-    print("targets: CPU <= 1.0x, p50 <= 1.2x, scrapes/s >= 1.0x")
+        print("{:<22}{:>9.2f}{:>9.2f}{:>15.3f}{:>11.2f}{:>15.0f}{:>10.1f}{:>9}".format(*row))
+    ratio_row = "{:<22}{:>8.2f}x{:>8.2f}x{:>14.2f}x{:>10.2f}x{:>14.2f}x{:>9.2f}x{:>8.2f}x"
+    pairs = [(row, rows[-1]) for row in rows[:-1]]
+    if len(rows) == 3:
+        pairs.append((rows[0], rows[1]))
+    for mine, other in pairs:
+        ratios = [mine[i] / other[i] if other[i] else float("nan") for i in range(1, 8)]
+        print(ratio_row.format(f"{mine[0]}/{other[0]}"[:21], *ratios))
+    for server in servers:
+        low, high = min(server.cpu) * 1e3, max(server.cpu) * 1e3
+        print(f"CPU ms/scrape spread over rounds, {server.name}: {low:.3f}-{high:.3f}")
+    print("targets (ours/redis_exporter): CPU <= 1.0x, p50 <= 1.2x, scrapes/s >= 1.0x")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ number of series stays bounded.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from itertools import accumulate
+from typing import NamedTuple
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
@@ -20,12 +22,17 @@ from collectors.redis.parsing import CommandLatency, parse_fields
 OTHER = "other"
 
 
-@dataclass(frozen=True)
-class CommandStats:
+class CommandStats(NamedTuple):
     calls: float
     seconds: float
     rejected: float
     failed: float
+
+
+#: A `cmdstat_` value as Redis >= 6.2 writes it; other shapes take the general parse.
+_PLAIN_CMDSTAT = re.compile(
+    r"calls=([0-9]+),usec=([0-9]+),usec_per_call=[^,=]*,rejected_calls=([0-9]+),failed_calls=([0-9]+)"
+)
 
 
 def command_stats(
@@ -37,8 +44,18 @@ def command_stats(
     named in `skipped`: one bad line costs that command's series, not the instance.
     """
     result: dict[str, CommandStats] = {}
+    plain = _PLAIN_CMDSTAT.fullmatch
+    isfinite = math.isfinite
     for key, value in info.items():
         if not key.startswith("cmdstat_"):
+            continue
+        match = plain(value)
+        if match is not None:  # digits only: never negative, finite unless absurdly long
+            calls, usec, rejected, failed = map(float, match.groups())
+            if isfinite(calls + usec + rejected + failed):
+                result[key[8:]] = CommandStats(calls, usec / 1e6, rejected, failed)
+            elif skipped is not None:
+                skipped.append(key)
             continue
         fields = parse_fields(value)
         try:
@@ -76,6 +93,39 @@ def fold_commands(
     return result
 
 
+def _bound_index(usec: int) -> int:
+    """j of the smallest power of four 4**j >= `usec` (0 for 0 and 1)."""
+    return ((usec - 1).bit_length() + 1) >> 1 if usec > 1 else 0
+
+
+def _folded_counts(
+    histograms: Mapping[str, CommandLatency], kept: frozenset[str]
+) -> tuple[int, dict[str, tuple[int, list[int]]]]:
+    """(number of bounds, {command or `other`: (calls, cumulative count per bound)}).
+
+    Each of Redis's buckets adds its increment over the one before to the first power of four
+    at or above its bound; a running sum of those is the command's count filled forward onto
+    the powers of four (what `fold_histograms` documents), in one pass over the buckets.
+    """
+    top = max((b[-1][0] for h in histograms.values() if (b := h.buckets)), default=1)
+    size = _bound_index(top) + 1
+    grouped: dict[str, tuple[int, list[int]]] = {}
+    for cmd, h in histograms.items():
+        key = cmd if cmd in kept else OTHER
+        entry = grouped.get(key)
+        if entry is None:
+            entry = grouped[key] = (h.calls, [0] * size)
+        else:
+            grouped[key] = (entry[0] + h.calls, entry[1])
+        increments, previous = entry[1], 0
+        for bound, count in h.buckets:  # _bound_index(bound), inlined: the innermost loop
+            increments[((bound - 1).bit_length() + 1) >> 1 if bound > 1 else 0] += count - previous
+            previous = count
+    return size, {
+        cmd: (calls, list(accumulate(increments))) for cmd, (calls, increments) in grouped.items()
+    }
+
+
 def fold_histograms(
     histograms: Mapping[str, CommandLatency], kept: frozenset[str]
 ) -> dict[str, tuple[int, list[tuple[float, int]]]]:
@@ -89,30 +139,25 @@ def fold_histograms(
     """
     if not histograms:
         return {}
-    top = max((b[-1][0] for h in histograms.values() if (b := h.buckets)), default=1)
-    bounds = [1]
-    while bounds[-1] < top:
-        bounds.append(bounds[-1] * 4)
-
-    def filled(h: CommandLatency) -> list[int]:
-        counts, i, current = [], 0, 0
-        for bound in bounds:
-            while i < len(h.buckets) and h.buckets[i][0] <= bound:
-                current = h.buckets[i][1]
-                i += 1
-            counts.append(current)
-        return counts
-
-    grouped: dict[str, tuple[int, list[int]]] = {}
-    for cmd, h in histograms.items():
-        key = cmd if cmd in kept else OTHER
-        calls, counts = grouped.get(key, (0, [0] * len(bounds)))
-        grouped[key] = (calls + h.calls, [a + b for a, b in zip(counts, filled(h), strict=True)])
-    seconds = [b / 1e6 for b in bounds]
+    size, folded = _folded_counts(histograms, kept)
+    seconds = _bound_seconds(size)
     return {
         cmd: (calls, list(zip(seconds, counts, strict=True)))
-        for cmd, (calls, counts) in grouped.items()
+        for cmd, (calls, counts) in folded.items()
     }
+
+
+#: Bucket bounds in seconds (4**j us) and their `le` label values, grown on demand.
+_SECONDS: list[float] = []
+_LES: list[str] = []
+
+
+def _bound_seconds(size: int) -> list[float]:
+    while len(_SECONDS) < size:
+        bound = 4 ** len(_SECONDS) / 1e6
+        _LES.append(_go_float(bound))
+        _SECONDS.append(bound)
+    return _SECONDS[:size]
 
 
 def _go_float(value: float) -> str:
@@ -130,19 +175,21 @@ def histogram_family(
 ) -> None:
     """Samples are built directly: `add_metric` costs ~3x as much per bucket, and this family
     has more samples than all the others together."""
+    if not histograms:
+        return
     name = family.name
-    folded = fold_histograms(histograms, kept)
+    size, folded = _folded_counts(histograms, kept)
+    _bound_seconds(size)
+    les = _LES[:size]
     other_seconds = sum(s.seconds for cmd, s in stats.items() if cmd not in kept)
-    bucket, samples = f"{name}_bucket", family.samples
-    les: list[str] = []
-    for cmd, (calls, buckets) in sorted(folded.items()):
-        if len(les) < len(buckets):
-            les = [_go_float(bound) for bound, _ in buckets]
+    bucket, total, seconds_sum = f"{name}_bucket", f"{name}_count", f"{name}_sum"
+    append = family.samples.append
+    for cmd, (calls, counts) in sorted(folded.items()):
+        for le, count in zip(les, counts, strict=True):
+            append(Sample(bucket, {LABEL: instance, "command": cmd, "le": le}, float(count)))
         labels = {LABEL: instance, "command": cmd}
-        for le, (_, count) in zip(les, buckets, strict=False):
-            samples.append(Sample(bucket, {**labels, "le": le}, float(count)))
-        samples.append(Sample(bucket, {**labels, "le": "+Inf"}, float(calls)))
-        samples.append(Sample(f"{name}_count", labels, float(calls)))
+        append(Sample(bucket, {LABEL: instance, "command": cmd, "le": "+Inf"}, float(calls)))
+        append(Sample(total, labels, float(calls)))
         stat = stats.get(cmd)
         seconds = other_seconds if cmd == OTHER else (stat.seconds if stat else 0.0)
-        samples.append(Sample(f"{name}_sum", labels, seconds))
+        append(Sample(seconds_sum, labels, seconds))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from operator import lt
+from typing import Any, NamedTuple
 
 
 def parse_info(text: str) -> dict[str, str]:
@@ -56,8 +56,7 @@ def number(raw: str, *, counter: bool) -> float | None:
         return None
 
 
-@dataclass(frozen=True)
-class CommandLatency:
+class CommandLatency(NamedTuple):
     """One command's `LATENCY HISTOGRAM` entry: calls, and cumulative counts per bucket."""
 
     calls: int
@@ -83,18 +82,75 @@ def parse_latency_histogram(
     reply: Any, skipped: list[str] | None = None
 ) -> dict[str, CommandLatency]:
     """`LATENCY HISTOGRAM` reply -> {command: CommandLatency} (Redis 7+). A command whose
-    entry is malformed is left out (and named in `skipped`)."""
+    entry is malformed is left out (and named in `skipped`).
+
+    Entries shaped as Redis sends them (integers only) take `_plain_entry`, a few C-level
+    calls per command; anything else goes through the general, checking path.
+    """
     result: dict[str, CommandLatency] = {}
-    for name, detail in _pairs(reply):
-        try:
-            fields = {text(k): v for k, v in _pairs(detail)}
-            pairs = _pairs(fields["histogram_usec"])
-            buckets = tuple(sorted((_count(bound), _count(count)) for bound, count in pairs))
-            result[text(name).lower()] = CommandLatency(_count(fields["calls"]), buckets)
-        except (KeyError, TypeError, ValueError):
+    if isinstance(reply, list) and len(reply) % 2 == 0:
+        entries: Any = zip(reply[0::2], reply[1::2], strict=True)
+    else:
+        entries = _pairs(reply)
+    for name, detail in entries:
+        entry = _plain_entry(detail)
+        if entry is None:
+            entry = _checked_entry(detail)
+        command = name.decode("utf-8", "replace") if type(name) is bytes else text(name)
+        if entry is None:
             if skipped is not None:
-                skipped.append(f"latency_histogram_{text(name).lower()}")
+                skipped.append(f"latency_histogram_{command.lower()}")
+        else:
+            result[command.lower()] = entry
     return result
+
+
+_CALLS, _HISTOGRAM = b"calls", b"histogram_usec"
+
+
+def _plain_entry(detail: Any) -> CommandLatency | None:
+    """The entry as Redis 7 sends it (RESP2 `[calls, N, histogram_usec, [b, n, ...]]` or the
+    RESP3 maps, non-negative integers only), else None: `_checked_entry` decides."""
+    if type(detail) is list:
+        if len(detail) != 4 or detail[0] != _CALLS or detail[2] != _HISTOGRAM:
+            return None
+        calls, flat = detail[1], detail[3]
+        if type(flat) is not list or len(flat) % 2:
+            return None
+        values = flat
+    elif type(detail) is dict:
+        if len(detail) != 2:
+            return None
+        calls, histogram = detail.get(_CALLS), detail.get(_HISTOGRAM)
+        if type(histogram) is not dict:
+            return None
+        flat = histogram
+        values = [*histogram.keys(), *histogram.values()]
+    else:
+        return None
+    if type(calls) is not int or calls < 0:
+        return None
+    if values and (set(map(type, values)) != {int} or min(values) < 0):
+        return None
+    if type(flat) is list:
+        bounds = flat[0::2]
+        pairs = tuple(zip(bounds, flat[1::2], strict=True))
+    else:
+        bounds = list(flat)
+        pairs = tuple(flat.items())
+    if all(map(lt, bounds, bounds[1:])):  # ascending, as Redis sends them: sorted already
+        return CommandLatency(calls, pairs)
+    return CommandLatency(calls, tuple(sorted(pairs)))
+
+
+def _checked_entry(detail: Any) -> CommandLatency | None:
+    try:
+        fields = {text(k): v for k, v in _pairs(detail)}
+        pairs = _pairs(fields["histogram_usec"])
+        buckets = tuple(sorted((_count(bound), _count(count)) for bound, count in pairs))
+        return CommandLatency(_count(fields["calls"]), buckets)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _count(value: Any) -> int:
