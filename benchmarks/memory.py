@@ -9,7 +9,7 @@ Starts the private sources of benchmarks/full_stack.py (a filled redis-server, a
 with ten tables, the vLLM stand-in), then `--instances` copies of our exporter per config
 (`redis`: the Redis collector alone, `full`: host + process + Redis + PostgreSQL + the model
 server, `empty`: no collector), from this tree and from `--baseline DIR` too
-(`git archive main | tar -x -C DIR`), plus redis_exporter and postgres_exporter as peers.
+(`git archive main | tar -x -C DIR`), plus the four Go peers of benchmarks/full_stack.py.
 All are scraped with Prometheus's headers, in interleaved chunks, until each has served
 `--scrapes`. Printed per exporter: RSS at start, after the first scrape and at the end; the end
 RSS split into anonymous memory (the Python heap: brk heap, pymalloc arenas, mmaps) and file
@@ -111,6 +111,7 @@ def scrape(sample: Sample, count: int) -> None:
 
 def run(options: argparse.Namespace) -> list[Sample]:
     # here, not at the top: `--imports` must start from an interpreter that imported nothing
+    import shutil
     import tempfile
 
     from benchmarks.full_stack import configs, exporter_args, peers, private_sources
@@ -121,7 +122,9 @@ def run(options: argparse.Namespace) -> list[Sample]:
         trees.append(("base ", options.baseline.resolve()))
     work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     samples: list[Sample] = []
-    with private_sources(work) as sources, contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        sources = stack.enter_context(private_sources(work))
         paths = configs(sources, work)
         for instance in range(options.instances):
             for prefix, tree in trees:
@@ -135,8 +138,6 @@ def run(options: argparse.Namespace) -> list[Sample]:
                     )  # fmt: skip
                     samples.append(Sample(server))
         for name, argv, path, env in peers(sources, work):
-            if name not in ("redis_exporter", "postgres_exporter"):
-                continue
             port = free_port()
             args = [argv[0], f"--web.listen-address=127.0.0.1:{port}", *argv[1:]]
             server = stack.enter_context(

@@ -75,7 +75,9 @@ def defer_package_init(package: str, exports: Mapping[str, str]) -> None:
     def __getattr__(name: str) -> object:
         if name in exports:
             with contextlib.suppress(ImportError, AttributeError):
-                return getattr(importlib.import_module(exports[name]), name)
+                value = getattr(importlib.import_module(exports[name]), name)
+                module.__dict__[name] = value  # found directly from now on
+                return value
         del module.__dict__["__getattr__"]
         loader.exec_module(module)
         return getattr(module, name)
