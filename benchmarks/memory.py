@@ -1,7 +1,7 @@
 """Where the exporter's memory goes: RSS by kind of mapping and thread, at start and after scrapes.
 
     python -m benchmarks.memory [--scrapes 300] [--instances 2] [--baseline DIR]
-    python -m benchmarks.memory --imports [--config FILE]
+    python -m benchmarks.memory --imports [--raw]
 
 (as a module: run as a script, benchmarks/redis.py would shadow redis-py)
 
@@ -18,7 +18,7 @@ with their names. Memory does not vary much between runs, but two instances show
 
 `--imports` prints, in a fresh interpreter, RSS and private memory after each import step of
 the standalone start-up, in the order the exporter imports them, so a step's cost is what it
-adds on top of what came before.
+adds on top of what came before (`--raw`: without the standalone start's deferrals).
 """
 
 from __future__ import annotations
@@ -38,11 +38,12 @@ if TYPE_CHECKING:
 
 CONFIGS = ("redis", "full", "empty")
 CHUNK = 50
-#: Import steps of a standalone start with the Redis collector, in the exporter's order.
+#: Import steps of a standalone start with the Redis collector, in the exporter's order, then
+#: what the full stack adds.
 STEPS = (
     "exporter",
     "asyncio",
-    "prometheus_client",
+    "prometheus_client.metrics_core",
     "collectors.catalog",
     "yaml",
     "exporter.config",
@@ -50,11 +51,21 @@ STEPS = (
     "exporter.cli",
     "redis",
     "collectors.redis",
-    "uvicorn",
+    "uvicorn.config",
+    "uvicorn.server",
     "starlette.applications",
     "exporter.app",
     "exporter.server",
     "uvloop",
+    # the rest of the full stack
+    "psutil",
+    "collectors.system",
+    "collectors.process",
+    "sqlalchemy",
+    "psycopg",
+    "collectors.database",
+    "httpx",
+    "collectors.model_servers",
 )
 
 
@@ -205,19 +216,28 @@ def rollup_self() -> dict[str, int]:
     return values
 
 
-def imports() -> None:
-    """RSS after each import step, in this (fresh) interpreter."""
+def imports(raw: bool) -> None:
+    """RSS after each import step, in this (fresh) interpreter; unless `raw`, with the
+    standalone start's deferrals and blocks (exporter/footprint.py) in place, as cli.main
+    sets them (the first step, `exporter`, then includes exporter/footprint.py)."""
     before = step_rss()
-    print(f"{'step':26}{'+RSS':>8}{'+private':>10}{'modules':>9}   (MiB)")
-    print(f"{'(interpreter)':26}{mib(before[0])} {mib(before[1])}{len(sys.modules):9d}")
-    for step in STEPS:
-        count = len(sys.modules)
-        importlib.import_module(step)
-        now = step_rss()
-        print(f"{step:26}{mib(now[0] - before[0])} {mib(now[1] - before[1])}"
-              f"{len(sys.modules) - count:9d}")  # fmt: skip
-        before = now
-    print(f"{'total':26}{mib(before[0])} {mib(before[1])}{len(sys.modules):9d}")
+    print(f"{'step':32}{'+RSS':>8}{'+private':>10}{'modules':>9}   (MiB)")
+    print(f"{'(interpreter)':32}{mib(before[0])} {mib(before[1])}{len(sys.modules):9d}")
+    with contextlib.ExitStack() as stack:
+        if not raw:
+            from exporter import footprint
+
+            footprint.defer_package_init("prometheus_client", footprint.PROMETHEUS_CLIENT_EXPORTS)
+            footprint.defer_package_init("uvicorn", footprint.UVICORN_EXPORTS)
+            stack.enter_context(footprint.unused_imports_absent())
+        for step in STEPS:
+            count = len(sys.modules)
+            importlib.import_module(step)
+            now = step_rss()
+            print(f"{step:32}{mib(now[0] - before[0])} {mib(now[1] - before[1])}"
+                  f"{len(sys.modules) - count:9d}")  # fmt: skip
+            before = now
+    print(f"{'total':32}{mib(before[0])} {mib(before[1])}{len(sys.modules):9d}")
 
 
 def main() -> int:
@@ -226,9 +246,10 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--baseline", type=Path, help="another source tree to run beside")
     parser.add_argument("--imports", action="store_true", help="RSS per import step")
+    parser.add_argument("--raw", action="store_true", help="--imports without exporter/footprint")
     options = parser.parse_args()
     if options.imports:
-        imports()
+        imports(options.raw)
     else:
         run(options)
     return 0
