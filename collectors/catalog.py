@@ -16,10 +16,9 @@ does not pay for SQLAlchemy, redis-py or httpx.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-
-from collectors.model_servers import presets as model_server_presets
 
 
 @dataclass(frozen=True)
@@ -27,11 +26,23 @@ class CollectorSpec:
     name: str
     module: str
     default_enabled: bool
-    summary: str
+    #: The text, or a function that builds it from the collector's own tables (called only
+    #: where the summary is shown: importing the catalog imports no collector).
+    about: str | Callable[[], str]
     section: str | None = None
+
+    @property
+    def summary(self) -> str:
+        return self.about if isinstance(self.about, str) else self.about()
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
+
+
+def _model_servers_summary() -> str:
+    from collectors.model_servers import presets
+
+    return presets.summary()
 
 
 CATALOG: tuple[CollectorSpec, ...] = (
@@ -67,7 +78,7 @@ CATALOG: tuple[CollectorSpec, ...] = (
         "model_servers",
         "collectors.model_servers",
         True,
-        model_server_presets.summary(),
+        _model_servers_summary,
         section="model_servers",
     ),
     CollectorSpec(

@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import bcrypt
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 #: Verified credentials remembered (one per user); the table is cleared when full.
@@ -59,6 +58,8 @@ def bcrypt_cost(hashed: str) -> int:
 def dummy_hash(cost: int) -> bytes:
     """A well-formed hash of `cost` that no password matches: checking against it costs as
     much as checking against a real one, and making it costs nothing."""
+    import bcrypt  # here: an exporter without users never loads it
+
     return bcrypt.gensalt(rounds=cost) + b"." * 31
 
 
@@ -186,6 +187,8 @@ class BasicAuthMiddleware:
 
 
 def _matches(password: bytes, hashed: bytes) -> bool:
+    import bcrypt  # cached after the first check: this costs a dict lookup
+
     try:
         return bcrypt.checkpw(password, hashed)
     except ValueError:  # bcrypt 5 refuses passwords over 72 bytes rather than cut them

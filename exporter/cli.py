@@ -15,14 +15,16 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from collectors.base import Deadline
 from collectors.catalog import CATALOG
-from exporter import __version__, logs, shipped
+from exporter import __version__, footprint, logs, shipped
 from exporter.config import Config, load_config, read_config, with_overrides
 from exporter.schema import ConfigError
-from exporter.state import Exporter
 from exporter.webconfig import WebConfigFile, WebConfigWatcher, conflicts
+
+if TYPE_CHECKING:
+    from exporter.state import Exporter
 
 EXIT_CONFIG_ERROR = 2
 
@@ -140,6 +142,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return shipped.main(args)
     invocation = parse_args(args)
     logs.configure(invocation.log_level)
+    # before anything imports prometheus_client or uvicorn (exporter.state, exporter.server)
+    footprint.defer_package_init("prometheus_client", footprint.PROMETHEUS_CLIENT_EXPORTS)
+    footprint.defer_package_init("uvicorn", footprint.UVICORN_EXPORTS)
+    with footprint.unused_imports_absent():
+        return _run(invocation)
+
+
+def _run(invocation: Invocation) -> int:
+    from exporter.state import Exporter
+
     try:
         config = load(invocation)
         web_config = load_web(invocation, config)
@@ -207,6 +219,8 @@ def summary(config: Config) -> str:
 
 
 async def _once(exporter: Exporter) -> int:
+    from collectors.base import Deadline
+
     loaded = exporter.loaded
     deadline = Deadline.after(loaded.config.scrape.default_timeout_seconds)
     body = await loaded.engine.render_families_text(loaded.metrics_units(), deadline)

@@ -272,6 +272,10 @@ def _load_collectors(loader: Loader, data: Any) -> dict[str, CollectorSettings]:
         if not isinstance(enabled, bool):
             loader.problem(f"{path}.enabled", f"expected true or false, got {describe(enabled)}")
             continue
+        if not enabled and not body:
+            # `{enabled: false}` alone: its module (and client library) is never imported
+            result[spec.name] = CollectorSettings(False)
+            continue
         options_type = getattr(spec.load(), "Options", None)
         options = None
         if options_type is not None:

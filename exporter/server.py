@@ -16,8 +16,9 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.config import Config as UvicornConfig
+from uvicorn.server import Server as UvicornServer
 
 from exporter.app import create_app
 from exporter.connections import guarded_protocol
@@ -95,12 +96,12 @@ def connection_limit(configured: int) -> int:
     return max(1, min(configured, soft - FD_RESERVE))
 
 
-class _Server(uvicorn.Server):
+class _Server(UvicornServer):
     """uvicorn's Server, announcing the address in the exporter's words once it is bound, and
     answering the scrapes in flight as soon as shutdown begins: uvicorn would otherwise cancel
     a long one after its graceful timeout, with an ERROR traceback."""
 
-    def __init__(self, config: uvicorn.Config, exporter: Exporter) -> None:
+    def __init__(self, config: UvicornConfig, exporter: Exporter) -> None:
         super().__init__(config)
         self.exporter = exporter
 
@@ -126,7 +127,7 @@ def uvicorn_config(
     *,
     log_level: str = "info",
     web_config: WebConfigWatcher | None = None,
-) -> uvicorn.Config:
+) -> UvicornConfig:
     """Everything uvicorn needs, from the `web:` settings and the web config file."""
     web = exporter.config.web
     limit = connection_limit(web.max_connections)
@@ -136,7 +137,7 @@ def uvicorn_config(
     if web_config is not None and web_config.config.tls_server_config is not None:
         live = LiveTLS(web_config)
         tls = {"ssl_context_factory": lambda config, default: live.context}
-    return uvicorn.Config(
+    return UvicornConfig(
         app,
         host=web.host,
         port=web.port,
@@ -150,6 +151,8 @@ def uvicorn_config(
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=5,
+        # no WebSocket routes: uvicorn would import websockets or wsproto where installed
+        ws="none",
     )
 
 

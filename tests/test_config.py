@@ -57,6 +57,17 @@ def test_design_shape_for_core_keys_loads():
     assert config.namespace == "afirgen"
 
 
+def test_a_collector_turned_off_keeps_its_options_checked_and_a_flag_turns_it_on_again():
+    # `{enabled: false}` alone does not import the collector's module (tests/test_footprint.py);
+    # any other key still is validated against its Options
+    found = problems({"collectors": {"system": {"enabled": False, "mountpoint_exclude": "x"}}})
+    assert len(found) == 1 and found[0].startswith("collectors.system.mountpoint_exclude:")
+    config = load_config({"collectors": {"system": {"enabled": False}}}, env={})
+    assert not config.enabled("system") and config.options("system") is None
+    again = with_overrides(config, collectors={"system": True})
+    assert again.enabled("system") and again.options("system") is None  # the defaults
+
+
 def test_misspelt_key_names_path_and_suggests_the_close_one():
     found = problems({"scrape": {"timeout_ofset_seconds": 1}})
     assert len(found) == 1

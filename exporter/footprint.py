@@ -1,0 +1,86 @@
+"""The standalone exporter's memory: a library it never uses is not imported.
+
+Only `afirgen-exporter` itself (exporter/cli.py) uses this; an application that embeds the
+exporter keeps its imports as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import sys
+from collections.abc import Iterator, Mapping
+
+#: redis-py (8.1 here: `redis.observability`) imports the OpenTelemetry metrics API and SDK at
+#: import time only to note whether its own client-side OTel metrics could be turned on, and
+#: the SDK's resources import psutil: 2 MiB of RSS (measured, benchmarks/memory.py) in every
+#: exporter with a Redis target, for a feature the exporter never turns on. (The exporter's
+#: own use of OpenTelemetry, exemplars in embedded mode, is `opentelemetry.trace`.)
+#: httpx's `__init__` tries its command line (`httpx._main`: click, pygments, rich) and
+#: gives up without rich: click and pygments stay imported, 1 MiB in every exporter with an
+#: HTTP collector (model servers).
+UNUSED = ("opentelemetry.metrics", "opentelemetry.sdk.metrics", "httpx._main")
+
+
+@contextlib.contextmanager
+def unused_imports_absent() -> Iterator[None]:
+    """While the block runs, importing a module of UNUSED raises ImportError, as if it were
+    not installed (a None in `sys.modules` stops the import system before it loads anything,
+    parent packages included). Modules already imported are left alone."""
+    blocked = [name for name in UNUSED if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
+#: What the packages' `__init__`s re-export that is imported from the package itself, and from
+#: which submodule: uvicorn's own `uvicorn.lifespan.on` does `from uvicorn import Config`,
+#: collectors/process.py `from prometheus_client import CollectorRegistry`.
+UVICORN_EXPORTS = {"Config": "uvicorn.config", "Server": "uvicorn.server"}
+PROMETHEUS_CLIENT_EXPORTS = {
+    "CollectorRegistry": "prometheus_client.registry",
+    "REGISTRY": "prometheus_client.registry",
+    "Metric": "prometheus_client.metrics_core",
+}
+
+
+def defer_package_init(package: str, exports: Mapping[str, str]) -> None:
+    """Let `package`'s submodules be imported without running its `__init__` first.
+
+    `exports` names what the `__init__` re-exports from which submodule (`Config` from
+    `uvicorn.config`): those are looked up there. Any other name of the package itself
+    (`uvicorn.run`) runs the real `__init__` first, so nothing breaks, it only costs the
+    memory again. Nothing happens when the package is already imported or not installed.
+
+    Measured with benchmarks/memory.py: uvicorn's `__init__` imports `uvicorn.main`, its
+    command line (click, the reload and multiprocess supervisors, multiprocessing: 1.4 MiB
+    of RSS); prometheus_client's imports every exposition server (wsgiref, http.server,
+    urllib.request, the ASGI and WSGI apps, pushgateway) and the client metric classes:
+    2.6 MiB. The standalone exporter runs none of them: it builds uvicorn's Config and Server
+    and uses prometheus_client's families, registry and OpenMetrics encoder.
+    """
+    if package in sys.modules:
+        return
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+
+    def __getattr__(name: str) -> object:
+        if name in exports:
+            with contextlib.suppress(ImportError, AttributeError):
+                value = getattr(importlib.import_module(exports[name]), name)
+                module.__dict__[name] = value  # found directly from now on
+                return value
+        del module.__dict__["__getattr__"]
+        loader.exec_module(module)
+        return getattr(module, name)
+
+    module.__dict__["__getattr__"] = __getattr__
+    sys.modules[package] = module

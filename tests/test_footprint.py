@@ -1,0 +1,143 @@
+"""exporter/footprint.py and the lazy catalog: what a standalone exporter imports.
+
+The modules a process imported are read from a real start (`python -X importtime`, which
+logs every module an `import` statement loads or tries to, not those of `importlib.import_module`: the
+catalog's own imports of collector modules are seen through the modules those import),
+scraped once against a private Redis.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+
+from tests.redis_server import private_redis
+from tests.support import ROOT, exporter_args, free_port, started_process
+
+#: Imported by the standalone Redis-only exporter before this change, and never used by it.
+NOT_FOR_REDIS_ONLY = (
+    "opentelemetry",  # redis-py imports the OTel metrics SDK to see whether it is there
+    "psutil",  # through the OTel SDK's resources, and the system collector (off here)
+    "collectors.model_servers",  # the catalog's summary of model server kinds
+    "collectors.model_servers.presets",
+    "click",  # uvicorn's __init__ -> uvicorn.main
+    "uvicorn.main",
+    "multiprocessing",  # uvicorn's supervisors
+    "bcrypt",  # no basic auth users configured
+    "prometheus_client.exposition",  # prometheus_client's __init__: its servers, pushgateway
+    "prometheus_client.metrics",  # ... and the client metric classes
+    "wsgiref",
+)
+
+
+def imported_modules(log: str) -> set[str]:
+    """Module names from `-X importtime` lines (`import time: self | cumulative | name`)."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in log.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_redis_only_exporter_imports_neither_unused_collectors_nor_uvicorn_cli(tmp_path: Path):
+    with private_redis(tmp_path) as server:
+        config = tmp_path / "redis.yml"
+        config.write_text(
+            "collectors:\n  system: {enabled: false}\n  process: {enabled: false}\n"
+            f"redis:\n  - name: cache\n    url: {server.url}\n"
+        )
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = tmp_path / "exporter.log"
+        args = exporter_args(port, config)
+        with started_process(
+            [args[0], "-X", "importtime", *args[1:]],
+            ready=lambda: httpx.get(f"{url}/-/healthy").status_code == 200,
+            what="the exporter to answer /-/healthy",
+            log=log,
+            cwd=ROOT,
+        ):
+            body = httpx.get(f"{url}/metrics", headers={"Accept": "text/plain"}).text
+    assert 'cache_up{cache="cache"} 1.0' in body
+    modules = imported_modules(log.read_text())
+    # the test means something: the Redis client, its collector and the server were imported
+    assert {"redis", "collectors.redis.collector", "uvicorn.server"} <= modules
+    assert sorted(modules & set(NOT_FOR_REDIS_ONLY)) == []
+
+
+def test_blocked_import_fails_inside_the_block_and_works_after_it():
+    done = run_python(
+        """
+        import sys
+        from exporter import footprint
+        with footprint.unused_imports_absent():
+            try:
+                import opentelemetry.sdk.metrics
+            except ImportError:
+                print("blocked")
+            print("opentelemetry" in sys.modules)
+        import opentelemetry.sdk.metrics
+        print(opentelemetry.sdk.metrics.MeterProvider.__name__)
+        """
+    )
+    assert done.stdout.split() == ["blocked", "False", "MeterProvider"], done.stderr
+
+
+def test_deferred_uvicorn_init_runs_when_a_name_of_the_package_is_used():
+    done = run_python(
+        """
+        import sys
+        from exporter import footprint
+        footprint.defer_package_init("uvicorn", footprint.UVICORN_EXPORTS)
+        import uvicorn.config
+        import uvicorn.lifespan.on  # does `from uvicorn import Config`
+        print("uvicorn.main" in sys.modules)
+        import uvicorn
+        print(uvicorn.Config is uvicorn.config.Config)
+        print(callable(uvicorn.run), "uvicorn.main" in sys.modules, bool(uvicorn.__version__))
+        """
+    )
+    assert done.stdout.split() == ["False", "True", "True", "True", "True"], done.stderr
+
+
+def test_deferring_an_imported_package_changes_nothing():
+    done = run_python(
+        """
+        import sys, uvicorn
+        from exporter import footprint
+        footprint.defer_package_init("uvicorn", footprint.UVICORN_EXPORTS)
+        print(sys.modules["uvicorn"] is uvicorn, "uvicorn.main" in sys.modules)
+        """
+    )
+    assert done.stdout.split() == ["True", "True"], done.stderr
+
+
+def test_deferred_prometheus_client_serves_its_exports_and_inits_for_other_names():
+    done = run_python(
+        """
+        import sys
+        from exporter import footprint
+        footprint.defer_package_init("prometheus_client", footprint.PROMETHEUS_CLIENT_EXPORTS)
+        from collectors.process import build  # `from prometheus_client import CollectorRegistry`
+        build()
+        print("prometheus_client.exposition" in sys.modules)
+        from prometheus_client import CollectorRegistry, Counter
+        from prometheus_client.registry import CollectorRegistry as Registry
+        print(CollectorRegistry is Registry, "prometheus_client.exposition" in sys.modules)
+        """
+    )
+    assert done.stdout.split() == ["False", "True", "True"], done.stderr
