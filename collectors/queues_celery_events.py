@@ -180,7 +180,7 @@ class CeleryEvents(OutcomeTracker):
                 self._stop.set()
                 return
             self._thread = threading.Thread(
-                target=self._run, name=f"celery-events-{self.outcomes.backend}", daemon=True
+                target=self._run, name=f"celery-events-{self.outcomes.target_name}", daemon=True
             )
             self._thread.start()
 
@@ -203,7 +203,7 @@ class CeleryEvents(OutcomeTracker):
                         detail = redact(f"{type(exc).__name__}: {exc}", self._secrets)[:300]
                         log.warning(
                             "celery events disconnected target=%s detail=%s; reconnecting",
-                            self.outcomes.backend,
+                            self.outcomes.target_name,
                             detail,
                         )
                     failing = True
@@ -243,7 +243,7 @@ class CeleryEvents(OutcomeTracker):
 
     def _connected(self) -> None:
         self.connected_since = time.monotonic()
-        log.info("celery events connected target=%s", self.outcomes.backend)
+        log.info("celery events connected target=%s", self.outcomes.target_name)
 
     def _published(self, data: Any) -> None:
         """One message published on the event channels (kombu's envelope)."""

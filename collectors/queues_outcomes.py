@@ -54,13 +54,13 @@ class Outcomes:
 
     def __init__(
         self,
-        backend: str,
+        target_name: str,
         type_limit: int,
         duration: MetricSpec,
         wait: MetricSpec,
         statuses: tuple[str, ...] = STATUSES,
     ) -> None:
-        self.backend = backend
+        self.target_name = target_name
         self.type_limit = type_limit
         self.statuses = statuses
         self._lock = threading.Lock()
@@ -85,8 +85,8 @@ class Outcomes:
                 self._folded.add(task_type)
             for status in self.statuses:
                 self._counts.setdefault((label, status), 0.0)
-        self.duration.labels(self.backend, label)  # its series too, empty
-        self.wait.labels(self.backend, label)
+        self.duration.labels(self.target_name, label)  # its series too, empty
+        self.wait.labels(self.target_name, label)
         return label
 
     def count(self, task_type: str, status: str, amount: float = 1.0) -> None:
@@ -96,10 +96,10 @@ class Outcomes:
 
     def observe_duration(self, task_type: str, seconds: float) -> None:
         """One run time (seconds), under the type's label."""
-        self.duration.labels(self.backend, self.label(task_type)).observe(max(0.0, seconds))
+        self.duration.labels(self.target_name, self.label(task_type)).observe(max(0.0, seconds))
 
     def observe_wait(self, task_type: str, seconds: float) -> None:
-        self.wait.labels(self.backend, self.label(task_type)).observe(max(0.0, seconds))
+        self.wait.labels(self.target_name, self.label(task_type)).observe(max(0.0, seconds))
 
     @property
     def folded(self) -> int:

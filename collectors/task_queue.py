@@ -196,8 +196,7 @@ def shape_families(
     kept = {label: keep_top(ctx, weights[label], limits[label]) for label in weights}
     over_budget = {label for label in weights if any(k not in kept[label] for k in weights[label])}
 
-    backend = target.name
-    families = FamilySet(backend)
+    families = FamilySet(target.name)
     for shape in SHAPES:
         values = shape.values(reading)
         if shape.spec is EXISTS and "queue" in over_budget:
@@ -208,7 +207,7 @@ def shape_families(
         family: Any = families.get(shape.spec)
         folding = [(i, kept[label]) for i, label in enumerate(shape.folds) if label in over_budget]
         for labels, value in fold(values, folding, shape.combine):
-            family.add_metric([backend, *labels], float(value))
+            family.add_metric([target.name, *labels], float(value))
     yield from families.families()
     for observed in reading.histograms:
         yield observed.family()

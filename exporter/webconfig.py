@@ -36,7 +36,13 @@ from collectors.checks import check_existing_file, check_header_value
 from exporter.config import WebConfig, check_bcrypt_hash, check_user_names, nesting_depth
 from exporter.files import CONFIG_FILE_LIMIT, decode_text, read_regular_file
 from exporter.schema import ConfigError, KeyProblem, Loader
-from exporter.tls import CLIENT_AUTH, GO_CIPHER_SUITES, TLS_VERSIONS, check_server_pair
+from exporter.tls import (
+    CLIENT_AUTH,
+    GO_CIPHER_SUITES,
+    TLS_VERSIONS,
+    check_server_pair,
+    openssl_ciphers,
+)
 
 log = logging.getLogger("afirgen_exporter")
 
@@ -159,8 +165,7 @@ def apply_modes(context: ssl.SSLContext, settings: TlsServerConfig) -> None:
     context.maximum_version = TLS_VERSIONS[settings.max_version]
     mode = CLIENT_AUTH[settings.client_auth_type]
     context.verify_mode = ssl.CERT_NONE if mode is None else mode
-    ciphers = ":".join(n for go in settings.cipher_suites if (n := GO_CIPHER_SUITES.get(go)))
-    context.set_ciphers(ciphers or "DEFAULT")
+    context.set_ciphers(openssl_ciphers(settings.cipher_suites) or "DEFAULT")
     if settings.prefer_server_cipher_suites:
         context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alerts.areas import api, cache, database, exporter, host, model_servers, task_queue
-from alerts.rules import Alert, Area
+from alerts.rules import Area
 
 AREAS: tuple[Area, ...] = (
     exporter.AREA,
@@ -14,7 +14,3 @@ AREAS: tuple[Area, ...] = (
     host.AREA,
     api.AREA,
 )
-
-
-def all_alerts() -> list[Alert]:
-    return [alert for area in AREAS for alert in area.alerts]

@@ -42,7 +42,7 @@ class InfoField:
 
 
 def row(
-    kind: MetricType,
+    type: MetricType,
     key: str,
     since: str,
     name: str,
@@ -52,7 +52,7 @@ def row(
 ) -> InfoField:
     """One table row: the spec's source names the field and the version that introduced it."""
     source = f"INFO `{key}` (Redis {since})"
-    return InfoField(key, MetricSpec(name, kind, help, (LABEL,), unit, source), convert)
+    return InfoField(key, MetricSpec(name, type, help, (LABEL,), unit, source), convert)
 
 
 G, C = MetricType.GAUGE, MetricType.COUNTER
