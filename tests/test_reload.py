@@ -16,7 +16,7 @@ import pytest
 from tests.loopback_sources import slow_http_server
 from tests.support import free_port, running_exporter, scrape_headers, wait_until
 
-RELOADS = 10
+RELOADS = 6
 CLIENTS = 4
 HEADERS = scrape_headers(5)
 

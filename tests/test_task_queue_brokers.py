@@ -300,7 +300,7 @@ def test_celery_worker_on_rabbitmq_drains_its_queue_and_events_and_inspect_count
             "event_exchange": EVENT_EXCHANGE,
             "inspect": True,
             # on AMQP the number of workers is unknown, so every inspect waits this long
-            "inspect_timeout_seconds": 1.5,
+            "inspect_timeout_seconds": 1.0,
         }
     )
     worker = ["celery", "-A", "tests.tq_celery_app", "worker", "-Q", queue, "-P", "solo",
