@@ -113,7 +113,7 @@ def main() -> int:
     for name, tree in trees:
         with (
             SilentListener() as silent,
-            DripServer(0.1, forever=options.drip == "forever") as drip,
+            DripServer(0.1, ending="forever" if options.drip == "forever" else "stall") as drip,
             tempfile.TemporaryDirectory() as tmp,
         ):
             config = Path(tmp) / "wedged.yml"

@@ -10,6 +10,9 @@ import pytest
 from tests import shared_redis_guard
 from tests.support import reachable, require_service
 
+#: Fixture modules every test module may use without importing them.
+pytest_plugins = ["tests.tq_support"]
+
 SHARED_REDIS = ("127.0.0.1", 6379)
 
 

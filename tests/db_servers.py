@@ -2,9 +2,10 @@
 do not have (pg_stat_statements preloaded, performance_schema on).
 
 Each runs from a fresh data directory on a free loopback port with its socket in that
-directory, and is stopped (and its directory removed) when the context exits. The shared
-servers are never touched. PostgreSQL refuses to run as root, so it runs as the `postgres`
-OS user from a directory that user owns (pytest's tmp_path is private to root).
+directory, and is stopped by its PID (`support.started_process`) and its directory removed
+when the context exits. The shared servers are never touched. PostgreSQL refuses to run as
+root, so it runs as the `postgres` OS user from a directory that user owns (pytest's tmp_path
+is private to root).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import sqlalchemy
 
-from tests.support import free_port, require_binary, unavailable, wait_until
+from tests.support import free_port, require_binary, started_process, unavailable
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -34,16 +35,6 @@ def _can_connect(url: str) -> bool:
         return True
     finally:
         engine.dispose()
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @contextlib.contextmanager
@@ -94,19 +85,19 @@ def private_postgres(*settings: str) -> Iterator[str]:
     ]
     for setting in settings:
         args += ["-c", setting]
-    log = (base / "server.log").open("wb")
-    proc = subprocess.Popen(args, user=user, stdout=log, stderr=subprocess.STDOUT)
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     try:
-        wait_until(
-            lambda: proc.poll() is None and _can_connect(url),
-            timeout=30,
+        with started_process(
+            args,
+            ready=lambda: _can_connect(url),
             what="the private PostgreSQL to accept connections",
-        )
-        yield url
+            log=base / "server.log",
+            stop_timeout=20,
+            stop_signal=signal.SIGINT,  # fast shutdown: SIGTERM waits for every client
+            user=user,
+        ):
+            yield url
     finally:
-        _stop(proc, signal.SIGINT)  # fast shutdown
-        log.close()
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -147,19 +138,18 @@ def private_mariadb(*options: str) -> Iterator[str]:
         "--skip-log-bin",
         *options,
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     admin = f"mysql+pymysql://root@127.0.0.1:{port}/mysql"
     try:
-        wait_until(
-            lambda: proc.poll() is None and _can_connect(admin),
-            timeout=30,
+        with started_process(
+            args,
+            ready=lambda: _can_connect(admin),
             what="the private MariaDB to accept connections",
-        )
-        engine = sqlalchemy.create_engine(admin, poolclass=sqlalchemy.pool.NullPool)
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text("CREATE DATABASE IF NOT EXISTS test"))
-        engine.dispose()
-        yield f"mysql+pymysql://root@127.0.0.1:{port}/test"
+            stop_timeout=20,
+        ):
+            engine = sqlalchemy.create_engine(admin, poolclass=sqlalchemy.pool.NullPool)
+            with engine.begin() as conn:
+                conn.execute(sqlalchemy.text("CREATE DATABASE IF NOT EXISTS test"))
+            engine.dispose()
+            yield f"mysql+pymysql://root@127.0.0.1:{port}/test"
     finally:
-        _stop(proc, signal.SIGTERM)
         shutil.rmtree(base, ignore_errors=True)

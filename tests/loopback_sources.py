@@ -1,6 +1,6 @@
 """Loopback sources for the fault tests: a slow HTTP server, a silent TCP listener, a server
 that drips its answer, and `LoopbackServer`, the thread-per-connection server they and the
-other socket servers of the tests (model_server_apps.DripServer, tq_support.WedgingProxy) are
+other socket servers of the tests (redis_server.RespServer, tq_support.WedgingProxy) are
 built on.
 
 All are real servers on 127.0.0.1 run in threads; the tests and benchmarks/wedged.py use them
@@ -167,40 +167,88 @@ class LoopbackServer:
 
 
 class DripServer(LoopbackServer):
-    """An HTTP server on loopback that drips its answer one byte every `interval` seconds.
+    """An HTTP server on loopback that answers one byte every `interval` seconds.
 
     Every read gets a byte well within any per-read timeout, so only a whole-request deadline
-    ends such a request. It drips all but the last byte and then stalls, or with `forever` a
-    header line that never ends (h11 gives up after 16 KiB: half an hour). After `heal()`, new connections get the whole answer at once, while
-    the connections already dripping keep dripping (a stuck connection stays stuck).
+    ends such a request. How an answer ends (`ending`): `whole`, the last byte too, then the
+    next request of the connection; `stall`, all but the last byte, then nothing; `forever`,
+    a header line that never ends (h11 gives up after 16 KiB: half an hour).
+
+    The first `drip_connections` connections drip (-1: all of them); later ones get the whole
+    answer at once, so a test can tell a client stuck on its first connection from one that
+    dialled afresh. `heal()` does the same from now on: new connections are answered at once
+    while the ones already dripping keep dripping (a stuck connection stays stuck). With
+    `hang_up`, every connection is closed as soon as a request has arrived, unanswered.
     """
 
-    ANSWER = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{"status": "ok"}'
+    ANSWER = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n"
+        b'{"status": "UP"}'
+    )
+    ENDINGS = ("whole", "stall", "forever")
 
-    def __init__(self, interval: float = 0.2, *, forever: bool = False) -> None:
+    def __init__(
+        self,
+        interval: float = 0.2,
+        drip_connections: int = -1,
+        hang_up: bool = False,
+        *,
+        ending: str = "whole",
+    ) -> None:
+        if ending not in self.ENDINGS:
+            raise ValueError(f"ending must be one of {self.ENDINGS}, not {ending!r}")
         super().__init__()
         self.interval = interval
-        self.forever = forever
-        self.healed = threading.Event()
+        self.hang_up = hang_up
+        self.drip_connections = drip_connections
+        self.ending = ending
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def heal(self) -> None:
-        self.healed.set()
+        """Connections from now on get the whole answer at once."""
+        dripping = self.drip_connections
+        self.drip_connections = (
+            self.connections if dripping < 0 else min(dripping, self.connections)
+        )
 
     def serve(self, conn: socket.socket, number: int) -> None:
-        dripping = not self.healed.is_set()
-        with conn:
-            try:
-                request = conn.recv(65536)
-                while not dripping and request:  # healed: answer each request of the connection
-                    conn.sendall(self.ANSWER)
-                    request = conn.recv(65536)
-                if not dripping:
+        drip = self.drip_connections < 0 or number <= self.drip_connections
+        with contextlib.suppress(OSError), conn:
+            self._answering(conn, drip)
+
+    def idle(self, timeout: float = 5.0) -> bool:
+        """Wait until every connection the clients closed is closed here too."""
+        deadline = time.monotonic() + timeout
+        for thread in self.threads[1:]:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self.threads[1:])
+
+    def _answering(self, conn: socket.socket, drip: bool) -> None:
+        conn.settimeout(0.2)
+        while not self.stopping.is_set():  # every request on this connection
+            request = b""
+            while b"\r\n\r\n" not in request and not self.stopping.is_set():
+                try:
+                    chunk = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                if not chunk:
                     return
-                drip = itertools.chain(b"HTTP/1.1 200 OK\r\nX-Drip: ", itertools.repeat(97))
-                for byte in drip if self.forever else self.ANSWER[:-1]:  # never the last byte
-                    if self.stopping.wait(self.interval):
-                        return
-                    conn.sendall(bytes([byte]))
-                self.stopping.wait()
-            except OSError:
+                request += chunk
+            if self.hang_up:
                 return
+            if not drip:
+                conn.sendall(self.ANSWER)
+                continue
+            for byte in self._dripped():
+                if self.stopping.wait(self.interval):
+                    return
+                conn.sendall(bytes([byte]))
+            if self.ending != "whole":
+                self.stopping.wait()
+                return
+
+    def _dripped(self) -> Iterator[int]:
+        if self.ending == "forever":
+            return itertools.chain(b"HTTP/1.1 200 OK\r\nX-Drip: ", itertools.repeat(97))
+        return iter(self.ANSWER if self.ending == "whole" else self.ANSWER[:-1])

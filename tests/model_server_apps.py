@@ -10,7 +10,7 @@ Each request's client port is recorded, so a test can tell whether connections w
 Kinds with engine metrics also serve their metrics page (`tests/engine_pages.py`) from the
 behaviour's `traffic`: on the API app where the preset reads it there, else on the app of
 `make_metrics_app` (Triton's and TorchServe's own metrics port).
-`DripServer` is a raw socket server that answers one byte at a time; `make_collector`,
+`DripServer` (tests/loopback_sources.py) answers one byte at a time; `make_collector`,
 `scrape` and `value` are what the model-server tests share.
 """
 
@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -36,7 +34,7 @@ from collectors.model_servers import PRESETS, ModelServerCollector, build
 from collectors.model_servers.preset import Endpoint, ServerState
 from exporter.config import load_config
 from tests.engine_pages import Traffic, page
-from tests.loopback_sources import LoopbackServer
+from tests.loopback_sources import DripServer as DripServer  # the model-server tests' import
 from tests.support import registry_of, serve_app
 
 MODELS = ("fir-summarizer", "ner")
@@ -128,64 +126,6 @@ def serve_stand_in(
         return url, None
     alone = stack.enter_context(serve_app(make_metrics_app(kind, behaviour)))
     return url, f"{alone}/metrics"
-
-
-class DripServer(LoopbackServer):
-    """A socket server on loopback that answers HTTP one byte every `interval` seconds.
-
-    The first `drip_connections` connections drip (then -1: all of them); later ones get the
-    whole answer at once, so a test can tell a collector stuck on its first connection from
-    one that dialled afresh. With `hang_up`, every connection is closed as soon as a request
-    has arrived, unanswered. Every connection is closed by `stop()`.
-    """
-
-    ANSWER = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n"
-        b'{"status": "UP"}'
-    )
-
-    def __init__(
-        self, interval: float = 0.5, drip_connections: int = -1, hang_up: bool = False
-    ) -> None:
-        super().__init__()
-        self.interval = interval
-        self.hang_up = hang_up
-        self.drip_connections = drip_connections
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def serve(self, conn: socket.socket, number: int) -> None:
-        drip = self.drip_connections < 0 or number <= self.drip_connections
-        with contextlib.suppress(OSError), conn:
-            self._answering(conn, drip)
-
-    def idle(self, timeout: float = 5.0) -> bool:
-        """Wait until every connection the clients closed is closed here too."""
-        deadline = time.monotonic() + timeout
-        for thread in self.threads[1:]:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in self.threads[1:])
-
-    def _answering(self, conn: socket.socket, drip: bool) -> None:
-        conn.settimeout(0.2)
-        while not self.stopping.is_set():  # every request on this connection
-            request = b""
-            while b"\r\n\r\n" not in request and not self.stopping.is_set():
-                try:
-                    chunk = conn.recv(4096)
-                except TimeoutError:
-                    continue
-                if not chunk:
-                    return
-                request += chunk
-            if self.hang_up:
-                return
-            if not drip:
-                conn.sendall(self.ANSWER)
-                continue
-            for i in range(len(self.ANSWER)):
-                if self.stopping.wait(self.interval):
-                    return
-                conn.sendall(self.ANSWER[i : i + 1])
 
 
 def collector_for(

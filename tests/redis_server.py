@@ -2,8 +2,9 @@
 and a loopback socket server speaking RESP for servers that misbehave on purpose.
 
 Each redis-server runs on a free loopback port (or a unix socket) in its own temporary
-directory, with persistence off, and is stopped by its PID. A `RespServer` answers each command
-with a function of the test's (refuse HELLO, announce a 1 GiB reply, drip one byte at a time).
+directory, with persistence off, and is stopped by its PID (`support.started_process`). A
+`RespServer` (a `loopback_sources.LoopbackServer`) answers each command with a function of the
+test's (refuse HELLO, announce a 1 GiB reply, drip one byte at a time).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import importlib.util
 import socket
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 import redis
 
-from tests.support import free_port, require_binary, wait_until
+from tests.loopback_sources import LoopbackServer
+from tests.support import free_port, require_binary, started_process
 
 
 def redis6_binary() -> str | None:
@@ -40,6 +42,8 @@ class RedisServer:
         self.port = port or free_port()
         self.args = args
         self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self._running = contextlib.ExitStack()
 
     @property
     def url(self) -> str:
@@ -49,6 +53,7 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)  # type: ignore[arg-type]
 
     def start(self) -> RedisServer:
+        """Start it (again, on the same port, after `stop()`), once it answers PING."""
         command = [
             self.binary,
             "--port", str(self.port),
@@ -58,16 +63,22 @@ class RedisServer:
             "--dir", str(self.directory),
             *self.args,
         ]  # fmt: skip
-        log = (self.directory / f"redis-{self.port}.log").open("ab")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        wait_until(self._answers, timeout=15, what=f"redis-server on port {self.port}")
+        self.starts += 1
+        running = contextlib.ExitStack()
+        self.process = running.enter_context(
+            started_process(
+                command,
+                ready=self._answers,
+                what=f"redis-server on port {self.port}",
+                log=self.directory / f"redis-{self.port}-{self.starts}.log",
+                timeout=15,
+                stop_timeout=10,
+            )
+        )
+        self._running = running
         return self
 
     def _answers(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"redis-server exited with {self.process.returncode}")
         try:
             # a password-protected server answers NOAUTH: that is an answer too
             self.client(socket_timeout=1).ping()
@@ -78,15 +89,21 @@ class RedisServer:
         return True
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        """SIGTERM (then SIGKILL) by its PID; `start()` may run it again."""
+        self._running.close()
         self.process = None
+
+
+def tls_args(port: int, certs: Mapping[str, Path], *, auth_clients: bool) -> tuple[str, ...]:
+    """The redis-server options for TLS on `port` with `certs` (`server`, `server-key`, `ca`:
+    tests/test_redis.make_certificates), asking clients for a certificate or not."""
+    return (
+        "--tls-port", str(port),
+        "--tls-cert-file", str(certs["server"]),
+        "--tls-key-file", str(certs["server-key"]),
+        "--tls-ca-cert-file", str(certs["ca"]),
+        "--tls-auth-clients", "yes" if auth_clients else "no",
+    )  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -125,7 +142,7 @@ def _read_command(reader: BinaryIO) -> list[bytes] | None:
     return args
 
 
-class RespServer:
+class RespServer(LoopbackServer):
     """A loopback TCP server that answers each command with `answer([command, *args])`.
 
     Enough RESP2 to stand in for a Redis that refuses HELLO, announces a huge reply or drips
@@ -133,38 +150,20 @@ class RespServer:
     """
 
     def __init__(self, answer: Callable[[list[bytes]], Reply]) -> None:
+        super().__init__()
         self.answer = answer
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.1)  # closing a listener does not wake accept()
-        self.port: int = self.listener.getsockname()[1]
         self.commands: list[list[bytes]] = []
-        self.connections = 0
-        self.stopping = threading.Event()
-        self._clients: list[socket.socket] = []
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
+        self.start_thread(self._accept)  # serving from the start, as before `with`
+
+    def __enter__(self) -> Self:
+        return self
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            client.settimeout(None)
-            self.connections += 1
-            self._clients.append(client)
-            thread = threading.Thread(target=self._serve, args=(client,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, client: socket.socket) -> None:
-        reader = client.makefile("rb")
+    def serve(self, conn: socket.socket, number: int) -> None:
+        reader = conn.makefile("rb")
         try:
             while not self.stopping.is_set():
                 command = _read_command(reader)
@@ -174,27 +173,20 @@ class RespServer:
                 self.commands.append(command)
                 reply = self.answer(command)
                 if isinstance(reply, bytes):
-                    client.sendall(reply)
+                    conn.sendall(reply)
                 else:
-                    reply(client, self.stopping)
+                    reply(conn, self.stopping)
         except (OSError, ValueError):
             return
         finally:
             reader.close()
-            client.close()
+            conn.close()
 
     def drop_clients(self) -> None:
         """Close every client connection, as a server restart would."""
-        for client in self._clients:
+        for conn in self.sockets:
             with contextlib.suppress(OSError):
-                client.shutdown(socket.SHUT_RDWR)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.listener.close()
-        self.drop_clients()
-        for thread in self._threads:
-            thread.join(timeout=10)
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@
 - Processes: `serve_app` (an ASGI app on uvicorn in a thread), `started_process` (any binary
   as a real process, ready when a check passes, stopped by its PID), `server_process` (ready
   when a URL answers 200), `running_exporter` / `exporter_process` (`python -m exporter`),
-  `stop_process` (SIGTERM, then SIGKILL).
+  `stop_process` (SIGTERM or a signal of the caller's, then SIGKILL).
 - Prometheus: `instant_query`, `silent_alertmanager_config`.
 
 Private servers live in modules of their own: `tests/redis_server.py`, `tests/db_servers.py`,
@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -234,11 +235,12 @@ def started_process(
     log: Path | None = None,
     timeout: float = 30,
     stop_timeout: float = 15,
+    stop_signal: int = signal.SIGTERM,
     **popen: Any,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`args` as a real process (output to `log`, or nowhere), yielded once it runs and
     `ready()` is true; stopped by its PID on the way out (`stop_process`). `popen` goes to
-    `subprocess.Popen` (cwd, env, preexec_fn...)."""
+    `subprocess.Popen` (cwd, env, user...)."""
     out = log.open("wb") if log is not None else None
     try:
         process = subprocess.Popen(
@@ -251,7 +253,7 @@ def started_process(
         wait_until(lambda: process.poll() is None and ready(), timeout=timeout, what=what)
         yield process
     finally:
-        stop_process(process, timeout=stop_timeout)
+        stop_process(process, timeout=stop_timeout, stop_signal=stop_signal)
 
 
 def exporter_args(port: int, config_file: Path | None = None, *extra_args: str) -> list[str]:
@@ -301,9 +303,11 @@ def server_process(args: list[str], log: Path, ready_url: str) -> Iterator[subpr
         yield process
 
 
-def stop_process(process: subprocess.Popen[Any], timeout: float) -> None:
-    """SIGTERM, and SIGKILL if it has not exited within `timeout` seconds."""
-    process.terminate()
+def stop_process(
+    process: subprocess.Popen[Any], timeout: float, stop_signal: int = signal.SIGTERM
+) -> None:
+    """SIGTERM (or `stop_signal`), and SIGKILL if it has not exited within `timeout` seconds."""
+    process.send_signal(stop_signal)
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -19,7 +19,7 @@ from starlette.routing import Mount
 from exporter.app import create_app, scrape_deadline
 from exporter.config import ScrapeConfig, load_config
 from exporter.state import Exporter
-from tests.support import serve_app
+from tests.support import scrape_headers, serve_app
 from tests.test_scrape import (  # noqa: F401
     CountingCollector,
     HungSourceCollector,
@@ -193,9 +193,7 @@ def test_deadline_header_bounds_a_hung_source(silent_listener):  # noqa: F811
     )
     with serve_app(create_app(exp)) as base:
         started = time.monotonic()
-        response = httpx.get(
-            f"{base}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "0.6"}, timeout=10
-        )
+        response = httpx.get(f"{base}/metrics", headers=scrape_headers(0.6), timeout=10)
         elapsed = time.monotonic() - started
     exp.loaded.engine.close()
     assert response.status_code == 200

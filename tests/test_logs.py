@@ -17,10 +17,10 @@ from exporter import logs
 from exporter.exposition import Format
 from exporter.scrape import ScrapeEngine, Unit
 from tests.loopback_sources import slow_http_server
-from tests.support import free_port, running_exporter
+from tests.support import free_port, running_exporter, scrape_headers
 
 SECRETS = ("key-4f1d9a", "tok-8c2e77")
-HEADERS = {"X-Prometheus-Scrape-Timeout-Seconds": "5"}
+HEADERS = scrape_headers(5)
 
 
 class PortCollector(SourceCollector):

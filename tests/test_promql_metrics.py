@@ -24,10 +24,17 @@ import httpx
 import promql_parser
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from alerts import build as rules_build
-from tests.support import ROOT, exporter_process, require_service, serve_app, wait_until
+from tests.support import (
+    ROOT,
+    Samples,
+    exporter_process,
+    require_service,
+    scrape_url,
+    serve_app,
+    wait_until,
+)
 
 GRAFANA_MACROS = {
     "$__rate_interval": "5m",
@@ -133,18 +140,8 @@ def test_every_selector_is_narrowed_to_the_exporters_jobs():
 # -- what the exporter emits ------------------------------------------------------------------
 
 
-def sample_names(text: str) -> set[str]:
-    names = set()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            names.add(sample.name)
-    return names
-
-
-def scrape(url: str) -> str:
-    response = httpx.get(url, headers={"Accept": "text/plain"}, timeout=30)
-    response.raise_for_status()
-    return response.text
+def sample_names(*scrapes: Samples) -> set[str]:
+    return {name for samples in scrapes for name, _ in samples}
 
 
 @contextlib.contextmanager
@@ -206,8 +203,8 @@ def rabbitmq_queue() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def embedded_app_metrics(directory: Path) -> Iterator[str]:
-    """An app with the exporter embedded, after a few requests: its /prometheus/metrics text.
+def embedded_app_metrics(directory: Path) -> Iterator[Samples]:
+    """An app with the exporter embedded, after a few requests: its /prometheus/metrics samples.
 
     Its engine (SQLite) runs one statement that works and one that fails, so the statement
     families observed on the app's engine are there too."""
@@ -234,24 +231,23 @@ def embedded_app_metrics(directory: Path) -> Iterator[str]:
         with serve_app(app) as url:
             for fir_id in (1, 2):
                 assert httpx.get(f"{url}/api/fir/{fir_id}").status_code == 200
-            yield scrape(f"{url}/prometheus/metrics")
+            yield scrape_url(f"{url}/prometheus/metrics")
     finally:
         engine.dispose()
 
 
-def after_worker_ran(text: str) -> str | None:
+def after_worker_ran(samples: Samples) -> Samples | None:
     """The scrape once the RQ worker is registered and has run both jobs (one fails)."""
-    samples = {
-        (s.name, s.labels.get("status")): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.labels.get("backend") == "jobs"
+    jobs = {
+        (name, dict(labels).get("status")): value
+        for (name, labels), value in samples.items()
+        if dict(labels).get("backend") == "jobs"
     }
     done = all(
-        samples.get(("background_tasks_processed_total", status), 0) >= 1
+        jobs.get(("background_tasks_processed_total", status), 0) >= 1
         for status in ("success", "failure")
     )
-    return text if done and ("background_tasks_workers", None) in samples else None
+    return samples if done and ("background_tasks_workers", None) in jobs else None
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +267,7 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
         engine = Behaviour()  # a vLLM whose metrics page has every inference family
         engine.traffic.serve("fir-summarizer", success=5, failure=1)
         engine_url = stack.enter_context(serve_app(make_app("vllm", engine)))
-        api_text = stack.enter_context(embedded_app_metrics(tmp))
+        api_samples = stack.enter_context(embedded_app_metrics(tmp))
         sqlite = tmp / "app.db"
         with contextlib.closing(sqlite3.connect(sqlite)) as db:
             db.execute(f"CREATE TABLE {PREFIX}firs (id INTEGER PRIMARY KEY, body TEXT)")
@@ -308,17 +304,17 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
         config_file = tmp / "exporter.yml"
         config_file.write_text(yaml.safe_dump(config))
         exporter = stack.enter_context(exporter_process(config_file))
-        scrape(f"{exporter}/metrics")  # RQ's registries as they are: jobs finished later count
+        scrape_url(f"{exporter}/metrics")  # RQ's registries as they are: jobs finished later count
         worker = ["rq.cli", "worker", "-u", redis_url, f"{PREFIX}done", "--name", "afx_e2e_rq"]
         stack.enter_context(worker_process(worker))
         # the worker has run both jobs: its record carries the processed counts
-        text = wait_until(
-            lambda: after_worker_ran(scrape(f"{exporter}/metrics")),
+        worked = wait_until(
+            lambda: after_worker_ran(scrape_url(f"{exporter}/metrics")),
             timeout=40,
             what="the RQ worker's processed counts in a scrape",
         )
-        text += scrape(f"{exporter}/metrics")  # a second scrape: probe histograms have data
-        return sample_names(text) | sample_names(api_text)
+        again = scrape_url(f"{exporter}/metrics")  # a second scrape: probe histograms have data
+        return sample_names(worked, again, api_samples)
 
 
 def test_every_named_metric_is_emitted_or_recorded(emitted: set[str]):

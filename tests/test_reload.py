@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from tests.loopback_sources import slow_http_server
-from tests.support import free_port, running_exporter, wait_until
+from tests.support import free_port, running_exporter, scrape_headers, wait_until
 
-RELOADS = 10
+RELOADS = 6
 CLIENTS = 4
-HEADERS = {"X-Prometheus-Scrape-Timeout-Seconds": "5"}
+HEADERS = scrape_headers(5)
 
 
 def _config(path: Path, model_port: int) -> Path:

@@ -7,10 +7,8 @@ says, and that a request's X-Forwarded-For does not change who the client is.
 from __future__ import annotations
 
 import contextlib
-import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +17,7 @@ import bcrypt
 import httpx
 import yaml
 
-from tests.support import ROOT, free_port, wait_until
-
-
-def run_exporter(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "exporter", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+from tests.support import ROOT, exporter_args, free_port, started_process
 
 
 @dataclass
@@ -39,25 +27,26 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(*args: str) -> Iterator[Served]:
-    """An exporter process on a free port, once it answers HTTP; SIGTERM (and wait) after."""
+def serving(log: Path, *args: str) -> Iterator[Served]:
+    """An exporter process on a free port, once it answers HTTP (any status: some configs
+    want a password); SIGTERM (and wait) after, then what it wrote is in `stderr`."""
     port = free_port()
     served = Served(f"http://127.0.0.1:{port}")
-    proc = run_exporter("--web.listen-address", f"127.0.0.1:{port}", *args)
-    try:
-        wait_until(
-            lambda: proc.poll() is None and httpx.get(f"{served.url}/-/healthy").status_code,
-            timeout=20,
-            what="the exporter to answer HTTP",
-        )
+    with started_process(
+        exporter_args(port, None, *args),
+        ready=lambda: httpx.get(f"{served.url}/-/healthy").status_code,
+        what="the exporter to answer HTTP",
+        log=log,
+        timeout=20,
+        stop_timeout=20,
+        cwd=ROOT,
+    ):
         yield served
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, served.stderr = proc.communicate(timeout=20)
+    served.stderr = log.read_text()
 
 
-def test_start_and_stop_say_one_line_each_in_the_exporters_format():
-    with serving() as served:
+def test_start_and_stop_say_one_line_each_in_the_exporters_format(tmp_path: Path):
+    with serving(tmp_path / "exporter.log") as served:
         assert httpx.get(f"{served.url}/metrics").status_code == 200
     port = served.url.rpartition(":")[2]
     stderr = served.stderr
@@ -72,8 +61,10 @@ def test_a_port_in_use_is_an_error_and_never_announced_as_listening():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = run_exporter("--web.listen-address", f"127.0.0.1:{port}")
-        _, stderr = proc.communicate(timeout=20)
+        proc = subprocess.run(
+            exporter_args(port), cwd=ROOT, capture_output=True, text=True, timeout=20
+        )
+    stderr = proc.stderr
     assert proc.returncode != 0
     assert "listening on" not in stderr
     errors = [line for line in stderr.splitlines() if " ERROR " in line]
@@ -87,7 +78,7 @@ def test_x_forwarded_for_does_not_buy_a_fresh_bcrypt_budget(tmp_path: Path):
     config = tmp_path / "exporter.yml"
     web = {"basic_auth_users": {"prom": hashed}, "basic_auth_checks_burst": 2}
     config.write_text(yaml.safe_dump({"web": web}))
-    with serving("--config", str(config)) as served:
+    with serving(tmp_path / "exporter.log", "--config", str(config)) as served:
         codes = [
             httpx.get(
                 f"{served.url}/-/healthy",

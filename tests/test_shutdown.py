@@ -13,7 +13,7 @@ import httpx
 
 from exporter.scrape import CLOSE_SECONDS
 from tests.loopback_sources import SilentListener
-from tests.support import running_exporter, wait_until
+from tests.support import running_exporter, scrape_headers, wait_until
 
 #: uvicorn's graceful shutdown for requests in flight (exporter/server.py), then the engine's
 #: second for collections in flight and its second for closing the sources.
@@ -44,7 +44,7 @@ def test_sigterm_exits_within_the_grace_period_with_a_stuck_source_and_a_scrape_
                 try:
                     answer = httpx.get(
                         f"{url}/metrics",
-                        headers={"X-Prometheus-Scrape-Timeout-Seconds": "60"},
+                        headers=scrape_headers(60),
                         timeout=90,
                     )
                     answers.append((answer.status_code, answer.text))

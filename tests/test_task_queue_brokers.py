@@ -12,10 +12,7 @@ import pytest
 from tests.tq_support import (
     CONTROL_EXCHANGE,
     EVENT_EXCHANGE,
-    broker_redis_fixture,  # noqa: F401 - the broker_redis fixture
     broker_url,
-    make_collector_fixture,  # noqa: F401 - the make_collector fixture
-    redis_db_fixture,  # noqa: F401 - the redis_db fixture
     scrape,
     target_from,
     unique,
@@ -39,7 +36,9 @@ def keys_url(broker_redis):
 # -- plain Redis keys ----------------------------------------------------------------------
 
 
-def test_redis_lists_and_sorted_sets_with_a_priority_mapping(make_collector, keys_db, keys_url):
+def test_redis_lists_and_sorted_sets_with_a_priority_mapping(
+    make_queue_collector, keys_db, keys_url
+):
     keys_db.rpush("afx_tq:mail:high", *range(4))
     keys_db.rpush("afx_tq:mail:low", *range(7))
     keys_db.zadd("afx_tq:scored", {f"job{i}": i for i in range(10)})  # scores are priorities
@@ -64,7 +63,7 @@ def test_redis_lists_and_sorted_sets_with_a_priority_mapping(make_collector, key
             ],
         }
     )
-    got = scrape(make_collector(target))
+    got = scrape(make_queue_collector(target))
     assert got.success
     queued = {
         (q, p): got.value("background_tasks_queued", backend="k", queue=q, priority=p)
@@ -91,7 +90,7 @@ def test_redis_lists_and_sorted_sets_with_a_priority_mapping(make_collector, key
     assert 120 <= age < 120 + 60  # the scrape happens after `now`, never before
 
 
-def test_queue_budget_folds_the_smallest_queues_into_other(make_collector, keys_db, keys_url):
+def test_queue_budget_folds_the_smallest_queues_into_other(make_queue_collector, keys_db, keys_url):
     sizes = {"afx_tq_big": 9, "afx_tq_mid": 5, "afx_tq_s1": 2, "afx_tq_s2": 1, "afx_tq_s3": 1}
     for key, size in sizes.items():
         keys_db.rpush(key, *range(size))
@@ -104,7 +103,7 @@ def test_queue_budget_folds_the_smallest_queues_into_other(make_collector, keys_
             "queue_limit": 2,
         }
     )
-    got = scrape(make_collector(target))
+    got = scrape(make_queue_collector(target))
     assert got.labels("background_tasks_queued", "queue") == {"afx_tq_big", "afx_tq_mid", "other"}
     assert got.value("background_tasks_queued", backend="k", queue="other", priority="none") == 4
     assert got.series_dropped == 3
@@ -113,23 +112,16 @@ def test_queue_budget_folds_the_smallest_queues_into_other(make_collector, keys_
 # -- Redis over TLS ------------------------------------------------------------------------
 
 
-def test_rq_over_rediss_with_a_private_ca_and_client_certificate(make_collector, tmp_path):
+def test_rq_over_rediss_with_a_private_ca_and_client_certificate(make_queue_collector, tmp_path):
     """The queue's Redis connection is the Redis collector's: CA, server name, client cert."""
     from rq import Queue
 
-    from tests.redis_server import RedisServer, private_redis
+    from tests.redis_server import RedisServer, private_redis, tls_args
     from tests.test_redis import make_certificates
 
     certs = make_certificates(tmp_path)
     tls_port = RedisServer(tmp_path).port
-    args = (
-        "--tls-port", str(tls_port),
-        "--tls-cert-file", str(certs["server"]),
-        "--tls-key-file", str(certs["server-key"]),
-        "--tls-ca-cert-file", str(certs["ca"]),
-        "--tls-auth-clients", "yes",
-    )  # fmt: skip
-    with private_redis(tmp_path, *args) as server:
+    with private_redis(tmp_path, *tls_args(tls_port, certs, auth_clients=True)) as server:
         plain = server.client()
         for i in range(3):
             Queue("afx_tq_tls", connection=plain).enqueue("tests.tq_rq_jobs.ok", i)
@@ -144,7 +136,9 @@ def test_rq_over_rediss_with_a_private_ca_and_client_certificate(make_collector,
             "unnamed": {"ca_file": str(certs["ca"]), **client_cert},  # the IP is not in the cert
             "system CAs": {"server_name": "redis.test", **client_cert},
         }
-        got = {case: scrape(make_collector({**base, **extra})) for case, extra in cases.items()}
+        got = {
+            case: scrape(make_queue_collector({**base, **extra})) for case, extra in cases.items()
+        }
     ok = got["trusted"]
     assert ok.success, ok.reason
     assert (
@@ -205,7 +199,7 @@ CELERY_AMQP = unique("celery_amqp")
 
 
 def test_rabbitmq_ready_messages_consumers_and_a_missing_queue(
-    make_collector, rabbit, rabbitmq_url
+    make_queue_collector, rabbit, rabbitmq_url
 ):
     rabbit(READY, messages=3)
     channel = rabbit(CONSUMED)
@@ -218,7 +212,7 @@ def test_rabbitmq_ready_messages_consumers_and_a_missing_queue(
             "queues": [READY, MISSING, CONSUMED],
         }
     )
-    collector = make_collector(target)
+    collector = make_queue_collector(target)
     # publishes on another connection land asynchronously: poll, then read all at once
     wait_for_value(
         collector,
@@ -244,7 +238,7 @@ def test_rabbitmq_ready_messages_consumers_and_a_missing_queue(
     )
 
 
-def test_celery_on_rabbitmq_reads_its_queues(make_collector, rabbit, rabbitmq_url):
+def test_celery_on_rabbitmq_reads_its_queues(make_queue_collector, rabbit, rabbitmq_url):
     from celery import Celery
 
     # Celery declares the queue (durable) and a direct exchange of the same name itself
@@ -262,7 +256,7 @@ def test_celery_on_rabbitmq_reads_its_queues(make_collector, rabbit, rabbitmq_ur
             "event_exchange": EVENT_EXCHANGE,
         }
     )
-    collector = make_collector(target)
+    collector = make_queue_collector(target)
     # publishes on another connection land asynchronously: poll with a deadline
     wait_for_value(
         collector,
@@ -281,7 +275,7 @@ def test_celery_on_rabbitmq_reads_its_queues(make_collector, rabbit, rabbitmq_ur
 
 
 def test_celery_worker_on_rabbitmq_drains_its_queue_and_events_and_inspect_count(
-    make_collector, rabbit, rabbitmq_url
+    make_queue_collector, rabbit, rabbitmq_url
 ):
     from celery import Celery
 
@@ -296,7 +290,7 @@ def test_celery_worker_on_rabbitmq_drains_its_queue_and_events_and_inspect_count
             EVENT_EXCHANGE,
         ],
     )
-    collector = make_collector(
+    collector = make_queue_collector(
         {
             "name": "ca",
             "kind": "celery",
@@ -306,7 +300,7 @@ def test_celery_worker_on_rabbitmq_drains_its_queue_and_events_and_inspect_count
             "event_exchange": EVENT_EXCHANGE,
             "inspect": True,
             # on AMQP the number of workers is unknown, so every inspect waits this long
-            "inspect_timeout_seconds": 1.5,
+            "inspect_timeout_seconds": 1.0,
         }
     )
     worker = ["celery", "-A", "tests.tq_celery_app", "worker", "-Q", queue, "-P", "solo",

@@ -23,10 +23,7 @@ from tests.tq_support import (
     CONTROL_EXCHANGE,
     EVENT_EXCHANGE,
     Scrape,
-    broker_redis_fixture,  # noqa: F401 - the broker_redis fixture
     broker_url,
-    make_collector_fixture,  # noqa: F401 - the make_collector fixture
-    redis_db_fixture,  # noqa: F401 - the redis_db fixture
     scrape,
     wait_for_value,
     worker_process,
@@ -100,11 +97,11 @@ def online(collector) -> float | None:
 
 
 def test_outcomes_run_time_and_queue_wait_match_the_tasks_sent(
-    make_collector, redis_db, broker_redis
+    make_queue_collector, redis_db, broker_redis
 ):
     redis_db(1)
     url = broker_url(broker_redis, 1)
-    collector = make_collector(entry(url, type_limit=3))
+    collector = make_queue_collector(entry(url, type_limit=3))
     wait_for_value(
         collector, "background_task_events_connected", 1, "the receiver connected", backend="ev"
     )
@@ -176,15 +173,16 @@ def test_outcomes_run_time_and_queue_wait_match_the_tasks_sent(
 
 
 def test_a_worker_killed_with_sigkill_drops_out_within_two_heartbeats(
-    make_collector, redis_db, broker_redis
+    make_queue_collector, redis_db, broker_redis
 ):
     client = redis_db(2)
     url = broker_url(broker_redis, 2)
-    collector = make_collector(entry(url))
+    collector = make_queue_collector(entry(url))
     scrape(collector)  # starts the receiver
     with worker_process(worker(), env={"AFX_TQ_CELERY_BROKER": url}) as pid:
         wait_until(lambda: online(collector) == 1, timeout=30, what="the worker's heartbeats")
-        alive_until = time.monotonic() + 3 * EXPIRE_INTERVALS * HEARTBEAT
+        # past one expiry window: only the heartbeats since the first keep it online
+        alive_until = time.monotonic() + (EXPIRE_INTERVALS + 1) * HEARTBEAT
         while time.monotonic() < alive_until:  # heartbeats keep it online, scrape after scrape
             assert online(collector) == 1
             time.sleep(0.2)
@@ -199,12 +197,12 @@ def test_a_worker_killed_with_sigkill_drops_out_within_two_heartbeats(
     assert any(b"afx_tq_ev_" in member for member in pidbox)
 
 
-def test_the_receiver_reconnects_after_a_broker_restart(make_collector, tmp_path):
+def test_the_receiver_reconnects_after_a_broker_restart(make_queue_collector, tmp_path):
     server = RedisServer(tmp_path).start()
     url = f"redis://127.0.0.1:{server.port}/0"
     app = sender(url)
     try:
-        collector = make_collector(entry(url))
+        collector = make_queue_collector(entry(url))
         wait_for_value(
             collector, "background_task_events_connected", 1, "the receiver connected", backend="ev"
         )
@@ -274,10 +272,10 @@ def test_reload_of_an_unchanged_target_keeps_counts_and_close_stops_the_receiver
 
 
 @pytest.mark.parametrize("events", [False])
-def test_events_off_starts_no_receiver(make_collector, redis_db, broker_redis, events):
+def test_events_off_starts_no_receiver(make_queue_collector, redis_db, broker_redis, events):
     redis_db(4)
     earlier = set(event_threads())
-    collector = make_collector(entry(broker_url(broker_redis, 4), events=events))
+    collector = make_queue_collector(entry(broker_url(broker_redis, 4), events=events))
     got = scrape(collector)
     assert got.success
     assert got.value("background_task_events_connected", backend="ev") is None

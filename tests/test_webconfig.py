@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -34,15 +35,33 @@ from tests.tls_certs import Authority
 PASSWORD = "toolkit-pass"
 
 
+@pytest.fixture(scope="module")
+def made_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's CAs and certificates, made once (five RSA keys take seconds)."""
+    directory = tmp_path_factory.mktemp("pki")
+    ca = Authority(directory, "ca")
+    ca.issue("server", client=False)
+    ca.issue("client", client=True)
+    Authority(directory, "other-ca").issue("stranger", client=True)
+    return directory
+
+
 @pytest.fixture
-def pki(tmp_path):
-    ca = Authority(tmp_path, "ca")
-    other = Authority(tmp_path, "other-ca")
+def pki(made_pki: Path, tmp_path: Path):
+    """The module's certificates copied into the test's directory, where its web config names
+    them relative to itself; the CA there issues more (a rotation) without touching others'."""
+    for made in made_pki.iterdir():
+        shutil.copy(made, tmp_path)
+    ca = Authority(tmp_path, "ca", made=True)
+
+    def pair(name: str) -> tuple[Path, Path]:
+        return tmp_path / f"{name}.pem", tmp_path / f"{name}-key.pem"
+
     return {
         "ca": ca,
-        "server": ca.issue("server", client=False),
-        "client": ca.issue("client", client=True),
-        "stranger": other.issue("stranger", client=True),
+        "server": pair("server"),
+        "client": pair("client"),
+        "stranger": pair("stranger"),
     }
 
 

@@ -11,11 +11,14 @@ from tests.support import require_binary
 class Authority:
     """A throwaway CA in `directory` that issues server and client certificates."""
 
-    def __init__(self, directory: Path, name: str) -> None:
+    def __init__(self, directory: Path, name: str, *, made: bool = False) -> None:
+        """A new CA; with `made`, the one already in `directory` (copied there)."""
         self.openssl = require_binary("openssl")
         self.directory = directory
         self.name = name
         self.cert, self.key = directory / f"{name}.pem", directory / f"{name}-key.pem"
+        if made:
+            return
         self._run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
                   f"/CN={name}", "-keyout", self.key, "-out", self.cert)  # fmt: skip
 

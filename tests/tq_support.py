@@ -4,6 +4,9 @@ a private redis-server as the broker, and names unique to this run for the share
 The machine's Redis is shared with other developers: these tests never write to it. Celery,
 RQ and plain-key tests use a redis-server of their own (flushing its dbs is theirs to do);
 RabbitMQ queues and exchanges are named with `unique()` and deleted by the test that made them.
+
+A pytest plugin (tests/conftest.py's `pytest_plugins`): its fixtures `broker_redis`,
+`redis_db`, `broker_db_url` and `make_queue_collector` are there for every test module.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ CONTROL_EXCHANGE = unique("ctl")
 EVENT_EXCHANGE = unique("ev")
 
 
-@pytest.fixture(name="broker_redis", scope="module")
-def broker_redis_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+@pytest.fixture(scope="module")
+def broker_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A redis-server of this test module's own (DEBUG allowed: tests stall it on purpose)."""
     with private_redis(
         tmp_path_factory.mktemp("broker"), "--enable-debug-command", "local"
@@ -47,8 +50,8 @@ def broker_redis_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         yield server
 
 
-@pytest.fixture(name="redis_db")
-def redis_db_fixture(broker_redis: RedisServer):
+@pytest.fixture
+def redis_db(broker_redis: RedisServer):
     """`redis_db(n)`: db `n` of the private broker, emptied before and after the test."""
     import redis
 
@@ -70,6 +73,12 @@ def broker_url(server: RedisServer, db: int) -> str:
     return f"redis://127.0.0.1:{server.port}/{db}"
 
 
+@pytest.fixture
+def broker_db_url(broker_redis: RedisServer):
+    """`broker_db_url(n)`: the URL of db `n` of this module's private broker."""
+    return lambda db: broker_url(broker_redis, db)
+
+
 def target_from(entry: Mapping[str, object]):
     """A Target built through the real config loader (so the tests use the YAML shape)."""
     config = load_config({"task_queues": [dict(entry)]})
@@ -80,8 +89,8 @@ def target_from(entry: Mapping[str, object]):
 Scrape = Collection
 
 
-@pytest.fixture(name="make_collector")
-def make_collector_fixture():
+@pytest.fixture
+def make_queue_collector():
     """Collectors made from Targets or config entries, closed (sockets and all) after the test."""
     made: list[TaskQueueCollector] = []
 
