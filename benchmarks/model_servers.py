@@ -4,14 +4,15 @@ Both probe the same endpoint (a uvicorn app in its own process answering `{"stat
 our exporter with a `generic` target checking the JSON field, blackbox_exporter with an `http`
 module checking the status code and the body by regexp. Rounds interleave the two; every
 request carries Prometheus's headers. Printed: latency p50/p99 per probe as Prometheus sees it,
-CPU per probe of each exporter process (utime+stime from /proc, children included), and the
-ratios ours/blackbox. A third row (not in the ratios) probes a vLLM-shaped endpoint with our
-`vllm` preset, which makes three requests per probe.
+CPU per probe of each exporter process (utime+stime from /proc, children included; the
+median round and the rounds' spread), and the ratios ours/blackbox.
 
 Inference numbers: the same endpoint serves a vLLM-sized metrics page (one model, the families
 of vLLM's v1 engine with their buckets, about 300 series). Two more rows read it through our
-`vllm` preset (probe plus page) and, for the page's share, through the same preset pointed at
-an empty page. Then, in the same run, a real Prometheus scrapes that page directly every
+`vllm` preset (`/health` and the page, which names the configured model, so `/v1/models` is not
+asked; `/version` every 5 minutes) and, for the page's share, through the same preset pointed
+at a one-line page that names the same model (the same requests, a page of one series). Then,
+in the same run, a real Prometheus scrapes that page directly every
 100 ms while a second Prometheus without scrape jobs runs beside it: Prometheus's CPU per scrape
 is the difference of their CPU over the scrapes the page counted from it. Printed: CPU per
 scrape of each; the ratios ours/Prometheus for the whole probe and for the page's share (target:
@@ -32,6 +33,7 @@ import argparse
 import contextlib
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -124,8 +126,10 @@ ENDPOINT_APP = VLLM_PAGE + textwrap.dedent(
             HITS["prometheus"] += 1
         return Response(PAGE, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    async def empty(request):
-        return Response(b"", media_type="text/plain; version=0.0.4; charset=utf-8")
+    ONE_LINE = b'vllm:num_requests_running{model_name="fir-summarizer",engine="0"} 0\n'
+
+    async def one_line(request):
+        return Response(ONE_LINE, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def hits(request):
         return JSONResponse(HITS)
@@ -133,7 +137,7 @@ ENDPOINT_APP = VLLM_PAGE + textwrap.dedent(
     app = Starlette(routes=[
         Route("/healthz", healthz), Route("/health", health),
         Route("/v1/models", models), Route("/version", version),
-        Route("/metrics", metrics), Route("/empty-metrics", empty), Route("/hits", hits),
+        Route("/metrics", metrics), Route("/one-line-metrics", one_line), Route("/hits", hits),
     ])
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
                 access_log=False)
@@ -150,6 +154,7 @@ class Contender:
         self.latencies: list[float] = []
         self.cpu = 0.0
         self.probes = 0
+        self.rounds: list[float] = []  # CPU seconds per probe of each round
         self.client = httpx.Client(headers=PROMETHEUS_HEADERS, timeout=15)
 
     def round(self, n: int) -> None:
@@ -160,8 +165,18 @@ class Contender:
             self.latencies.append(time.perf_counter() - started)
             if answer.status_code != 200 or b"probe_success 1" not in answer.content:
                 raise SystemExit(f"{self.name}: probe failed: {answer.status_code}")
-        self.cpu += cpu_seconds(self.pid) - before
+        spent = cpu_seconds(self.pid) - before
+        self.cpu += spent
         self.probes += n
+        self.rounds.append(spent / n)
+
+    def cpu_median(self) -> float:
+        """The median round's CPU seconds per probe."""
+        return statistics.median(self.rounds)
+
+    def spread(self) -> str:
+        """The rounds' CPU ms per probe, lowest-highest."""
+        return f"{1000 * min(self.rounds):.2f}-{1000 * max(self.rounds):.2f}"
 
     def p(self, q: float) -> float:
         return percentile(self.latencies, q)
@@ -256,7 +271,7 @@ def main() -> int:
                         kind: vllm
                         url: {endpoint}
                         models: [fir-summarizer]
-                        metrics_url: {endpoint}/empty-metrics
+                        metrics_url: {endpoint}/one-line-metrics
                       - name: bench-vllm-page
                         kind: vllm
                         url: {endpoint}
@@ -304,7 +319,7 @@ def main() -> int:
                     {"target": f"{endpoint}/healthz", "module": "http_json"},
                 ),
                 Contender(
-                    "afirgen /probe vllm, empty page",
+                    "afirgen /probe vllm, 1-line page",
                     ours,
                     f"http://127.0.0.1:{ours_port}/probe",
                     {"target": "bench-vllm"},
@@ -321,6 +336,7 @@ def main() -> int:
                 contender.latencies.clear()
                 contender.cpu = 0.0
                 contender.probes = 0
+                contender.rounds.clear()
             for _ in range(args.rounds):
                 for contender in contenders:
                     contender.round(args.per_round)
@@ -334,10 +350,11 @@ def main() -> int:
 
 
 def prometheus_per_scrape(
-    stack: contextlib.ExitStack, work: Path, endpoint: str, seconds: float
-) -> tuple[float, int]:
+    stack: contextlib.ExitStack, work: Path, endpoint: str, seconds: float, slices: int = 5
+) -> tuple[list[float], int]:
     """CPU seconds per scrape of Prometheus scraping the page every 100 ms, less the CPU of an
-    idle Prometheus beside it over the same window; and the number of scrapes."""
+    idle Prometheus beside it over the same window, for each of `slices` windows; and the
+    number of scrapes in all."""
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         raise SystemExit("prometheus is not installed (scripts/install-tools)")
@@ -362,13 +379,17 @@ def prometheus_per_scrape(
         ).pid
         wait_http(f"http://127.0.0.1:{port}/-/ready")
     time.sleep(7)  # the first scrape lands about 5 s after start; let both settle
-    hits0 = httpx.get(f"{endpoint}/hits").json()["prometheus"]
-    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    time.sleep(seconds)
-    cpu1 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    scrapes = httpx.get(f"{endpoint}/hits").json()["prometheus"] - hits0
-    extra = (cpu1["scraping"] - cpu0["scraping"]) - (cpu1["idle"] - cpu0["idle"])
-    return extra / max(scrapes, 1), scrapes
+    per_scrape, total = [], 0
+    for _ in range(slices):
+        hits0 = httpx.get(f"{endpoint}/hits").json()["prometheus"]
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        time.sleep(seconds / slices)
+        cpu1 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        scrapes = httpx.get(f"{endpoint}/hits").json()["prometheus"] - hits0
+        extra = (cpu1["scraping"] - cpu0["scraping"]) - (cpu1["idle"] - cpu0["idle"])
+        per_scrape.append(extra / max(scrapes, 1))
+        total += scrapes
+    return per_scrape, total
 
 
 def page_reading_cost(page: bytes, repeat: int = 300) -> tuple[float, float]:
@@ -393,22 +414,26 @@ def page_reading_cost(page: bytes, repeat: int = 300) -> tuple[float, float]:
     return ours, whole
 
 
-def report_page(contenders: list[Contender], scraping: tuple[float, int], page: bytes) -> None:
-    per_scrape, scrapes = scraping
-    blackbox, empty_page, with_page = contenders[1], contenders[2], contenders[3]
-    ours = with_page.cpu / with_page.probes
-    page_share = ours - empty_page.cpu / empty_page.probes
+def report_page(
+    contenders: list[Contender], scraping: tuple[list[float], int], page: bytes
+) -> None:
+    slices, scrapes = scraping
+    per_scrape = statistics.median(slices)
+    blackbox, one_line, with_page = contenders[1], contenders[2], contenders[3]
+    ours = with_page.cpu_median()
+    page_share = ours - one_line.cpu_median()
     series = sum(1 for line in page.splitlines() if line and not line.startswith(b"#"))
-    print(f"\nvLLM-sized page: {series} series, {len(page)} bytes")
+    spread = f"{1000 * min(slices):.2f}-{1000 * max(slices):.2f}"
+    print(f"\nvLLM-sized page: {series} series, {len(page)} bytes (medians; spread over rounds)")
     print(
         f"Prometheus scraping it directly: {1000 * per_scrape:.3f} ms CPU/scrape "
-        f"({scrapes} scrapes)"
+        f"({spread} over {len(slices)} windows, {scrapes} scrapes)"
     )
     print(f"afirgen /probe vllm + page:      {1000 * ours:.3f} ms CPU/scrape "
-          f"(the page's share {1000 * page_share:.3f} ms)")  # fmt: skip
+          f"({with_page.spread()}; the page's share {1000 * page_share:.3f} ms)")  # fmt: skip
     print(f"ratio ours/Prometheus: {ours / per_scrape:.2f}x (whole probe), "
           f"{page_share / per_scrape:.2f}x (the page's share); target <= 2x")  # fmt: skip
-    peers = blackbox.cpu / blackbox.probes + per_scrape
+    peers = blackbox.cpu_median() + per_scrape
     print(f"ratio ours/(blackbox probe + Prometheus scrape of the page): {ours / peers:.2f}x "
           "(what the same view costs with the peers)")  # fmt: skip
     reader, whole = page_reading_cost(page)
@@ -418,16 +443,20 @@ def report_page(contenders: list[Contender], scraping: tuple[float, int], page: 
 
 def report(contenders: list[Contender], rounds: int, per_round: int) -> None:
     print(f"{rounds} interleaved rounds x {per_round} probes, loopback endpoint\n")
-    print(f"{'':32} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/probe':>13}")
+    head = f"{'':32} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/probe':>13} {'rounds lo-hi':>12}"
+    print(head)
     for c in contenders:
-        cpu_ms = 1000 * c.cpu / c.probes
-        print(f"{c.name:32} {1000 * c.p(0.5):8.3f} {1000 * c.p(0.99):8.3f} {cpu_ms:13.3f}")
+        cpu_ms = 1000 * c.cpu_median()
+        print(
+            f"{c.name:32} {1000 * c.p(0.5):8.3f} {1000 * c.p(0.99):8.3f} {cpu_ms:13.3f} "
+            f"{c.spread():>12}"
+        )
     ours_c, bb_c = contenders[0], contenders[1]
     print(
         "\nratio ours/blackbox (generic vs http module): "
         f"p50 {ours_c.p(0.5) / bb_c.p(0.5):.2f}x, "
         f"p99 {ours_c.p(0.99) / bb_c.p(0.99):.2f}x, "
-        f"CPU/probe {(ours_c.cpu / ours_c.probes) / (bb_c.cpu / bb_c.probes):.2f}x"
+        f"CPU/probe {ours_c.cpu_median() / bb_c.cpu_median():.2f}x"
     )
 
 
