@@ -126,7 +126,7 @@ ENDPOINT_APP = VLLM_PAGE + textwrap.dedent(
             HITS["prometheus"] += 1
         return Response(PAGE, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    ONE_LINE = b'vllm:num_requests_running{model_name="fir-summarizer",engine="0"} 0\n'
+    ONE_LINE = b'vllm:num_requests_running{model_name="fir-summarizer",engine="0"} 0\\n'
 
     async def one_line(request):
         return Response(ONE_LINE, media_type="text/plain; version=0.0.4; charset=utf-8")
