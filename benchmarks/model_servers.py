@@ -24,7 +24,7 @@ Run: python benchmarks/model_servers.py [--rounds 10] [--per-round 200] [--prome
 
 `--build-targets N` instead measures what loading a config of N model servers and building
 their collectors costs (what `check-config` and a reload pay): time and RSS growth of a fresh
-process, and the httpx clients and open files that exist afterwards (there should be none).
+process, and the connection pools and open files that exist afterwards (there should be none).
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ class Contender:
 BUILD_COST = textwrap.dedent(
     """
     import gc, json, os, sys, time
-    import httpx
+    import httpcore
     from exporter.config import load_config
     from exporter.units import build_units
     import collectors.model_servers  # the imports are not what is measured
@@ -200,13 +200,16 @@ BUILD_COST = textwrap.dedent(
     data = {"collectors": {"system": {"enabled": False}, "process": {"enabled": False}},
             "model_servers": [{"name": f"m{i}", "kind": kinds[i % len(kinds)],
                                "url": f"https://127.0.0.1:{1 + i % 60000}"} for i in range(n)]}
+    for entry in data["model_servers"]:  # Triton's metrics port is plain HTTP: named
+        if entry["kind"] == "triton":
+            entry["metrics_url"] = "http://127.0.0.1:8002/metrics"
     gc.collect()
     rss0, fds0, t0 = rss(), len(os.listdir("/proc/self/fd")), time.perf_counter()
     config = load_config(data, env={})
     t1 = time.perf_counter()
     units = build_units(config)
     t2 = time.perf_counter()
-    clients = sum(isinstance(o, httpx.Client) for o in gc.get_objects())
+    clients = sum(isinstance(o, httpcore.ConnectionPool) for o in gc.get_objects())
     print(json.dumps({"load": t1 - t0, "build": t2 - t1, "rss": rss() - rss0, "units": len(units),
                       "fds": len(os.listdir("/proc/self/fd")) - fds0, "clients": clients}))
     """
@@ -224,7 +227,7 @@ def build_cost(targets: int) -> int:
     cost = json.loads(out.stdout)
     print(
         f"{targets} model servers: load_config {cost['load']:.2f} s, build {cost['build']:.2f} s, "
-        f"RSS +{cost['rss'] / 2**20:.1f} MiB, httpx clients {cost['clients']}, "
+        f"RSS +{cost['rss'] / 2**20:.1f} MiB, connection pools {cost['clients']}, "
         f"open files +{cost['fds']}"
     )
     return 0

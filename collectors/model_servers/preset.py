@@ -63,6 +63,10 @@ class Preset:
     #: ...on this port instead of the URL's, where the engine serves metrics apart (Triton 8002,
     #: TorchServe 8082).
     metrics_port: int | None = None
+    #: ...and that port speaks plain HTTP even when the API is behind HTTPS (Triton): an https
+    #: target must name its `metrics_url` (neither the scheme nor where to send the target's
+    #: credentials in clear is guessed).
+    metrics_plain_http: bool = False
     #: The engine labels its page's series by the model it serves (vLLM `model_name`): read
     #: before `ask`, the page's names spare the model list request (see `ask_vllm`).
     models_on_page: bool = False

@@ -279,7 +279,7 @@ _PRESETS = (
     Preset(
         "triton", "Triton", V2_ENDPOINTS, ask_v2,
         ready_when=V2_READY_WHEN, per_model=V2_PER_MODEL, version="`version` of `GET /v2`",
-        metrics_path="/metrics", metrics_port=8002,
+        metrics_path="/metrics", metrics_port=8002, metrics_plain_http=True,
     ),
     Preset(
         "torchserve", "TorchServe", (TORCHSERVE_PING, TORCHSERVE_MODEL), ask_torchserve,
