@@ -438,12 +438,18 @@ def assert_reads_like_prometheus_client(reader: PageReader, text: str) -> None:
         for s in f.samples
         if s.name in wanted
     ]
-    ours = [parse_sample(line) for line in reader.wanted_lines(text)[0]]
-    ours = [(name.removesuffix("_total"), labels, value) for name, labels, value in ours]
-    assert len(ours) == len(full) > 0
-    for mine, theirs in zip(ours, full, strict=True):
-        assert mine[:2] == theirs[:2]
-        assert mine[2] == theirs[2] or (math.isnan(mine[2]) and math.isnan(theirs[2]))
+    lines = reader.wanted_lines(text)[0]
+    assert [parse_sample(line)[0] for line, _ in lines] == [name for _, name in lines]
+    # parsed alone, then by the reader twice: the second time its label sets are remembered
+    for ours in (
+        [parse_sample(line) for line, _ in lines],
+        *([(name, *reader.sample(line, name)) for line, name in lines] for _ in range(2)),
+    ):
+        ours = [(name.removesuffix("_total"), labels, value) for name, labels, value in ours]
+        assert len(ours) == len(full) > 0
+        for mine, theirs in zip(ours, full, strict=True):
+            assert mine[:2] == theirs[:2]
+            assert mine[2] == theirs[2] or (math.isnan(mine[2]) and math.isnan(theirs[2]))
 
 
 @pytest.mark.parametrize(

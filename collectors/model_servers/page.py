@@ -32,8 +32,15 @@ class PageError(Exception):
 
 def parse_sample(line: str) -> tuple[str, dict[str, str], float]:
     """`name{labels} value [timestamp]` as the text format writes a sample; PageError if not."""
+    name, labels, value, _ = _parse(line)
+    return name, labels, value
+
+
+def _parse(line: str) -> tuple[str, dict[str, str], float, int]:
+    """`parse_sample`, and where its label set ends (the index of its `}`; -1 without one)."""
     brace, space = line.find("{"), line.find(" ")
     labels: dict[str, str] = {}
+    end = -1
     if brace != -1 and (space == -1 or brace < space):
         name, pos = line[:brace], brace + 1
         while True:
@@ -51,14 +58,20 @@ def parse_sample(line: str) -> tuple[str, dict[str, str], float]:
                 else text
             )
             pos = match.end()
+        end = pos
         rest = line[pos + 1 :].split()
     else:
         name, _, tail = line.partition(" ")
         rest = tail.split()
+    return name, labels, _value(rest, line), end
+
+
+def _value(rest: list[str], line: str) -> float:
+    """The sample's value from what follows its name and labels (value, optional timestamp)."""
     if not 1 <= len(rest) <= 2:
         raise PageError(f"bad sample line {line[:60]!r}")
     try:
-        return name, labels, float(rest[0])
+        return float(rest[0])
     except ValueError:
         raise PageError(f"bad value in {line[:60]!r}") from None
 
@@ -113,8 +126,16 @@ class Numbers:
         return requests or v.get(Into.LATENCY_COUNT, 0.0) or (latency.count if latency else 0.0)
 
 
+#: Label sets remembered per reader (an engine's pages repeat the same ones every scrape).
+MAX_LABEL_SETS = 10_000
+
+
 class PageReader:
-    """Reads one engine's pages: the wanted sample names, and what each sample feeds."""
+    """Reads one engine's pages: the wanted sample names, and what each sample feeds.
+
+    A label set's text, once parsed, is remembered with its labels (a pure function of the text; the
+    values are parsed every time), so the same label sets cost a dict look-up on later scrapes.
+    """
 
     def __init__(self, reads: Iterable[Read]) -> None:
         self.by_sample: dict[str, list[tuple[Read, str]]] = {}
@@ -128,15 +149,16 @@ class PageReader:
                 parts = {"": "value", "_total": "value"}
             for suffix, part in parts.items():
                 self.by_sample.setdefault(base + suffix, []).append((read, part))
+        self._labels: dict[str, dict[str, str]] = {}
 
-    def wanted_lines(self, text: str) -> tuple[list[str], bool]:
-        """The sample lines of wanted families (comments and every other family dropped), and
-        whether the page declares any wanted family (`# TYPE`), samples or not: an idle
-        KServe has declared its histogram but has no sample of it yet."""
+    def wanted_lines(self, text: str) -> tuple[list[tuple[str, str]], bool]:
+        """The sample lines of wanted families with their names (comments and every other
+        family dropped), and whether the page declares any wanted family (`# TYPE`), samples or
+        not: an idle KServe has declared its histogram but has no sample of it yet."""
         wanted = self.by_sample
         kept = []
         declared = False
-        for line in text.splitlines():
+        for line in text.split("\n"):
             if not line or line[0] == "#":
                 if not declared and line.startswith("# TYPE "):
                     name = line[7:].partition(" ")[0]
@@ -145,18 +167,37 @@ class PageReader:
             brace, space = line.find("{"), line.find(" ")
             end = brace if brace != -1 and (space == -1 or brace < space) else space
             if line[:end] in wanted:
-                kept.append(line)
+                kept.append((line, line[:end]))
         return kept, declared or bool(kept)
+
+    def sample(self, line: str, name: str) -> tuple[dict[str, str], float]:
+        """A wanted line's labels and value (`name` is how the line starts); PageError if the
+        line is not a sample."""
+        close = line.rfind("}")
+        if line[len(name)] != "{" or close == -1:
+            _, labels, value, _ = _parse(line)
+            return labels, value
+        key = line[len(name) : close + 1]
+        known = self._labels.get(key)
+        if known is not None:
+            return known, _value(line[close + 1 :].split(), line)
+        _, labels, value, end = _parse(line)
+        if end == close:  # the label set is exactly the key: the same text, the same labels
+            if len(self._labels) >= MAX_LABEL_SETS:
+                self._labels.clear()
+            self._labels[key] = labels
+        return labels, value
 
     def read(self, text: str) -> tuple[dict[str, Numbers], Numbers, bool]:
         """Numbers per model, those of families that name no model, and whether the page is
         the engine's at all (it declares or has a wanted family)."""
-        lines, known = self.wanted_lines(text)
         by_model: dict[str, Numbers] = {}
         unnamed = Numbers()
-        for line in lines:
-            name, labels, value = parse_sample(line)
-            for read, part in self.by_sample[name]:
+        wanted = self.by_sample
+        lines, known = self.wanted_lines(text)
+        for line, name in lines:
+            labels, value = self.sample(line, name)
+            for read, part in wanted[name]:
                 if read.keep is not None and not read.keep(labels):
                     continue
                 if read.model_label is None:
