@@ -12,15 +12,16 @@ of vLLM's v1 engine with their buckets, about 300 series). Two more rows read it
 `vllm` preset (`/health` and the page, which names the configured model, so `/v1/models` is not
 asked; `/version` every 5 minutes) and, for the page's share, through the same preset pointed
 at a one-line page that names the same model (the same requests, a page of one series). Then,
-in the same run, a real Prometheus scrapes that page directly every
-100 ms while a second Prometheus without scrape jobs runs beside it: Prometheus's CPU per scrape
-is the difference of their CPU over the scrapes the page counted from it. Printed: CPU per
+all through the same rounds (so under the same load), a real Prometheus scrapes that page
+directly every 100 ms while a second Prometheus without scrape jobs runs beside it:
+Prometheus's CPU per scrape is the difference of their CPU over the scrapes the page counted
+from it, per round. Printed: CPU per
 scrape of each; the ratios ours/Prometheus for the whole probe and for the page's share (target:
 2x or less), and ours against blackbox's probe plus Prometheus's scrape (the peers' cost of the
 same view); and the in-process cost of reading the page (line filter + parse) against
 prometheus_client's parser on the whole page.
 
-Run: python benchmarks/model_servers.py [--rounds 10] [--per-round 200] [--prometheus-seconds 10]
+Run: python benchmarks/model_servers.py [--rounds 10] [--per-round 200]
 
 `--build-targets N` instead measures what loading a config of N model servers and building
 their collectors costs (what `check-config` and a reload pay): time and RSS growth of a fresh
@@ -238,7 +239,6 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=200)
     parser.add_argument("--build-targets", type=int, default=0, metavar="N")
-    parser.add_argument("--prometheus-seconds", type=float, default=30.0)
     args = parser.parse_args()
     if args.build_targets:
         return build_cost(args.build_targets)
@@ -340,10 +340,17 @@ def main() -> int:
                 contender.cpu = 0.0
                 contender.probes = 0
                 contender.rounds.clear()
-            for _ in range(args.rounds):
+            prometheus = start_prometheus(stack, work, endpoint)
+            slices = []
+            scrapes = 0
+            for _ in range(args.rounds):  # Prometheus scrapes the page all through the rounds
+                before = prometheus.reading()
                 for contender in contenders:
                     contender.round(args.per_round)
-            scraping = prometheus_per_scrape(stack, work, endpoint, args.prometheus_seconds)
+                per_scrape, counted = prometheus.since(before)
+                slices.append(per_scrape)
+                scrapes += counted
+            scraping = (slices, scrapes)
             page = httpx.get(f"{endpoint}/metrics").content
         report(contenders, args.rounds, args.per_round)
         report_page(contenders, scraping, page)
@@ -352,12 +359,28 @@ def main() -> int:
     return 0
 
 
-def prometheus_per_scrape(
-    stack: contextlib.ExitStack, work: Path, endpoint: str, seconds: float, slices: int = 5
-) -> tuple[list[float], int]:
-    """CPU seconds per scrape of Prometheus scraping the page every 100 ms, less the CPU of an
-    idle Prometheus beside it over the same window, for each of `slices` windows; and the
-    number of scrapes in all."""
+class PrometheusPair:
+    """A Prometheus scraping the page every 100 ms and one without scrape jobs beside it: the
+    scraping one's CPU per scrape is the difference of their CPU over the scrapes the page
+    counted from it, over the same window as the rounds it is read around."""
+
+    def __init__(self, pids: dict[str, int], endpoint: str) -> None:
+        self.pids = pids
+        self.endpoint = endpoint
+
+    def reading(self) -> tuple[dict[str, float], int]:
+        hits = httpx.get(f"{self.endpoint}/hits").json()["prometheus"]
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}, hits
+
+    def since(self, before: tuple[dict[str, float], int]) -> tuple[float, int]:
+        """CPU seconds per scrape since `before`, and the scrapes counted."""
+        (cpu0, hits0), (cpu1, hits1) = before, self.reading()
+        extra = (cpu1["scraping"] - cpu0["scraping"]) - (cpu1["idle"] - cpu0["idle"])
+        return extra / max(hits1 - hits0, 1), hits1 - hits0
+
+
+def start_prometheus(stack: contextlib.ExitStack, work: Path, endpoint: str) -> PrometheusPair:
+    """Both Prometheus servers, running until `stack` closes, settled (first scrapes done)."""
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         raise SystemExit("prometheus is not installed (scripts/install-tools)")
@@ -382,17 +405,7 @@ def prometheus_per_scrape(
         ).pid
         wait_http(f"http://127.0.0.1:{port}/-/ready")
     time.sleep(7)  # the first scrape lands about 5 s after start; let both settle
-    per_scrape, total = [], 0
-    for _ in range(slices):
-        hits0 = httpx.get(f"{endpoint}/hits").json()["prometheus"]
-        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        time.sleep(seconds / slices)
-        cpu1 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        scrapes = httpx.get(f"{endpoint}/hits").json()["prometheus"] - hits0
-        extra = (cpu1["scraping"] - cpu0["scraping"]) - (cpu1["idle"] - cpu0["idle"])
-        per_scrape.append(extra / max(scrapes, 1))
-        total += scrapes
-    return per_scrape, total
+    return PrometheusPair(pids, endpoint)
 
 
 def page_reading_cost(page: bytes, repeat: int = 300) -> tuple[float, float]:
@@ -430,7 +443,7 @@ def report_page(
     print(f"\nvLLM-sized page: {series} series, {len(page)} bytes (medians; spread over rounds)")
     print(
         f"Prometheus scraping it directly: {1000 * per_scrape:.3f} ms CPU/scrape "
-        f"({spread} over {len(slices)} windows, {scrapes} scrapes)"
+        f"({spread} over the {len(slices)} rounds, {scrapes} scrapes)"
     )
     print(f"afirgen /probe vllm + page:      {1000 * ours:.3f} ms CPU/scrape "
           f"({with_page.spread()}; the page's share {1000 * page_share:.3f} ms)")  # fmt: skip

@@ -7,9 +7,14 @@ stand-in is a real uvicorn server on loopback whose state the test changes betwe
 
 from __future__ import annotations
 
-import pytest
+import gzip
 
-from tests.engine_pages import Traffic
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tests.engine_pages import Traffic, page
 from tests.model_server_apps import (
     Behaviour,
     make_app,
@@ -125,3 +130,25 @@ def test_a_page_on_another_server_never_stands_in_for_the_model_list(make_collec
     assert "/v1/models" in api.paths
     assert ready(registry, "ner") == (1.0 if listed else 0.0)
     assert value(registry, "model_server_metrics_up", server=SERVER) == 1.0
+
+
+def test_a_page_compressed_without_being_asked_is_decoded(make_collector):
+    # the probe asks for no compression (no Accept-Encoding); a server that gzips anyway is read
+    traffic, seen = Traffic(), []
+    traffic.serve("ner", success=4)
+
+    async def metrics(request: Request) -> Response:
+        seen.append(request.headers.get("accept-encoding"))
+        body = gzip.compress(page("vllm", traffic).encode())
+        return Response(body, headers={"Content-Encoding": "gzip"}, media_type="text/plain")
+
+    app = make_app("vllm", Behaviour())
+    app.router.routes.insert(0, Route("/metrics", metrics))
+    with serve_app(app) as url:
+        entry = {"name": SERVER, "kind": "vllm", "url": url, "models": ["ner"]}
+        _, registry = scrape(make_collector(entry))
+    assert seen == [None]
+    assert value(registry, "model_server_metrics_up", server=SERVER) == 1.0
+    labels = {"server": SERVER, "model": "ner", "status": "success"}
+    assert value(registry, "model_server_requests_total", **labels) == 4
+    assert ready(registry, "ner") == 1.0
