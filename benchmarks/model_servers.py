@@ -21,7 +21,11 @@ scrape of each; the ratios ours/Prometheus for the whole probe and for the page'
 same view); and the in-process cost of reading the page (line filter + parse) against
 prometheus_client's parser on the whole page.
 
-Run: python benchmarks/model_servers.py [--rounds 10] [--per-round 200]
+Run: python benchmarks/model_servers.py [--rounds 10] [--per-round 200] [--baseline TREE]
+
+`--baseline TREE` (an earlier source tree, e.g. `git archive main | tar -x -C /tmp/main`) runs
+a second exporter from it with the same config; its two vLLM rows join the same interleaved
+rounds, so before and after are measured side by side under the same load.
 
 `--build-targets N` instead measures what loading a config of N model servers and building
 their collectors costs (what `check-config` and a reload pay): time and RSS growth of a fresh
@@ -239,6 +243,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=200)
     parser.add_argument("--build-targets", type=int, default=0, metavar="N")
+    parser.add_argument("--baseline", type=Path, metavar="TREE", help="an earlier source tree")
     args = parser.parse_args()
     if args.build_targets:
         return build_cost(args.build_targets)
@@ -249,9 +254,12 @@ def main() -> int:
     try:
         with contextlib.ExitStack() as stack:
 
-            def start(name: str, argv: list[str], port: int) -> int:
-                """Run `argv` until the end (output in `work`); its pid once `port` listens."""
-                return stack.enter_context(started(name, argv, port, log_dir=work)).pid
+            def start(name: str, argv: list[str], port: int, tree: Path = ROOT) -> int:
+                """Run `argv` in `tree` until the end (output in `work`); its pid once `port`
+                listens."""
+                env = {"PYTHONPATH": str(tree)}
+                server = started(name, argv, port, env, log_dir=work, cwd=tree)
+                return stack.enter_context(server).pid
 
             endpoint_port = free_port()
             (work / "endpoint.py").write_text(ENDPOINT_APP)
@@ -283,6 +291,12 @@ def main() -> int:
                 )
             )
             ours = start("exporter", our_exporter(ours_port, work / "exporter.yml"), ours_port)
+            baseline = None
+            if args.baseline is not None:  # the same config on an earlier source tree
+                base_port = free_port()
+                base_args = our_exporter(base_port, work / "exporter.yml")
+                baseline = start("baseline", base_args, base_port, args.baseline.resolve())
+                wait_http(f"http://127.0.0.1:{base_port}/-/healthy")
             bb_port = free_port()
             (work / "blackbox.yml").write_text(
                 textwrap.dedent(
@@ -334,6 +348,15 @@ def main() -> int:
                     {"target": "bench-vllm-page"},
                 ),
             ]
+            if baseline is not None:
+                contenders += [
+                    Contender(
+                        f"baseline {name}", baseline, f"http://127.0.0.1:{base_port}/probe",
+                        {"target": target},
+                    )
+                    for name, target in (("vllm, 1-line page", "bench-vllm"),
+                                         ("vllm + page", "bench-vllm-page"))
+                ]  # fmt: skip
             for contender in contenders:  # warm up: connections, imports, first-request costs
                 contender.round(20)
                 contender.latencies.clear()
@@ -452,6 +475,14 @@ def report_page(
     peers = blackbox.cpu_median() + per_scrape
     print(f"ratio ours/(blackbox probe + Prometheus scrape of the page): {ours / peers:.2f}x "
           "(what the same view costs with the peers)")  # fmt: skip
+    if len(contenders) == 6:  # with --baseline: the earlier tree's rows, in the same rounds
+        base_one, base_page = contenders[4], contenders[5]
+        base = base_page.cpu_median()
+        print(f"baseline /probe vllm + page:     {1000 * base:.3f} ms CPU/scrape "
+              f"({base_page.spread()}; the page's share "
+              f"{1000 * (base - base_one.cpu_median()):.3f} ms)")  # fmt: skip
+        print(f"ratio baseline/Prometheus: {base / per_scrape:.2f}x (whole probe); "
+              f"ours/baseline {ours / base:.2f}x")  # fmt: skip
     reader, whole = page_reading_cost(page)
     print(f"in-process read of the page: {1e6 * reader:.0f} us (line filter + parse), "
           f"{1e6 * whole:.0f} us (prometheus_client's parser on all of it)")  # fmt: skip
