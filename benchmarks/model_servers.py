@@ -4,26 +4,32 @@ Both probe the same endpoint (a uvicorn app in its own process answering `{"stat
 our exporter with a `generic` target checking the JSON field, blackbox_exporter with an `http`
 module checking the status code and the body by regexp. Rounds interleave the two; every
 request carries Prometheus's headers. Printed: latency p50/p99 per probe as Prometheus sees it,
-CPU per probe of each exporter process (utime+stime from /proc, children included), and the
-ratios ours/blackbox. A third row (not in the ratios) probes a vLLM-shaped endpoint with our
-`vllm` preset, which makes three requests per probe.
+CPU per probe of each exporter process (utime+stime from /proc, children included; the
+median round and the rounds' spread), and the ratios ours/blackbox.
 
 Inference numbers: the same endpoint serves a vLLM-sized metrics page (one model, the families
 of vLLM's v1 engine with their buckets, about 300 series). Two more rows read it through our
-`vllm` preset (probe plus page) and, for the page's share, through the same preset pointed at
-an empty page. Then, in the same run, a real Prometheus scrapes that page directly every
-100 ms while a second Prometheus without scrape jobs runs beside it: Prometheus's CPU per scrape
-is the difference of their CPU over the scrapes the page counted from it. Printed: CPU per
+`vllm` preset (`/health` and the page, which names the configured model, so `/v1/models` is not
+asked; `/version` every 5 minutes) and, for the page's share, through the same preset pointed
+at a one-line page that names the same model (the same requests, a page of one series). Then,
+all through the same rounds (so under the same load), a real Prometheus scrapes that page
+directly every 100 ms while a second Prometheus without scrape jobs runs beside it:
+Prometheus's CPU per scrape is the difference of their CPU over the scrapes the page counted
+from it, per round. Printed: CPU per
 scrape of each; the ratios ours/Prometheus for the whole probe and for the page's share (target:
 2x or less), and ours against blackbox's probe plus Prometheus's scrape (the peers' cost of the
 same view); and the in-process cost of reading the page (line filter + parse) against
 prometheus_client's parser on the whole page.
 
-Run: python benchmarks/model_servers.py [--rounds 10] [--per-round 200] [--prometheus-seconds 10]
+Run: python benchmarks/model_servers.py [--rounds 10] [--per-round 200] [--baseline TREE]
+
+`--baseline TREE` (an earlier source tree, e.g. `git archive main | tar -x -C /tmp/main`) runs
+a second exporter from it with the same config; its two vLLM rows join the same interleaved
+rounds, so before and after are measured side by side under the same load.
 
 `--build-targets N` instead measures what loading a config of N model servers and building
 their collectors costs (what `check-config` and a reload pay): time and RSS growth of a fresh
-process, and the httpx clients and open files that exist afterwards (there should be none).
+process, and the connection pools and open files that exist afterwards (there should be none).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import argparse
 import contextlib
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -124,8 +131,10 @@ ENDPOINT_APP = VLLM_PAGE + textwrap.dedent(
             HITS["prometheus"] += 1
         return Response(PAGE, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    async def empty(request):
-        return Response(b"", media_type="text/plain; version=0.0.4; charset=utf-8")
+    ONE_LINE = b'vllm:num_requests_running{model_name="fir-summarizer",engine="0"} 0\\n'
+
+    async def one_line(request):
+        return Response(ONE_LINE, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def hits(request):
         return JSONResponse(HITS)
@@ -133,7 +142,7 @@ ENDPOINT_APP = VLLM_PAGE + textwrap.dedent(
     app = Starlette(routes=[
         Route("/healthz", healthz), Route("/health", health),
         Route("/v1/models", models), Route("/version", version),
-        Route("/metrics", metrics), Route("/empty-metrics", empty), Route("/hits", hits),
+        Route("/metrics", metrics), Route("/one-line-metrics", one_line), Route("/hits", hits),
     ])
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
                 access_log=False)
@@ -150,6 +159,7 @@ class Contender:
         self.latencies: list[float] = []
         self.cpu = 0.0
         self.probes = 0
+        self.rounds: list[float] = []  # CPU seconds per probe of each round
         self.client = httpx.Client(headers=PROMETHEUS_HEADERS, timeout=15)
 
     def round(self, n: int) -> None:
@@ -160,8 +170,18 @@ class Contender:
             self.latencies.append(time.perf_counter() - started)
             if answer.status_code != 200 or b"probe_success 1" not in answer.content:
                 raise SystemExit(f"{self.name}: probe failed: {answer.status_code}")
-        self.cpu += cpu_seconds(self.pid) - before
+        spent = cpu_seconds(self.pid) - before
+        self.cpu += spent
         self.probes += n
+        self.rounds.append(spent / n)
+
+    def cpu_median(self) -> float:
+        """The median round's CPU seconds per probe."""
+        return statistics.median(self.rounds)
+
+    def spread(self) -> str:
+        """The rounds' CPU ms per probe, lowest-highest."""
+        return f"{1000 * min(self.rounds):.2f}-{1000 * max(self.rounds):.2f}"
 
     def p(self, q: float) -> float:
         return percentile(self.latencies, q)
@@ -170,7 +190,7 @@ class Contender:
 BUILD_COST = textwrap.dedent(
     """
     import gc, json, os, sys, time
-    import httpx
+    import httpcore
     from exporter.config import load_config
     from exporter.units import build_units
     import collectors.model_servers  # the imports are not what is measured
@@ -185,13 +205,16 @@ BUILD_COST = textwrap.dedent(
     data = {"collectors": {"system": {"enabled": False}, "process": {"enabled": False}},
             "model_servers": [{"name": f"m{i}", "kind": kinds[i % len(kinds)],
                                "url": f"https://127.0.0.1:{1 + i % 60000}"} for i in range(n)]}
+    for entry in data["model_servers"]:  # Triton's metrics port is plain HTTP: named
+        if entry["kind"] == "triton":
+            entry["metrics_url"] = "http://127.0.0.1:8002/metrics"
     gc.collect()
     rss0, fds0, t0 = rss(), len(os.listdir("/proc/self/fd")), time.perf_counter()
     config = load_config(data, env={})
     t1 = time.perf_counter()
     units = build_units(config)
     t2 = time.perf_counter()
-    clients = sum(isinstance(o, httpx.Client) for o in gc.get_objects())
+    clients = sum(isinstance(o, httpcore.ConnectionPool) for o in gc.get_objects())
     print(json.dumps({"load": t1 - t0, "build": t2 - t1, "rss": rss() - rss0, "units": len(units),
                       "fds": len(os.listdir("/proc/self/fd")) - fds0, "clients": clients}))
     """
@@ -209,7 +232,7 @@ def build_cost(targets: int) -> int:
     cost = json.loads(out.stdout)
     print(
         f"{targets} model servers: load_config {cost['load']:.2f} s, build {cost['build']:.2f} s, "
-        f"RSS +{cost['rss'] / 2**20:.1f} MiB, httpx clients {cost['clients']}, "
+        f"RSS +{cost['rss'] / 2**20:.1f} MiB, connection pools {cost['clients']}, "
         f"open files +{cost['fds']}"
     )
     return 0
@@ -220,7 +243,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=200)
     parser.add_argument("--build-targets", type=int, default=0, metavar="N")
-    parser.add_argument("--prometheus-seconds", type=float, default=30.0)
+    parser.add_argument("--baseline", type=Path, metavar="TREE", help="an earlier source tree")
     args = parser.parse_args()
     if args.build_targets:
         return build_cost(args.build_targets)
@@ -231,9 +254,12 @@ def main() -> int:
     try:
         with contextlib.ExitStack() as stack:
 
-            def start(name: str, argv: list[str], port: int) -> int:
-                """Run `argv` until the end (output in `work`); its pid once `port` listens."""
-                return stack.enter_context(started(name, argv, port, log_dir=work)).pid
+            def start(name: str, argv: list[str], port: int, tree: Path = ROOT) -> int:
+                """Run `argv` in `tree` until the end (output in `work`); its pid once `port`
+                listens."""
+                env = {"PYTHONPATH": str(tree)}
+                server = started(name, argv, port, env, log_dir=work, cwd=tree)
+                return stack.enter_context(server).pid
 
             endpoint_port = free_port()
             (work / "endpoint.py").write_text(ENDPOINT_APP)
@@ -256,7 +282,7 @@ def main() -> int:
                         kind: vllm
                         url: {endpoint}
                         models: [fir-summarizer]
-                        metrics_url: {endpoint}/empty-metrics
+                        metrics_url: {endpoint}/one-line-metrics
                       - name: bench-vllm-page
                         kind: vllm
                         url: {endpoint}
@@ -265,6 +291,12 @@ def main() -> int:
                 )
             )
             ours = start("exporter", our_exporter(ours_port, work / "exporter.yml"), ours_port)
+            baseline = None
+            if args.baseline is not None:  # the same config on an earlier source tree
+                base_port = free_port()
+                base_args = our_exporter(base_port, work / "exporter.yml")
+                baseline = start("baseline", base_args, base_port, args.baseline.resolve())
+                wait_http(f"http://127.0.0.1:{base_port}/-/healthy")
             bb_port = free_port()
             (work / "blackbox.yml").write_text(
                 textwrap.dedent(
@@ -304,7 +336,7 @@ def main() -> int:
                     {"target": f"{endpoint}/healthz", "module": "http_json"},
                 ),
                 Contender(
-                    "afirgen /probe vllm, empty page",
+                    "afirgen /probe vllm, 1-line page",
                     ours,
                     f"http://127.0.0.1:{ours_port}/probe",
                     {"target": "bench-vllm"},
@@ -316,15 +348,32 @@ def main() -> int:
                     {"target": "bench-vllm-page"},
                 ),
             ]
+            if baseline is not None:
+                contenders += [
+                    Contender(
+                        f"baseline {name}", baseline, f"http://127.0.0.1:{base_port}/probe",
+                        {"target": target},
+                    )
+                    for name, target in (("vllm, 1-line page", "bench-vllm"),
+                                         ("vllm + page", "bench-vllm-page"))
+                ]  # fmt: skip
             for contender in contenders:  # warm up: connections, imports, first-request costs
                 contender.round(20)
                 contender.latencies.clear()
                 contender.cpu = 0.0
                 contender.probes = 0
-            for _ in range(args.rounds):
+                contender.rounds.clear()
+            prometheus = start_prometheus(stack, work, endpoint)
+            slices = []
+            scrapes = 0
+            for _ in range(args.rounds):  # Prometheus scrapes the page all through the rounds
+                before = prometheus.reading()
                 for contender in contenders:
                     contender.round(args.per_round)
-            scraping = prometheus_per_scrape(stack, work, endpoint, args.prometheus_seconds)
+                per_scrape, counted = prometheus.since(before)
+                slices.append(per_scrape)
+                scrapes += counted
+            scraping = (slices, scrapes)
             page = httpx.get(f"{endpoint}/metrics").content
         report(contenders, args.rounds, args.per_round)
         report_page(contenders, scraping, page)
@@ -333,11 +382,28 @@ def main() -> int:
     return 0
 
 
-def prometheus_per_scrape(
-    stack: contextlib.ExitStack, work: Path, endpoint: str, seconds: float
-) -> tuple[float, int]:
-    """CPU seconds per scrape of Prometheus scraping the page every 100 ms, less the CPU of an
-    idle Prometheus beside it over the same window; and the number of scrapes."""
+class PrometheusPair:
+    """A Prometheus scraping the page every 100 ms and one without scrape jobs beside it: the
+    scraping one's CPU per scrape is the difference of their CPU over the scrapes the page
+    counted from it, over the same window as the rounds it is read around."""
+
+    def __init__(self, pids: dict[str, int], endpoint: str) -> None:
+        self.pids = pids
+        self.endpoint = endpoint
+
+    def reading(self) -> tuple[dict[str, float], int]:
+        hits = httpx.get(f"{self.endpoint}/hits").json()["prometheus"]
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}, hits
+
+    def since(self, before: tuple[dict[str, float], int]) -> tuple[float, int]:
+        """CPU seconds per scrape since `before`, and the scrapes counted."""
+        (cpu0, hits0), (cpu1, hits1) = before, self.reading()
+        extra = (cpu1["scraping"] - cpu0["scraping"]) - (cpu1["idle"] - cpu0["idle"])
+        return extra / max(hits1 - hits0, 1), hits1 - hits0
+
+
+def start_prometheus(stack: contextlib.ExitStack, work: Path, endpoint: str) -> PrometheusPair:
+    """Both Prometheus servers, running until `stack` closes, settled (first scrapes done)."""
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         raise SystemExit("prometheus is not installed (scripts/install-tools)")
@@ -362,13 +428,7 @@ def prometheus_per_scrape(
         ).pid
         wait_http(f"http://127.0.0.1:{port}/-/ready")
     time.sleep(7)  # the first scrape lands about 5 s after start; let both settle
-    hits0 = httpx.get(f"{endpoint}/hits").json()["prometheus"]
-    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    time.sleep(seconds)
-    cpu1 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    scrapes = httpx.get(f"{endpoint}/hits").json()["prometheus"] - hits0
-    extra = (cpu1["scraping"] - cpu0["scraping"]) - (cpu1["idle"] - cpu0["idle"])
-    return extra / max(scrapes, 1), scrapes
+    return PrometheusPair(pids, endpoint)
 
 
 def page_reading_cost(page: bytes, repeat: int = 300) -> tuple[float, float]:
@@ -393,24 +453,36 @@ def page_reading_cost(page: bytes, repeat: int = 300) -> tuple[float, float]:
     return ours, whole
 
 
-def report_page(contenders: list[Contender], scraping: tuple[float, int], page: bytes) -> None:
-    per_scrape, scrapes = scraping
-    blackbox, empty_page, with_page = contenders[1], contenders[2], contenders[3]
-    ours = with_page.cpu / with_page.probes
-    page_share = ours - empty_page.cpu / empty_page.probes
+def report_page(
+    contenders: list[Contender], scraping: tuple[list[float], int], page: bytes
+) -> None:
+    slices, scrapes = scraping
+    per_scrape = statistics.median(slices)
+    blackbox, one_line, with_page = contenders[1], contenders[2], contenders[3]
+    ours = with_page.cpu_median()
+    page_share = ours - one_line.cpu_median()
     series = sum(1 for line in page.splitlines() if line and not line.startswith(b"#"))
-    print(f"\nvLLM-sized page: {series} series, {len(page)} bytes")
+    spread = f"{1000 * min(slices):.2f}-{1000 * max(slices):.2f}"
+    print(f"\nvLLM-sized page: {series} series, {len(page)} bytes (medians; spread over rounds)")
     print(
         f"Prometheus scraping it directly: {1000 * per_scrape:.3f} ms CPU/scrape "
-        f"({scrapes} scrapes)"
+        f"({spread} over the {len(slices)} rounds, {scrapes} scrapes)"
     )
     print(f"afirgen /probe vllm + page:      {1000 * ours:.3f} ms CPU/scrape "
-          f"(the page's share {1000 * page_share:.3f} ms)")  # fmt: skip
+          f"({with_page.spread()}; the page's share {1000 * page_share:.3f} ms)")  # fmt: skip
     print(f"ratio ours/Prometheus: {ours / per_scrape:.2f}x (whole probe), "
           f"{page_share / per_scrape:.2f}x (the page's share); target <= 2x")  # fmt: skip
-    peers = blackbox.cpu / blackbox.probes + per_scrape
+    peers = blackbox.cpu_median() + per_scrape
     print(f"ratio ours/(blackbox probe + Prometheus scrape of the page): {ours / peers:.2f}x "
           "(what the same view costs with the peers)")  # fmt: skip
+    if len(contenders) == 6:  # with --baseline: the earlier tree's rows, in the same rounds
+        base_one, base_page = contenders[4], contenders[5]
+        base = base_page.cpu_median()
+        print(f"baseline /probe vllm + page:     {1000 * base:.3f} ms CPU/scrape "
+              f"({base_page.spread()}; the page's share "
+              f"{1000 * (base - base_one.cpu_median()):.3f} ms)")  # fmt: skip
+        print(f"ratio baseline/Prometheus: {base / per_scrape:.2f}x (whole probe); "
+              f"ours/baseline {ours / base:.2f}x")  # fmt: skip
     reader, whole = page_reading_cost(page)
     print(f"in-process read of the page: {1e6 * reader:.0f} us (line filter + parse), "
           f"{1e6 * whole:.0f} us (prometheus_client's parser on all of it)")  # fmt: skip
@@ -418,16 +490,20 @@ def report_page(contenders: list[Contender], scraping: tuple[float, int], page: 
 
 def report(contenders: list[Contender], rounds: int, per_round: int) -> None:
     print(f"{rounds} interleaved rounds x {per_round} probes, loopback endpoint\n")
-    print(f"{'':32} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/probe':>13}")
+    head = f"{'':32} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/probe':>13} {'rounds lo-hi':>12}"
+    print(head)
     for c in contenders:
-        cpu_ms = 1000 * c.cpu / c.probes
-        print(f"{c.name:32} {1000 * c.p(0.5):8.3f} {1000 * c.p(0.99):8.3f} {cpu_ms:13.3f}")
+        cpu_ms = 1000 * c.cpu_median()
+        print(
+            f"{c.name:32} {1000 * c.p(0.5):8.3f} {1000 * c.p(0.99):8.3f} {cpu_ms:13.3f} "
+            f"{c.spread():>12}"
+        )
     ours_c, bb_c = contenders[0], contenders[1]
     print(
         "\nratio ours/blackbox (generic vs http module): "
         f"p50 {ours_c.p(0.5) / bb_c.p(0.5):.2f}x, "
         f"p99 {ours_c.p(0.99) / bb_c.p(0.99):.2f}x, "
-        f"CPU/probe {(ours_c.cpu / ours_c.probes) / (bb_c.cpu / bb_c.probes):.2f}x"
+        f"CPU/probe {ours_c.cpu_median() / bb_c.cpu_median():.2f}x"
     )
 
 

@@ -376,6 +376,25 @@ def test_default_metrics_endpoint_per_preset():
     assert url_for("generic", "http://g/healthz") is None
 
 
+def test_an_https_triton_must_name_its_metrics_url():
+    # Triton's metrics port speaks plain HTTP whatever fronts its API with TLS: the default
+    # https://HOST:8002 would fail every scrape, http://HOST:8002 would send the credentials
+    # in clear to a port nobody said is there
+    entry = {"name": "t", "kind": "triton", "url": "https://triton.internal"}
+    with pytest.raises(ConfigError) as raised:
+        load_config({"model_servers": [entry]}, env={})
+    message = str(raised.value)
+    assert message.startswith("model_servers[0]: metrics_url must be set for kind triton")
+    assert "plain HTTP" in message and "8002" in message
+    entry["metrics_url"] = "http://triton.internal:8002/metrics"
+    target = load_config({"model_servers": [entry]}, env={}).targets["model_servers"][0]
+    assert metrics_url(target, PRESETS["triton"]) == "http://triton.internal:8002/metrics"
+    # TorchServe serves its metrics API over TLS too when configured: same scheme as the API
+    torchserve = {"name": "ts", "kind": "torchserve", "url": "https://ts.internal"}
+    target = load_config({"model_servers": [torchserve]}, env={}).targets["model_servers"][0]
+    assert metrics_url(target, PRESETS["torchserve"]) == "https://ts.internal:8082/metrics"
+
+
 @pytest.mark.parametrize("kind", ["ollama", "generic"])
 def test_metrics_url_on_a_kind_without_engine_metrics_is_a_config_error(kind):
     entry = {"name": "m", "kind": kind, "url": "http://127.0.0.1:1", "metrics_url": "http://x/m"}
@@ -419,12 +438,18 @@ def assert_reads_like_prometheus_client(reader: PageReader, text: str) -> None:
         for s in f.samples
         if s.name in wanted
     ]
-    ours = [parse_sample(line) for line in reader.wanted_lines(text)[0]]
-    ours = [(name.removesuffix("_total"), labels, value) for name, labels, value in ours]
-    assert len(ours) == len(full) > 0
-    for mine, theirs in zip(ours, full, strict=True):
-        assert mine[:2] == theirs[:2]
-        assert mine[2] == theirs[2] or (math.isnan(mine[2]) and math.isnan(theirs[2]))
+    lines = reader.wanted_lines(text)[0]
+    assert [parse_sample(line)[0] for line, _ in lines] == [name for _, name in lines]
+    # parsed alone, then by the reader twice: the second time its label sets are remembered
+    for ours in (
+        [parse_sample(line) for line, _ in lines],
+        *([(name, *reader.sample(line, name)) for line, name in lines] for _ in range(2)),
+    ):
+        ours = [(name.removesuffix("_total"), labels, value) for name, labels, value in ours]
+        assert len(ours) == len(full) > 0
+        for mine, theirs in zip(ours, full, strict=True):
+            assert mine[:2] == theirs[:2]
+            assert mine[2] == theirs[2] or (math.isnan(mine[2]) and math.isnan(theirs[2]))
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,11 @@ data, reported as `model_server_availability` 0 and per-model readiness 0. It **
 (`model_server_up` 0, `afirgen_exporter_collector_success` 0, `probe_success` 0 on /probe) only
 when the liveness request got no HTTP answer at all: timeout, refused, TLS or connection error.
 The probe counters and the latency histogram are still served then.
+
+Where the engine labels its metrics page by model (vLLM) and the page is the API server's own,
+the page is read right after the liveness request, within half of what is left of the
+deadline (the health requests keep the rest), and the models it names spare the model list
+request (`presets.ask_vllm`). Elsewhere it is read after the health requests.
 """
 
 from __future__ import annotations
@@ -16,10 +21,10 @@ from collections.abc import Iterator, Sequence
 
 from prometheus_client.metrics_core import Metric
 
-from collectors.base import ScrapeContext, SourceCollector, SourceDown
+from collectors.base import Deadline, ScrapeContext, SourceCollector, SourceDown
 from collectors.model_servers import families as fam
 from collectors.model_servers import inference
-from collectors.model_servers.client import Client, Connection
+from collectors.model_servers.client import Connection
 from collectors.model_servers.presets import PRESETS
 from collectors.model_servers.probe import Probe
 from collectors.model_servers.readiness import Health, ProbeFailed
@@ -40,6 +45,12 @@ class ModelServerCollector(SourceCollector):
         self.connection = Connection(target)  # no client until the first fetch
         self.preset = PRESETS[target.kind]
         self.metrics_url = inference.metrics_url(target, self.preset)
+        #: the page is read first and its model names used for readiness (see the docstring)
+        self.page_first = (
+            self.preset.models_on_page
+            and self.metrics_url is not None
+            and inference.same_origin(self.metrics_url, target.url)
+        )
         self._lock = threading.Lock()
         self._totals = fam.Totals()
         self._version = ""
@@ -56,9 +67,15 @@ class ModelServerCollector(SourceCollector):
                 self._version_at = None  # ask again once it is back: it may have been upgraded
             message = f"{exc.outcome} from {shown_url(self.target.url)}"
             raise SourceDown(exc.outcome, message) from exc
+        page = None
+        if self.page_first:
+            assert self.metrics_url is not None
+            half = Deadline(time.monotonic() + ctx.deadline.remaining() / 2)
+            page = inference.load(client, self.target, self.metrics_url, half)
+        named = page.named() if page is not None else frozenset()
         want_version = self.target.kind != "generic" and self._version_stale()
         try:
-            health = self.preset.ask(probe, self.target, live, want_version)
+            health = self.preset.ask(probe, self.target, live, want_version, named)
         finally:
             self._account(probe)
         if health.version is not None:
@@ -68,16 +85,17 @@ class ModelServerCollector(SourceCollector):
             ctx.note(problem)
         families = self._families(ctx, health)
         if self.metrics_url is not None:
-            self._add_inference(ctx, families, client, health)
+            if page is None:
+                page = inference.load(client, self.target, self.metrics_url, ctx.deadline)
+            self._add_inference(ctx, families, page, health)
         yield from families.families()
 
     def _add_inference(
-        self, ctx: ScrapeContext, families: FamilySet, client: Client, health: Health
+        self, ctx: ScrapeContext, families: FamilySet, page: inference.Page, health: Health
     ) -> None:
         """The engine's own numbers; a page that fails leaves them out, with a note."""
-        assert self.metrics_url is not None
         single = next(iter(health.models)) if len(health.models) == 1 else ""
-        reading = inference.read(client, self.target, self.metrics_url, ctx.deadline, single)
+        reading = page.reading(single)
         families.add(fam.METRICS_UP, 0.0 if reading.problem else 1.0)
         if reading.problem:
             ctx.note(reading.problem)

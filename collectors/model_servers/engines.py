@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
-class Into(enum.Enum):
-    """What an engine family becomes in the normalised view."""
+class Into(enum.StrEnum):
+    """What an engine family becomes in the normalised view (a `str` enum: its members hash in
+    C, and the page reader looks them up for every sample)."""
 
     SUCCESS = "success"  # counter: requests that succeeded
     FAILURE = "failure"  # counter: requests that failed

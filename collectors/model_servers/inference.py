@@ -8,7 +8,7 @@ probe's kept-alive connection). A page that cannot be had or read costs only the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from collectors.base import Deadline, ScrapeContext
@@ -57,6 +57,26 @@ class Reading:
     problem: str = ""
 
 
+@dataclass
+class Page:
+    """One read of the page: numbers by the model the engine names, those of families that name
+    none (the server's single model), or why there are none (`problem`)."""
+
+    by_model: dict[str, Numbers] = field(default_factory=dict)
+    unnamed: Numbers = field(default_factory=Numbers)
+    problem: str = ""
+
+    def named(self) -> frozenset[str]:
+        """The models the page names (none when it could not be read)."""
+        return frozenset(m for m in self.by_model if m) if not self.problem else frozenset()
+
+    def reading(self, model: str) -> Reading:
+        """Numbers per model; `model` is the server's single model as the probe saw it."""
+        if self.problem:
+            return Reading({}, self.problem)
+        return Reading(attribute(self.by_model, self.unnamed, model))
+
+
 def fetch(client: Client, url: str, deadline: Deadline) -> str:
     """The page's text; ProbeFailed without an answer, PageError for a bad one."""
     request = Probe(client, url, deadline, max_body=MAX_PAGE_BYTES, headers=ACCEPT_TEXT)
@@ -71,21 +91,26 @@ def fetch(client: Client, url: str, deadline: Deadline) -> str:
         raise PageError("not UTF-8 text") from None
 
 
-def read(client: Client, target: Target, url: str, deadline: Deadline, model: str) -> Reading:
-    """Fetch and read the page; `model` is the server's single model as the probe saw it."""
+def load(client: Client, target: Target, url: str, deadline: Deadline) -> Page:
+    """Fetch and read the page (only the families `engines` names)."""
     try:
         text = fetch(client, url, deadline)
         by_model, unnamed, known = _READERS[target.kind].read(text)
     except ProbeFailed as exc:
-        return Reading({}, f"engine metrics: {exc.outcome} from {shown_url(url)}")
+        return Page(problem=f"engine metrics: {exc.outcome} from {shown_url(url)}")
     except PageError as exc:
-        return Reading({}, f"engine metrics: {exc} from {shown_url(url)}")
-    models = attribute(by_model, unnamed, model)
+        return Page(problem=f"engine metrics: {exc} from {shown_url(url)}")
     if not known:
         hint = " (TorchServe: metrics_mode prometheus)" if target.kind == "torchserve" else ""
         where = shown_url(url)
-        return Reading({}, f"engine metrics: none of the engine's families at {where}{hint}")
-    return Reading(models)
+        return Page(problem=f"engine metrics: none of the engine's families at {where}{hint}")
+    return Page(by_model, unnamed)
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Both URLs reach the same scheme, host and port (the page is the API server's own)."""
+    a, b = urlsplit(url), urlsplit(other)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
 
 
 def within_budget(ctx: ScrapeContext, models: dict[str, Numbers], limit: int) -> dict[str, Numbers]:

@@ -1,10 +1,10 @@
 """An engine's metrics page, read into numbers per model: only the families `engines` names.
 
 An engine's page holds hundreds of series per model (vLLM: histograms of tokens per step,
-prefill and decode times, speculative decoding...); the normalised view needs a handful. A
-line filter keeps only the sample lines of wanted families (the name before `{` or the space,
-looked up in a set), and `parse_sample` reads those lines: the text format's sample line
-(labels with escapes, a value, an optional timestamp), tested to read exactly what
+prefill and decode times, speculative decoding...); the normalised view needs a handful. One
+regular expression finds only the sample lines of wanted families (a wanted name, then `{` or
+a space, at the start of a line), and `parse_sample` reads those lines: the text format's
+sample line (labels with escapes, a value, an optional timestamp), tested to read exactly what
 prometheus_client's `text_string_to_metric_families` reads, at a fifth of its cost (its parser
 was most of a scrape's CPU on a vLLM page). No I/O here: `inference` fetches the page.
 """
@@ -32,8 +32,15 @@ class PageError(Exception):
 
 def parse_sample(line: str) -> tuple[str, dict[str, str], float]:
     """`name{labels} value [timestamp]` as the text format writes a sample; PageError if not."""
+    name, labels, value, _ = _parse(line)
+    return name, labels, value
+
+
+def _parse(line: str) -> tuple[str, dict[str, str], float, int]:
+    """`parse_sample`, and where its label set ends (the index of its `}`; -1 without one)."""
     brace, space = line.find("{"), line.find(" ")
     labels: dict[str, str] = {}
+    end = -1
     if brace != -1 and (space == -1 or brace < space):
         name, pos = line[:brace], brace + 1
         while True:
@@ -51,14 +58,20 @@ def parse_sample(line: str) -> tuple[str, dict[str, str], float]:
                 else text
             )
             pos = match.end()
+        end = pos
         rest = line[pos + 1 :].split()
     else:
         name, _, tail = line.partition(" ")
         rest = tail.split()
+    return name, labels, _value(rest, line), end
+
+
+def _value(rest: list[str], line: str) -> float:
+    """The sample's value from what follows its name and labels (value, optional timestamp)."""
     if not 1 <= len(rest) <= 2:
         raise PageError(f"bad sample line {line[:60]!r}")
     try:
-        return name, labels, float(rest[0])
+        return float(rest[0])
     except ValueError:
         raise PageError(f"bad value in {line[:60]!r}") from None
 
@@ -113,8 +126,39 @@ class Numbers:
         return requests or v.get(Into.LATENCY_COUNT, 0.0) or (latency.count if latency else 0.0)
 
 
+class _Node(dict[str, "_Node"]):
+    """A trie node: the next characters (`""` marks a word's end)."""
+
+
+def _trie(words: Iterable[str]) -> str:
+    """A regular expression matching exactly `words`, their common prefixes factored out."""
+    root = _Node()
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, _Node())
+        node[""] = _Node()
+
+    def pattern(node: _Node) -> str:
+        branches = [re.escape(c) + pattern(child) for c, child in sorted(node.items()) if c]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return pattern(root)
+
+
+#: Label sets remembered per reader (an engine's pages repeat the same ones every scrape).
+MAX_LABEL_SETS = 10_000
+
+
 class PageReader:
-    """Reads one engine's pages: the wanted sample names, and what each sample feeds."""
+    """Reads one engine's pages: the wanted sample names, and what each sample feeds.
+
+    A label set's text, once parsed, is remembered with its labels (a pure function of the text; the
+    values are parsed every time), so the same label sets cost a dict look-up on later scrapes.
+    """
 
     def __init__(self, reads: Iterable[Read]) -> None:
         self.by_sample: dict[str, list[tuple[Read, str]]] = {}
@@ -128,35 +172,49 @@ class PageReader:
                 parts = {"": "value", "_total": "value"}
             for suffix, part in parts.items():
                 self.by_sample.setdefault(base + suffix, []).append((read, part))
+        # a wanted name at the start of a line, then `{` or a space; the names as a trie, so
+        # the regex engine (searching for the newline in C) drops every other line at once
+        self._lines = re.compile(f"\n({_trie(self.by_sample)})[{{ ][^\n]*")
+        families = {n.removesuffix("_bucket") for n in self.by_sample} | set(self.by_sample)
+        self._types = re.compile(f"\n# TYPE ({_trie(families)})(?=[ \n]|\\Z)")
+        self._labels: dict[str, dict[str, str]] = {}
 
-    def wanted_lines(self, text: str) -> tuple[list[str], bool]:
-        """The sample lines of wanted families (comments and every other family dropped), and
-        whether the page declares any wanted family (`# TYPE`), samples or not: an idle
-        KServe has declared its histogram but has no sample of it yet."""
-        wanted = self.by_sample
-        kept = []
-        declared = False
-        for line in text.splitlines():
-            if not line or line[0] == "#":
-                if not declared and line.startswith("# TYPE "):
-                    name = line[7:].partition(" ")[0]
-                    declared = name in wanted or f"{name}_bucket" in wanted
-                continue
-            brace, space = line.find("{"), line.find(" ")
-            end = brace if brace != -1 and (space == -1 or brace < space) else space
-            if line[:end] in wanted:
-                kept.append(line)
-        return kept, declared or bool(kept)
+    def wanted_lines(self, text: str) -> tuple[list[tuple[str, str]], bool]:
+        """The sample lines of wanted families with their names (comments and every other
+        family dropped), and whether the page declares any wanted family (`# TYPE`), samples or
+        not: an idle KServe has declared its histogram but has no sample of it yet."""
+        page = "\n" + text
+        kept = [(match.group()[1:], match.group(1)) for match in self._lines.finditer(page)]
+        return kept, bool(kept) or self._types.search(page) is not None
+
+    def sample(self, line: str, name: str) -> tuple[dict[str, str], float]:
+        """A wanted line's labels and value (`name` is how the line starts); PageError if the
+        line is not a sample."""
+        close = line.rfind("}")
+        if line[len(name)] != "{" or close == -1:
+            _, labels, value, _ = _parse(line)
+            return labels, value
+        key = line[len(name) : close + 1]
+        known = self._labels.get(key)
+        if known is not None:
+            return known, _value(line[close + 1 :].split(), line)
+        _, labels, value, end = _parse(line)
+        if end == close:  # the label set is exactly the key: the same text, the same labels
+            if len(self._labels) >= MAX_LABEL_SETS:
+                self._labels.clear()
+            self._labels[key] = labels
+        return labels, value
 
     def read(self, text: str) -> tuple[dict[str, Numbers], Numbers, bool]:
         """Numbers per model, those of families that name no model, and whether the page is
         the engine's at all (it declares or has a wanted family)."""
-        lines, known = self.wanted_lines(text)
         by_model: dict[str, Numbers] = {}
         unnamed = Numbers()
-        for line in lines:
-            name, labels, value = parse_sample(line)
-            for read, part in self.by_sample[name]:
+        wanted = self.by_sample
+        lines, known = self.wanted_lines(text)
+        for line, name in lines:
+            labels, value = self.sample(line, name)
+            for read, part in wanted[name]:
                 if read.keep is not None and not read.keep(labels):
                     continue
                 if read.model_label is None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from collectors.model_servers.readiness import Answer, Health, Requests
+from collectors.model_servers.readiness import Answer, Health, Named, Requests
 
 if TYPE_CHECKING:
     from collectors.model_servers.target import Target
@@ -32,7 +32,7 @@ class ServerState:
 
 #: What a server answers to a request: (status, JSON body or None for an empty body).
 Documented = Callable[[ServerState, str], tuple[int, Any]]
-Ask = Callable[[Requests, "Target", Answer, bool], Health]
+Ask = Callable[[Requests, "Target", Answer, bool, Named], Health]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,13 @@ class Preset:
     #: ...on this port instead of the URL's, where the engine serves metrics apart (Triton 8002,
     #: TorchServe 8082).
     metrics_port: int | None = None
+    #: ...and that port speaks plain HTTP even when the API is behind HTTPS (Triton): an https
+    #: target must name its `metrics_url` (neither the scheme nor where to send the target's
+    #: credentials in clear is guessed).
+    metrics_plain_http: bool = False
+    #: The engine labels its page's series by the model it serves (vLLM `model_name`): read
+    #: before `ask`, the page's names spare the model list request (see `ask_vllm`).
+    models_on_page: bool = False
 
     @property
     def liveness(self) -> str:

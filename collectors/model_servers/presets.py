@@ -18,6 +18,7 @@ from collectors.model_servers.readiness import (
     Answer,
     BodyMismatch,
     Health,
+    Named,
     ProbeFailed,
     Requests,
     answers_ok,
@@ -48,7 +49,9 @@ GENERIC_HEALTH = Endpoint(
 )
 
 
-def ask_generic(probe: Requests, target: Target, live: Answer, want_version: bool) -> Health:
+def ask_generic(
+    probe: Requests, target: Target, live: Answer, want_version: bool, named: Named
+) -> Health:
     """An expected status and, optionally, a JSON field check."""
     ready = live.status in target.expected_status
     if ready and target.json_field is not None:
@@ -68,7 +71,9 @@ V2_METADATA = Endpoint(
 )
 
 
-def ask_v2(probe: Requests, target: Target, live: Answer, want_version: bool) -> Health:
+def ask_v2(
+    probe: Requests, target: Target, live: Answer, want_version: bool, named: Named
+) -> Health:
     """Live, ready, each model's ready endpoint, the version from the server metadata."""
     health = Health()
     if not live.ok:
@@ -105,7 +110,9 @@ TORCHSERVE_MODEL = Endpoint(
 )
 
 
-def ask_torchserve(probe: Requests, target: Target, live: Answer, want_version: bool) -> Health:
+def ask_torchserve(
+    probe: Requests, target: Target, live: Answer, want_version: bool, named: Named
+) -> Health:
     """`/ping` answers {"status": "Healthy"}; model workers from the management API."""
     health = Health()
     try:
@@ -143,7 +150,9 @@ TGI_INFO = Endpoint(
 )
 
 
-def ask_tgi(probe: Requests, target: Target, live: Answer, want_version: bool) -> Health:
+def ask_tgi(
+    probe: Requests, target: Target, live: Answer, want_version: bool, named: Named
+) -> Health:
     """`/health` 200 or 503; the one model it serves and its version from `/info`."""
     health = Health()
     info: dict[str, Any] = {}
@@ -174,11 +183,24 @@ VLLM_MODELS = Endpoint(
 VLLM_VERSION = Endpoint("/version", lambda s, _: (200, {"version": s.version}))
 
 
-def ask_vllm(probe: Requests, target: Target, live: Answer, want_version: bool) -> Health:
-    """`/health` (503 once the engine is dead), served models from `/v1/models`, `/version`."""
+def ask_vllm(
+    probe: Requests, target: Target, live: Answer, want_version: bool, named: Named
+) -> Health:
+    """`/health` (503 once the engine is dead), served models from `/v1/models`, `/version`.
+
+    vLLM labels every series of its metrics page with the model it serves (`model_name`, its
+    first `--served-model-name`); the collector reads that page in the same scrape, from the
+    same server, before asking this. A configured model the page names is served: the model
+    list is not asked. Any other (an alias, a LoRA adapter, a page that could not be read, no
+    `models` configured) is looked up in `/v1/models` in this scrape, so a model the server no
+    longer serves reads 0 at the next scrape either way.
+    """
     health = Health()
     served: list[str] = []
-    if live.ok:
+    needed = not target.models or not named.issuperset(target.models)
+    if live.ok and not needed:
+        served = list(target.models)
+    elif live.ok:
         try:
             _, data = probe.get_json(VLLM_MODELS.path)
             served = [str(m["id"]) for m in items(data, "data")]
@@ -216,7 +238,9 @@ def ollama_names(probe: Requests, path: str) -> list[str] | None:
         return None
 
 
-def ask_ollama(probe: Requests, target: Target, live: Answer, want_version: bool) -> Health:
+def ask_ollama(
+    probe: Requests, target: Target, live: Answer, want_version: bool, named: Named
+) -> Health:
     """`/api/version` (liveness and version), models present from `/api/tags`, models loaded
     in memory from `/api/ps`. A present model is ready: Ollama loads it on first use."""
     health = Health()
@@ -255,7 +279,7 @@ _PRESETS = (
     Preset(
         "triton", "Triton", V2_ENDPOINTS, ask_v2,
         ready_when=V2_READY_WHEN, per_model=V2_PER_MODEL, version="`version` of `GET /v2`",
-        metrics_path="/metrics", metrics_port=8002,
+        metrics_path="/metrics", metrics_port=8002, metrics_plain_http=True,
     ),
     Preset(
         "torchserve", "TorchServe", (TORCHSERVE_PING, TORCHSERVE_MODEL), ask_torchserve,
@@ -275,9 +299,10 @@ _PRESETS = (
     Preset(
         "vllm", "vLLM", (HEALTH, VLLM_MODELS, VLLM_VERSION), ask_vllm,
         ready_when="200 (503 when the engine is dead) and configured models served",
-        per_model="listed in `GET /v1/models` (`data[].id`)",
+        per_model="named by its metrics page (`model_name`), else listed in `GET /v1/models` "
+        "(`data[].id`)",
         version="`version` of `GET /version`",
-        metrics_path="/metrics",
+        metrics_path="/metrics", models_on_page=True,
     ),
     Preset(
         "ollama", "Ollama", (OLLAMA_VERSION, OLLAMA_TAGS, OLLAMA_RUNNING), ask_ollama,

@@ -1,16 +1,18 @@
-"""The requests of one scrape of one server, over its httpx client, within the deadline."""
+"""The requests of one scrape of one server, over its client's connection pool, within the
+deadline."""
 
 from __future__ import annotations
 
 import json
 import ssl
 import time
+import zlib
 from typing import Any
 
-import httpx
+import httpcore
 
 from collectors.base import Deadline
-from collectors.model_servers.client import Client
+from collectors.model_servers.client import Client, decoder
 from collectors.model_servers.readiness import Answer, BodyMismatch, ProbeFailed
 from collectors.model_servers.urls import request_url
 
@@ -18,14 +20,25 @@ from collectors.model_servers.urls import request_url
 MAX_BODY_BYTES = 4 * 1024 * 1024
 #: What a kept-alive connection closed by the server under our request looks like (sent once
 #: more on a new connection). Timeouts are not among them: the server may just be slow.
-RETRIED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+RETRIED = (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError)
+#: Every way a request can end without an answer (httpcore's exceptions share no base class; a
+#: compressed body that does not decompress counts as a broken connection).
+NO_ANSWER = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ProxyError,
+    httpcore.ConnectionNotAvailable,
+    zlib.error,
+)
 #: A request gives up this much (at most a tenth of what is left) before the scrape deadline.
 DEADLINE_MARGIN_SECONDS = 0.05
 
 
 def transport_outcome(exc: BaseException) -> str:
-    """Why a request got no answer, from httpx's exception and what it wraps."""
-    if isinstance(exc, httpx.TimeoutException):
+    """Why a request got no answer, from httpcore's exception and what it wraps."""
+    if isinstance(exc, httpcore.TimeoutException):
         return "timeout"
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -84,7 +97,7 @@ class Probe:
                     raise
                 started = time.perf_counter()
                 status, body = self._send(url)
-        except httpx.HTTPError as exc:
+        except NO_ANSWER as exc:
             outcome = transport_outcome(exc)
             self.timed_out = outcome == "timeout"
             self.outcomes.append(outcome)
@@ -108,16 +121,23 @@ class Probe:
 
         # every connect, read and write is capped by `until`: the whole request, headers and
         # body, ends by then however slowly the server sends
+        prepared = self.client.prepare(url, self.headers)
+        limits = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
         with (
             self.client.backend.until(time.monotonic() + timeout),
-            self.client.http.stream("GET", url, timeout=timeout, headers=self.headers) as response,
+            self.client.pool.stream(
+                "GET", prepared.url, headers=prepared.headers, extensions={"timeout": limits}
+            ) as response,
         ):
             body = bytearray()
-            for chunk in response.iter_bytes():
+            decompress = decoder(response.headers)
+            for chunk in response.iter_stream():
+                if decompress is not None:
+                    chunk = decompress.decompress(chunk, self.max_body + 1 - len(body))
                 body += chunk
                 if len(body) > self.max_body:
                     break
-            return response.status_code, body
+            return response.status, body
 
     def json(self, answer: Answer, path: str) -> Any:
         """The answer's JSON; a body that does not parse counts as `body_mismatch`."""

@@ -15,6 +15,11 @@ from urllib.parse import quote
 MAX_MODEL_NAME = 128
 
 
+#: Models the engine's own metrics page names in this scrape (read from the server itself, for
+#: kinds whose page labels series by model, `Preset.models_on_page`); empty when not read.
+Named = frozenset[str]
+
+
 class ProbeFailed(Exception):
     """A request that got no HTTP answer; `outcome` is a transport failure status."""
 

@@ -133,6 +133,15 @@ class Target:
         if self.metrics_url is not None and PRESETS[self.kind].metrics_path is None:
             with_metrics = ", ".join(k for k, p in PRESETS.items() if p.metrics_path)
             raise ValueError(f"metrics_url is for the kinds with engine metrics ({with_metrics})")
+        preset = PRESETS[self.kind]
+        https = urlsplit(self.url).scheme == "https"
+        if self.metrics_url is None and preset.metrics_plain_http and https:
+            raise ValueError(
+                f"metrics_url must be set for kind {self.kind} with an https url: "
+                f"{preset.title} serves its metrics over plain HTTP on its own port "
+                f"({preset.metrics_port}), whatever is in front of its API (for example "
+                f"metrics_url: http://HOST:{preset.metrics_port}/metrics)"
+            )
         if self.key_file is not None and self.cert_file is None:
             raise ValueError("key_file needs cert_file")
         if self.cert_file is not None:

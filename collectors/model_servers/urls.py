@@ -2,13 +2,12 @@
 
 A gateway in front of a model server may take its API key in the query (`?api_key=...`), so
 every URL the collector shows (log lines, errors, landing-page notes, reprs) goes through
-`shown_url`; the real URL is used for the request only. `mask_urls_in_httpx_logs` does the
-same for httpx's own request log line, which would otherwise print the real URL at INFO.
+`shown_url`; the real URL is used for the request only (httpcore, which sends it, logs hosts
+and ports only, at DEBUG).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from urllib.parse import urlsplit, urlunsplit
 
@@ -52,26 +51,3 @@ def request_url(base: str, path: str) -> str:
 def mask_urls(text: str) -> str:
     """Every URL in `text` passed through `shown_url`."""
     return _URL_IN_TEXT.sub(lambda match: shown_url(match.group(0)), text)
-
-
-class _MaskUrls(logging.Filter):
-    """Rewrites a record's URL arguments (httpx passes `request.url` as an argument)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and record.args:
-            record.args = tuple(
-                mask_urls(str(arg)) if "://" in str(arg) else arg for arg in record.args
-            )
-        if isinstance(record.msg, str) and "://" in record.msg:
-            record.msg = mask_urls(record.msg)
-        return True
-
-
-_FILTER = _MaskUrls()
-
-
-def mask_urls_in_httpx_logs() -> None:
-    """Install the masking filter on httpx's logger (once; idempotent)."""
-    logger = logging.getLogger("httpx")
-    if _FILTER not in logger.filters:
-        logger.addFilter(_FILTER)
