@@ -1,7 +1,8 @@
 """One scrape: the selected collectors run concurrently off the event loop within a deadline.
 
 - Every collector runs in a worker thread; the event loop only waits, so a slow source never
-  blocks other requests.
+  blocks other requests. The slowest starts first in a thread of its own; quick ones share
+  two threads (exporter.runs), in the configured order.
 - A collector still running at the deadline is reported down (`reason="timeout"`) and its
   families are left out; the scrape answers on time with everything else. That run is
   abandoned (exporter.runs): the next scrape starts afresh instead of waiting for it.

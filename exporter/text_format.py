@@ -3,8 +3,9 @@
 Why our own: the benchmark (benchmarks/scrape.py) measured prometheus_client's
 `generate_latest` at ~0.35 M samples/s on this machine, below the 0.5 M samples/s target;
 most of its time goes to re-validating the same metric and label names for every sample
-and formatting each line through several helpers. This encoder checks each name once per
-scrape (same escaping functions as the library) and formats each line in one step.
+and formatting each line through several helpers. This encoder escapes each name once (same
+escaping functions as the library) and keeps the result across scrapes, as HELP/TYPE lines
+and one `%`-template per sample name and label names, so a line is one formatting step.
 tests/test_text_format.py compares its output with the library's on varied families.
 """
 
