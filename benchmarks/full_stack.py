@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import random
 import shutil
@@ -101,6 +102,8 @@ class Contender:
     rss: int = 0
     done: int = 0
     figures: dict[str, float] = field(default_factory=dict)
+    #: p50 of each round (the spread printed beside the median)
+    round_p50: list[float] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -111,6 +114,13 @@ class Contender:
 
     def cpu(self) -> float:
         return statistics.median(self.server.cpu)
+
+    def spread(self) -> str:
+        """Lowest-highest round of p50 and of CPU, in ms."""
+        p50, cpu = self.round_p50 or [math.nan], self.server.cpu or [math.nan]
+        return (
+            f"{min(p50) * 1e3:.1f}-{max(p50) * 1e3:.1f} / {min(cpu) * 1e3:.2f}-{max(cpu) * 1e3:.2f}"
+        )
 
 
 def configs(sources: Sources, directory: Path) -> dict[str, Path]:
@@ -269,7 +279,9 @@ def measure(contenders: list[Contender], options: argparse.Namespace) -> None:
     for round_ in range(options.rounds):
         shift = round_ % len(contenders)
         for contender in contenders[shift:] + contenders[:shift]:
+            before = len(contender.server.latencies)
             measure_round(contender.server, options.scrapes)
+            contender.round_p50.append(statistics.median(contender.server.latencies[before:]))
             contender.done += options.scrapes
             if not contender.rss and contender.done >= RSS_AFTER:
                 contender.rss = rss_bytes(contender.server.pid)
@@ -284,12 +296,12 @@ def report(contenders: dict[str, Contender], options: argparse.Namespace, load: 
         f"after: {load_average()}\n"
     )
     print(f"{'':22}{'p50 ms':>9}{'CPU ms/scrape':>15}{'RSS MiB':>9}{'samples':>9}", end="")
-    print(f"{'CPU us/sample':>15}")
+    print(f"{'CPU us/sample':>15}  rounds: p50 / CPU ms, lowest-highest")
     for c in contenders.values():
         per_sample = c.cpu() / c.samples * 1e6 if c.samples else float("nan")
         print(
             f"{c.name:22}{c.p50() * 1e3:9.2f}{c.cpu() * 1e3:15.3f}{c.rss / 2**20:9.1f}"
-            f"{c.samples:9d}{per_sample:15.2f}"
+            f"{c.samples:9d}{per_sample:15.2f}  {c.spread()}"
         )
     for prefix in ("", "base "):
         if prefix + "full" in contenders:

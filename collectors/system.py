@@ -1,7 +1,10 @@
-"""The host, through psutil: CPU, memory, load, disk and network I/O, filesystems.
+"""The host, through psutil and /proc: CPU, memory, load, disk and network I/O, filesystems.
 
 CPU percent is computed from the CPU-time counters between this scrape and the previous one,
 so a scrape never sleeps to sample (psutil's `cpu_percent(interval=...)` would block).
+Memory, swap, disk and network counters are read from /proc by `collectors.procfs` (one read
+of each file, only the fields served, psutil's definitions) when the collector reads the real
+host; an injected `ps` module is asked for everything.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import psutil
 from prometheus_client.metrics_core import Metric
 
+from collectors import procfs
 from collectors.base import ScrapeContext, SourceCollector
 from collectors.checks import check_limit, check_regex
 from collectors.specs import MetricSpec, add, counter, gauge
@@ -115,6 +119,9 @@ class SystemCollector(SourceCollector):
         self._net_exclude = re.compile(options.network_devices_exclude)
         self._lock = threading.Lock()
         self._previous_cpu: tuple[float, float] | None = None  # (busy, total) seconds
+        #: /proc is read directly only for the real psutil on Linux (a test's stand-in is not)
+        self._procfs = ps is psutil and psutil.LINUX and os.path.exists("/proc/meminfo")
+        self._whole_disks = procfs.WholeDisks()
 
     def fetch(self, ctx: ScrapeContext) -> Iterator[Metric]:
         yield from self._cpu()
@@ -144,11 +151,16 @@ class SystemCollector(SourceCollector):
         yield CPU_PERCENT.single(min(100.0, max(0.0, percent)))
 
     def _memory(self) -> Iterator[Metric]:
-        memory = self.ps.virtual_memory()
+        memory: Any = None
+        swap: Any = None
+        if self._procfs:
+            info = procfs.parse_meminfo(procfs.read("/proc/meminfo"))
+            memory, swap = procfs.memory(info), procfs.swap(info)
+        memory = memory or self.ps.virtual_memory()
         yield MEMORY_PERCENT.single(memory.percent)
         for attr, spec in MEMORY:
             yield spec.single(getattr(memory, attr))
-        swap = self.ps.swap_memory()
+        swap = swap or self.ps.swap_memory()
         yield SWAP_TOTAL.single(swap.total)
         yield SWAP_USED.single(swap.used)
 
@@ -166,13 +178,23 @@ class SystemCollector(SourceCollector):
         yield BOOT_TIME.single(boot_time)
 
     def _disk_io(self) -> Iterator[Metric]:
-        disk = self.ps.disk_io_counters(perdisk=False)
+        if self._procfs:
+            disk: Any = procfs.parse_diskstats(procfs.read("/proc/diskstats"), self._whole_disks)
+        else:
+            disk = self.ps.disk_io_counters(perdisk=False)
         if disk is None:  # no disks visible (some containers)
             return
         for attr, spec in DISK_IO:
             yield spec.single(getattr(disk, attr))
 
     def _network(self) -> Iterator[Metric]:
+        if self._procfs:
+            devices = procfs.parse_net_dev(procfs.read("/proc/net/dev"))
+            columns = [(spec, procfs.NET_COLUMNS[attr]) for attr, spec in NETWORK]
+            kept = [c for d, c in devices.items() if not self._net_exclude.search(d)]
+            for spec, column in columns:
+                yield spec.single(float(sum(c[column] for c in kept)))
+            return
         totals: dict[str, float] = {}
         for device, counters in self.ps.net_io_counters(pernic=True).items():
             if self._net_exclude.search(device):

@@ -14,6 +14,15 @@
   that joined a run of a shorter deadline takes its result only if it succeeded; if it failed
   or overran, the scrape starts its own run (after it: never two at once) with the time left.
 
+Threads: all sources share one GIL, so a thread per unit buys overlap of I/O waits only, and
+costs a hand-off (a wake-up, a GIL switch, a done callback) per unit. The runs a scrape
+starts for the units it names as `chained` (the engine picks quick ones that answered last
+time) form a chain: CHAIN_THREADS threads take its runs in the order given, each the next one
+when it is done with its last (two: while one waits for its source, the other computes);
+every other run gets a thread of its own, started first. A unit of the chain not reached
+`spare_after` seconds after the scrape started (a unit before it turned slow or wedged) gets
+a thread of its own then, so one stuck source never holds the others past their deadlines.
+
 Runs are `concurrent.futures` futures (not tied to one event loop) and the bookkeeping is
 guarded by a lock that is never held across I/O.
 """
@@ -26,7 +35,8 @@ import functools
 import math
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections import deque
+from collections.abc import Callable, Collection, Hashable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -43,6 +53,13 @@ OVERRUN_SECONDS = 0.25
 #: and a rendered body (Prometheus's own jitter between identical scrapes stays inside).
 SAME_DEADLINE_SECONDS = 0.05
 
+#: A chained unit not reached this long after its scrape started gets a thread of its own
+#: (the engine asks for more when the chain usually takes longer).
+SPARE_AFTER_SECONDS = 0.005
+
+#: Threads that take the runs of one chain in turn
+CHAIN_THREADS = 2
+
 K = TypeVar("K", bound=Hashable)
 
 
@@ -51,6 +68,58 @@ class Run:
     future: Future[CollectionResult]
     deadline: Deadline
     abandoned: bool = False
+
+
+_Link = tuple[SourceCollector, Deadline, "Future[CollectionResult]"]
+
+
+class Chain:
+    """Runs that a few threads take in turn (`drive`); `spare()` hands each one not yet begun
+    to a thread of its own. Whichever takes a link first runs it (never two)."""
+
+    def __init__(self, links: Sequence[_Link], spare_at: float) -> None:
+        self._links = deque(links)
+        self._lock = threading.Lock()
+        self.spare_at = spare_at
+
+    def _take(self) -> _Link | None:
+        with self._lock:
+            return self._links.popleft() if self._links else None
+
+    def waiting(self) -> bool:
+        with self._lock:
+            return bool(self._links)
+
+    def drive(self) -> None:
+        """Run the next link not taken until none is left (in one of the chain's threads)."""
+        while (link := self._take()) is not None:
+            _resolve(*link)
+
+    def spare(self, pool: Executor) -> None:
+        """Start every link not begun yet in a thread of its own."""
+        while (link := self._take()) is not None:
+            try:
+                pool.submit(_resolve, *link)
+            except RuntimeError:  # the engine is closing: nobody waits for it
+                link[2].cancel()
+
+    def cancel(self) -> None:
+        """The chain's thread never started (the pool shut down): drop what it would run."""
+        while (link := self._take()) is not None:
+            link[2].cancel()
+
+
+def _resolve(
+    collector: SourceCollector, deadline: Deadline, future: Future[CollectionResult]
+) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = collector.run(deadline, report=False)
+    except BaseException as exc:  # noqa: BLE001 - handed to the future's owner
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
 
 
 @dataclass
@@ -85,7 +154,11 @@ class Flights(Generic[K]):
         return self._stopped
 
     async def results(
-        self, wanted: Sequence[tuple[K, SourceCollector, Deadline]]
+        self,
+        wanted: Sequence[tuple[K, SourceCollector, Deadline]],
+        *,
+        chained: Collection[int] = (),
+        spare_after: float = SPARE_AFTER_SECONDS,
     ) -> list[CollectionResult | None]:
         """Each unit's collection by its deadline (None when none answered in time).
 
@@ -93,11 +166,21 @@ class Flights(Generic[K]):
         is done, or at the next deadline among them, or when an abandoned run ends for a unit
         whose quota was full. A run started for an earlier deadline is joined until it ends or
         is abandoned; unless it succeeded, a fresh run is started with the time left.
+
+        New runs of the units at the indices `chained` form a chain, in the order of
+        `wanted` (see the module's docstring), each given its own thread if the chain has not
+        reached it `spare_after` seconds from now; the others get a thread each, started first.
         """
         answers: list[CollectionResult | None] = [None] * len(wanted)
         pending: dict[int, Run | None] = {}
+        links: list[_Link] = []
         for i, (key, collector, deadline) in enumerate(wanted):
-            pending[i] = self._join_or_start(key, collector, deadline)
+            if i not in chained:
+                pending[i] = self._join_or_start(key, collector, deadline)
+        for i in sorted(chained):
+            key, collector, deadline = wanted[i]
+            pending[i] = self._join_or_start(key, collector, deadline, links)
+        chain = self._start_chain(links, time.monotonic() + spare_after)
         while pending:
             waiting = [run.future for run in pending.values() if run and not run.future.done()]
             full = [wanted[i][0] for i, r in pending.items() if r is None]
@@ -106,15 +189,26 @@ class Flights(Generic[K]):
                 min(wanted[i][2].at, run.deadline.at + OVERRUN_SECONDS if run else math.inf)
                 for i, run in pending.items()
             )
+            if chain is not None:
+                if chain.waiting():
+                    until = min(until, chain.spare_at)
+                else:
+                    chain = None
             if (waiting or blocked) and not self._stopped:
                 await _done_or_timeout(waiting, blocked, until - time.monotonic(), self._waiting)
+            if chain is not None and time.monotonic() >= chain.spare_at:
+                chain.spare(self.pool)
+                chain = None
             for i, run in list(pending.items()):
                 if self._stopped:  # answered with what is done; the rest is left unanswered
-                    if run is not None and run.future.done() and not run.abandoned:
+                    if run is not None and _answered(run):
                         answers[i] = run.future.result()
                     del pending[i]
                     continue
                 key, collector, deadline = wanted[i]
+                if run is not None and run.future.cancelled():  # closing: never ran
+                    del pending[i]
+                    continue
                 if run is not None and run.future.done() and not run.abandoned:
                     result = run.future.result()
                     if result.success or not _shorter(run.deadline, deadline) or deadline.expired():
@@ -128,10 +222,21 @@ class Flights(Generic[K]):
                     del pending[i]
                 elif run is None or run.abandoned:
                     pending[i] = self._join_or_start(key, collector, deadline)
+        if chain is not None and not self._stopped:  # this scrape is over: nobody spares them
+            chain.spare(self.pool)
         return answers
 
-    def _join_or_start(self, key: K, collector: SourceCollector, deadline: Deadline) -> Run | None:
-        """The unit's run in flight, or a new one; None while its abandoned quota is full."""
+    def _join_or_start(
+        self,
+        key: K,
+        collector: SourceCollector,
+        deadline: Deadline,
+        links: list[_Link] | None = None,
+    ) -> Run | None:
+        """The unit's run in flight, or a new one; None while its abandoned quota is full.
+
+        A new run is started in a thread of its own or, when `links` is given, appended to
+        that chain (`_start_chain` starts it)."""
         with self._lock:
             if self._stopped:
                 return None
@@ -142,15 +247,33 @@ class Flights(Generic[K]):
             if sum(1 for r in stuck if not r.future.done()) >= self.max_abandoned:
                 return None
             hook = self._abandoning.pop(key, None)
-            if hook is None or hook.done():
-                future = self.pool.submit(collector.run, deadline, report=False)
-            else:  # the collector's abandon() returns before its next run starts
+            if hook is not None and not hook.done():
+                # the collector's abandon() returns before its next run starts
                 future = self.pool.submit(_run_after, hook, collector, deadline)
+            elif links is None:
+                future = self.pool.submit(collector.run, deadline, report=False)
+            else:
+                future = Future()
+                links.append((collector, deadline, future))
             run = Run(future, deadline)
             self._current[key] = run
         # outside the lock: a run already done calls back at once, and that takes the lock
         run.future.add_done_callback(functools.partial(self._finished, key, run))
         return run
+
+    def _start_chain(self, links: list[_Link], spare_at: float) -> Chain | None:
+        """The threads of the scrape's chain (CHAIN_THREADS at most)."""
+        if not links:
+            return None
+        chain = Chain(links, spare_at)
+        for _ in range(min(CHAIN_THREADS, len(links))):
+            try:
+                driver = self.pool.submit(chain.drive)
+            except RuntimeError:  # the engine is closing
+                chain.cancel()
+                return None
+            driver.add_done_callback(lambda _: chain.cancel())  # cancelled at shutdown
+        return chain
 
     def _stuck(self, key: K) -> list[Future[CollectionResult]]:
         """The unit's abandoned runs still going (one ending frees a place in its quota)."""
@@ -191,6 +314,10 @@ class Flights(Generic[K]):
         """The runs not abandoned (what a graceful close waits for)."""
         with self._lock:
             return [run.future for run in self._current.values()]
+
+
+def _answered(run: Run) -> bool:
+    return run.future.done() and not run.future.cancelled() and not run.abandoned
 
 
 def _shorter(run: Deadline, scrape: Deadline) -> bool:

@@ -1,7 +1,8 @@
 """One scrape: the selected collectors run concurrently off the event loop within a deadline.
 
 - Every collector runs in a worker thread; the event loop only waits, so a slow source never
-  blocks other requests.
+  blocks other requests. The slowest starts first in a thread of its own; quick ones share
+  two threads (exporter.runs), in the configured order.
 - A collector still running at the deadline is reported down (`reason="timeout"`) and its
   families are left out; the scrape answers on time with everything else. That run is
   abandoned (exporter.runs): the next scrape starts afresh instead of waiting for it.
@@ -30,7 +31,7 @@ from collectors.specs import MetricSpec, add, counter, gauge
 from exporter import __version__
 from exporter.exposition import Format, compress, encode
 from exporter.families import merge_same_name, with_prefix
-from exporter.runs import MAX_ABANDONED, SAME_DEADLINE_SECONDS, Flights
+from exporter.runs import MAX_ABANDONED, SAME_DEADLINE_SECONDS, SPARE_AFTER_SECONDS, Flights
 from exporter.workers import WorkerPool, daemon_call
 
 log = logging.getLogger("afirgen_exporter")
@@ -72,6 +73,17 @@ MAX_THREADS = 128
 #: Bodies of at most this many samples are encoded on the event loop (about 1 ms of CPU):
 #: handing them to the encoding thread and back costs more than that blocks other requests.
 INLINE_ENCODE_SAMPLES = 1000
+
+#: Units that took at most this long last time (and answered) may run one after another in
+#: one thread; slower ones, and those that failed, get a thread each.
+CHAIN_SECONDS = 0.05
+#: A chained unit gets a thread of its own once the chain took this many times its usual
+#: duration without reaching it (exporter.runs).
+SPARE_FACTOR = 2.0
+#: The unit started first changes when another takes this many times as long.
+LEAD_MARGIN = 1.5
+#: Selections of units (/metrics, /probe targets, collect[] subsets) whose lead is kept.
+MAX_SELECTIONS = 64
 
 UnitKey = tuple[str, str]
 
@@ -142,6 +154,8 @@ class ScrapeEngine:
             self._executor, self._janitor, abandoned_total=self.abandoned_total
         )
         self._renders: dict[tuple[object, ...], _Render] = {}
+        #: the unit started first, per selection of units (see `_lead`)
+        self._leads: dict[tuple[UnitKey, ...], int] = {}
         self._active: set[asyncio.Future[bytes]] = set()
         self._closed = False
         for unit in self.units:
@@ -177,12 +191,22 @@ class ScrapeEngine:
             else Deadline(min(deadline.at, started + unit.timeout_seconds))
             for unit in units
         ]
-        # the longest collection (by its last duration) is started first: each start hands the
-        # GIL to the thread just started, so the last one submitted starts late, and starting
-        # the slow source last would add the others' CPU to the scrape's wall time
-        order = sorted(range(len(units)), key=lambda i: self._last_duration(units[i]), reverse=True)
+        # the longest collection (by its last duration) is started first, in a thread of its
+        # own: starting the slow source last would add the others' CPU to the scrape's wall
+        # time. Quick ones that answered last time run one after another in one thread
+        # (exporter.runs), in the order configured: a stable order, so what one unit sees of
+        # another's traffic stays put.
+        lead = self._lead(units)
+        order = [lead, *(i for i in range(len(units)) if i != lead)] if units else []
+        chained = [n for n, i in enumerate(order) if n > 0 and self._chainable(units[i])]
+        spare_after = max(
+            SPARE_AFTER_SECONDS,
+            SPARE_FACTOR * sum(self._last_duration(units[order[n]]) for n in chained),
+        )
         started_answers = await self._flights.results(
-            [(units[i].key, units[i].collector, deadlines[i]) for i in order]
+            [(units[i].key, units[i].collector, deadlines[i]) for i in order],
+            chained=chained if len(chained) > 1 else (),
+            spare_after=min(spare_after, deadline.remaining() / 4),
         )
         answers: list[CollectionResult | None] = [None] * len(units)
         for i, answer in zip(order, started_answers, strict=True):
@@ -197,6 +221,33 @@ class ScrapeEngine:
             self._record(unit, result)
             results.append((unit, result))
         return results
+
+    def _lead(self, units: Sequence[Unit]) -> int:
+        """Index of the unit to start first: the slowest by its last duration, kept until
+        another one takes LEAD_MARGIN times as long (durations jitter; the order should not)."""
+        if not units:
+            return 0
+        selection = tuple(unit.key for unit in units)
+        slowest = max(range(len(units)), key=lambda i: self._last_duration(units[i]))
+        kept = self._leads.get(selection)
+        if kept is not None and kept != slowest:
+            if self._last_duration(units[slowest]) <= LEAD_MARGIN * self._last_duration(
+                units[kept]
+            ):
+                return kept
+        if len(self._leads) >= MAX_SELECTIONS:
+            self._leads.clear()
+        self._leads[selection] = slowest
+        return slowest
+
+    def _chainable(self, unit: Unit) -> bool:
+        """It answered last time, quickly: it may wait in a chain (exporter.runs)."""
+        status = self.status.get(unit.key)
+        return (
+            status is not None
+            and status.success is True
+            and (status.duration_seconds or 0.0) <= CHAIN_SECONDS
+        )
 
     def _last_duration(self, unit: Unit) -> float:
         status = self.status.get(unit.key)

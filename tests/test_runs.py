@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import Deadline, ScrapeContext, SourceCollector
 from exporter.exposition import Format
-from exporter.runs import MAX_ABANDONED
+from exporter.runs import CHAIN_THREADS, MAX_ABANDONED
 from exporter.scrape import ScrapeEngine, Unit
 from tests.loopback_sources import SilentListener, slow_http_server
 
@@ -324,3 +324,78 @@ def test_a_run_that_failed_within_a_shorter_deadline_never_decides_a_longer_scra
     assert b'afirgen_exporter_collector_success{collector="slowhttp",target="h"} 1.0' in long
     assert b"slowhttp_status 200.0" in long
     assert collector.calls == 2 and collector.most_running == 1  # after it, never beside it
+
+
+class Recording(SourceCollector):
+    """Answers at once; remembers the thread of each of its fetches."""
+
+    kind = "recording"
+
+    def __init__(self, name: str, threads: list[str]) -> None:
+        super().__init__(name)
+        self.threads = threads
+
+    def fetch(self, ctx: ScrapeContext):
+        self.threads.append(threading.current_thread().name)
+        yield GaugeMetricFamily(f"recording_{self.name}", "Always there.", value=1.0)
+
+
+class Sleepy(SourceCollector):
+    """Takes 30 ms: the slowest, started first in a thread of its own."""
+
+    kind = "sleepy"
+
+    def fetch(self, ctx: ScrapeContext):
+        time.sleep(0.03)
+        yield GaugeMetricFamily("sleepy_value", "Slow but fine.", value=1.0)
+
+
+class TurnsWedged(WedgingCollector):
+    """Answers at once for its first `quick_runs` fetches, then blocks like WedgingCollector."""
+
+    kind = "turns_wedged"
+
+    def __init__(self, port: int, name: str, *, quick_runs: int) -> None:
+        super().__init__(port, block=1.0, wedged_runs=0)
+        self.name = name
+        self.quick_runs = quick_runs
+
+    def fetch(self, ctx: ScrapeContext):
+        with self._lock:
+            wedge = self.calls >= self.quick_runs
+        if wedge:
+            self.wedged_runs = 10**6
+        return super().fetch(ctx)
+
+
+def test_quick_units_share_threads_once_they_answered():
+    threads: list[str] = []
+    collectors = [Recording(f"r{i}", threads) for i in range(6)]
+    engine = ScrapeEngine([Unit(c.kind, c.name, c) for c in collectors])
+    scrape(engine, 5.0)  # nothing known yet: a thread each
+    for _ in range(20):
+        threads.clear()
+        got = scrape(engine, 5.0)
+        assert all(got[(f"recording_{c.name}", ())] == 1.0 for c in collectors)
+        # the first started alone, the others taken in turn by the chain's threads
+        assert len(set(threads)) <= 1 + CHAIN_THREADS, threads
+    engine.close()
+
+
+def test_a_unit_chained_behind_wedged_ones_gets_its_own_thread_in_time(silent):
+    threads: list[str] = []
+    wedging = [TurnsWedged(silent.port, f"w{i}", quick_runs=2) for i in range(CHAIN_THREADS)]
+    late = Recording("late", threads)
+    engine = ScrapeEngine(
+        [Unit("sleepy", "s", Sleepy("s")), *(Unit(w.kind, w.name, w) for w in wedging)]
+        + [Unit(late.kind, late.name, late)]
+    )
+    for _ in range(2):  # everybody answers quickly: the wedging ones and `late` are chained
+        got = scrape(engine, 5.0)
+        assert self_metric(got, "afirgen_exporter_collector_success", "recording", "late") == 1
+    # every chain thread is now stuck in a wedged unit ahead of `late`
+    got = scrape(engine, 0.5)
+    for w in wedging:
+        assert self_metric(got, "afirgen_exporter_collector_success", w.kind, w.name) == 0
+    assert self_metric(got, "afirgen_exporter_collector_success", "recording", "late") == 1
+    engine.close()

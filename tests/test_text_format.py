@@ -138,3 +138,26 @@ def test_output_parses_back_to_the_same_samples():
 
 def test_empty_input():
     assert generate_text([]) == b""
+
+
+def utf8_families(order: int) -> list[Metric]:
+    """Names outside the legacy set (dots, a percent sign), label dicts in either order."""
+    dotted = Metric("my.metric", "Dotted: 100% legal in UTF-8.", "gauge")
+    pairs = [("b.label", "x%sy"), ("a", 'q"uote')]
+    for i in range(3):
+        labels = dict(pairs if (i + order) % 2 else pairs[::-1])
+        dotted.add_sample("my.metric", labels, float(i))
+    percent = Metric("odd%name", "Percent.", "counter")
+    percent.add_sample("odd%name_total", {"l%1": "%d"}, 2.0)
+    percent.add_sample("odd%name_created", {"l%1": "%d"}, 1.7e9)
+    return [dotted, percent, *varied_families(order)]
+
+
+@pytest.mark.parametrize("escaping", ["underscores", "allow-utf-8"])
+def test_matches_the_library_with_either_name_escaping_scrape_after_scrape(escaping):
+    # line templates are kept across calls: later calls with other label orders must agree
+    for order in range(3):
+        families = utf8_families(order)
+        assert generate_text(families, escaping) == exposition.generate_latest(
+            Families(families), escaping=escaping
+        )
