@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -49,6 +49,11 @@ class MetricSpec:
     #: What the number is read from (an INFO field, a view or query, an engine's family), for
     #: the generated docs. Never a secret.
     source: str = ""
+    #: label names -> an empty family to copy (see `family`), kept on the spec so a lookup
+    #: does not hash the whole frozen spec; no part of init, repr, eq or hash
+    _prototypes: dict[tuple[str, ...], Metric] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.type is MetricType.COUNTER and not self.name.endswith("_total"):
@@ -63,10 +68,10 @@ class MetricSpec:
         and label names: scrapes make hundreds of families, and re-validating the same names
         was most of what making one cost.
         """
-        key = (self, self.labels if labels is None else tuple(labels))
-        prototype = _PROTOTYPES.get(key)
+        names = self.labels if labels is None else tuple(labels)
+        prototype = self._prototypes.get(names)
         if prototype is None:
-            prototype = _PROTOTYPES[key] = self._new_family(list(key[1]))
+            prototype = self._prototypes[names] = self._new_family(list(names))
         family: Metric = Metric.__new__(type(prototype))
         family.__dict__.update(prototype.__dict__)
         family.samples = []
@@ -93,10 +98,6 @@ class MetricSpec:
     def _unit(self) -> str:
         base = self.name.removesuffix("_total") if self.type is MetricType.COUNTER else self.name
         return self.unit if self.unit and base.endswith("_" + self.unit) else ""
-
-
-#: (spec, label names) -> an empty family to copy (see MetricSpec.family)
-_PROTOTYPES: dict[tuple[MetricSpec, tuple[str, ...]], Metric] = {}
 
 
 def add(family: Metric, label_values: Sequence[str], value: float) -> None:
