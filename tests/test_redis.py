@@ -24,12 +24,9 @@ from exporter.config import load_config
 from exporter.schema import ConfigError
 from exporter.state import Exporter
 from tests.redis_server import RedisServer, private_redis, redis6_binary
-from tests.support import require_binary, serve_app, wait_until
+from tests.support import require_binary, scrape_headers, serve_app, wait_until
 
-SCRAPE_HEADERS = {
-    "Accept": "text/plain;version=0.0.4",
-    "X-Prometheus-Scrape-Timeout-Seconds": "10",
-}
+SCRAPE_HEADERS = scrape_headers(10, text=True)
 
 
 class Families:
@@ -347,7 +344,7 @@ def test_debug_sleep_costs_one_deadline_and_the_next_scrape_recovers(server):
     with serve_app(create_app(exporter)) as url:
         sleeper.start()
         wait_until(busy, timeout=10, what="DEBUG SLEEP to block the server")
-        headers = {**SCRAPE_HEADERS, "X-Prometheus-Scrape-Timeout-Seconds": "1.5"}
+        headers = scrape_headers(1.5, text=True)
         response = httpx.get(f"{url}/metrics", headers=headers, timeout=30)
         assert response.status_code == 200
         samples = parse(response.text)

@@ -22,9 +22,9 @@ from exporter.app import create_app
 from exporter.config import load_config
 from exporter.state import Exporter
 from tests.redis_server import RedisServer, private_redis
-from tests.support import serve_app
+from tests.support import scrape_headers, serve_app
 
-HEADERS = {"Accept": "text/plain;version=0.0.4", "X-Prometheus-Scrape-Timeout-Seconds": "10"}
+HEADERS = scrape_headers(10, text=True)
 RQ_QUEUES = [f"q{i}" for i in range(10)]
 CELERY_QUEUES = ["c0", "c1", "c2"]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
