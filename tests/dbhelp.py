@@ -16,7 +16,7 @@ from collectors.base import CollectionResult, Deadline, SourceCollector
 from exporter.app import create_app
 from exporter.config import load_config
 from exporter.state import Exporter
-from tests.support import serve_app
+from tests.support import scrape_headers, serve_app
 
 
 def collect(collector: SourceCollector, seconds: float = 10.0) -> CollectionResult:
@@ -65,7 +65,7 @@ def scalar(url: str, statement: str, **params) -> object:
         return conn.execute(sqlalchemy.text(statement), params).scalar()
 
 
-SCRAPE_HEADERS = {"Accept": "text/plain;version=0.0.4", "X-Prometheus-Scrape-Timeout-Seconds": "3"}
+SCRAPE_HEADERS = scrape_headers(3, text=True)
 
 
 def scrape_while_sampling(

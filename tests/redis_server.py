@@ -96,7 +96,7 @@ class RedisServer:
 
 def tls_args(port: int, certs: Mapping[str, Path], *, auth_clients: bool) -> tuple[str, ...]:
     """The redis-server options for TLS on `port` with `certs` (`server`, `server-key`, `ca`:
-    tests/test_redis.make_certificates), asking clients for a certificate or not."""
+    tests/tls_certs.make_certificates), asking clients for a certificate or not."""
     return (
         "--tls-port", str(port),
         "--tls-cert-file", str(certs["server"]),

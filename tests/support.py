@@ -10,7 +10,9 @@
   `samples_of(families, family)` lists one family's samples.
 - Collectors: `registry_of(families)` wraps families in a fresh `CollectorRegistry` for
   `get_sample_value`; `Collection(collector, seconds)` runs one whole collection and reads it
-  back (`.value`, `.labels`, `.success`, `.reason`).
+  back (`.value`, `.labels`, `.success`, `.reason`); `exposed_samples(families)` renders
+  families in the text format and parses them back; `run_exposed(collector)` runs a collector
+  once and gives (result, exposed samples).
 - Processes: `serve_app` (an ASGI app on uvicorn in a thread), `started_process` (any binary
   as a real process, ready when a check passes, stopped by its PID), `server_process` (ready
   when a URL answers 200), `running_exporter` / `exporter_process` (`python -m exporter`),
@@ -41,12 +43,12 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from collectors.base import Deadline, SourceCollector
+from collectors.base import CollectionResult, Deadline, SourceCollector
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -197,6 +199,19 @@ def registry_of(families: Iterable[Metric]) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(_Fixed(families))
     return registry
+
+
+def exposed_samples(families: Iterable[Metric]) -> Samples:
+    """The samples of `families` as the text exposition serves them (rendered, parsed back)."""
+    return parse_samples(generate_latest(registry_of(families)).decode())
+
+
+def run_exposed(
+    collector: SourceCollector, seconds: float = 5.0
+) -> tuple[CollectionResult, Samples]:
+    """One run of `collector` with a `seconds` deadline: its result, and its exposed samples."""
+    result = collector.run(Deadline.after(seconds))
+    return result, exposed_samples(result.families)
 
 
 class Collection:

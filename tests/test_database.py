@@ -25,12 +25,9 @@ from exporter.config import load_config
 from exporter.schema import ConfigError
 from exporter.state import Exporter
 from tests.dbhelp import collect, names, table_values, value
-from tests.support import free_port, require_binary, serve_app
+from tests.support import free_port, require_binary, scrape_headers, serve_app
 
-PROMETHEUS_HEADERS = {
-    "Accept": "text/plain;version=0.0.4",
-    "X-Prometheus-Scrape-Timeout-Seconds": "4",
-}
+PROMETHEUS_HEADERS = scrape_headers(4, text=True)
 PASSWORD = "Pw-afx-d8c1e0-secret"
 
 
@@ -331,7 +328,7 @@ def test_silent_server_costs_at_most_the_deadline(caplog):
         env={},
     )
     exporter = Exporter(config)
-    headers = {**PROMETHEUS_HEADERS, "X-Prometheus-Scrape-Timeout-Seconds": "2"}
+    headers = scrape_headers(2, text=True)
     try:
         with serve_app(create_app(exporter)) as base:
             for _ in range(2):  # the second finds the first still in flight: no stacking

@@ -1,7 +1,7 @@
 """A database connection silently dropped by the network (issue 11 item 3): a loopback proxy
 between the collector and the shared PostgreSQL / MariaDB stops forwarding in both directions
 without closing anything. Every scrape still answers by its deadline, the stuck connection is
-cut and its pool slot comes back, threads and descriptors stay flat over 200 scrapes, close()
+cut and its pool slot comes back, threads and descriptors stay flat over 40 scrapes, close()
 never waits for a stuck fetch, and the collector recovers once the proxy forwards again."""
 
 from __future__ import annotations
@@ -23,11 +23,20 @@ from exporter.app import create_app
 from exporter.config import load_config
 from exporter.state import Exporter
 from tests.dbhelp import Blackhole, collect, value
-from tests.support import serve_app, wait_until
+from tests.support import scrape_headers, serve_app, wait_until
 
 APP_NAME = f"afx-db-net-{os.getpid()}"
-SCRAPES, CLIENTS = 200, 8
-HEADERS = {"Accept": "text/plain;version=0.0.4", "X-Prometheus-Scrape-Timeout-Seconds": "2"}
+#: 40 scrapes from 8 clients: 5 rounds of every client overlapping abandoned runs, where a
+#: leak of one thread or socket per scrape would show 40 times over
+SCRAPES, CLIENTS = 40, 8
+#: The scrape timeout: every scrape waits for it, the database never answering
+TIMEOUT = 1.0
+HEADERS = scrape_headers(TIMEOUT, text=True)
+#: How long a cut run's socket may outlive its scrape: PyMySQL's read timeout before the first
+#: statement is the backstop, statement_timeout_seconds (5 s by default) + 5 s
+#: (collectors/sql/mysql.py); the 10 s the check used to wait for was exactly that, so under
+#: load the last socket closed just after it. Waiting longer costs nothing when it settles.
+SETTLE_SECONDS = 5.0 + 5.0 + 10.0
 
 
 @pytest.fixture(params=["postgresql", "mariadb"])
@@ -78,7 +87,7 @@ def test_dropped_connection_is_cut_at_the_deadline_and_recovers(upstream):
 
 
 @pytest.mark.slow
-def test_200_scrapes_with_a_dropped_network_keep_threads_and_descriptors_flat(upstream):
+def test_scrapes_with_a_dropped_network_keep_threads_and_descriptors_flat(upstream):
     dialect, url, proxy = upstream
     config = load_config(
         {
@@ -103,7 +112,7 @@ def test_200_scrapes_with_a_dropped_network_keep_threads_and_descriptors_flat(up
                             r = own.get(f"{base}/metrics", headers=HEADERS)
                             assert r.status_code == 200
                             assert 'db_up{database="net"} 0.0' in r.text
-                            assert time.monotonic() - started < 2 + 1  # within the timeout
+                            assert time.monotonic() - started < TIMEOUT + 1  # within the timeout
                         except BaseException as exc:  # noqa: BLE001 - reported below
                             errors.append(exc)
 
@@ -123,23 +132,31 @@ def test_200_scrapes_with_a_dropped_network_keep_threads_and_descriptors_flat(up
             scrape_concurrently(SCRAPES // 4)
             threads_before, fds_before = in_use()
             held_before = proxy.held()
+            pool = exporter.loaded.engine._executor  # the collection threads, kept when idle
+            pool_before = pool.threads()
             started = time.monotonic()
             scrape_concurrently(SCRAPES)
             took = time.monotonic() - started
             threads_after, fds_after = in_use()
             held_after = proxy.held()
             db_sockets = sockets_to(proxy.port)
-            # uvicorn closes the server side of the finished clients' connections on its own
-            # time: the count must come back to where it was, not keep what was opened
+            # uvicorn closes the server side of the finished clients' connections, and a cut
+            # run its socket, on their own time: the count must come back to where it was, not
+            # keep what was opened. A leak never settles, so the deadline only bounds how late a
+            # correct exporter may be (SETTLE_SECONDS). The collection pool may still start
+            # threads the warm-up did not need (a loaded machine overlaps runs differently) and
+            # keeps them idle, bounded by its limit: threads may grow by exactly what the pool
+            # grew, descriptors not at all.
             settled = wait_until(
                 lambda: (
-                    (n := in_use())[0] <= threads_before
+                    (n := in_use())[0] <= threads_before + pool.threads() - pool_before
                     and n[1] - proxy.held() <= fds_before - held_before
                     and n
                 ),
-                timeout=10,
-                what="threads and descriptors back to the level before the 200 scrapes",
+                timeout=SETTLE_SECONDS,
+                what=f"threads and descriptors back to the level before the {SCRAPES} scrapes",
             )
+            assert pool.threads() <= pool.limit
             proxy.restore()
             wait_until(
                 lambda: (

@@ -28,10 +28,10 @@ from tests.dbhelp import (
     table_values,
     value,
 )
-from tests.support import serve_app, wait_until
+from tests.support import scrape_headers, serve_app, wait_until
 
 APP_NAME = f"afx-db-test-{os.getpid()}"
-HEADERS = {"Accept": "text/plain;version=0.0.4", "X-Prometheus-Scrape-Timeout-Seconds": "3"}
+HEADERS = scrape_headers(3, text=True)
 
 
 @pytest.fixture

@@ -1,58 +1,33 @@
 """The Redis collector against real servers: the machine's Redis (read-only, db 2) and private
-`redis-server` processes for anything that changes settings, sleeps, restarts or needs auth."""
+`redis-server` processes for anything that changes settings, sleeps or restarts. Configuration
+is in test_redis_config.py, credentials and TLS in test_redis_auth.py."""
 
 from __future__ import annotations
 
-import logging
 import socket
-import subprocess
 import threading
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
-from prometheus_client.exposition import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import Deadline
 from collectors.redis import SPECS, Options, Target, build, from_client
-from collectors.secret import Secret
 from collectors.specs import by_name
 from exporter.app import create_app
 from exporter.config import load_config
-from exporter.schema import ConfigError
 from exporter.state import Exporter
-from tests.redis_server import RedisServer, private_redis, redis6_binary
-from tests.support import require_binary, serve_app, wait_until
+from tests.redis_server import private_redis, redis6_binary
+from tests.support import (
+    parse_samples,
+    run_exposed,
+    scrape_headers,
+    serve_app,
+    wait_until,
+)
 
-SCRAPE_HEADERS = {
-    "Accept": "text/plain;version=0.0.4",
-    "X-Prometheus-Scrape-Timeout-Seconds": "10",
-}
-
-
-class Families:
-    def __init__(self, families):
-        self.families = families
-
-    def collect(self):
-        return iter(self.families)
-
-
-def parse(text: str) -> dict[tuple[str, frozenset], float]:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def scrape(collector, seconds: float = 5.0):
-    """One collection: (result, {(sample, labels): value}) from the real exposition."""
-    result = collector.run(Deadline.after(seconds))
-    text = generate_latest(Families(result.families)).decode()
-    return result, parse(text)
+SCRAPE_HEADERS = scrape_headers(10, text=True)
 
 
 def get(samples, name: str, cache: str = "cache", **labels: str) -> float | None:
@@ -69,94 +44,13 @@ def server(tmp_path: Path):
         yield srv
 
 
-# -- configuration ---------------------------------------------------------------------------
-
-
-def load_redis(entry: dict, env: dict | None = None, base_dir: Path | str = "."):
-    config = load_config(
-        {"redis": [entry]}, env=env or {}, base_dir=base_dir, source="exporter.yml"
-    )
-    return config, config.targets["redis"][0]
-
-
-def problems(entry: dict, env: dict | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        load_redis(entry, env)
-    return caught.value.problems
-
-
-def test_config_accepts_the_three_schemes():
-    for url in ("redis://127.0.0.1:6379/2", "rediss://127.0.0.1:6380", "unix:///run/r.sock?db=3"):
-        _, target = load_redis({"name": "cache", "url": url})
-        assert target.url == url
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://user:hunter2-secret@127.0.0.1:6379",
-        "redis://:hunter2-secret@127.0.0.1:notaport/0",
-        "redis:///hunter2-secret",
-        "unix://",
-    ],
-)
-def test_bad_url_is_named_without_echoing_it(url):
-    found = problems({"name": "cache", "url": url})
-    assert found == [
-        "redis[0].url: not a valid Redis URL "
-        "(expected redis://HOST:PORT/DB, rediss://... or unix://PATH)"
-    ]
-    assert "hunter2" not in "".join(found)
-
-
-def test_password_from_env_and_from_file(tmp_path: Path):
-    config, target = load_redis(
-        {"name": "a", "url": "redis://127.0.0.1:6379", "password": "${REDIS_PW}"},
-        env={"REDIS_PW": "from-env-pw"},
-    )
-    assert target.password == Secret("from-env-pw")
-    assert "from-env-pw" in config.secrets and "from-env-pw" not in repr(target)
-    (tmp_path / "pw").write_text("from-file-pw\n")
-    config, target = load_redis(
-        {"name": "a", "url": "redis://127.0.0.1:6379", "password_file": "pw"}, base_dir=tmp_path
-    )
-    assert target.password == Secret("from-file-pw")
-    assert "from-file-pw" not in repr(config)
-
-
-def test_unset_env_and_conflicting_settings_are_errors():
-    assert problems({"name": "a", "url": "redis://h:1", "password": "${NOPE}"}) == [
-        "redis[0].password: environment variable NOPE is not set"
-    ]
-    assert problems({"name": "a", "url": "redis://h:1", "ca_file": "/etc/hostname"}) == [
-        "redis[0]: ca_file apply only to rediss:// URLs"
-    ]
-    assert problems({"name": "a", "url": "redis://h:1", "command_limit": 0}) == [
-        "redis[0].command_limit: must be at least 1, got 0"
-    ]
-    found = problems({"name": "a", "url": "redis://h:1", "pasword": "x"})
-    assert found[0].startswith("redis[0].pasword: unknown key; did you mean 'password'?")
-
-
-def test_collector_options_and_target_overrides():
-    config = load_config(
-        {
-            "collectors": {"redis": {"command_limit": 7, "latency_histogram": False}},
-            "redis": [{"name": "a", "url": "redis://127.0.0.1:1", "command_limit": 3}],
-        },
-        env={},
-    )
-    effective = config.targets["redis"][0].effective_options(config.options("redis"))
-    assert effective == Options(command_limit=3, latency_histogram=False)
-
-
 # -- the machine's Redis, read only ----------------------------------------------------------
 
 
 def test_shared_redis_is_read(redis_host_port):
     host, port = redis_host_port
     collector = collector_for(f"redis://{host}:{port}/2")
-    result, samples = scrape(collector)
+    result, samples = run_exposed(collector)
     collector.close()
     assert result.success, result.reason
     version = redis.Redis(host=host, port=port).info("server")["redis_version"]
@@ -171,7 +65,7 @@ def test_embedded_client_keeps_the_application_pool_alone(redis_host_port):
     collector = from_client(client)
     try:
         for _ in range(3):
-            result, samples = scrape(collector)
+            result, samples = run_exposed(collector)
             assert result.success, result.reason
     finally:
         collector.close()
@@ -185,7 +79,7 @@ def test_embedded_client_settings_are_followed(server, protocol):
     client = server.client(decode_responses=True, protocol=protocol)
     client.get("x")
     collector = from_client(client, "app-cache", Options(command_limit=5))
-    result, samples = scrape(collector)
+    result, samples = run_exposed(collector)
     collector.close()
     assert result.success, result.reason
     assert get(samples, "cache_operation_duration_seconds_count", "app-cache", command="get") == 1
@@ -201,13 +95,13 @@ def test_hits_and_misses_match_a_known_workload(server):
     for i in range(7):
         client.set(f"k{i}", "v")
     collector = collector_for(server.url)
-    _, first = scrape(collector)
+    _, first = run_exposed(collector)
     assert get(first, "cache_hit_rate") is None  # no interval yet
     for i in range(7):
         assert client.get(f"k{i}") == b"v"
     for i in range(3):
         assert client.get(f"missing{i}") is None
-    _, second = scrape(collector)
+    _, second = run_exposed(collector)
     collector.close()
 
     def delta(result: str) -> float:
@@ -224,7 +118,7 @@ def test_hits_and_misses_match_a_known_workload(server):
 def test_memory_usage_agrees_with_info(server):
     collector = collector_for(server.url)
     before = server.client().info("memory")["used_memory"]
-    result, samples = scrape(collector)
+    result, samples = run_exposed(collector)
     after = server.client().info("memory")["used_memory"]
     collector.close()
     assert result.success
@@ -243,7 +137,7 @@ def test_evictions_appear_after_filling_a_small_maxmemory(server):
     pipe.execute()
     collector = collector_for(server.url)
     before = client.info("stats")["evicted_keys"]
-    result, samples = scrape(collector)
+    result, samples = run_exposed(collector)
     after = client.info("stats")["evicted_keys"]  # new connections may evict a few more
     collector.close()
     assert result.success
@@ -256,9 +150,9 @@ def test_evictions_appear_after_filling_a_small_maxmemory(server):
 
 def test_twenty_scrapes_open_no_new_connections(server):
     collector = collector_for(server.url)
-    _, first = scrape(collector)
+    _, first = run_exposed(collector)
     for _ in range(20):
-        result, last = scrape(collector)
+        result, last = run_exposed(collector)
         assert result.success
     collector.close()
     received = "redis_connections_received_total"
@@ -270,7 +164,7 @@ def test_latency_histogram_counts_the_calls(server):
     for _ in range(10):
         client.get("nothing")
     collector = collector_for(server.url)
-    result, samples = scrape(collector)
+    result, samples = run_exposed(collector)
     collector.close()
     assert result.success and not result.notes
     name = "cache_operation_duration_seconds"
@@ -289,7 +183,7 @@ def test_latency_histogram_counts_the_calls(server):
 
 def test_histogram_can_be_turned_off(server):
     collector = collector_for(server.url, latency_histogram=False)
-    result, samples = scrape(collector)
+    result, samples = run_exposed(collector)
     collector.close()
     assert result.success
     assert not [k for k in samples if k[0].startswith("cache_operation_duration")]
@@ -298,14 +192,14 @@ def test_histogram_can_be_turned_off(server):
 
 def test_stopped_server_reads_down_and_up_again_after_restart(server):
     collector = collector_for(server.url)
-    result, _ = scrape(collector)
+    result, _ = run_exposed(collector)
     assert result.success
     server.stop()
-    result, samples = scrape(collector)
+    result, samples = run_exposed(collector)
     assert not result.success and result.reason in ("refused", "connection")
     assert samples == {("cache_up", frozenset({("cache", "cache")})): 0.0}
     server.start()  # same port
-    result, samples = scrape(collector)
+    result, samples = run_exposed(collector)
     collector.close()
     assert result.success, result.reason
     assert get(samples, "cache_up") == 1.0
@@ -314,10 +208,10 @@ def test_stopped_server_reads_down_and_up_again_after_restart(server):
 def test_restart_between_scrapes_costs_no_failed_scrape(server):
     """The kept connection dies with the server; the next scrape reconnects by itself."""
     collector = collector_for(server.url)
-    assert scrape(collector)[0].success
+    assert run_exposed(collector)[0].success
     server.stop()
     server.start()
-    result, _ = scrape(collector)
+    result, _ = run_exposed(collector)
     collector.close()
     assert result.success, result.reason
 
@@ -347,10 +241,10 @@ def test_debug_sleep_costs_one_deadline_and_the_next_scrape_recovers(server):
     with serve_app(create_app(exporter)) as url:
         sleeper.start()
         wait_until(busy, timeout=10, what="DEBUG SLEEP to block the server")
-        headers = {**SCRAPE_HEADERS, "X-Prometheus-Scrape-Timeout-Seconds": "1.5"}
+        headers = scrape_headers(1.5, text=True)
         response = httpx.get(f"{url}/metrics", headers=headers, timeout=30)
         assert response.status_code == 200
-        samples = parse(response.text)
+        samples = parse_samples(response.text)
         assert get(samples, "cache_up") == 0.0
         success = ("afirgen_exporter_collector_success", frozenset(
             {"collector": "redis", "target": "cache"}.items()
@@ -359,7 +253,7 @@ def test_debug_sleep_costs_one_deadline_and_the_next_scrape_recovers(server):
 
         def recovered() -> bool:
             answer = httpx.get(f"{url}/metrics", headers=SCRAPE_HEADERS, timeout=30)
-            return get(parse(answer.text), "cache_up") == 1.0
+            return get(parse_samples(answer.text), "cache_up") == 1.0
 
         wait_until(recovered, timeout=30, what="the scrape after DEBUG SLEEP to succeed")
         sleeper.join(timeout=10)
@@ -370,7 +264,7 @@ def test_unix_socket(tmp_path: Path):
     socket_path = tmp_path / "redis.sock"
     with private_redis(tmp_path, "--unixsocket", str(socket_path), "--unixsocketperm", "700"):
         collector = collector_for(f"unix://{socket_path}?db=3")
-        result, samples = scrape(collector)
+        result, samples = run_exposed(collector)
         collector.close()
     assert result.success, result.reason
     assert get(samples, "cache_up") == 1.0
@@ -385,8 +279,8 @@ def test_redis6_has_no_histogram_and_says_so(tmp_path: Path):
     with private_redis(tmp_path, binary=binary) as srv:
         srv.client().get("x")
         collector = collector_for(srv.url)
-        first, _ = scrape(collector)
-        second, samples = scrape(collector)
+        first, _ = run_exposed(collector)
+        second, samples = run_exposed(collector)
         collector.close()
     assert first.success and second.success
     assert any("LATENCY HISTOGRAM unavailable" in note for note in second.notes)
@@ -394,152 +288,6 @@ def test_redis6_has_no_histogram_and_says_so(tmp_path: Path):
     versions = [dict(lb)["version"] for (n, lb) in samples if n == "cache_info"]
     assert versions[0].startswith("6.")
     assert get(samples, "cache_operations_total", type="get", result="error") == 0.0
-
-
-# -- auth and secrets ------------------------------------------------------------------------
-
-PASSWORD = "s3cret-Pa55word"
-USER_PASSWORD = "exp0rter-pw-42"
-
-
-@pytest.fixture
-def auth_server(tmp_path: Path):
-    with private_redis(tmp_path, "--requirepass", PASSWORD) as srv:
-        admin = srv.client(password=PASSWORD)
-        admin.execute_command(
-            "ACL", "SETUSER", "exporter", "on", f">{USER_PASSWORD}",
-            "+info", "+latency|histogram", "+client|setname", "+hello", "+ping",
-        )  # fmt: skip
-        admin.execute_command(
-            "ACL", "SETUSER", "noinfo", "on", f">{USER_PASSWORD}",
-            "+client|setname", "+hello",
-        )  # fmt: skip
-        yield srv
-
-
-def test_acl_user_password_file_and_env(auth_server, tmp_path: Path):
-    (tmp_path / "pw").write_text(USER_PASSWORD + "\n")
-    config = load_config(
-        {
-            "redis": [
-                {
-                    "name": "file",
-                    # no db in the URL: the ACL user needs no SELECT (INFO is server-wide)
-                    "url": f"redis://127.0.0.1:{auth_server.port}",
-                    "username": "exporter",
-                    "password_file": str(tmp_path / "pw"),
-                },
-                {
-                    "name": "env",
-                    "url": f"redis://127.0.0.1:{auth_server.port}/2",
-                    "password": "${REDIS_PASSWORD}",
-                },
-            ]
-        },
-        env={"REDIS_PASSWORD": PASSWORD},
-    )
-    for target in config.targets["redis"]:
-        collector = build(None, target)
-        result, samples = scrape(collector)
-        collector.close()
-        assert result.success, (target.name, result.reason)
-        assert get(samples, "cache_up", cache=target.name) == 1.0
-
-
-def test_wrong_password_or_missing_permission_is_auth(auth_server):
-    for target in (
-        Target(name="cache", url=auth_server.url, password=Secret("wrong-password")),
-        Target(name="cache", url=auth_server.url),
-        Target(
-            name="cache", url=auth_server.url, username="noinfo", password=Secret(USER_PASSWORD)
-        ),
-    ):
-        collector = build(None, target)
-        result, samples = scrape(collector)
-        collector.close()
-        assert not result.success
-        assert result.reason == "auth", target.username
-        assert get(samples, "cache_up") == 0.0
-
-
-def test_passwords_never_show(auth_server, tmp_path: Path, caplog):
-    """Not in metrics, logs, the landing page or config errors, wherever they come from."""
-    closed = RedisServer(tmp_path).port  # never started: a closed loopback port
-    config = load_config(
-        {
-            "collectors": {"system": {"enabled": False}, "process": {"enabled": False}},
-            "redis": [
-                {"name": "ok", "url": f"redis://:{PASSWORD}@127.0.0.1:{auth_server.port}/2"},
-                {"name": "bad", "url": auth_server.url, "password": "${WRONG}"},
-                {"name": "down", "url": f"redis://u:{USER_PASSWORD}@127.0.0.1:{closed}/0"},
-            ],
-        },
-        env={"WRONG": "wr0ng-Pa55word"},
-    )
-    exporter = Exporter(config)
-    caplog.set_level(logging.DEBUG)
-    with serve_app(create_app(exporter)) as url:
-        metrics = httpx.get(f"{url}/metrics", headers=SCRAPE_HEADERS, timeout=30).text
-        landing = httpx.get(f"{url}/", timeout=30).text
-        probe = httpx.get(f"{url}/probe?target=down", headers=SCRAPE_HEADERS, timeout=30).text
-    exporter.loaded.engine.close()
-    samples = parse(metrics)
-    assert get(samples, "cache_up", cache="ok") == 1.0
-    assert get(samples, "cache_up", cache="bad") == 0.0
-    assert get(samples, "cache_up", cache="down") == 0.0
-    assert any("reason=auth" in r.getMessage() for r in caplog.records)
-    with pytest.raises(ConfigError) as caught:
-        load_config({"redis": [{"name": "x", "url": f"redis://:{PASSWORD}@[::1"}]}, env={})
-    for secret in (PASSWORD, USER_PASSWORD, "wr0ng-Pa55word"):
-        for where in (metrics, landing, probe, caplog.text, str(caught.value)):
-            assert secret not in where
-
-
-# -- TLS -------------------------------------------------------------------------------------
-
-
-def make_certificates(directory: Path) -> dict[str, Path]:
-    """A throwaway CA and a server certificate for the name `redis.test` (not the IP)."""
-    openssl = require_binary("openssl")
-    files = {name: directory / f"{name}.pem" for name in ("ca", "ca-key", "server", "server-key")}
-    run = lambda *args: subprocess.run([openssl, *args], check=True, capture_output=True)  # noqa: E731
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
-        "-keyout", files["ca-key"], "-out", files["ca"])  # fmt: skip
-    csr = directory / "server.csr"
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=redis.test",
-        "-keyout", files["server-key"], "-out", csr)  # fmt: skip
-    ext = directory / "ext.cnf"
-    ext.write_text("subjectAltName=DNS:redis.test\n")
-    run("x509", "-req", "-in", csr, "-CA", files["ca"], "-CAkey", files["ca-key"],
-        "-CAcreateserial", "-days", "1", "-extfile", ext, "-out", files["server"])  # fmt: skip
-    return files
-
-
-def test_rediss_with_ca_and_server_name(tmp_path: Path):
-    certs = make_certificates(tmp_path)
-    tls_port = RedisServer(tmp_path).port
-    args = (
-        "--tls-port", str(tls_port),
-        "--tls-cert-file", str(certs["server"]),
-        "--tls-key-file", str(certs["server-key"]),
-        "--tls-ca-cert-file", str(certs["ca"]),
-        "--tls-auth-clients", "no",
-    )  # fmt: skip
-    url = f"rediss://127.0.0.1:{tls_port}/0"
-    with private_redis(tmp_path, *args):
-        cases = {
-            "named": dict(ca_file=str(certs["ca"]), server_name="redis.test"),
-            "unnamed": dict(ca_file=str(certs["ca"])),  # the IP is not in the certificate
-            "untrusted": dict(server_name="redis.test"),  # system CAs do not know ours
-            "unverified": dict(verify=False),
-        }
-        outcome = {}
-        for case, settings in cases.items():
-            collector = collector_for(url, **settings)
-            result, _ = scrape(collector)
-            collector.close()
-            outcome[case] = result.reason or "ok"
-    assert outcome == {"named": "ok", "unnamed": "tls", "untrusted": "tls", "unverified": "ok"}
 
 
 def test_the_collector_serves_exactly_the_families_its_specs_declare(server, tmp_path: Path):

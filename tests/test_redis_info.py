@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.exposition import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from redis._parsers.helpers import parse_info as redis_py_parse_info
 
 from collectors.base import Deadline, ScrapeContext
@@ -26,6 +25,7 @@ from collectors.redis import (
     parse_info,
     parse_latency_histogram,
 )
+from tests.support import exposed_samples, registry_of
 
 DATA = Path(__file__).parent / "data"
 DUMPS = ["info_redis7_master.txt", "info_redis7_replica.txt", "info_redis6.txt"]
@@ -33,24 +33,6 @@ DUMPS = ["info_redis7_master.txt", "info_redis7_replica.txt", "info_redis6.txt"]
 
 def dump(name: str) -> str:
     return (DATA / name).read_bytes().decode()
-
-
-class Registry:
-    def __init__(self, families):
-        self.families = families
-
-    def collect(self):
-        return iter(self.families)
-
-
-def samples(families) -> dict[tuple[str, frozenset], float]:
-    """{(sample name, labels): value} from the real text exposition of `families`."""
-    text = generate_latest(Registry(families)).decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def families_for(name: str, **kwargs):
@@ -61,7 +43,7 @@ def families_for(name: str, **kwargs):
 
 def value(families, name: str, **labels: str) -> float | None:
     labels.setdefault("cache", "cache")
-    return samples(families).get((name, frozenset(labels.items())))
+    return exposed_samples(families).get((name, frozenset(labels.items())))
 
 
 def as_number(raw: str) -> float | str:
@@ -103,7 +85,7 @@ def test_parse_info_skips_headers_and_keeps_colons_in_values():
 def test_table_fields_become_samples_in_base_units(name):
     info = parse_info(dump(name))
     families, _ = families_for(name)
-    exposed = samples(families)
+    exposed = exposed_samples(families)
     for row in INFO_FIELDS:
         if row.key not in info:
             continue
@@ -152,7 +134,7 @@ def test_info_family_and_replication_on_master_and_replica():
     assert value(master, "redis_connected_replicas") == float(master_info["connected_slaves"])
     replica_roles = [
         dict(labels)["role"]
-        for (name, labels), _ in samples(replica).items()
+        for (name, labels), _ in exposed_samples(replica).items()
         if name == "cache_info"
     ]
     assert replica_roles == ["replica"]
@@ -202,7 +184,7 @@ def test_command_budget_folds_the_rest_under_other():
     full, _ = families_for("info_redis7_master.txt")
     cut, ctx = families_for("info_redis7_master.txt", command_limit=3)
     stats = command_stats(parse_info(dump("info_redis7_master.txt")))
-    exposed = samples(cut)
+    exposed = exposed_samples(cut)
     commands = {
         dict(labels)["command"] for (name, labels) in exposed if name == "redis_commands_total"
     }
@@ -318,7 +300,7 @@ def test_histogram_family_exposition():
     assert value(families, f"{name}_bucket", command="get", le="4e-06") == 3.0
     assert value(families, f"{name}_sum", command="get") == pytest.approx(stats["get"].seconds)
     without, _ = families_for("info_redis6.txt")
-    assert not [k for k in samples(without) if k[0].startswith(name)]
+    assert not [k for k in exposed_samples(without) if k[0].startswith(name)]
 
 
 @pytest.mark.parametrize("name", DUMPS)
@@ -328,7 +310,7 @@ def test_exposition_passes_promtool(name):
         pytest.skip("promtool is not installed")
     histograms = {"get": CommandLatency(5, ((2, 3), (8, 5)))}
     families, _ = families_for(name, histograms=histograms)
-    text = generate_latest(Registry(families))
+    text = generate_latest(registry_of(families))
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
     assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
 
@@ -341,7 +323,7 @@ def test_histogram_keeps_fewer_commands_than_the_counters():
     families, ctx = families_for(
         "info_redis7_master.txt", histograms=histograms, histogram_command_limit=2
     )
-    exposed = samples(families)
+    exposed = exposed_samples(families)
     name = "cache_operation_duration_seconds_count"
     counted = {dict(lb)["command"]: v for (n, lb), v in exposed.items() if n == name}
     assert set(counted) == {top[0], top[1], "other"}
@@ -377,7 +359,7 @@ def test_bad_values_are_skipped_and_counted_never_the_instance():
     families = info_families(
         parse_info(text), "cache", ctx=ctx, command_limit=100, histograms=histograms
     )
-    exposed = samples(families)
+    exposed = exposed_samples(families)
     # each bad field counts once, even evicted_keys and keyspace_hits that feed two metrics
     assert value(families, "redis_exporter_info_fields_skipped") == len(BAD_VALUES)
     assert any(note.startswith("INFO fields skipped") for note in ctx.notes)

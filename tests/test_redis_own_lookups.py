@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,9 +23,9 @@ from exporter.app import create_app
 from exporter.config import load_config
 from exporter.state import Exporter
 from tests.redis_server import RedisServer, private_redis
-from tests.support import serve_app
+from tests.support import scrape_headers, serve_app
 
-HEADERS = {"Accept": "text/plain;version=0.0.4", "X-Prometheus-Scrape-Timeout-Seconds": "10"}
+HEADERS = scrape_headers(10, text=True)
 RQ_QUEUES = [f"q{i}" for i in range(10)]
 CELERY_QUEUES = ["c0", "c1", "c2"]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -206,6 +207,12 @@ def test_a_restart_between_scrapes_gives_no_rate_across_it(server):
 # -- end to end: an embedded FastAPI app with real traffic, scraped by a real Prometheus --------
 
 
+def every_half_second(config: dict[str, Any]) -> dict[str, Any]:
+    """Scrapes twice a second: the four scraped intervals with traffic come 2 s sooner (the
+    first scrape still waits for Prometheus's 5 s target-update batch)."""
+    return {**config, "global": {"scrape_interval": "500ms", "scrape_timeout": "500ms"}}
+
+
 def test_embedded_app_hit_rate_in_prometheus_is_the_traffics(server, tmp_path: Path):
     """The backend's spec query `cache_hit_rate` returns the traffic's true rate (80%) although
     the same Redis holds ten empty RQ queues the exporter reads at every scrape."""
@@ -239,7 +246,7 @@ def test_embedded_app_hit_rate_in_prometheus_is_the_traffics(server, tmp_path: P
     selector = '{job="embedded", cache="cache"}'
     with (
         serve_app(app) as url,
-        prometheus_server(scrape_one(url), tmp_path) as prometheus,
+        prometheus_server(every_half_second(scrape_one(url)), tmp_path) as prometheus,
         httpx.Client(base_url=url) as client,
     ):
 

@@ -117,7 +117,7 @@ def test_rq_over_rediss_with_a_private_ca_and_client_certificate(make_queue_coll
     from rq import Queue
 
     from tests.redis_server import RedisServer, private_redis, tls_args
-    from tests.test_redis import make_certificates
+    from tests.tls_certs import make_certificates
 
     certs = make_certificates(tmp_path)
     tls_port = RedisServer(tmp_path).port

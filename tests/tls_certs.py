@@ -35,3 +35,20 @@ class Authority:
         self._run("x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key,
                   "-CAcreateserial", "-days", "1", "-extfile", ext, "-out", cert)  # fmt: skip
         return cert, key
+
+
+def make_certificates(directory: Path) -> dict[str, Path]:
+    """A throwaway CA and a server certificate for the name `redis.test` (not the IP)."""
+    openssl = require_binary("openssl")
+    files = {name: directory / f"{name}.pem" for name in ("ca", "ca-key", "server", "server-key")}
+    run = lambda *args: subprocess.run([openssl, *args], check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+        "-keyout", files["ca-key"], "-out", files["ca"])  # fmt: skip
+    csr = directory / "server.csr"
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=redis.test",
+        "-keyout", files["server-key"], "-out", csr)  # fmt: skip
+    ext = directory / "ext.cnf"
+    ext.write_text("subjectAltName=DNS:redis.test\n")
+    run("x509", "-req", "-in", csr, "-CA", files["ca"], "-CAkey", files["ca-key"],
+        "-CAcreateserial", "-days", "1", "-extfile", ext, "-out", files["server"])  # fmt: skip
+    return files
