@@ -108,7 +108,7 @@ class TaskQueueCollector(SourceCollector):
     from `outcomes`, a store shared by the collectors of one target (a private one by default).
     """
 
-    kind = "task_queue"
+    collector = "task_queue"
 
     def __init__(
         self,

@@ -37,7 +37,7 @@ VERSION_REFRESH_SECONDS = 300.0
 
 
 class ModelServerCollector(SourceCollector):
-    kind = "model_servers"
+    collector = "model_servers"
 
     def __init__(self, target: Target) -> None:
         super().__init__(target.name, secrets=target.secrets())
