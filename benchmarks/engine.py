@@ -39,9 +39,9 @@ from exporter.scrape import ScrapeEngine, Unit  # noqa: E402
 class Prebuilt(SourceCollector):
     """Hands back the same families every time (no I/O): only the engine's work is measured."""
 
-    def __init__(self, kind: str, name: str, families: list[Metric]) -> None:
+    def __init__(self, collector: str, name: str, families: list[Metric]) -> None:
         super().__init__(name)
-        self.kind = kind  # type: ignore[misc]
+        self.collector = collector  # type: ignore[misc]
         self.families = families
 
     def fetch(self, ctx: ScrapeContext) -> list[Metric]:
@@ -71,7 +71,7 @@ def full_stack() -> list[Unit]:
         Prebuilt("database", "replica", families("db", "database", "replica", 40, 6)),
         Prebuilt("model_servers", "llm", families("model_server", "server", "llm", 10, 2)),
     ]
-    return [Unit(c.kind, c.name, c) for c in collectors]
+    return [Unit(c.collector, c.name, c) for c in collectors]
 
 
 def empty_units(count: int) -> list[Unit]:

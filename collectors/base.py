@@ -205,11 +205,11 @@ def classify_error(exc: BaseException) -> str:
 class SourceCollector(abc.ABC):
     """One source (a database, a Redis, the host...) asked at scrape time.
 
-    `kind` names the collector in flags, `collect[]` and the `collector` label; `name` is the
+    `collector` names the collector in flags, `collect[]` and the `collector` label; `name` is the
     configured target name (the `target` label of the self-metrics).
     """
 
-    kind: ClassVar[str] = "source"
+    collector: ClassVar[str] = "source"
 
     def __init__(self, name: str, *, secrets: Iterable[str] = ()) -> None:
         self.name = name
@@ -303,7 +303,7 @@ class SourceCollector(abc.ABC):
         """A warning for a failure outside a collection (closing, the abandon hook)."""
         log.warning(
             "collector failed collector=%s target=%s reason=%s detail=%s",
-            self.kind,
+            self.collector,
             self.name,
             reason,
             self.failure_detail(exc),
@@ -330,10 +330,12 @@ class SourceCollector(abc.ABC):
             was_up, self._was_up = self._was_up, result.success
         if result.success:
             if was_up is False:
-                log.info("target up: collected again collector=%s target=%s", self.kind, self.name)
+                log.info(
+                    "target up: collected again collector=%s target=%s", self.collector, self.name
+                )
             return
         line = "collection failed collector=%s target=%s reason=%s detail=%s"
-        args = (self.kind, self.name, result.reason, result.detail)
+        args = (self.collector, self.name, result.reason, result.detail)
         if was_up is False:
             log.debug(line, *args)
         else:

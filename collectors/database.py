@@ -164,7 +164,7 @@ def from_engine(
 
 
 class DatabaseCollector(SourceCollector):
-    kind = "database"
+    collector = "database"
 
     def __init__(
         self,

@@ -145,7 +145,7 @@ class Tally:
     def count_command(self, command: Command, reply: Any) -> None:
         """Count one command by its reply (an exception instance for an error reply)."""
         first = command[0]
-        effect = EFFECTS.get(first) if isinstance(first, str) else None  # as the kinds spell it
+        effect = EFFECTS.get(first) if isinstance(first, str) else None  # as the backends spell it
         if effect is None:
             effect = EFFECTS.get(_name(command))
         if effect is None:

@@ -22,7 +22,7 @@ def build(options: None = None, target: None = None) -> ExporterProcessCollector
 
 
 class ExporterProcessCollector(SourceCollector):
-    kind = "process"
+    collector = "process"
 
     def __init__(self, pid: str = "self") -> None:
         super().__init__("process")

@@ -290,49 +290,49 @@ class CeleryEvents(OutcomeTracker):
 
     def on_event(self, event: Mapping[str, Any]) -> None:
         """One event as the worker (or producer) sent it; `timestamp` is its Unix time."""
-        kind = str(event.get("type", ""))
-        if kind.startswith("worker-"):
-            self.on_worker(kind, event)
-        elif kind.startswith("task-"):
-            self.on_task(kind, event)
+        event_type = str(event.get("type", ""))
+        if event_type.startswith("worker-"):
+            self.on_worker(event_type, event)
+        elif event_type.startswith("task-"):
+            self.on_task(event_type, event)
 
-    def on_worker(self, kind: str, event: Mapping[str, Any]) -> None:
+    def on_worker(self, event_type: str, event: Mapping[str, Any]) -> None:
         host = str(event.get("hostname", ""))
         with self._lock:
-            if kind == "worker-offline":
+            if event_type == "worker-offline":
                 self._workers.pop(host, None)
             else:
                 freq = number(event.get("freq")) or DEFAULT_FREQ
                 self._workers[host] = (time.monotonic(), freq)
 
-    def on_task(self, kind: str, event: Mapping[str, Any]) -> None:
+    def on_task(self, event_type: str, event: Mapping[str, Any]) -> None:
         uuid = str(event.get("uuid", ""))
         stamp = number(event.get("timestamp"))
-        status = OUTCOMES.get(kind)
+        status = OUTCOMES.get(event_type)
         with self._lock:
             seen = self._tasks.get(uuid)
             if seen is None:
                 seen = self._tasks[uuid] = Seen(self._ended.get(uuid, UNKNOWN_TYPE))
                 if len(self._tasks) > TASK_MEMORY:
                     self._tasks.popitem(last=False)
-            if kind in ("task-sent", "task-received"):
+            if event_type in ("task-sent", "task-received"):
                 seen.name = str(event.get("name") or seen.name)
-                if kind == "task-sent":
+                if event_type == "task-sent":
                     seen.sent = stamp
                 else:
                     seen.received, seen.eta = stamp, eta_of(event.get("eta"))
-            elif kind == "task-started":
+            elif event_type == "task-started":
                 seen.started = stamp
-            requeued = kind == "task-rejected" and bool(event.get("requeue"))
+            requeued = event_type == "task-rejected" and bool(event.get("requeue"))
             if status not in (None, "retry") and not requeued:
                 del self._tasks[uuid]  # its last event but maybe one (failed, then rejected)
                 self._ended[uuid] = seen.name
                 if len(self._ended) > ENDED_MEMORY:
                     self._ended.popitem(last=False)
         name = seen.name
-        if kind == "task-sent" or kind == "task-received":
+        if event_type == "task-sent" or event_type == "task-received":
             self.outcomes.label(name)  # its series exist at 0 before its first outcome
-        elif kind == "task-started":
+        elif event_type == "task-started":
             begin = seen.sent if seen.sent is not None else seen.received
             if begin is not None and stamp is not None:
                 if seen.eta is not None:
@@ -375,10 +375,10 @@ def event_queue(exchange_name: str, driver_type: str) -> Any:
     event exchange, which is a topic exchange (durable, as Celery declares it) except on Redis,
     where Celery makes it fanout (pub/sub). Named for the exporter, exclusive, auto-deleted."""
     kombu: Any = importlib.import_module("kombu")
-    kind = "fanout" if driver_type == "redis" else "topic"
+    exchange_type = "fanout" if driver_type == "redis" else "topic"
     return kombu.Queue(
         f"{exchange_name}.afirgen-exporter.{uuid.uuid4().hex}",
-        exchange=kombu.Exchange(exchange_name, type=kind),
+        exchange=kombu.Exchange(exchange_name, type=exchange_type),
         routing_key="#",
         auto_delete=True,
         durable=False,

@@ -97,11 +97,11 @@ def listen(
             now = time.monotonic()
             if message is not None:
                 heard, pinged = now, None
-                kind = message.get("type")
-                if kind == "psubscribe" and not subscribed:
+                message_type = message.get("type")
+                if message_type == "psubscribe" and not subscribed:
                     subscribed = True
                     connected()
-                elif kind == "pmessage":
+                elif message_type == "pmessage":
                     on_body(message.get("data"))
                 continue
             if pinged is not None and now - pinged > heartbeat_seconds:

@@ -7,7 +7,7 @@ lives as long as the exporter process watches the target, never in a scrape's re
 time and queue wait are histograms the exporter observes (classic and native buckets,
 collectors/native_histogram.py).
 
-An `OutcomeTracker` (one per target kind that has outcomes) feeds an `Outcomes`. Trackers are
+An `OutcomeTracker` (one per target, for backends with outcomes) feeds an `Outcomes`. Trackers are
 kept in an `OutcomeStore` keyed by the target's settings: a config reload that leaves a target
 unchanged hands the new collector the same tracker (counts, histograms, Celery's event
 connection), as if nothing had happened; a changed or removed target's tracker is closed when

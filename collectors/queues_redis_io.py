@@ -1,4 +1,4 @@
-"""Redis as a broker: the connection keys every Redis-based kind shares (`RedisBroker`, built
+"""Redis as a broker: the connection keys every Redis-based backend shares (`RedisBroker`, built
 with the Redis collector's `connection_settings`, so TLS and ACL users work the same way), and
 pipelined reads whose every reply wait is bounded by the scrape deadline.
 
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from collectors.base import Deadline
 from collectors.checks import check_existing_file
-from collectors.lookup_effects import Command as Command  # the kinds build commands with it
+from collectors.lookup_effects import Command as Command  # the backends build commands with it
 from collectors.lookup_effects import tally
 from collectors.own_lookups import LEDGER, server_identity
 from collectors.queues_target import Clients, QueueTarget

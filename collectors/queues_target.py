@@ -1,9 +1,9 @@
 """What every `task_queues:` entry has, and the connections a collector keeps for it.
 
 Each backend module defines one target type, a frozen dataclass subclassing `QueueTarget` with
-only its own options (the config schema then refuses another kind's option as an unknown key),
+only its own options (the config schema then refuses another backend's option as an unknown key),
 and implements `read()`: ask the broker and fill a `QueueReading`. `collectors.task_queue`
-holds the table of kinds and shapes the readings into families.
+holds the table of backends (`KINDS`) and shapes the readings into families.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def check_not_empty(value: S) -> S:
 
 @dataclass(frozen=True)
 class QueueTarget(abc.ABC):
-    """The keys of every kind. Subclasses add theirs (keyword-only) and set `kind`."""
+    """The keys of every backend. Subclasses add theirs (keyword-only) and set `kind`."""
 
     name: str
     url: str = field(metadata={"check": check_url})
@@ -61,7 +61,7 @@ class QueueTarget(abc.ABC):
     #: The `kind:` key; it chose this type, so it is not an argument.
     kind: str = field(default="", init=False)
 
-    #: URL schemes this kind reads (empty: any, checked by the kind itself).
+    #: URL schemes this backend reads (empty: any, checked by the backend itself).
     url_schemes: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
@@ -98,7 +98,7 @@ class QueueTarget(abc.ABC):
         self, outcomes: Callable[[tuple[str, ...]], Outcomes]
     ) -> OutcomeTracker | None:
         """What follows this target's task outcomes into `outcomes(its statuses)`; None where
-        the exporter counts none for this kind. No I/O: a tracker dials when first read."""
+        the exporter counts none for this backend. No I/O: a tracker dials when first read."""
         return None
 
     @abc.abstractmethod

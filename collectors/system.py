@@ -109,7 +109,7 @@ def build(options: Options | None, target: None = None) -> SystemCollector:
 
 
 class SystemCollector(SourceCollector):
-    kind = "system"
+    collector = "system"
 
     def __init__(self, options: Options, *, ps: ModuleType = psutil) -> None:
         super().__init__("system")

@@ -4,7 +4,7 @@ One collector per `task_queues:` entry. Its `kind` picks a target type from `KIN
 backend module, with only its own options); the target reads the broker into a
 `QueueReading`, and this module applies the label budgets and shapes the families from
 `SPECS`, so every backend emits the same names with `backend` = the configured target name.
-Brokers' client libraries are imported only when a target of their kind is read.
+Brokers' client libraries are imported only when a target of their backend is read.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ KINDS: Mapping[str, type[QueueTarget]] = {
 }
 
 # fmt: off
-UP = gauge("background_tasks_up", "1 if the task-queue backend answered this scrape, 0 if not.", ["backend", "kind"], source="all kinds; `kind` is celery-redis, celery-amqp, rq, redis, sql or rabbitmq")  # noqa: E501
-QUEUED = gauge("background_tasks_queued", "Tasks waiting in a queue, by priority step where the broker keeps one.", ["backend", "queue", "priority"], source="all kinds: LLEN per Celery priority list, RQ queue list, Redis key; SQL waiting statuses; RabbitMQ ready messages")  # noqa: E501
+UP = gauge("background_tasks_up", "1 if the task-queue backend answered this scrape, 0 if not.", ["backend", "kind"], source="all backends; `kind` is celery-redis, celery-amqp, rq, redis, sql or rabbitmq")  # noqa: E501
+QUEUED = gauge("background_tasks_queued", "Tasks waiting in a queue, by priority step where the broker keeps one.", ["backend", "queue", "priority"], source="all backends: LLEN per Celery priority list, RQ queue list, Redis key; SQL waiting statuses; RabbitMQ ready messages")  # noqa: E501
 IN_PROGRESS = gauge("background_tasks_in_progress", "Tasks taken by a worker and not finished (Celery: unacked, RQ: started registry).", ["backend", "queue"], source="Celery on Redis (unacked hash: prefetched + running), RQ (live started registry), SQL (running statuses)")  # noqa: E501
 OLDEST_AGE = gauge("background_tasks_oldest_waiting_age_seconds", "Age of the oldest task still waiting in the queue.", ["backend", "queue"], unit="seconds", source="RQ (enqueued_at of the head job), Redis sorted sets with score_is_enqueue_time, SQL (age_seconds)")  # noqa: E501
 PROCESSED = counter("background_tasks_processed_total", "Tasks processed by type and outcome (success, failure, retry, rejected, revoked). Counted by the exporter for Celery (task events) and RQ (finished and failed registries): never decreases while the exporter runs.", ["backend", "type", "status"], source="Celery with events (task-succeeded/failed/retried/rejected/revoked, per task name; inspect adds status accepted from the workers' own totals), RQ (type all: new members of the finished and failed registries), SQL (type column or all, status as stored)")  # noqa: E501
@@ -108,7 +108,7 @@ class TaskQueueCollector(SourceCollector):
     from `outcomes`, a store shared by the collectors of one target (a private one by default).
     """
 
-    kind = "task_queue"
+    collector = "task_queue"
 
     def __init__(
         self,

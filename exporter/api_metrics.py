@@ -164,7 +164,7 @@ class ApiMetrics:
 class ApiCollector(SourceCollector):
     """Serves the middleware's families through the exporter's scrape engine."""
 
-    kind = "api"
+    collector = "api"
 
     def __init__(self, metrics: ApiMetrics, name: str = "api") -> None:
         super().__init__(name)

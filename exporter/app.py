@@ -77,8 +77,8 @@ def select_units(exporter: Exporter, request: Request) -> list[Unit]:
     params = request.query_params
     collect = [n for v in params.getlist("collect[]") for n in v.split(",") if n]
     exclude = [n for v in params.getlist("exclude[]") for n in v.split(",") if n]
-    known = set(exporter.known_kinds())
-    enabled = set(loaded.enabled_kinds())
+    known = set(exporter.known_collectors())
+    enabled = set(loaded.enabled_collectors())
     unknown = sorted(set(collect + exclude) - known)
     if unknown:
         raise BadRequest(
@@ -92,8 +92,8 @@ def select_units(exporter: Exporter, request: Request) -> list[Unit]:
         )
     units = loaded.metrics_units()
     if collect:
-        units = [u for u in units if u.kind in collect]
-    return [u for u in units if u.kind not in exclude]
+        units = [u for u in units if u.collector_name in collect]
+    return [u for u in units if u.collector_name not in exclude]
 
 
 def create_app(
@@ -150,12 +150,12 @@ def create_app(
     async def service_discovery(request: Request) -> Response:
         groups: dict[str, list[str]] = {}
         for unit in exporter.loaded.units:
-            if unit.kind in ("system", "process"):
+            if unit.collector_name in ("system", "process"):
                 continue
-            groups.setdefault(unit.kind, []).append(unit.target)
+            groups.setdefault(unit.collector_name, []).append(unit.target)
         body = [
-            {"targets": targets, "labels": {"__meta_afirgen_collector": kind}}
-            for kind, targets in sorted(groups.items())
+            {"targets": targets, "labels": {"__meta_afirgen_collector": name}}
+            for name, targets in sorted(groups.items())
         ]
         return JSONResponse(body)
 

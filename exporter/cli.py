@@ -207,15 +207,15 @@ def web_summary(web: WebConfigFile) -> str:
 def summary(config: Config) -> str:
     """`N targets; collectors: a, b`, counted from the config alone."""
     targets = 0
-    kinds = []
+    names = []
     for spec in CATALOG:
         count = 1 if spec.section is None else len(config.targets.get(spec.section, ()))
         if spec.section is None and not config.enabled(spec.name):
             count = 0
         targets += count
         if count and config.enabled(spec.name):
-            kinds.append(spec.name)
-    return f"{targets} targets; collectors: {', '.join(sorted(kinds)) or 'none'}"
+            names.append(spec.name)
+    return f"{targets} targets; collectors: {', '.join(sorted(names)) or 'none'}"
 
 
 async def _once(exporter: Exporter) -> int:

@@ -39,7 +39,7 @@ def _row(unit: Unit, status: UnitStatus) -> str:
     served = "/metrics and /probe" if unit.in_metrics else "/probe only"
     notes = "<br>".join(escape(n) for n in status.notes)
     cells = [
-        escape(unit.kind),
+        escape(unit.collector_name),
         escape(unit.target),
         served,
         escape(state),

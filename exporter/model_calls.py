@@ -124,7 +124,7 @@ class ModelCalls:
 class ModelCallsCollector(SourceCollector):
     """Serves the app's call counts through the exporter's scrape engine."""
 
-    kind = "model_calls"
+    collector = "model_calls"
 
     def __init__(self, calls: ModelCalls, name: str) -> None:
         super().__init__(name)

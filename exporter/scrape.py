@@ -90,9 +90,9 @@ UnitKey = tuple[str, str]
 
 @dataclass(frozen=True)
 class Unit:
-    """One configured thing to collect: a collector kind and the target it reads."""
+    """One configured thing to collect: a collector (by name) and the target it reads."""
 
-    kind: str
+    collector_name: str
     target: str
     collector: SourceCollector
     #: Served by /metrics (its collector is enabled). Every unit can be scraped through /probe.
@@ -105,7 +105,7 @@ class Unit:
 
     @property
     def key(self) -> UnitKey:
-        return (self.kind, self.target)
+        return (self.collector_name, self.target)
 
 
 @dataclass
@@ -426,7 +426,7 @@ class ScrapeEngine:
         """
         self._closed = True
         closing = {
-            daemon_call(unit.collector.close, f"close-{unit.kind}"): unit
+            daemon_call(unit.collector.close, f"close-{unit.collector_name}"): unit
             for unit in self.units
             if type(unit.collector).close is not SourceCollector.close  # nothing to close
         }
@@ -440,7 +440,7 @@ class ScrapeEngine:
             log.warning(
                 "close did not finish within %.1f s collector=%s target=%s: left behind",
                 timeout,
-                unit.kind,
+                unit.collector_name,
                 unit.target,
             )
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -35,8 +35,8 @@ class Loaded:
     def metrics_units(self) -> list[Unit]:
         return [u for u in self.units if u.in_metrics]
 
-    def enabled_kinds(self) -> list[str]:
-        return sorted({u.kind for u in self.units if u.in_metrics})
+    def enabled_collectors(self) -> list[str]:
+        return sorted({u.collector_name for u in self.units if u.in_metrics})
 
 
 class Exporter:
@@ -75,8 +75,8 @@ class Exporter:
     def config(self) -> Config:
         return self.loaded.config
 
-    def known_kinds(self) -> list[str]:
-        return [spec.name for spec in CATALOG] + sorted({c.kind for c in self._extra})
+    def known_collectors(self) -> list[str]:
+        return [spec.name for spec in CATALOG] + sorted({c.collector for c in self._extra})
 
     async def reload(self) -> Config:
         """Load the config file again; raise ConfigError (old config kept) when it is bad."""

@@ -39,7 +39,7 @@ def build_units(config: Config, extra: Sequence[SourceCollector] = ()) -> list[U
                 )
             )
     for collector in extra:
-        units.append(Unit(collector.kind, collector.name, collector, in_metrics=True))
+        units.append(Unit(collector.collector, collector.name, collector, in_metrics=True))
     for collector_unit in units:
         collector_unit.collector.default_timeout = config.scrape.default_timeout_seconds
     return units

@@ -108,7 +108,7 @@ def test_escape_name(name, scheme, escaped):
 
 
 class Utf8Collector(SourceCollector):
-    kind = "utf8"
+    collector = "utf8"
 
     def __init__(self) -> None:
         super().__init__("utf8")

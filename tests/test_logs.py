@@ -26,7 +26,7 @@ HEADERS = scrape_headers(5)
 class PortCollector(SourceCollector):
     """Up when something listens on its loopback port (a real connect), down (refused) when not."""
 
-    kind = "port"
+    collector = "port"
 
     def __init__(self, port: int) -> None:
         super().__init__("p")

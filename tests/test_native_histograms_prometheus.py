@@ -44,7 +44,7 @@ KNOWN = [0.002 * 1.013**i for i in range(400)]  # 2 ms .. ~0.35 s, observed by t
 class KnownValues(SourceCollector):
     """Serves histograms the test fills itself, and one family of every other type."""
 
-    kind = "known"
+    collector = "known"
 
     def __init__(self, *families: Histograms) -> None:
         super().__init__("known")

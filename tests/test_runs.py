@@ -30,7 +30,7 @@ class WedgingCollector(SourceCollector):
     `abandon()` shuts the stuck sockets down, the way a real collector drops its connection.
     """
 
-    kind = "wedging"
+    collector = "wedging"
 
     def __init__(self, port: int, *, block: float, wedged_runs: int) -> None:
         super().__init__("w")
@@ -74,7 +74,7 @@ class DeadlineCollector(SourceCollector):
     """Reads from a silent socket with a timeout derived from the deadline, as real collectors
     must; `abandon()` shuts the stuck socket down so its read ends at once."""
 
-    kind = "wedged"
+    collector = "wedged"
 
     def __init__(self, port: int) -> None:
         super().__init__("silent")
@@ -108,7 +108,7 @@ class DeadlineCollector(SourceCollector):
 
 
 class Quick(SourceCollector):
-    kind = "quick"
+    collector = "quick"
 
     def fetch(self, ctx: ScrapeContext):
         yield GaugeMetricFamily("quick_value", "Always there.", value=7.0)
@@ -128,7 +128,7 @@ def self_metric(got, name: str, kind: str, target: str) -> float:
 
 
 def units(*collectors: SourceCollector) -> list[Unit]:
-    return [Unit(c.kind, c.name, c) for c in collectors]
+    return [Unit(c.collector, c.name, c) for c in collectors]
 
 
 @pytest.fixture
@@ -261,7 +261,7 @@ def test_a_scrape_with_more_time_joins_a_run_then_starts_afresh_when_it_is_aband
 
 def test_a_unit_timeout_cuts_that_unit_while_the_others_finish(silent):
     class Slow(SourceCollector):
-        kind = "slow"
+        collector = "slow"
 
         def fetch(self, ctx: ScrapeContext):
             time.sleep(0.6)
@@ -283,7 +283,7 @@ def test_a_run_that_failed_within_a_shorter_deadline_never_decides_a_longer_scra
     class SlowHttp(SourceCollector):
         """GETs a real loopback server that answers after 0.3 s, within the deadline."""
 
-        kind = "slowhttp"
+        collector = "slowhttp"
 
         def __init__(self, port: int) -> None:
             super().__init__("h")

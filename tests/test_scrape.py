@@ -24,7 +24,7 @@ from exporter.state import Exporter
 class CountingCollector(SourceCollector):
     """Answers after `delay` seconds and counts how often it was really collected."""
 
-    kind = "counting"
+    collector = "counting"
 
     def __init__(self, name: str = "c", delay: float = 0.0) -> None:
         super().__init__(name)
@@ -42,7 +42,7 @@ class CountingCollector(SourceCollector):
 class RaisingCollector(SourceCollector):
     """Yields one family and then fails: the family must not be served."""
 
-    kind = "raising"
+    collector = "raising"
 
     def fetch(self, ctx: ScrapeContext):
         yield GaugeMetricFamily("raising_partial", "Half-built.", value=1.0)
@@ -55,7 +55,7 @@ class RaisingCollector(SourceCollector):
 class HungSourceCollector(SourceCollector):
     """Talks to a TCP listener that accepts and never answers, honouring the deadline."""
 
-    kind = "hung"
+    collector = "hung"
 
     def __init__(self, port: int) -> None:
         super().__init__("hung")
@@ -73,7 +73,7 @@ class HungSourceCollector(SourceCollector):
 class IgnoringDeadlineCollector(SourceCollector):
     """Blocks on a silent listener for far longer than the deadline (a badly written source)."""
 
-    kind = "stubborn"
+    collector = "stubborn"
 
     def __init__(self, port: int, block: float) -> None:
         super().__init__("stubborn")
@@ -127,7 +127,7 @@ def samples(body: bytes) -> dict[tuple[str, tuple], float]:
 
 
 def units_of(*collectors):
-    return [Unit(c.kind, c.name, c) for c in collectors]
+    return [Unit(c.collector, c.name, c) for c in collectors]
 
 
 def run(coro):
@@ -265,7 +265,7 @@ def test_namespace_prefixes_every_family():
 
 def test_series_dropped_counts_what_a_budget_folded():
     class Budgeted(SourceCollector):
-        kind = "budgeted"
+        collector = "budgeted"
 
         def fetch(self, ctx):
             kept = ctx.keep_top({f"k{i}": float(i) for i in range(10)}, 3)

@@ -1,7 +1,7 @@
 """The target's HTTP client: auth headers, TLS settings, keep-alive, a whole-request deadline.
 
-Requests go straight to an httpcore connection pool (httpx's own engine, over our network
-backend): a probe sends a few fixed GETs, and httpx's layer above the pool (URL and header
+Requests go straight to an httpcore connection pool (httpx's own engine, over our
+`DeadlineNetwork`): a probe sends a few fixed GETs, and httpx's layer above the pool (URL and header
 models, cookies, redirects, events) was about half of each request's CPU. What it did that
 matters is kept here: each URL is parsed by httpx's rules once (IDNA, percent-encoding, the Host
 header with IPv6 brackets and a non-default port) and reused; the configured headers and auth
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import httpcore
 import httpx
 
-from collectors.model_servers.deadline import DeadlineBackend
+from collectors.model_servers.deadline import DeadlineNetwork
 from collectors.model_servers.target import Target, no_key_password
 
 #: Idle connections are dropped after this long: before the idle timeouts servers commonly
@@ -60,13 +60,13 @@ class Prepared:
 
 
 class Client:
-    """One connection pool, the backend its sockets go through, and the target's headers."""
+    """One connection pool, the network its sockets go through, and the target's headers."""
 
     def __init__(
-        self, pool: httpcore.ConnectionPool, backend: DeadlineBackend, headers: Mapping[str, str]
+        self, pool: httpcore.ConnectionPool, network: DeadlineNetwork, headers: Mapping[str, str]
     ) -> None:
         self.pool = pool
-        self.backend = backend
+        self.network = network
         self.headers = dict(headers)
         self._prepared: dict[tuple[str, tuple[tuple[str, str], ...]], Prepared] = {}
 
@@ -91,7 +91,7 @@ class Client:
 
     def discard(self) -> None:
         """Cut off whatever request is in flight on it and close it; never blocks."""
-        self.backend.cut_off()
+        self.network.cut_off()
         self.pool.close()
 
 
@@ -108,20 +108,20 @@ def decoder(headers: list[tuple[bytes, bytes]]) -> zlib._Decompress | None:
 
 
 def make_client(target: Target) -> Client:
-    """The target's client: auth headers, TLS settings, keep-alive, the deadline backend."""
+    """The target's client: auth headers, TLS settings, keep-alive, the deadline network."""
     headers = {"User-Agent": "afirgen-exporter", "Accept": "application/json"}
     headers.update(target.headers)
     if target.bearer_token:
         headers["Authorization"] = f"Bearer {target.bearer_token.reveal()}"
-    backend = DeadlineBackend()
+    network = DeadlineNetwork()
     pool = httpcore.ConnectionPool(
         ssl_context=ssl_context(target),
         max_connections=MAX_CONNECTIONS,
         max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
         keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
-        network_backend=backend,
+        network_backend=network,
     )
-    return Client(pool, backend, headers)
+    return Client(pool, network, headers)
 
 
 class Connection:

@@ -37,7 +37,7 @@ VERSION_REFRESH_SECONDS = 300.0
 
 
 class ModelServerCollector(SourceCollector):
-    kind = "model_servers"
+    collector = "model_servers"
 
     def __init__(self, target: Target) -> None:
         super().__init__(target.name, secrets=target.secrets())
@@ -73,7 +73,7 @@ class ModelServerCollector(SourceCollector):
             half = Deadline(time.monotonic() + ctx.deadline.remaining() / 2)
             page = inference.load(client, self.target, self.metrics_url, half)
         named = page.named() if page is not None else frozenset()
-        want_version = self.target.kind != "generic" and self._version_stale()
+        want_version = self.preset.name != "generic" and self._version_stale()
         try:
             health = self.preset.ask(probe, self.target, live, want_version, named)
         finally:
@@ -119,14 +119,14 @@ class ModelServerCollector(SourceCollector):
         limit = 0 if self.target.models else self.target.max_models
         kept = ctx.keep_top({m: 1.0 for m in health.models}, limit)
         fam.models(families, fam.MODEL_READY, {m: v for m, v in health.models.items() if m in kept})
-        if self.target.kind == "ollama":
+        if self.preset.name == "ollama":
             kept_loaded = ctx.keep_top(health.loaded, limit)
             loaded = {m: v for m, v in health.loaded.items() if m in kept_loaded}
             fam.models(families, fam.MODEL_LOADED, loaded)
         with self._lock:
             version = self._version
             totals = self._totals.copy()
-        families.add(fam.INFO, 1.0, self.target.kind, version)
+        families.add(fam.INFO, 1.0, self.preset.name, version)
         totals.fill(families)
         return families
 

@@ -3,8 +3,8 @@
 httpx (and httpcore beneath it) gives every socket read the same timeout, so a server that
 drips a byte just inside it keeps one request going for as long as it likes. This network
 backend caps every connect, read and write by what is left of the deadline of the request in
-progress on the calling thread (`DeadlineBackend.until`), so a request ends by its deadline
-whatever the server does; `cut_off()` shuts down every socket the backend opened, which wakes a
+progress on the calling thread (`DeadlineNetwork.until`), so a request ends by its deadline
+whatever the server does; `cut_off()` shuts down every socket it opened, which wakes a
 read blocked on another thread (used when the scrape engine abandons a run).
 """
 
@@ -45,16 +45,16 @@ def _capped(now: _Now, timeout: float | None, expired: type[Exception]) -> float
 class DeadlineStream(httpcore.NetworkStream):
     """A network stream whose every operation is capped by the current request's deadline."""
 
-    def __init__(self, stream: httpcore.NetworkStream, backend: DeadlineBackend) -> None:
+    def __init__(self, stream: httpcore.NetworkStream, network: DeadlineNetwork) -> None:
         self._stream = stream
-        self._backend = backend
+        self._network = network
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        left = _capped(self._backend.now, timeout, httpcore.ReadTimeout)
+        left = _capped(self._network.now, timeout, httpcore.ReadTimeout)
         return self._stream.read(max_bytes, left)
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, _capped(self._backend.now, timeout, httpcore.WriteTimeout))
+        self._stream.write(buffer, _capped(self._network.now, timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self._stream.close()
@@ -65,9 +65,9 @@ class DeadlineStream(httpcore.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
-        left = _capped(self._backend.now, timeout, httpcore.ConnectTimeout)
+        left = _capped(self._network.now, timeout, httpcore.ConnectTimeout)
         tls = self._stream.start_tls(ssl_context, server_hostname, left)
-        return self._backend.track(tls)  # a new socket object: track it too
+        return self._network.track(tls)  # a new socket object: track it too
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
@@ -80,7 +80,7 @@ class DeadlineStream(httpcore.NetworkStream):
                 sock.shutdown(socket.SHUT_RDWR)
 
 
-class DeadlineBackend(httpcore.NetworkBackend):
+class DeadlineNetwork(httpcore.NetworkBackend):
     """httpcore's own sync backend with every operation capped by the request's deadline."""
 
     def __init__(self) -> None:
@@ -120,7 +120,7 @@ class DeadlineBackend(httpcore.NetworkBackend):
         return self.track(self._inner.connect_unix_socket(path, left, socket_options))
 
     def dialled(self) -> int:
-        """Connections the calling thread has dialled so far through this backend."""
+        """Connections the calling thread has dialled so far through this network."""
         return self.now.dialled
 
     def sleep(self, seconds: float) -> None:
@@ -132,6 +132,6 @@ class DeadlineBackend(httpcore.NetworkBackend):
         return wrapped
 
     def cut_off(self) -> None:
-        """Shut down every socket this backend opened (an abandoned run's included)."""
+        """Shut down every socket this network opened (an abandoned run's included)."""
         for stream in list(self._streams):
             stream.shut_down()

@@ -139,7 +139,7 @@ KSERVE = (
     Read("model_infer_request_duration", Into.LATENCY_COUNT, "model", part="count"),
 )
 
-#: kind -> the families read from its metrics page (kinds without one are absent).
+#: preset name -> the families read from its metrics page (presets without one are absent).
 ENGINES: dict[str, tuple[Read, ...]] = {
     "kserve": KSERVE,
     "triton": TRITON,
@@ -168,12 +168,12 @@ _TITLES = {
 def engine_table() -> str:
     """The docs' table of which engine family feeds what (python -m exporter.docs_tables)."""
     lines = ["| kind | normalised | engine family | model label | unit |", "|" + " --- |" * 5]
-    for kind, reads in ENGINES.items():
+    for name, reads in ENGINES.items():
         for read in reads:
             family = f"`{read.family}`" + (f" (`_{read.part}`)" if read.part else "")
             if read.keep is not None:
                 family += ", inference routes with status 4xx/5xx"
             model = f"`{read.model_label}`" if read.model_label else "the server's model"
             unit = {1e-6: "µs -> s", 1e-3: "ms -> s"}.get(read.scale, "")
-            lines.append(f"| `{kind}` | {_TITLES[read.into]} | {family} | {model} | {unit} |")
+            lines.append(f"| `{name}` | {_TITLES[read.into]} | {family} | {model} | {unit} |")
     return "\n".join(lines) + "\n"

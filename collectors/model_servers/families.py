@@ -100,7 +100,7 @@ def down(
     server: str, configured: tuple[str, ...], totals: Totals, engine_metrics: bool = False
 ) -> list[Metric]:
     """Unreachable: up and availability 0, configured models 0, the accumulated counts (and
-    the engine's page not read, for kinds that have one)."""
+    the engine's page not read, for presets that have one)."""
     families = FamilySet(server)
     families.add(UP, 0.0)
     families.add(AVAILABILITY, 0.0)

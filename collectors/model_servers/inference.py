@@ -30,15 +30,15 @@ ACCEPT_TEXT = {"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1"}
 #: Label value the models beyond the budget are summed under.
 OTHER = "other"
 
-_READERS = {kind: PageReader(reads) for kind, reads in ENGINES.items()}
+_READERS = {name: PageReader(reads) for name, reads in ENGINES.items()}
 
 
 def metrics_url(target: Target, preset: Preset) -> str | None:
     """`metrics_url` if set, else the preset's path under the URL (on its own port if it has
-    one); None for kinds without engine metrics."""
+    one); None for presets without engine metrics."""
     if target.metrics_url is not None:
         return target.metrics_url
-    if preset.metrics_path is None or target.kind not in ENGINES:
+    if preset.metrics_path is None or preset.name not in ENGINES:
         return None
     url = request_url(target.url, preset.metrics_path)
     if preset.metrics_port is None:

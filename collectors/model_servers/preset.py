@@ -47,7 +47,8 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Preset:
-    kind: str
+    #: The `kind:` value that picks this preset.
+    name: str
     #: The engine's name as the catalog summary lists it.
     title: str
     #: Every request the preset may send; the first is the liveness request.

@@ -1,11 +1,11 @@
 """The presets: one record per kind of model server, written from its public API documentation.
 
-A record holds everything known about a kind: its documented endpoints (the first is the
+A record holds everything known about its server: its documented endpoints (the first is the
 liveness request, the only one that decides `model_server_up`) with what the server answers
 to each, the function that turns a probe's answers into readiness, the text of the docs'
 preset table, and the engine's own metrics endpoint. The `kind` choices, the catalog summary,
-the docs table and the tests' stand-in servers are all read from `PRESETS`: adding a kind is
-one record here (and its test).
+the docs table and the tests' stand-in servers are all read from `PRESETS`: adding a preset
+is one record here (and its test).
 """
 
 from __future__ import annotations
@@ -313,13 +313,13 @@ _PRESETS = (
     ),
 )  # fmt: skip
 
-#: kind -> preset, in the order the docs and the catalog list them.
-PRESETS: dict[str, Preset] = {preset.kind: preset for preset in _PRESETS}
+#: preset name (the `kind:` value) -> preset, in the order the docs and the catalog list them.
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in _PRESETS}
 
 
 def summary() -> str:
     """The catalog's one-line description of the collector, naming every engine."""
-    engines = ", ".join(p.title for p in _PRESETS if p.kind != "generic")
+    engines = ", ".join(p.title for p in _PRESETS if p.name != "generic")
     return (
         f"HTTP model servers ({engines}, generic): liveness, readiness per model, version, "
         "and inference traffic from each engine's own metrics endpoint (httpx)."
@@ -336,7 +336,7 @@ def preset_table() -> str:
         if preset.metrics_path:
             port = f"port {preset.metrics_port} " if preset.metrics_port else ""
             metrics = f"{port}`{preset.metrics_path}`"
-        cells = [f"`{preset.kind}`", liveness, preset.ready_when, preset.per_model, preset.version]
+        cells = [f"`{preset.name}`", liveness, preset.ready_when, preset.per_model, preset.version]
         cells.append(metrics)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -87,12 +87,12 @@ class Probe:
             raise ProbeFailed("timeout", path)
         url = request_url(base_url or self.base_url, path)
         started = time.perf_counter()
-        dialled = self.client.backend.dialled()
+        dialled = self.client.network.dialled()
         try:
             try:
                 status, body = self._send(url)
             except RETRIED:
-                reused = self.client.backend.dialled() == dialled  # no new connection for it
+                reused = self.client.network.dialled() == dialled  # no new connection for it
                 if not reused or self.deadline.expired():
                     raise
                 started = time.perf_counter()
@@ -124,7 +124,7 @@ class Probe:
         prepared = self.client.prepare(url, self.headers)
         limits = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
         with (
-            self.client.backend.until(time.monotonic() + timeout),
+            self.client.network.until(time.monotonic() + timeout),
             self.client.pool.stream(
                 "GET", prepared.url, headers=prepared.headers, extensions={"timeout": limits}
             ) as response,

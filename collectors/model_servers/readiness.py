@@ -16,7 +16,7 @@ MAX_MODEL_NAME = 128
 
 
 #: Models the engine's own metrics page names in this scrape (read from the server itself, for
-#: kinds whose page labels series by model, `Preset.models_on_page`); empty when not read.
+#: presets whose page labels series by model, `Preset.models_on_page`); empty when not read.
 Named = frozenset[str]
 
 

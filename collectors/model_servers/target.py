@@ -78,7 +78,7 @@ def check_client_certificate(cert_file: str, key_file: str | None) -> None:
         ) from None
 
 
-def check_kind(value: str) -> str:
+def check_preset_name(value: str) -> str:
     if value not in PRESETS:
         raise ValueError(f"must be one of {', '.join(PRESETS)}, got {value!r}")
     return value
@@ -91,7 +91,7 @@ class Target:
     name: str
     url: str = field(metadata={"check": check_url})
     #: Which preset's endpoints to ask: a key of `PRESETS`.
-    kind: str = field(default="generic", metadata={"check": check_kind})
+    kind: str = field(default="generic", metadata={"check": check_preset_name})
     #: Models whose readiness is reported; empty: what the server lists (vLLM, TGI, Ollama).
     models: tuple[str, ...] = ()
     timeout_seconds: float | None = field(default=None, metadata={"check": check_positive})

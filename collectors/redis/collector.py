@@ -38,7 +38,7 @@ class RedisCollector(SourceCollector):
     run that finds the kept connection in use (by a run past its deadline) dials a new one.
     """
 
-    kind = "redis"
+    collector = "redis"
 
     def __init__(
         self,

@@ -201,8 +201,8 @@ class MySQL(Dialect):
         with q.optional("statement metrics", ctx):
             rows = []
             for digest, calls, picoseconds in q.tuples(DIGESTS):
-                kind, table = classify_statement(str(digest))
-                rows.append((kind, table, float(calls), float(picoseconds) * 1e-12))
+                statement_type, table = classify_statement(str(digest))
+                rows.append((statement_type, table, float(calls), float(picoseconds) * 1e-12))
             statement_families(ctx, rows, out, options.table_limit)
 
     @staticmethod

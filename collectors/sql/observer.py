@@ -134,7 +134,7 @@ class StatementObserver:
                 self._series[key] = series
         return series
 
-    def _admit(self, kind: str, table: str) -> HistogramSeries:
+    def _admit(self, statement_type: str, table: str) -> HistogramSeries:
         """The series of a (type, table) seen for the first time: its own while the table
         budget lasts, else `other`."""
         with self._lock:
@@ -145,7 +145,7 @@ class StatementObserver:
                     if len(self._folded) < _FOLDED_MEMORY:
                         self._folded.add(table)
                     table = OTHER
-            return self.durations.labels(self.database, kind, table)
+            return self.durations.labels(self.database, statement_type, table)
 
     # -- the families -----------------------------------------------------------------------
 
@@ -162,6 +162,6 @@ class StatementObserver:
                 out.add(QUERIES, sample.value, sample.labels["type"], sample.labels["table"])
         with self._lock:
             errors = sorted(self._errors.items())
-        for (kind, table), count in errors:
-            out.add(QUERY_ERRORS, count, kind, table)
+        for (statement_type, table), count in errors:
+            out.add(QUERY_ERRORS, count, statement_type, table)
         return [*out.families(), durations]

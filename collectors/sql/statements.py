@@ -70,7 +70,7 @@ _TABLE_AFTER = {"select": "from", "insert": "into", "update": "update", "delete"
 
 
 def _tokens(sql: str) -> list[tuple[str, str]]:
-    """(kind, text) of each token: `word` (lower-cased), `quoted`, `punct`; comments and
+    """(token_class, text) of each token: `word` (lower-cased), `quoted`, `punct`; comments and
     string literals dropped."""
     out = []
     for text in _TOKEN.findall(sql):
@@ -127,8 +127,8 @@ def _name_at(tokens: list[tuple[str, str]], i: int) -> str:
         i += 1
     name = OTHER
     while i < len(tokens) and tokens[i][0] in ("word", "quoted"):
-        kind, text = tokens[i]
-        name = text[1:-1].lower() if kind == "quoted" else text
+        token_class, text = tokens[i]
+        name = text[1:-1].lower() if token_class == "quoted" else text
         if i + 1 < len(tokens) and tokens[i + 1][1] == ".":
             i += 2
             continue
@@ -160,14 +160,14 @@ def _classify(head: str) -> tuple[str, str]:
     if i >= len(tokens) or tokens[i][0] != "word":
         return OTHER, OTHER
     word = tokens[i][1]
-    kind = "insert" if word == "replace" else word
-    if kind not in STATEMENT_TYPES:
+    statement_type = "insert" if word == "replace" else word
+    if statement_type not in STATEMENT_TYPES:
         return OTHER, OTHER
-    if kind == "insert" and not any(t == "into" for _, t in tokens[i : i + 4]):
-        return kind, _name_at(tokens, i + 1)  # MySQL: INSERT [IGNORE] t VALUES ...
-    if kind == "update":
-        return kind, _name_at(tokens, i + 1)
-    return kind, _table_after(tokens, i + 1, _TABLE_AFTER[kind])
+    if statement_type == "insert" and not any(t == "into" for _, t in tokens[i : i + 4]):
+        return statement_type, _name_at(tokens, i + 1)  # MySQL: INSERT [IGNORE] t VALUES ...
+    if statement_type == "update":
+        return statement_type, _name_at(tokens, i + 1)
+    return statement_type, _table_after(tokens, i + 1, _TABLE_AFTER[statement_type])
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
@@ -215,10 +215,10 @@ def statement_families(
         by_table[table] = by_table.get(table, 0.0) + calls
     kept = ctx.keep_top({t: c for t, c in by_table.items() if t != OTHER}, limit)
     totals: dict[tuple[str, str], tuple[float, float]] = {}
-    for kind, table, calls, seconds in rows:
-        key = (kind, table if table in kept else OTHER)
+    for statement_type, table, calls, seconds in rows:
+        key = (statement_type, table if table in kept else OTHER)
         count, total = totals.get(key, (0.0, 0.0))
         totals[key] = (count + calls, total + seconds)
-    for (kind, table), (count, total) in sorted(totals.items()):
-        out.add(QUERIES, count, kind, table)
-        out.histogram(QUERY_DURATION, [("+Inf", count)], total, kind, table)
+    for (statement_type, table), (count, total) in sorted(totals.items()):
+        out.add(QUERIES, count, statement_type, table)
+        out.histogram(QUERY_DURATION, [("+Inf", count)], total, statement_type, table)
