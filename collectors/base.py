@@ -211,6 +211,13 @@ class SourceCollector(abc.ABC):
 
     collector: ClassVar[str] = "source"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # 0.1 called this attribute `kind`: an old subclass would otherwise be named "source"
+        # without a word, and its families would merge with every other such collector's
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__ and "collector" not in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: set `collector = ...` (0.1 called it `kind`)")
+
     def __init__(self, name: str, *, secrets: Iterable[str] = ()) -> None:
         self.name = name
         self._secrets = tuple(s for s in secrets if s)

@@ -318,3 +318,22 @@ def test_the_engine_serves_its_self_metrics_exactly_as_specified():
                 assert set(sample.labels) == set(spec.labels)
     assert seen == set(declared)
     engine.close()
+
+
+def test_a_subclass_named_the_0_1_way_is_refused_at_definition():
+    """0.1 named a collector with `kind`: silently it would become "source" and merge."""
+    with pytest.raises(TypeError, match="collector = "):
+
+        class OldStyle(SourceCollector):
+            kind = "legacy"
+
+            def fetch(self, ctx: ScrapeContext) -> list[GaugeMetricFamily]:
+                return []
+
+    class NewStyle(SourceCollector):
+        collector = "legacy"
+
+        def fetch(self, ctx: ScrapeContext) -> list[GaugeMetricFamily]:
+            return []
+
+    assert NewStyle("t").collector == "legacy"
