@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from collectors.task_queue import TaskQueueCollector
+from collectors.task_queue import KINDS, TaskQueueCollector
 from exporter.config import load_config
 from exporter.schema import ConfigError
 
@@ -56,7 +56,7 @@ from exporter.schema import ConfigError
         ({"url": "redis://127.0.0.1"}, "task_queues[0].kind: required key is missing (one of"),
         (
             {"kind": "sidekiq", "url": "redis://127.0.0.1"},
-            "task_queues[0].kind: must be one of celery, rq, redis, sql, rabbitmq, got str",
+            f"task_queues[0].kind: must be one of {', '.join(KINDS)}, got str",
         ),
         (
             {"kind": "celery", "url": "redis://127.0.0.1", "priority_steps": [3, 1]},
