@@ -329,7 +329,7 @@ def test_a_run_that_failed_within_a_shorter_deadline_never_decides_a_longer_scra
 class Recording(SourceCollector):
     """Answers at once; remembers the thread of each of its fetches."""
 
-    kind = "recording"
+    collector = "recording"
 
     def __init__(self, name: str, threads: list[str]) -> None:
         super().__init__(name)
@@ -343,7 +343,7 @@ class Recording(SourceCollector):
 class Sleepy(SourceCollector):
     """Takes 30 ms: the slowest, started first in a thread of its own."""
 
-    kind = "sleepy"
+    collector = "sleepy"
 
     def fetch(self, ctx: ScrapeContext):
         time.sleep(0.03)
@@ -353,7 +353,7 @@ class Sleepy(SourceCollector):
 class TurnsWedged(WedgingCollector):
     """Answers at once for its first `quick_runs` fetches, then blocks like WedgingCollector."""
 
-    kind = "turns_wedged"
+    collector = "turns_wedged"
 
     def __init__(self, port: int, name: str, *, quick_runs: int) -> None:
         super().__init__(port, block=1.0, wedged_runs=0)
@@ -371,7 +371,7 @@ class TurnsWedged(WedgingCollector):
 def test_quick_units_share_threads_once_they_answered():
     threads: list[str] = []
     collectors = [Recording(f"r{i}", threads) for i in range(6)]
-    engine = ScrapeEngine([Unit(c.kind, c.name, c) for c in collectors])
+    engine = ScrapeEngine([Unit(c.collector, c.name, c) for c in collectors])
     scrape(engine, 5.0)  # nothing known yet: a thread each
     for _ in range(20):
         threads.clear()
@@ -387,8 +387,8 @@ def test_a_unit_chained_behind_wedged_ones_gets_its_own_thread_in_time(silent):
     wedging = [TurnsWedged(silent.port, f"w{i}", quick_runs=2) for i in range(CHAIN_THREADS)]
     late = Recording("late", threads)
     engine = ScrapeEngine(
-        [Unit("sleepy", "s", Sleepy("s")), *(Unit(w.kind, w.name, w) for w in wedging)]
-        + [Unit(late.kind, late.name, late)]
+        [Unit("sleepy", "s", Sleepy("s")), *(Unit(w.collector, w.name, w) for w in wedging)]
+        + [Unit(late.collector, late.name, late)]
     )
     for _ in range(2):  # everybody answers quickly: the wedging ones and `late` are chained
         got = scrape(engine, 5.0)
@@ -396,6 +396,6 @@ def test_a_unit_chained_behind_wedged_ones_gets_its_own_thread_in_time(silent):
     # every chain thread is now stuck in a wedged unit ahead of `late`
     got = scrape(engine, 0.5)
     for w in wedging:
-        assert self_metric(got, "afirgen_exporter_collector_success", w.kind, w.name) == 0
+        assert self_metric(got, "afirgen_exporter_collector_success", w.collector, w.name) == 0
     assert self_metric(got, "afirgen_exporter_collector_success", "recording", "late") == 1
     engine.close()
