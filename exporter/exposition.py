@@ -16,7 +16,7 @@ of level 6's CPU for bodies ~15% larger; prometheus_client's level 9 costs ~75x 
 
 from __future__ import annotations
 
-import gzip
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -235,4 +235,13 @@ def encode(families: Iterable[Metric], fmt: Format, *, created: bool = True) -> 
 
 
 def compress(body: bytes, level: int) -> bytes:
-    return gzip.compress(body, compresslevel=level, mtime=0)
+    """gzip (mtime 0), with deflate's window and hash no larger than the body needs: what a
+    full-size stream allocates (~260 KiB) costs more than compressing a small body. The output
+    is the same as with the full window (no match can reach further back than the body)."""
+    bits = max(9, min(15, (len(body) + _LOOKAHEAD).bit_length()))
+    stream = zlib.compressobj(level, zlib.DEFLATED, 16 + bits, max(1, min(8, bits - 7)))
+    return stream.compress(body) + stream.flush()
+
+
+#: deflate keeps this many bytes of lookahead inside its window
+_LOOKAHEAD = 262

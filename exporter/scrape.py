@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 from collectors.base import CollectionResult, Deadline, SourceCollector
 from collectors.specs import MetricSpec, add, counter, gauge
@@ -298,15 +299,29 @@ class ScrapeEngine:
         abandoned = ABANDONED.family()
         stuck = STUCK.family()
         ages = CACHED_AGE.family()
+        # samples made directly: what add() makes, without its checks and zips (five a unit)
+        make = tuple.__new__
+        columns = (
+            (success.samples, success.name),
+            (duration.samples, duration.name),
+            (dropped.samples, dropped.name),
+            (abandoned.samples, abandoned.name + "_total"),
+            (stuck.samples, stuck.name),
+        )
         for unit, result in results:
-            values = unit.key
-            add(success, values, 1.0 if result.success else 0.0)
-            add(duration, values, result.duration_seconds)
-            add(dropped, values, float(result.series_dropped))
-            add(abandoned, values, float(self.abandoned_total.get(unit.key, 0)))
-            add(stuck, values, float(self._flights.stuck(unit.key)))
+            key = unit.key
+            row = (
+                float(result.success),
+                float(result.duration_seconds),
+                float(result.series_dropped),
+                float(self.abandoned_total.get(key, 0)),
+                float(self._flights.stuck(key)),
+            )
+            for (samples, name), value in zip(columns, row, strict=True):
+                labels = {"collector": key[0], "target": key[1]}
+                samples.append(make(Sample, (name, labels, value, None, None, None)))
             for part, age in result.ages:
-                add(ages, (*values, part), age)
+                add(ages, (*key, part), age)
         return [self._build_info, success, duration, dropped, abandoned, stuck, ages]
 
     def _with_namespace(self, families: list[Metric]) -> list[Metric]:
