@@ -32,7 +32,13 @@ from collectors.specs import MetricSpec, add, counter, gauge
 from exporter import __version__
 from exporter.exposition import Format, compress, encode
 from exporter.families import merge_same_name, with_prefix
-from exporter.runs import MAX_ABANDONED, SAME_DEADLINE_SECONDS, SPARE_AFTER_SECONDS, Flights
+from exporter.runs import (
+    MAX_ABANDONED,
+    SAME_DEADLINE_SECONDS,
+    SCRAPE_GC_PAUSE,
+    SPARE_AFTER_SECONDS,
+    Flights,
+)
 from exporter.workers import WorkerPool, daemon_call
 
 log = logging.getLogger("afirgen_exporter")
@@ -390,14 +396,15 @@ class ScrapeEngine:
     async def _render(
         self, units: Sequence[Unit], deadline: Deadline, fmt: Format, gzipped: bool, probe: bool
     ) -> bytes:
-        if probe:
-            families = await self.probe_families(units, deadline)
-        else:
-            families = await self.metrics_families(units, deadline)
-        if sum(len(family.samples) for family in families) <= INLINE_ENCODE_SAMPLES:
-            return self._encode(families, fmt, gzipped)  # cheaper than a thread's round trip
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._encoder, self._encode, families, fmt, gzipped)
+        with SCRAPE_GC_PAUSE:  # (exporter.runs)
+            if probe:
+                families = await self.probe_families(units, deadline)
+            else:
+                families = await self.metrics_families(units, deadline)
+            if sum(len(family.samples) for family in families) <= INLINE_ENCODE_SAMPLES:
+                return self._encode(families, fmt, gzipped)  # cheaper than a thread round trip
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._encoder, self._encode, families, fmt, gzipped)
 
     def _forget_render(self, key: tuple[object, ...], future: asyncio.Future[bytes]) -> None:
         shared = self._renders.get(key)
