@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from collectors.base import Deadline
 from exporter.auth import AuthLimits, BasicAuthMiddleware
@@ -77,6 +77,8 @@ def select_units(exporter: Exporter, request: Request) -> list[Unit]:
     params = request.query_params
     collect = [n for v in params.getlist("collect[]") for n in v.split(",") if n]
     exclude = [n for v in params.getlist("exclude[]") for n in v.split(",") if n]
+    if not collect and not exclude:  # what Prometheus asks: nothing to check
+        return loaded.metrics_units()
     known = set(exporter.known_collectors())
     enabled = set(loaded.enabled_collectors())
     unknown = sorted(set(collect + exclude) - known)
@@ -94,6 +96,61 @@ def select_units(exporter: Exporter, request: Request) -> list[Unit]:
     if collect:
         units = [u for u in units if u.collector_name in collect]
     return [u for u in units if u.collector_name not in exclude]
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+_VARY = (b"vary", b"Accept, Accept-Encoding")
+_GZIP = (b"content-encoding", b"gzip")
+
+
+class _Scraped(Response):
+    """A scrape's answer, its headers made directly (what Starlette's Response would send:
+    Vary, Content-Encoding, Content-Length, Content-Type)."""
+
+    def __init__(self, body: bytes, content_type: str, gzipped: bool) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        headers = [_VARY, _GZIP] if gzipped else [_VARY]
+        headers.append((b"content-length", str(len(body)).encode()))
+        headers.append((b"content-type", content_type.encode("latin-1")))
+        self.raw_headers = headers
+
+
+class _ScrapeRoutes:
+    """GET and HEAD of /metrics, /prometheus/metrics and /probe straight to their endpoints;
+    everything else through Starlette's router.
+
+    Scrapes are nearly every request, and Starlette's error and exception middleware, route
+    matching and response wrappers cost about as much CPU as an empty scrape's own work. An
+    exception in an endpoint reaches uvicorn, which answers 500 as Starlette would (outside
+    debug mode, where every request takes Starlette's path and its traceback page).
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Endpoint, probe: Endpoint) -> None:
+        self.app = app
+        self.endpoints = {"/metrics": metrics, "/prometheus/metrics": metrics, "/probe": probe}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            endpoint = self.endpoints.get(_route_path(scope))
+            if endpoint is not None:
+                response = await endpoint(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path inside the app where it is mounted (Starlette's own rule, `root_path` cut)."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        if path == root:
+            return ""
+        if path[len(root)] == "/":
+            return path[len(root) :]
+    return path
 
 
 def create_app(
@@ -142,10 +199,7 @@ def create_app(
         )
         gzipped = wants_gzip(request.headers.get("accept-encoding"))
         body = await loaded.engine.render(units, deadline, fmt, gzipped, probe=probe)
-        headers = {"Vary": "Accept, Accept-Encoding"}
-        if gzipped:
-            headers["Content-Encoding"] = "gzip"
-        return Response(body, headers=headers, media_type=fmt.content_type)
+        return _Scraped(body, fmt.content_type, gzipped)
 
     async def service_discovery(request: Request) -> Response:
         groups: dict[str, list[str]] = {}
@@ -198,7 +252,7 @@ def create_app(
     starlette = Starlette(debug=debug, routes=routes)
     # `/metrics/` is a 404, never a redirect whose Location is built from the Host header
     starlette.router.redirect_slashes = False
-    app: ASGIApp = starlette
+    app: ASGIApp = starlette if debug else _ScrapeRoutes(starlette, metrics, probe)
 
     def limits() -> AuthLimits:
         web = exporter.config.web

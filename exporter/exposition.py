@@ -16,7 +16,7 @@ of level 6's CPU for bodies ~15% larger; prometheus_client's level 9 costs ~75x 
 
 from __future__ import annotations
 
-import gzip
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -141,10 +141,28 @@ def _served(clause: _Clause) -> Format | None:
     return None
 
 
+#: Accept / Accept-Encoding headers whose answer is remembered: a scraper sends the same
+#: header every time, and parsing it cost more than the rest of an empty scrape's handling.
+#: Cleared when full, so odd headers from many clients cannot grow it.
+_CACHE_LIMIT = 64
+_negotiated: dict[tuple[str, bool], Format] = {}
+_gzip_wanted: dict[str, bool] = {}
+
+
 def negotiate(accept: str | None, *, prefer_text: bool = True) -> Format:
     """The format to answer in: the best Accept clause we serve; text when none matches."""
     if not accept:
         return Format.TEXT
+    key = (accept, prefer_text)
+    fmt = _negotiated.get(key)
+    if fmt is None:
+        if len(_negotiated) >= _CACHE_LIMIT:
+            _negotiated.clear()
+        fmt = _negotiated[key] = _negotiate(accept, prefer_text)
+    return fmt
+
+
+def _negotiate(accept: str, prefer_text: bool) -> Format:
     offers = [(clause, fmt) for clause in _clauses(accept) if (fmt := _served(clause))]
     if not offers:
         return Format.TEXT
@@ -161,6 +179,15 @@ def wants_gzip(accept_encoding: str | None) -> bool:
     does not parse is ignored, as if the coding were listed plainly."""
     if not accept_encoding:
         return False
+    wanted = _gzip_wanted.get(accept_encoding)
+    if wanted is None:
+        if len(_gzip_wanted) >= _CACHE_LIMIT:
+            _gzip_wanted.clear()
+        wanted = _gzip_wanted[accept_encoding] = _wants_gzip(accept_encoding)
+    return wanted
+
+
+def _wants_gzip(accept_encoding: str) -> bool:
     weights: dict[str, float] = {}
     for part in accept_encoding.split(","):
         fields = [f.strip() for f in part.split(";")]
@@ -208,4 +235,13 @@ def encode(families: Iterable[Metric], fmt: Format, *, created: bool = True) -> 
 
 
 def compress(body: bytes, level: int) -> bytes:
-    return gzip.compress(body, compresslevel=level, mtime=0)
+    """gzip (mtime 0), with deflate's window and hash no larger than the body needs: what a
+    full-size stream allocates (~260 KiB) costs more than compressing a small body. The output
+    is the same as with the full window (no match can reach further back than the body)."""
+    bits = max(9, min(15, (len(body) + _LOOKAHEAD).bit_length()))
+    stream = zlib.compressobj(level, zlib.DEFLATED, 16 + bits, max(1, min(8, bits - 7)))
+    return stream.compress(body) + stream.flush()
+
+
+#: deflate keeps this many bytes of lookahead inside its window
+_LOOKAHEAD = 262

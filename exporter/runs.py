@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import math
 import threading
 import time
@@ -384,3 +385,38 @@ def _call_abandon(collector: SourceCollector) -> None:
         collector.abandon()
     except Exception as exc:  # noqa: BLE001 - a broken hook must not break the janitor
         collector.log_failure("error", exc)
+
+
+class GCPause:
+    """The cyclic garbage collector paused while any scrape is in progress (nestable, any
+    thread).
+
+    A scrape allocates tens of thousands of samples, label dicts and strings that live until
+    its body is written and are then freed by reference counting, not by the collector. With
+    the collector on, its young-generation passes keep walking them and promote them to the
+    older generations, whose passes then walk them again: measured, about a sixth of a Redis
+    scrape's CPU. Paused, the first pass after the scrape finds them gone. A pause lasts one
+    scrape (its deadline at most). A process that turned the collector off keeps it off.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._resume = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._resume = gc.isenabled()
+                gc.disable()
+            self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._resume:
+                gc.enable()
+
+
+#: Shared by every engine of the process (the collector is process-wide).
+SCRAPE_GC_PAUSE = GCPause()

@@ -25,13 +25,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 from collectors.base import CollectionResult, Deadline, SourceCollector
 from collectors.specs import MetricSpec, add, counter, gauge
 from exporter import __version__
 from exporter.exposition import Format, compress, encode
 from exporter.families import merge_same_name, with_prefix
-from exporter.runs import MAX_ABANDONED, SAME_DEADLINE_SECONDS, SPARE_AFTER_SECONDS, Flights
+from exporter.runs import (
+    MAX_ABANDONED,
+    SAME_DEADLINE_SECONDS,
+    SCRAPE_GC_PAUSE,
+    SPARE_AFTER_SECONDS,
+    Flights,
+)
 from exporter.workers import WorkerPool, daemon_call
 
 log = logging.getLogger("afirgen_exporter")
@@ -298,15 +305,29 @@ class ScrapeEngine:
         abandoned = ABANDONED.family()
         stuck = STUCK.family()
         ages = CACHED_AGE.family()
+        # samples made directly: what add() makes, without its checks and zips (five a unit)
+        make = tuple.__new__
+        columns = (
+            (success.samples, success.name),
+            (duration.samples, duration.name),
+            (dropped.samples, dropped.name),
+            (abandoned.samples, abandoned.name + "_total"),
+            (stuck.samples, stuck.name),
+        )
         for unit, result in results:
-            values = unit.key
-            add(success, values, 1.0 if result.success else 0.0)
-            add(duration, values, result.duration_seconds)
-            add(dropped, values, float(result.series_dropped))
-            add(abandoned, values, float(self.abandoned_total.get(unit.key, 0)))
-            add(stuck, values, float(self._flights.stuck(unit.key)))
+            key = unit.key
+            row = (
+                float(result.success),
+                float(result.duration_seconds),
+                float(result.series_dropped),
+                float(self.abandoned_total.get(key, 0)),
+                float(self._flights.stuck(key)),
+            )
+            for (samples, name), value in zip(columns, row, strict=True):
+                labels = {"collector": key[0], "target": key[1]}
+                samples.append(make(Sample, (name, labels, value, None, None, None)))
             for part, age in result.ages:
-                add(ages, (*values, part), age)
+                add(ages, (*key, part), age)
         return [self._build_info, success, duration, dropped, abandoned, stuck, ages]
 
     def _with_namespace(self, families: list[Metric]) -> list[Metric]:
@@ -375,14 +396,15 @@ class ScrapeEngine:
     async def _render(
         self, units: Sequence[Unit], deadline: Deadline, fmt: Format, gzipped: bool, probe: bool
     ) -> bytes:
-        if probe:
-            families = await self.probe_families(units, deadline)
-        else:
-            families = await self.metrics_families(units, deadline)
-        if sum(len(family.samples) for family in families) <= INLINE_ENCODE_SAMPLES:
-            return self._encode(families, fmt, gzipped)  # cheaper than a thread's round trip
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._encoder, self._encode, families, fmt, gzipped)
+        with SCRAPE_GC_PAUSE:  # (exporter.runs)
+            if probe:
+                families = await self.probe_families(units, deadline)
+            else:
+                families = await self.metrics_families(units, deadline)
+            if sum(len(family.samples) for family in families) <= INLINE_ENCODE_SAMPLES:
+                return self._encode(families, fmt, gzipped)  # cheaper than a thread round trip
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._encoder, self._encode, families, fmt, gzipped)
 
     def _forget_render(self, key: tuple[object, ...], future: asyncio.Future[bytes]) -> None:
         shared = self._renders.get(key)
