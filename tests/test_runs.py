@@ -405,7 +405,7 @@ def test_a_unit_chained_behind_wedged_ones_gets_its_own_thread_in_time(silent):
 class GCWatchingCollector(SourceCollector):
     """Records whether the cyclic collector was on while it was being collected."""
 
-    kind = "gcwatch"
+    collector = "gcwatch"
 
     def __init__(self, name: str = "g") -> None:
         super().__init__(name)
