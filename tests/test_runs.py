@@ -454,3 +454,32 @@ def test_a_process_that_turned_the_collector_off_keeps_it_off():
             assert not gc.isenabled()
         assert not gc.isenabled()  # an outer scrape still runs
     assert gc.isenabled()
+
+
+def test_scrapes_overlapping_without_a_gap_still_let_a_collection_run():
+    """A pause that never ends (overlapping scrapes) must not stop cycles being collected."""
+    pause = GCPause(max_seconds=0.05)
+    collections: list[int] = []
+
+    def counted(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(counted)
+    try:
+        with pause:
+            with pause:
+                pass
+            assert collections == []  # within max_seconds: no collection
+            time.sleep(0.06)
+            with pause:
+                assert collections == [2]  # overdue: a full collection as this one started
+            assert collections == [2]  # and the clock starts again: none as it ended
+            time.sleep(0.06)
+            with pause:
+                pass
+            assert collections == [2, 2]  # overdue again, the outer scrape still running
+            assert not gc.isenabled()
+    finally:
+        gc.callbacks.remove(counted)
+    assert gc.isenabled()
