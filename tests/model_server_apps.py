@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -126,6 +126,19 @@ def serve_stand_in(
         return url, None
     alone = stack.enter_context(serve_app(make_metrics_app(kind, behaviour)))
     return url, f"{alone}/metrics"
+
+
+def serve_stand_ins(
+    stack: contextlib.ExitStack, kinds: Iterable[str]
+) -> dict[str, tuple[str, str | None, Behaviour]]:
+    """One stand-in per kind, each with a Behaviour of its own, served until `stack` closes:
+    kind -> (its API URL, its metrics page's URL on a port of its own or None, its Behaviour)."""
+    served = {}
+    for kind in kinds:
+        behaviour = Behaviour()
+        url, metrics = serve_stand_in(stack, kind, behaviour)
+        served[kind] = (url, metrics, behaviour)
+    return served
 
 
 def collector_for(
