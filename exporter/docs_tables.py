@@ -2,7 +2,7 @@
 
 A metric table stands between `<!-- metrics:begin NAME ... -->` and `<!-- metrics:end NAME -->`,
 where NAME is a collector of the catalog (its module's `SPECS`) or `exporter` (the self-metrics
-of `exporter.scrape`). Any other table, `<!-- WHAT:begin NAME ... -->` to
+of `exporter.self_metrics`). Any other table, `<!-- WHAT:begin NAME ... -->` to
 `<!-- WHAT:end NAME -->`, is written by `TABLES[WHAT]()` of NAME's module (the model-server
 presets, for instance). `python -m exporter.docs_tables` rewrites every table;
 tests/test_docs_tables.py fails when one is out of date.
@@ -29,7 +29,7 @@ _TABLE = re.compile(
     re.S,
 )
 #: Tables not owned by a collector of the catalog: name -> module holding `SPECS`.
-EXTRA_SOURCES = {"exporter": "exporter.scrape"}
+EXTRA_SOURCES = {"exporter": "exporter.self_metrics"}
 
 
 def begin_marker(name: str, what: str = "metrics") -> str:

@@ -20,7 +20,8 @@ from collectors.base import SourceCollector
 from collectors.catalog import CATALOG
 from exporter.config import Config, read_config, with_overrides
 from exporter.schema import ConfigError
-from exporter.scrape import RELOAD_OK, RELOAD_TIME, ScrapeEngine, Unit
+from exporter.scrape import ScrapeEngine, Unit
+from exporter.self_metrics import RELOAD_OK, RELOAD_TIME
 from exporter.units import build_units
 
 log = logging.getLogger("afirgen_exporter")

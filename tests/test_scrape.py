@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import Deadline, ScrapeContext, SourceCollector, up_family
 from collectors.specs import by_name
-from exporter import scrape
+from exporter import self_metrics
 from exporter.config import load_config
 from exporter.exposition import Format
 from exporter.scrape import ScrapeEngine, Unit
@@ -299,7 +299,7 @@ def test_collect_is_the_plain_prometheus_client_api():
 
 
 def test_the_engine_serves_its_self_metrics_exactly_as_specified():
-    declared = by_name(scrape.SPECS)
+    declared = by_name(self_metrics.SPECS)
     config = load_config({"collectors": {"system": {"enabled": False}}}, env={})
     exporter = Exporter(config, extra_collectors=[CountingCollector(), RaisingCollector("r1")])
     engine = exporter.loaded.engine  # with the reload families the Exporter adds
