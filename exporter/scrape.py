@@ -30,10 +30,10 @@ from collectors.base import CollectionResult, Deadline, SourceCollector
 from exporter import __version__
 from exporter.exposition import Format, compress, encode
 from exporter.families import merge_same_name, with_prefix
+from exporter.gc_pause import SCRAPE_GC_PAUSE
 from exporter.runs import (
     MAX_ABANDONED,
     SAME_DEADLINE_SECONDS,
-    SCRAPE_GC_PAUSE,
     SPARE_AFTER_SECONDS,
     Flights,
 )
@@ -345,7 +345,7 @@ class ScrapeEngine:
     async def _render(
         self, units: Sequence[Unit], deadline: Deadline, fmt: Format, gzipped: bool, probe: bool
     ) -> bytes:
-        with SCRAPE_GC_PAUSE:  # (exporter.runs)
+        with SCRAPE_GC_PAUSE:  # (exporter.gc_pause)
             if probe:
                 families = await self.probe_families(units, deadline)
             else:

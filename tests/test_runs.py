@@ -6,7 +6,6 @@ Every wedged source here is a real loopback socket that accepts and never answer
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import socket
 import threading
@@ -19,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import Deadline, ScrapeContext, SourceCollector
 from exporter.exposition import Format
-from exporter.runs import CHAIN_THREADS, MAX_ABANDONED, GCPause
+from exporter.runs import CHAIN_THREADS, MAX_ABANDONED
 from exporter.scrape import ScrapeEngine, Unit
 from tests.loopback_sources import SilentListener, slow_http_server
 
@@ -400,86 +399,3 @@ def test_a_unit_chained_behind_wedged_ones_gets_its_own_thread_in_time(silent):
         assert self_metric(got, "afirgen_exporter_collector_success", w.collector, w.name) == 0
     assert self_metric(got, "afirgen_exporter_collector_success", "recording", "late") == 1
     engine.close()
-
-
-class GCWatchingCollector(SourceCollector):
-    """Records whether the cyclic collector was on while it was being collected."""
-
-    collector = "gcwatch"
-
-    def __init__(self, name: str = "g") -> None:
-        super().__init__(name)
-        self.seen: list[bool] = []
-
-    def fetch(self, ctx: ScrapeContext):
-        self.seen.append(gc.isenabled())
-        time.sleep(0.05)
-        yield GaugeMetricFamily("gcwatch_value", "A value.", value=1.0)
-
-
-def test_the_collector_is_paused_during_scrapes_and_resumed_after_the_last():
-    watching = GCWatchingCollector()
-    engine = ScrapeEngine([Unit("gcwatch", "g", watching)])
-
-    async def overlapping():
-        first = asyncio.ensure_future(
-            engine.render(engine.units, Deadline.after(5), Format.TEXT, False)
-        )
-        await asyncio.sleep(0.01)
-        second = engine.render(engine.units, Deadline.after(5), Format.PROTOBUF, False)
-        return await asyncio.gather(first, second)
-
-    assert gc.isenabled()
-    try:
-        bodies = asyncio.run(overlapping())
-        assert b"gcwatch_value 1.0" in bodies[0]
-        assert watching.seen and not any(watching.seen)
-        assert gc.isenabled()  # on again once both scrapes are done
-    finally:
-        gc.enable()
-        engine.close()
-
-
-def test_a_process_that_turned_the_collector_off_keeps_it_off():
-    pause = GCPause()
-    gc.disable()
-    try:
-        with pause, pause:
-            assert not gc.isenabled()
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
-    with pause:
-        with pause:
-            assert not gc.isenabled()
-        assert not gc.isenabled()  # an outer scrape still runs
-    assert gc.isenabled()
-
-
-def test_scrapes_overlapping_without_a_gap_still_let_a_collection_run():
-    """A pause that never ends (overlapping scrapes) must not stop cycles being collected."""
-    pause = GCPause(max_seconds=0.05)
-    collections: list[int] = []
-
-    def counted(phase: str, info: dict[str, int]) -> None:
-        if phase == "stop":
-            collections.append(info["generation"])
-
-    gc.callbacks.append(counted)
-    try:
-        with pause:
-            with pause:
-                pass
-            assert collections == []  # within max_seconds: no collection
-            time.sleep(0.06)
-            with pause:
-                assert collections == [2]  # overdue: a full collection as this one started
-            assert collections == [2]  # and the clock starts again: none as it ended
-            time.sleep(0.06)
-            with pause:
-                pass
-            assert collections == [2, 2]  # overdue again, the outer scrape still running
-            assert not gc.isenabled()
-    finally:
-        gc.callbacks.remove(counted)
-    assert gc.isenabled()
