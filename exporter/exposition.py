@@ -33,7 +33,7 @@ PROTOBUF_TYPE = "application/vnd.google.protobuf"
 PROTOBUF_PROTO = "io.prometheus.client.MetricFamily"
 
 
-class Kind(Enum):
+class Encoding(Enum):
     TEXT = "text"
     OPENMETRICS = "openmetrics"
     PROTOBUF = "protobuf"
@@ -43,7 +43,7 @@ class Kind(Enum):
 class Format:
     """What to answer: the format, its text version and the name escaping asked for."""
 
-    kind: Kind
+    encoding: Encoding
     #: `escaping=` of the chosen Accept clause (one of name_escaping.SCHEMES), or None.
     escaping: str | None = None
     #: Text format version to announce: 0.0.4, or 1.0.0 when the client asked for it.
@@ -55,22 +55,22 @@ class Format:
 
     @property
     def name(self) -> str:
-        return self.kind.name
+        return self.encoding.name
 
     @property
     def content_type(self) -> str:
-        if self.kind is Kind.TEXT:
+        if self.encoding is Encoding.TEXT:
             base = f"text/plain; version={self.text_version}; charset=utf-8"
-        elif self.kind is Kind.OPENMETRICS:
+        elif self.encoding is Encoding.OPENMETRICS:
             base = om_exposition.CONTENT_TYPE_LATEST
         else:
             base = protobuf_format.CONTENT_TYPE
         return f"{base}; escaping={self.escaping}" if self.escaping else base
 
 
-Format.TEXT = Format(Kind.TEXT)
-Format.OPENMETRICS = Format(Kind.OPENMETRICS)
-Format.PROTOBUF = Format(Kind.PROTOBUF)
+Format.TEXT = Format(Encoding.TEXT)
+Format.OPENMETRICS = Format(Encoding.OPENMETRICS)
+Format.PROTOBUF = Format(Encoding.PROTOBUF)
 
 
 @dataclass(frozen=True)
@@ -125,19 +125,19 @@ def _served(clause: _Clause) -> Format | None:
         escaping = None  # unknown schemes are ignored, as Prometheus does
     if media == PROTOBUF_TYPE:
         if params.get("proto") == PROTOBUF_PROTO and params.get("encoding") == "delimited":
-            return Format(Kind.PROTOBUF, escaping)
+            return Format(Encoding.PROTOBUF, escaping)
         return None
     if media == "application/openmetrics-text":
         if params.get("version", "1.0.0") in ("0.0.1", "1.0.0"):
-            return Format(Kind.OPENMETRICS, escaping)
+            return Format(Encoding.OPENMETRICS, escaping)
         return None
     if media == "text/plain":
         version = params.get("version", "0.0.4")
         if version in ("0.0.4", "1.0.0"):
-            return Format(Kind.TEXT, escaping, version)
+            return Format(Encoding.TEXT, escaping, version)
         return None
     if media in ("text/*", "*/*"):
-        return Format(Kind.TEXT, escaping)
+        return Format(Encoding.TEXT, escaping)
     return None
 
 
@@ -167,8 +167,8 @@ def _negotiate(accept: str, prefer_text: bool) -> Format:
     if not offers:
         return Format.TEXT
     best = offers[0][1]
-    if best.kind is Kind.OPENMETRICS and prefer_text:
-        text = next((fmt for _, fmt in offers if fmt.kind is Kind.TEXT), None)
+    if best.encoding is Encoding.OPENMETRICS and prefer_text:
+        text = next((fmt for _, fmt in offers if fmt.encoding is Encoding.TEXT), None)
         if text is not None:
             return text
     return best
@@ -221,13 +221,13 @@ def encode(families: Iterable[Metric], fmt: Format, *, created: bool = True) -> 
     if not created:
         families = without_created(families)
     escaping = fmt.escaping or UNDERSCORES  # no scheme asked: legacy names, as before
-    if fmt.kind is Kind.PROTOBUF:
+    if fmt.encoding is Encoding.PROTOBUF:
         return protobuf_format.generate_protobuf(families, escaping)
     if escaping in (DOTS, VALUES):
         families = escape_families(families, escaping)
     # prometheus_client's encoders quote UTF-8 names, or replace their invalid characters
     names = om_exposition.ALLOWUTF8 if escaping == ALLOW_UTF8 else om_exposition.UNDERSCORES
-    if fmt.kind is Kind.OPENMETRICS:
+    if fmt.encoding is Encoding.OPENMETRICS:
         registry: Any = _Families(families)
         body: bytes = om_exposition.generate_latest(registry, escaping=names)  # type: ignore[no-untyped-call]
         return body

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from collectors.base import ScrapeContext, SourceCollector
 from exporter.app import create_app
 from exporter.config import load_config
-from exporter.exposition import Format, Kind, negotiate
+from exporter.exposition import Encoding, Format, negotiate
 from exporter.name_escaping import escape_name
 from exporter.schema import ConfigError
 from exporter.state import Exporter
@@ -40,41 +40,41 @@ PROM_3 = (
 
 
 @pytest.mark.parametrize(
-    ("accept", "prefer_text", "kind", "escaping"),
+    ("accept", "prefer_text", "encoding", "escaping"),
     [
-        (None, True, Kind.TEXT, None),
-        ("", True, Kind.TEXT, None),
-        (PROM_242_NATIVE, True, Kind.PROTOBUF, None),
-        (PROM_242, True, Kind.TEXT, None),
-        (PROM_242, False, Kind.OPENMETRICS, None),
-        (PROM_3, True, Kind.PROTOBUF, "allow-utf-8"),
+        (None, True, Encoding.TEXT, None),
+        ("", True, Encoding.TEXT, None),
+        (PROM_242_NATIVE, True, Encoding.PROTOBUF, None),
+        (PROM_242, True, Encoding.TEXT, None),
+        (PROM_242, False, Encoding.OPENMETRICS, None),
+        (PROM_3, True, Encoding.PROTOBUF, "allow-utf-8"),
         # q values decide, not the order written
-        (f"text/plain;q=0.2,{PROTO};q=0.9", True, Kind.PROTOBUF, None),
-        (f"{PROTO};q=0.1,text/plain;q=0.2", True, Kind.TEXT, None),
+        (f"text/plain;q=0.2,{PROTO};q=0.9", True, Encoding.PROTOBUF, None),
+        (f"{PROTO};q=0.1,text/plain;q=0.2", True, Encoding.TEXT, None),
         # protobuf without the delimited encoding, or another message, is not ours
         (
             "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text",
             True,
-            Kind.TEXT,
+            Encoding.TEXT,
             None,
         ),
         (
             "application/vnd.google.protobuf;proto=other.Message;encoding=delimited",
             True,
-            Kind.TEXT,
+            Encoding.TEXT,
             None,
         ),
-        (f"{PROTO};q=0", True, Kind.TEXT, None),
-        ("application/openmetrics-text", True, Kind.OPENMETRICS, None),
-        ("application/openmetrics-text;version=9.0.0,text/plain;q=0.1", True, Kind.TEXT, None),
-        ("text/plain;version=1.0.0;escaping=dots", True, Kind.TEXT, "dots"),
-        ("text/plain;escaping=nonsense", True, Kind.TEXT, None),
-        ("image/png", True, Kind.TEXT, None),
+        (f"{PROTO};q=0", True, Encoding.TEXT, None),
+        ("application/openmetrics-text", True, Encoding.OPENMETRICS, None),
+        ("application/openmetrics-text;version=9.0.0,text/plain;q=0.1", True, Encoding.TEXT, None),
+        ("text/plain;version=1.0.0;escaping=dots", True, Encoding.TEXT, "dots"),
+        ("text/plain;escaping=nonsense", True, Encoding.TEXT, None),
+        ("image/png", True, Encoding.TEXT, None),
     ],
 )
-def test_negotiation(accept, prefer_text, kind, escaping):
+def test_negotiation(accept, prefer_text, encoding, escaping):
     fmt = negotiate(accept, prefer_text=prefer_text)
-    assert (fmt.kind, fmt.escaping) == (kind, escaping)
+    assert (fmt.encoding, fmt.escaping) == (encoding, escaping)
 
 
 def test_default_content_types_are_unchanged():
