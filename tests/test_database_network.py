@@ -6,6 +6,7 @@ never waits for a stuck fetch, and the collector recovers once the proxy forward
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -19,6 +20,7 @@ from collectors import database
 from collectors.base import Deadline
 from collectors.database import Target
 from collectors.sql import EngineSettings, create_engine
+from collectors.sql.watchdog import WATCHDOG, Guard
 from exporter.app import create_app
 from exporter.config import load_config
 from exporter.state import Exporter
@@ -239,3 +241,27 @@ def test_abandon_cuts_an_overrun_run_so_the_next_gets_a_fresh_connection(postgre
     finally:
         bounded.close()
         proxy.close()
+
+
+def guards_alive() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, Guard))
+
+
+def test_a_returned_connection_leaves_no_guard_behind_until_its_deadline(postgres_url):
+    """Each checkout arms a guard for deadline + grace; a connection returned in time must
+    free it then (and the duplicate of its socket), not when the alarm falls due: at a high
+    scrape rate the watchdog held every guard of the last 10 s, hundreds of them."""
+    checkouts = 200  # more than watchdog.COMPACT_AFTER, so the heap is rebuilt at least once
+    bounded = create_engine(postgres_url, EngineSettings(application_name=APP_NAME))
+    before, pending = guards_alive(), WATCHDOG.pending()
+    try:
+        for _ in range(checkouts):
+            with bounded.connect(Deadline.after(600), cap=5) as q:
+                assert q.one("SELECT 1")[0] == 1
+        del q  # the last checkout's queries hold its guard
+        assert guards_alive() <= before
+        # cancelled alarms are dropped from the heap too, not kept for 600 s
+        assert WATCHDOG.pending() - pending <= checkouts // 2
+    finally:
+        bounded.close()

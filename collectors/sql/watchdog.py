@@ -8,7 +8,10 @@ its descriptor, or SQLite's `interrupt()`), the blocked call fails at once, and 
 invalidates the connection, which frees its pool slot.
 
 One daemon thread serves every alarm of the process, so the thread count stays flat however
-many scrapes time out.
+many scrapes time out. A cancelled alarm lets go of its action at once (the guard, and with
+it the connection's duplicate socket), and the heap drops cancelled entries when they are
+most of it: otherwise every checkout of the last (deadline + grace) seconds stays held, which
+at a high scrape rate is hundreds of guards.
 """
 
 from __future__ import annotations
@@ -31,6 +34,16 @@ class Alarm:
         self.cancelled = False
 
 
+def _nothing() -> None:
+    """What a cancelled alarm runs, so it holds no reference to its guard."""
+
+
+#: Cancelled entries the heap may carry before it is rebuilt without them (when they are also
+#: more than half of it): rebuilding costs one pass, so it happens at most every this many
+#: cancels
+COMPACT_AFTER = 64
+
+
 class Watchdog:
     """Runs actions at points on the monotonic clock, from one thread started on first use."""
 
@@ -43,6 +56,7 @@ class Watchdog:
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, Alarm]] = []
         self._order = itertools.count()
+        self._cancelled = 0  # cancelled alarms still in the heap
         self._thread: threading.Thread | None = None
 
     def arm(self, at: float, action: Callable[[], None]) -> Alarm:
@@ -58,7 +72,22 @@ class Watchdog:
 
     def cancel(self, alarm: Alarm) -> None:
         with self._cond:
-            alarm.cancelled = True  # dropped from the heap when its time comes
+            if alarm.cancelled:
+                return
+            alarm.cancelled = True  # dropped from the heap when its time comes, or below
+            alarm.action = _nothing
+            self._cancelled += 1
+            if self._cancelled > COMPACT_AFTER and 2 * self._cancelled > len(self._heap):
+                # only cancelled entries go: the head can only move later, and the thread
+                # waking early for one just waits again
+                self._heap = [entry for entry in self._heap if not entry[2].cancelled]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+
+    def pending(self) -> int:
+        """Alarms the heap holds, cancelled ones not yet dropped included."""
+        with self._cond:
+            return len(self._heap)
 
     def _run(self) -> None:
         while True:
@@ -68,10 +97,12 @@ class Watchdog:
                     self._cond.wait(wait)
                 _, _, alarm = heapq.heappop(self._heap)
                 if alarm.cancelled:
+                    self._cancelled -= 1
                     continue
                 alarm.cancelled = True
+                action, alarm.action = alarm.action, _nothing
             try:
-                alarm.action()
+                action()
             except Exception:  # noqa: BLE001 - an interrupt that fails has nothing to stop
                 pass
 
