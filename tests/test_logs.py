@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -73,7 +75,9 @@ def test_redact_line_masks_query_values_tokens_and_passwords():
     assert "redis://app:***@127.0.0.1:6379/0" in masked
 
 
-def test_the_formatter_redacts_arguments_and_tracebacks():
+@contextlib.contextmanager
+def formatted_log() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger whose lines go only to a stream, through the exporter's redacting formatter."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logs.RedactingFormatter(logs.FORMAT))
@@ -81,13 +85,18 @@ def test_the_formatter_redacts_arguments_and_tracebacks():
     logger.addHandler(handler)
     logger.propagate = False
     try:
+        yield logger, stream
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def test_the_formatter_redacts_arguments_and_tracebacks():
+    with formatted_log() as (logger, stream):
         try:
             raise ValueError("bad answer from http://h:1/m?api_key=key-4f1d9a")
         except ValueError:
             logger.exception("probe of %s failed", "http://h:1/m?token=tok-8c2e77")
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
     text = stream.getvalue()
     assert "probe of http://h:1/m?token=*** failed" in text
     assert "ValueError: bad answer" in text
@@ -172,15 +181,6 @@ def test_a_database_that_stays_down_logs_one_single_line(tmp_path):
 
 
 def test_the_formatter_puts_a_multi_line_message_on_one_line():
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logs.RedactingFormatter(logs.FORMAT))
-    logger = logging.getLogger("afirgen_exporter.test_logs")
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
+    with formatted_log() as (logger, stream):
         logger.warning("failed: %s", "first\n\tsecond\r\nthird")
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
     assert stream.getvalue().endswith("failed: first second third\n")
