@@ -4,6 +4,7 @@ and what they read back from its metrics page."""
 from __future__ import annotations
 
 import threading
+import uuid
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
@@ -14,7 +15,8 @@ from starlette.responses import StreamingResponse
 from exporter.config import Config, load_config
 from tests.support import Samples
 
-TABLE = "afx_embed_fir"
+#: Per run, so two runs on the shared PostgreSQL never meet; test_embed drops it after each test.
+TABLE = f"afx_embed_fir_{uuid.uuid4().hex[:8]}"
 
 
 def no_host_config() -> Config:

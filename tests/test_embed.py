@@ -21,11 +21,10 @@ from tests.support import Samples, scrape_url, serve_app, wait_until
 def engine(postgres_url):
     engine = create_engine(postgres_url, pool_size=5, max_overflow=0)
     with engine.begin() as conn:
-        conn.execute(
-            text(f"CREATE TABLE IF NOT EXISTS {TABLE} (id serial PRIMARY KEY, title text UNIQUE)")
-        )
-        conn.execute(text(f"TRUNCATE {TABLE} RESTART IDENTITY"))
+        conn.execute(text(f"CREATE TABLE {TABLE} (id serial PRIMARY KEY, title text UNIQUE)"))
     yield engine
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE {TABLE}"))
     engine.dispose()
 
 
