@@ -14,14 +14,15 @@ of vLLM's v1 engine with their buckets, about 300 series). Two more rows read it
 asked; `/version` every 5 minutes) and, for the page's share, through the same preset pointed
 at a one-line page that names the same model (the same requests, a page of one series). Then,
 all through the same rounds (so under the same load), a real Prometheus scrapes that page
-directly every `--prometheus-interval` (20 ms: some 50-100 scrapes a round) while a second
-Prometheus without scrape jobs runs beside it: Prometheus's CPU per scrape is the difference of
-their CPU over the scrapes the page counted from it, per round. Printed: CPU per scrape of each
-(medians of the rounds, their spread and quartiles, and Prometheus's over the whole run); the
-ratios ours/Prometheus for the whole probe and for the page's share (target: 2x or less), and
-ours against blackbox's probe plus Prometheus's scrape (the peers' cost of the same view); and
-the in-process cost of reading the page (line filter + parse) against
-prometheus_client's parser on the whole page.
+directly every `--prometheus-interval` (20 ms: about 100 scrapes a round; at 100 ms each of its
+scrapes cost it more, so 20 ms is the strict choice) while a second Prometheus without scrape
+jobs runs beside it: Prometheus's CPU per scrape is the difference of their CPU over the
+scrapes the page counted from it, per round. Printed: CPU per scrape of each (medians of the
+rounds, their spread and quartiles, and Prometheus's over the whole run); the ratios
+ours/Prometheus for the whole probe and for the page's share (target: 2x or less), and ours
+against blackbox's probe plus Prometheus's scrape (the peers' cost of the same view); and the
+in-process cost of reading the page (line filter + parse) against prometheus_client's parser
+on the whole page.
 
 Run: python benchmarks/model_servers.py [--rounds 10] [--per-round 200] [--baseline TREE]
      [--prometheus-interval 20ms]
