@@ -19,9 +19,10 @@ loopback ports:
 Rounds interleave every exporter (the order rotates each round); each round is `--scrapes`
 sequential scrapes on one keep-alive connection with Prometheus's headers (OpenMetrics, gzip).
 Printed: load average before and after, then per exporter the median p50 latency, CPU per
-scrape (schedstat of every thread of the process tree over each round, median of rounds), RSS
-once 300 scrapes are done, samples per scrape (text format) and CPU per sample; then the
-issue's table and each target's ratio. Compare ratios of one run, never absolute times across runs.
+scrape (harness.cpu_seconds, in nanoseconds: the process tree over each round, median of
+rounds), RSS once 300 scrapes are done, samples per scrape (text format) and CPU per sample;
+then the issue's table and each target's ratio. Compare ratios of one run, never absolute times
+across runs.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ from benchmarks.harness import (
     Scraper,
     Server,
     count_series,
+    cpu_seconds,
     free_port,
     our_exporter,
-    process_tree,
     rss_bytes,
     started,
     wait_http,
@@ -190,18 +191,6 @@ def peers(sources: Sources, work: Path) -> list[tuple[str, list[str], str, dict[
                                f"--config.file={work / 'blackbox.yml'}", "--log.level=warn"],
          f"/probe?module=http_2xx&target={health}", {}),
     ]  # fmt: skip
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU of the process tree so far, from every thread's schedstat (nanoseconds: /proc's
-    utime+stime count 10 ms ticks, too coarse for a 0.3 ms scrape)."""
-    total = 0
-    for member in process_tree(pid):
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{member}/task").iterdir():
-                with contextlib.suppress(OSError):
-                    total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
 
 
 def measure_round(server: Server, scrapes: int) -> None:

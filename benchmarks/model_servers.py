@@ -4,8 +4,9 @@ Both probe the same endpoint (a uvicorn app in its own process answering `{"stat
 our exporter with a `generic` target checking the JSON field, blackbox_exporter with an `http`
 module checking the status code and the body by regexp. Rounds interleave the two; every
 request carries Prometheus's headers. Printed: latency p50/p99 per probe as Prometheus sees it,
-CPU per probe of each exporter process (utime+stime from /proc, children included; the
-median round and the rounds' spread), and the ratios ours/blackbox.
+CPU per probe of each exporter process (harness.cpu_seconds: the kernel's CPU clock of the
+process tree, in nanoseconds; the median round and the rounds' spread), and the ratios
+ours/blackbox.
 
 Inference numbers: the same endpoint serves a vLLM-sized metrics page (one model, the families
 of vLLM's v1 engine with their buckets, about 300 series). Two more rows read it through our
@@ -13,15 +14,18 @@ of vLLM's v1 engine with their buckets, about 300 series). Two more rows read it
 asked; `/version` every 5 minutes) and, for the page's share, through the same preset pointed
 at a one-line page that names the same model (the same requests, a page of one series). Then,
 all through the same rounds (so under the same load), a real Prometheus scrapes that page
-directly every 100 ms while a second Prometheus without scrape jobs runs beside it:
-Prometheus's CPU per scrape is the difference of their CPU over the scrapes the page counted
-from it, per round. Printed: CPU per
-scrape of each; the ratios ours/Prometheus for the whole probe and for the page's share (target:
-2x or less), and ours against blackbox's probe plus Prometheus's scrape (the peers' cost of the
-same view); and the in-process cost of reading the page (line filter + parse) against
-prometheus_client's parser on the whole page.
+directly every `--prometheus-interval` (20 ms: about 100 scrapes a round; at 100 ms each of its
+scrapes cost it more, so 20 ms is the strict choice) while a second Prometheus without scrape
+jobs runs beside it: Prometheus's CPU per scrape is the difference of their CPU over the
+scrapes the page counted from it, per round. Printed: CPU per scrape of each (medians of the
+rounds, their spread and quartiles, and Prometheus's over the whole run); the ratios
+ours/Prometheus for the whole probe and for the page's share (target: 2x or less), and ours
+against blackbox's probe plus Prometheus's scrape (the peers' cost of the same view); and the
+in-process cost of reading the page (line filter + parse) against prometheus_client's parser
+on the whole page.
 
 Run: python benchmarks/model_servers.py [--rounds 10] [--per-round 200] [--baseline TREE]
+     [--prometheus-interval 20ms]
 
 `--baseline TREE` (an earlier source tree, e.g. `git archive main | tar -x -C /tmp/main`) runs
 a second exporter from it with the same config; its two vLLM rows join the same interleaved
@@ -244,6 +248,9 @@ def main() -> int:
     parser.add_argument("--per-round", type=int, default=200)
     parser.add_argument("--build-targets", type=int, default=0, metavar="N")
     parser.add_argument("--baseline", type=Path, metavar="TREE", help="an earlier source tree")
+    parser.add_argument(
+        "--prometheus-interval", default="20ms", help="Prometheus's scrape interval of the page"
+    )
     args = parser.parse_args()
     if args.build_targets:
         return build_cost(args.build_targets)
@@ -258,7 +265,7 @@ def main() -> int:
                 """Run `argv` in `tree` until the end (output in `work`); its pid once `port`
                 listens."""
                 env = {"PYTHONPATH": str(tree)}
-                server = started(name, argv, port, env, log_dir=work, cwd=tree)
+                server = started(name, argv, port, env=env, log_dir=work, cwd=tree)
                 return stack.enter_context(server).pid
 
             endpoint_port = free_port()
@@ -363,17 +370,13 @@ def main() -> int:
                 contender.cpu = 0.0
                 contender.probes = 0
                 contender.rounds.clear()
-            prometheus = start_prometheus(stack, work, endpoint)
-            slices = []
-            scrapes = 0
+            prometheus = start_prometheus(stack, work, endpoint, args.prometheus_interval)
+            scraping = Scraping()
             for _ in range(args.rounds):  # Prometheus scrapes the page all through the rounds
                 before = prometheus.reading()
                 for contender in contenders:
                     contender.round(args.per_round)
-                per_scrape, counted = prometheus.since(before)
-                slices.append(per_scrape)
-                scrapes += counted
-            scraping = (slices, scrapes)
+                scraping.add(*prometheus.since(before))
             page = httpx.get(f"{endpoint}/metrics").content
         report(contenders, args.rounds, args.per_round)
         report_page(contenders, scraping, page)
@@ -382,8 +385,44 @@ def main() -> int:
     return 0
 
 
+class Scraping:
+    """Prometheus's rounds: CPU seconds beyond the idle one's and the page's scrapes, each."""
+
+    def __init__(self) -> None:
+        self.rounds: list[tuple[float, int]] = []
+
+    def add(self, extra: float, scrapes: int) -> None:
+        if scrapes == 0:
+            raise SystemExit("Prometheus did not scrape the page in a round")
+        self.rounds.append((extra, scrapes))
+
+    def per_scrape(self) -> list[float]:
+        return [extra / scrapes for extra, scrapes in self.rounds]
+
+    def median(self) -> float:
+        return statistics.median(self.per_scrape())
+
+    def overall(self) -> float:
+        """CPU per scrape over the whole run (every round's extra CPU over all its scrapes)."""
+        return sum(e for e, _ in self.rounds) / sum(n for _, n in self.rounds)
+
+    def scrapes(self) -> tuple[int, int, int]:
+        """Scrapes in all, and the fewest and most in a round."""
+        counts = [n for _, n in self.rounds]
+        return sum(counts), min(counts), max(counts)
+
+
+def spread_ms(values: list[float]) -> str:
+    """lowest-highest (and the quartiles, with enough values) in ms."""
+    lo, hi = 1000 * min(values), 1000 * max(values)
+    if len(values) < 4:
+        return f"{lo:.3f}-{hi:.3f}"
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return f"{lo:.3f}-{hi:.3f}, quartiles {1000 * q1:.3f}-{1000 * q3:.3f}"
+
+
 class PrometheusPair:
-    """A Prometheus scraping the page every 100 ms and one without scrape jobs beside it: the
+    """A Prometheus scraping the page often and one without scrape jobs beside it: the
     scraping one's CPU per scrape is the difference of their CPU over the scrapes the page
     counted from it, over the same window as the rounds it is read around."""
 
@@ -396,20 +435,23 @@ class PrometheusPair:
         return {name: cpu_seconds(pid) for name, pid in self.pids.items()}, hits
 
     def since(self, before: tuple[dict[str, float], int]) -> tuple[float, int]:
-        """CPU seconds per scrape since `before`, and the scrapes counted."""
+        """The scraping one's CPU seconds beyond the idle one's since `before`, and the scrapes
+        the page counted."""
         (cpu0, hits0), (cpu1, hits1) = before, self.reading()
         extra = (cpu1["scraping"] - cpu0["scraping"]) - (cpu1["idle"] - cpu0["idle"])
-        return extra / max(hits1 - hits0, 1), hits1 - hits0
+        return extra, hits1 - hits0
 
 
-def start_prometheus(stack: contextlib.ExitStack, work: Path, endpoint: str) -> PrometheusPair:
+def start_prometheus(
+    stack: contextlib.ExitStack, work: Path, endpoint: str, interval: str
+) -> PrometheusPair:
     """Both Prometheus servers, running until `stack` closes, settled (first scrapes done)."""
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         raise SystemExit("prometheus is not installed (scripts/install-tools)")
     host = endpoint.removeprefix("http://")
     jobs = {
-        "scraping": [{"job_name": "vllm", "scrape_interval": "100ms", "scrape_timeout": "100ms",
+        "scraping": [{"job_name": "vllm", "scrape_interval": interval, "scrape_timeout": interval,
                       "static_configs": [{"targets": [host]}]}],
         "idle": [],
     }  # fmt: skip
@@ -453,23 +495,23 @@ def page_reading_cost(page: bytes, repeat: int = 300) -> tuple[float, float]:
     return ours, whole
 
 
-def report_page(
-    contenders: list[Contender], scraping: tuple[list[float], int], page: bytes
-) -> None:
-    slices, scrapes = scraping
-    per_scrape = statistics.median(slices)
+def report_page(contenders: list[Contender], scraping: Scraping, page: bytes) -> None:
+    per_scrape = scraping.median()
     blackbox, one_line, with_page = contenders[1], contenders[2], contenders[3]
     ours = with_page.cpu_median()
     page_share = ours - one_line.cpu_median()
     series = sum(1 for line in page.splitlines() if line and not line.startswith(b"#"))
-    spread = f"{1000 * min(slices):.2f}-{1000 * max(slices):.2f}"
+    total, fewest, most = scraping.scrapes()
     print(f"\nvLLM-sized page: {series} series, {len(page)} bytes (medians; spread over rounds)")
     print(
         f"Prometheus scraping it directly: {1000 * per_scrape:.3f} ms CPU/scrape "
-        f"({spread} over the {len(slices)} rounds, {scrapes} scrapes)"
+        f"({spread_ms(scraping.per_scrape())} over the {len(scraping.rounds)} rounds; "
+        f"{total} scrapes, {fewest}-{most} a round; {1000 * scraping.overall():.3f} over the run)"
     )
+    page_shares = [w - o for w, o in zip(with_page.rounds, one_line.rounds, strict=True)]
     print(f"afirgen /probe vllm + page:      {1000 * ours:.3f} ms CPU/scrape "
-          f"({with_page.spread()}; the page's share {1000 * page_share:.3f} ms)")  # fmt: skip
+          f"({spread_ms(with_page.rounds)}; the page's share {1000 * page_share:.3f} ms, "
+          f"by round {spread_ms(page_shares)})")  # fmt: skip
     print(f"ratio ours/Prometheus: {ours / per_scrape:.2f}x (whole probe), "
           f"{page_share / per_scrape:.2f}x (the page's share); target <= 2x")  # fmt: skip
     peers = blackbox.cpu_median() + per_scrape

@@ -43,8 +43,9 @@ class Traffic:
     models: dict[str, ModelTraffic] = field(default_factory=dict)
     vllm_generation: str = "v1"  # v0: gpu_cache_usage_perc, v1: kv_cache_usage_perc
     kserve_flavour: str = "kserve"  # or "mlserver": the other v2 server the preset covers
-    #: "ok", "garbage" (200 with text that is not the format), "error" (HTTP 500), "empty",
-    #: "huge" (the page after `huge_bytes` of comment lines)
+    #: "ok", "garbage" (200 with text that is not the format), "bad_bound" (a bucket bound
+    #: that is not a number), "error" (HTTP 500), "empty", "huge" (the page after `huge_bytes`
+    #: of comment lines)
     mode: str = "ok"
     huge_bytes: int = 0
     requests: int = 0  # how often the page was asked for
@@ -75,6 +76,11 @@ def page(kind: str, traffic: Traffic) -> str:
     if traffic.mode == "garbage":
         # wanted families' names, broken label sets (a truncated or corrupted page)
         return 'vllm:num_requests_running{model_name="x" 1\ntgi_queue_size{le= 1\n' * 3
+    if traffic.mode == "bad_bound":  # well-formed lines; `le` is no number
+        return (
+            'vllm:time_to_first_token_seconds_bucket{model_name="x",le="soon"} 1\n'
+            'tgi_request_duration_bucket{le="soon"} 1\n'
+        )
     if traffic.mode == "empty":
         return ""
     if traffic.mode == "huge":

@@ -25,7 +25,12 @@ from tests.support import exporter_process, free_port, parse_samples, serve_app
 @pytest.mark.parametrize("engine", ["vllm", "tgi"], indirect=True)
 @pytest.mark.parametrize(
     ("mode", "said"),
-    [("error", "HTTP 500"), ("garbage", "engine metrics: "), ("empty", "none of the engine")],
+    [
+        ("error", "HTTP 500"),
+        ("garbage", "engine metrics: "),
+        ("bad_bound", "bad bucket bound"),
+        ("empty", "none of the engine"),
+    ],
 )
 def test_a_failing_metrics_page_leaves_availability_alone(engine, make_collector, mode, said):
     engine.traffic.serve(MODEL, success=3)

@@ -11,6 +11,7 @@ from collectors.specs import FamilySet, MetricSpec, counter, gauge, histogram
 
 #: Upper bounds of `model_server_probe_duration_seconds`, 5 ms to 10 s.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_LATENCY_LE = tuple(repr(float(b)) for b in LATENCY_BUCKETS)  # as `le` label values
 
 #: Every value of the `status` label of `model_server_probe_requests_total`: the HTTP status
 #: class of an answer, `body_mismatch` for an answer whose body is not what the API documents,
@@ -84,7 +85,7 @@ class Totals:
         """The probe counters (every status, from the first scrape) and the histogram."""
         for status in STATUSES:
             families.add(PROBE_REQUESTS, self.requests[status], status)
-        buckets = [(repr(float(b)), c) for b, c in zip(LATENCY_BUCKETS, self.buckets, strict=True)]
+        buckets = list(zip(_LATENCY_LE, self.buckets, strict=True))
         buckets.append(("+Inf", self.count))
         families.histogram(PROBE_DURATION, buckets, self.total)
 

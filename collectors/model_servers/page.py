@@ -149,15 +149,22 @@ def _trie(words: Iterable[str]) -> str:
     return pattern(root)
 
 
-#: Label sets remembered per reader (an engine's pages repeat the same ones every scrape).
+#: Label sets (and series' steps) remembered per reader (an engine's pages repeat the same
+#: ones every scrape).
 MAX_LABEL_SETS = 10_000
+
+#: What one sample feeds: the model (None: the server's single model), the normalised family,
+#: the part (`value`, `bucket` or `sum`), and the factor to base units (for a bucket, its bound
+#: in base units: the key of its count).
+Step = tuple[str | None, Into, str, float]
 
 
 class PageReader:
     """Reads one engine's pages: the wanted sample names, and what each sample feeds.
 
-    A label set's text, once parsed, is remembered with its labels (a pure function of the text; the
-    values are parsed every time), so the same label sets cost a dict look-up on later scrapes.
+    A label set's text, once parsed, is remembered with its labels, and a series' text (name
+    and label set) with its steps (what it feeds: pure functions of the text; the values are
+    parsed every time), so the same series cost a dict look-up on later scrapes.
     """
 
     def __init__(self, reads: Iterable[Read]) -> None:
@@ -174,70 +181,104 @@ class PageReader:
                 self.by_sample.setdefault(base + suffix, []).append((read, part))
         # a wanted name at the start of a line, then `{` or a space; the names as a trie, so
         # the regex engine (searching for the newline in C) drops every other line at once
-        self._lines = re.compile(f"\n({_trie(self.by_sample)})[{{ ][^\n]*")
+        self._lines = re.compile(f"\n(({_trie(self.by_sample)})[{{ ][^\n]*)")
         families = {n.removesuffix("_bucket") for n in self.by_sample} | set(self.by_sample)
         self._types = re.compile(f"\n# TYPE ({_trie(families)})(?=[ \n]|\\Z)")
         self._labels: dict[str, dict[str, str]] = {}
+        self._steps: dict[str, tuple[Step, ...]] = {}
 
     def wanted_lines(self, text: str) -> tuple[list[tuple[str, str]], bool]:
         """The sample lines of wanted families with their names (comments and every other
         family dropped), and whether the page declares any wanted family (`# TYPE`), samples or
         not: an idle KServe has declared its histogram but has no sample of it yet."""
         page = "\n" + text
-        kept = [(match.group()[1:], match.group(1)) for match in self._lines.finditer(page)]
+        kept: list[tuple[str, str]] = self._lines.findall(page)  # (line, name) each
         return kept, bool(kept) or self._types.search(page) is not None
 
     def sample(self, line: str, name: str) -> tuple[dict[str, str], float]:
         """A wanted line's labels and value (`name` is how the line starts); PageError if the
         line is not a sample."""
+        labels, value, _ = self._sample(line, name)
+        return labels, value
+
+    def _sample(self, line: str, name: str) -> tuple[dict[str, str], float, bool]:
+        """`sample`, and whether the line's labels are exactly its text up to its last `}`
+        (so that text can key what depends on the labels alone)."""
         close = line.rfind("}")
         if line[len(name)] != "{" or close == -1:
             _, labels, value, _ = _parse(line)
-            return labels, value
+            return labels, value, False
         key = line[len(name) : close + 1]
         known = self._labels.get(key)
         if known is not None:
-            return known, _value(line[close + 1 :].split(), line)
+            return known, _value(line[close + 1 :].split(), line), True
         _, labels, value, end = _parse(line)
         if end == close:  # the label set is exactly the key: the same text, the same labels
             if len(self._labels) >= MAX_LABEL_SETS:
                 self._labels.clear()
             self._labels[key] = labels
-        return labels, value
+        return labels, value, end == close
+
+    def steps(self, name: str, labels: Mapping[str, str]) -> tuple[Step, ...]:
+        """What a sample of `name` with `labels` feeds (nothing for a filtered-out series; the
+        `_count` of a histogram only names its model); PageError for a bucket whose bound is
+        not a number."""
+        steps: list[Step] = []
+        for read, part in self.by_sample[name]:
+            if read.keep is not None and not read.keep(labels):
+                continue
+            model = None if read.model_label is None else labels.get(read.model_label, "")
+            factor = read.scale
+            if part == "bucket":
+                le = labels.get("le", "+Inf")
+                try:
+                    bound = float(le)
+                except ValueError:
+                    raise PageError(f"bad bucket bound le={le[:20]!r} of {name}") from None
+                factor = round(bound * read.scale, 12) if math.isfinite(bound) else INF
+            steps.append((model, read.into, part, factor))
+        return tuple(steps)
+
+    def line_steps(self, line: str, name: str) -> tuple[tuple[Step, ...], float]:
+        """A wanted line's steps and value: a series seen before costs a look-up of its text
+        (name and label set) and the value's parse; PageError if the line is not a sample."""
+        close = line.rfind("}")
+        if close != -1:
+            known = self._steps.get(line[: close + 1])
+            if known is not None:
+                return known, _value(line[close + 1 :].split(), line)
+        labels, value, exact = self._sample(line, name)
+        steps = self.steps(name, labels)
+        if exact:  # the name and label set are exactly the text up to the `}`
+            if len(self._steps) >= MAX_LABEL_SETS:
+                self._steps.clear()
+            self._steps[line[: close + 1]] = steps
+        return steps, value
 
     def read(self, text: str) -> tuple[dict[str, Numbers], Numbers, bool]:
         """Numbers per model, those of families that name no model, and whether the page is
         the engine's at all (it declares or has a wanted family)."""
         by_model: dict[str, Numbers] = {}
         unnamed = Numbers()
-        wanted = self.by_sample
         lines, known = self.wanted_lines(text)
         for line, name in lines:
-            labels, value = self.sample(line, name)
-            for read, part in wanted[name]:
-                if read.keep is not None and not read.keep(labels):
-                    continue
-                if read.model_label is None:
+            steps, value = self.line_steps(line, name)
+            nan = math.isnan(value)
+            for model, into, part, factor in steps:
+                if model is None:
                     numbers = unnamed
-                else:
-                    model = labels.get(read.model_label, "")
+                else:  # a model the page names, with numbers or not
                     numbers = by_model.get(model) or by_model.setdefault(model, Numbers())
-                _feed(numbers, read, part, labels, value)
+                if nan:
+                    continue
+                if part == "value":
+                    numbers.add(into, value * factor)
+                elif part == "bucket":
+                    buckets = numbers.histogram(into).buckets
+                    buckets[factor] = buckets.get(factor, 0.0) + value
+                elif part == "sum":  # (a histogram's count is its +Inf bucket)
+                    numbers.histogram(into).total += value * factor
         return by_model, unnamed, known
-
-
-def _feed(numbers: Numbers, read: Read, part: str, labels: Mapping[str, str], value: float) -> None:
-    if math.isnan(value):
-        return
-    if part == "value":
-        numbers.add(read.into, value * read.scale)
-    elif part == "bucket":
-        bound = float(labels.get("le", "+Inf"))
-        key = round(bound * read.scale, 12) if math.isfinite(bound) else INF
-        buckets = numbers.histogram(read.into).buckets
-        buckets[key] = buckets.get(key, 0.0) + value
-    elif part == "sum":
-        numbers.histogram(read.into).total += value * read.scale
 
 
 def attribute(by_model: dict[str, Numbers], unnamed: Numbers, fallback: str) -> dict[str, Numbers]:
