@@ -148,10 +148,11 @@ class MountWatch:
         """True at the first call, then whenever the table changed (call before reading it)."""
         kept = self._file
         with kept._lock:
-            if self._poll is None or kept._fd < 0 or kept._pid != os.getpid():
+            poll = self._poll
+            if poll is None or kept._fd < 0 or kept._pid != os.getpid():
                 return self._start()
             try:
-                events = self._poll.poll(0)
+                events = poll.poll(0)
             except OSError:
                 return self._start()
             for _, event in events:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -82,6 +82,9 @@ FILESYSTEM: tuple[tuple[str, MetricSpec], ...] = (
     ("free", gauge("system_filesystem_avail_bytes", "Filesystem space available to unprivileged users.", _FS_LABELS, unit="bytes", source="psutil.disk_usage().free")),  # noqa: E501
 )
 # fmt: on
+
+#: /proc/net/dev's columns of NETWORK's counters, in its order
+_NET_COLUMNS = tuple(procfs.NET_COLUMNS[attr] for attr, _ in NETWORK)
 
 SPECS: tuple[MetricSpec, ...] = (
     CPU_SECONDS,
@@ -203,7 +206,10 @@ class SystemCollector(SourceCollector):
         self._whole_disks = procfs.WholeDisks()
         self._net_kept: dict[str, bool] = {}  # device -> counted in the network totals
         self._shapes = {spec.name: _Shape(spec) for spec in SPECS}
-        self._files: dict[str, procfs.KeptFile] = {}
+        self._files = {
+            name: procfs.KeptFile(f"{procfs.PROC}/{name}")
+            for name in ("stat", "meminfo", "diskstats", "net/dev")
+        }
         self._cpu_modes: tuple[str, ...] = ()
         self._ticks = float(os.sysconf("SC_CLK_TCK")) if self._procfs else 100.0
         #: the mount list, current while `_mount_watch` says nothing changed; None: read it
@@ -217,22 +223,20 @@ class SystemCollector(SourceCollector):
         if self._mount_watch is not None:
             self._mount_watch.close()
 
-    def _proc(self, name: str) -> bytes:
-        """/proc/NAME's text, read through a descriptor kept open."""
-        kept = self._files.get(name)
-        if kept is None:
-            kept = self._files.setdefault(name, procfs.KeptFile(f"{procfs.PROC}/{name}"))
-        return kept.read()
+    def _singles(self, pairs: Iterable[tuple[MetricSpec, float]]) -> list[Metric]:
+        shapes = self._shapes
+        return [shapes[spec.name].single(value) for spec, value in pairs]
 
-    def fetch(self, ctx: ScrapeContext) -> Iterator[Metric]:
-        yield from self._cpu()
+    def fetch(self, ctx: ScrapeContext) -> list[Metric]:
+        families = self._cpu()
         cpus, boot_time = ctx.every("host", HOST_SECONDS, self._host)
-        yield self._shapes[CPUS.name].single(cpus)
-        yield from self._memory()
-        yield from self._load(boot_time)
-        yield from self._disk_io()
-        yield from self._network()
-        yield from self._filesystems(ctx)
+        families.append(self._shapes[CPUS.name].single(cpus))
+        families += self._memory()
+        families += self._load(boot_time)
+        families += self._disk_io()
+        families += self._network()
+        families += self._filesystems(ctx)
+        return families
 
     def _cpu_times(self) -> dict[str, float]:
         if not self._procfs:
@@ -241,12 +245,12 @@ class SystemCollector(SourceCollector):
         if not self._cpu_modes:  # the modes this kernel has, as psutil names them
             self._cpu_modes = tuple(self.ps.cpu_times()._fields)
         modes = self._cpu_modes
-        values = procfs.parse_cpu_times(self._proc("stat"), len(modes), self._ticks)
+        values = procfs.parse_cpu_times(self._files["stat"].read(), len(modes), self._ticks)
         return dict(zip(modes, values, strict=False))
 
-    def _cpu(self) -> Iterator[Metric]:
+    def _cpu(self) -> list[Metric]:
         modes = self._cpu_times()
-        yield self._shapes[CPU_SECONDS.name].by_label(modes.items())
+        seconds = self._shapes[CPU_SECONDS.name].by_label(modes.items())
         # guest time is already included in user time on Linux: leave it out of the total
         total = sum(v for m, v in modes.items() if m not in ("guest", "guest_nice"))
         busy = total - sum(modes.get(m, 0.0) for m in _IDLE_MODES)
@@ -256,65 +260,62 @@ class SystemCollector(SourceCollector):
         delta_total = total - previous[1]
         delta_busy = busy - previous[0]
         percent = 100.0 * delta_busy / delta_total if delta_total > 0 else 0.0
-        yield self._shapes[CPU_PERCENT.name].single(min(100.0, max(0.0, percent)))
+        return [seconds, self._shapes[CPU_PERCENT.name].single(min(100.0, max(0.0, percent)))]
 
-    def _memory(self) -> Iterator[Metric]:
+    def _memory(self) -> list[Metric]:
         memory: Any = None
         swap: Any = None
         if self._procfs:
-            info = procfs.parse_meminfo_served(self._proc("meminfo"))
+            info = procfs.parse_meminfo_served(self._files["meminfo"].read())
             memory, swap = procfs.memory(info), procfs.swap(info)
         memory = memory or self.ps.virtual_memory()
-        yield self._shapes[MEMORY_PERCENT.name].single(memory.percent)
-        for attr, spec in MEMORY:
-            yield self._shapes[spec.name].single(getattr(memory, attr))
         swap = swap or self.ps.swap_memory()
-        yield self._shapes[SWAP_TOTAL.name].single(swap.total)
-        yield self._shapes[SWAP_USED.name].single(swap.used)
+        return self._singles(
+            [
+                (MEMORY_PERCENT, memory.percent),
+                *((spec, getattr(memory, attr)) for attr, spec in MEMORY),
+                (SWAP_TOTAL, swap.total),
+                (SWAP_USED, swap.used),
+            ]
+        )
 
     def _host(self) -> tuple[float, float]:
         """(logical CPUs, boot time): what changes only with a CPU hot-plug or a reboot."""
         return float(self.ps.cpu_count() or 0), float(self.ps.boot_time())
 
-    def _load(self, boot_time: float) -> Iterator[Metric]:
+    def _load(self, boot_time: float) -> list[Metric]:
         try:
             load = os.getloadavg()
         except OSError:
-            return
-        for spec, value in zip(LOAD, load, strict=True):
-            yield self._shapes[spec.name].single(value)
-        yield self._shapes[BOOT_TIME.name].single(boot_time)
+            return []
+        return self._singles([*zip(LOAD, load, strict=True), (BOOT_TIME, boot_time)])
 
-    def _disk_io(self) -> Iterator[Metric]:
+    def _disk_io(self) -> list[Metric]:
         if self._procfs:
-            disk: Any = procfs.parse_diskstats(self._proc("diskstats"), self._whole_disks)
+            text = self._files["diskstats"].read()
+            disk: Any = procfs.parse_diskstats(text, self._whole_disks)
         else:
             disk = self.ps.disk_io_counters(perdisk=False)
         if disk is None:  # no disks visible (some containers)
-            return
-        for attr, spec in DISK_IO:
-            yield self._shapes[spec.name].single(getattr(disk, attr))
+            return []
+        return self._singles((spec, getattr(disk, attr)) for attr, spec in DISK_IO)
 
-    def _network(self) -> Iterator[Metric]:
+    def _network(self) -> list[Metric]:
         if self._procfs:
-            columns = [procfs.NET_COLUMNS[attr] for attr, _ in NETWORK]
-            totals = procfs.net_dev_totals(self._proc("net/dev"), columns, self._net_counted)
-            for (_, spec), total in zip(NETWORK, totals, strict=True):
-                yield self._shapes[spec.name].single(total)
-            return
+            text = self._files["net/dev"].read()
+            totals = procfs.net_dev_totals(text, _NET_COLUMNS, self._net_counted)
+            return self._singles(zip((spec for _, spec in NETWORK), totals, strict=True))
         sums: dict[str, float] = {}
         for device, counters in self.ps.net_io_counters(pernic=True).items():
             if self._net_exclude.search(device):
                 continue
             for attr, value in counters._asdict().items():
                 sums[attr] = sums.get(attr, 0.0) + float(value)
-        for attr, spec in NETWORK:
-            yield self._shapes[spec.name].single(sums.get(attr, 0.0))
+        return self._singles((spec, sums.get(attr, 0.0)) for attr, spec in NETWORK)
 
     def _net_counted(self, device: str) -> bool:
-        """Whether a device's traffic is in the totals, remembered per name (a name's answer
-        never changes; the names are a host's interfaces, bounded as the budget of the
-        mount list is)."""
+        """Whether a device's traffic is in the totals, remembered per name (the answer for
+        a name never changes while the collector lives)."""
         counted = self._net_kept.get(device)
         if counted is None:
             counted = not self._net_exclude.search(device)
@@ -322,7 +323,7 @@ class SystemCollector(SourceCollector):
                 self._net_kept[device] = counted
         return counted
 
-    def _filesystems(self, ctx: ScrapeContext) -> Iterator[Metric]:
+    def _filesystems(self, ctx: ScrapeContext) -> list[Metric]:
         usage: dict[tuple[str, str, str], Any] = {}
         statfs = disk_usage if self._procfs else self.ps.disk_usage
         for part in self._mount_list(ctx):
@@ -336,10 +337,12 @@ class SystemCollector(SourceCollector):
             {key: float(u.total) for key, u in usage.items()}, self.options.filesystem_limit
         )
         keys = sorted(kept)
-        for attr, spec in FILESYSTEM:
-            yield self._shapes[spec.name].labelled(
+        return [
+            self._shapes[spec.name].labelled(
                 _FS_LABELS, [(key, getattr(usage[key], attr)) for key in keys]
             )
+            for attr, spec in FILESYSTEM
+        ]
 
     def _mount_list(self, ctx: ScrapeContext) -> list[Any]:
         """The filesystems to report: read again when the kernel signals a change of the
