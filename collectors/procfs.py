@@ -111,7 +111,8 @@ class KeptFile:
 
     def _close(self) -> None:
         fd, self._fd = self._fd, -1
-        if fd >= 0 and self._pid == os.getpid():  # a child leaves the parent's number alone
+        # a forked child leaves the inherited number alone: it may have closed and reused it
+        if fd >= 0 and self._pid == os.getpid():
             try:
                 os.close(fd)
             except OSError:
