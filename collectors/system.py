@@ -202,7 +202,13 @@ class SystemCollector(SourceCollector):
         self._lock = threading.Lock()
         self._previous_cpu: tuple[float, float] | None = None  # (busy, total) seconds
         #: /proc is read directly only for the real psutil on Linux (a test's stand-in is not)
-        self._procfs = ps is psutil and psutil.LINUX and os.path.exists("/proc/meminfo")
+        #: reading this host's /proc (psutil.PROCFS_PATH may point it at another, mounted)
+        self._procfs = (
+            ps is psutil
+            and psutil.LINUX
+            and getattr(psutil, "PROCFS_PATH", procfs.PROC) == procfs.PROC
+            and os.path.exists("/proc/meminfo")
+        )
         self._whole_disks = procfs.WholeDisks()
         self._net_kept: dict[str, bool] = {}  # device -> counted in the network totals
         self._shapes = {spec.name: _Shape(spec) for spec in SPECS}

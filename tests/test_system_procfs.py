@@ -339,3 +339,9 @@ def test_the_mount_list_follows_the_kernels_change_signal(tmp_path):
         True, False, True, True,  # the bind mount: signalled once, served at once
         True, False,  # unmounted: gone at the next scrape
     ]  # fmt: skip
+
+
+def test_psutil_pointed_at_another_proc_is_asked_for_everything(monkeypatch):
+    monkeypatch.setattr(psutil, "PROCFS_PATH", "/host/proc")  # a container's view of its host
+    collector = SystemCollector(Options())
+    assert not collector._procfs and collector._mount_watch is None
