@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import resource
 import subprocess
 import sys
 
+from prometheus_client import CollectorRegistry
+from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from collectors.process import ExporterProcessCollector, ProcessFamilies
+from collectors.process import ExporterProcessCollector, GCFamilies, ProcessFamilies
 
 
 def by_name(families):
@@ -68,3 +72,30 @@ def test_collector_serves_process_gc_and_platform_families():
         "python_gc_collections",
         "python_info",
     } <= names
+
+
+def test_gc_families_are_gc_collectors():
+    theirs_collector = GCCollector(registry=CollectorRegistry(auto_describe=False))
+    gc.collect()
+    gc.disable()  # no collection between the two readings
+    try:
+        ours = GCFamilies().collect()
+        theirs = list(theirs_collector.collect())
+    finally:
+        gc.enable()
+    assert ours == theirs  # names, help, types, samples (the counts stay ints)
+    assert [type(s.value) for f in ours for s in f.samples] == [
+        type(s.value) for f in theirs for s in f.samples
+    ]
+
+
+def test_the_kept_stat_descriptor_is_opened_again_when_it_fails():
+    families = ProcessFamilies()
+    assert len(families.collect()) == 6
+    os.close(families._stat._fd)  # closed under it: read anew, not left out
+    ours = values(families.collect())
+    theirs = values(ProcessCollector(registry=None).collect())
+    assert ours["process_start_time_seconds"] == theirs["process_start_time_seconds"]
+    assert ours["process_virtual_memory_bytes"] > 0
+    families.close()
+    assert len(families.collect()) == 6
