@@ -84,6 +84,10 @@ class Dialect(abc.ABC):
 
     # -- one statement ------------------------------------------------------------------
 
+    def ping_statement(self, conn: Connection) -> str:
+        """What a checkout sends first, to know the connection is alive."""
+        return "SELECT 1"
+
     @abc.abstractmethod
     def limited(self, conn: Connection, sql: str, seconds: float) -> str:
         """The statement to run so the server stops it after `seconds`.

@@ -28,6 +28,7 @@ from sqlalchemy.pool import QueuePool
 from collectors.base import Deadline, ScrapeContext, classify_error
 from collectors.sql.dialect import ConnectSettings, Dialect, for_connection, for_url, with_driver
 from collectors.sql.errors import classify
+from collectors.sql.own_transactions import LEDGER, OwnExcluded
 from collectors.sql.pool import read_pool
 from collectors.sql.watchdog import WATCHDOG, Guard
 
@@ -108,6 +109,9 @@ class BoundedEngine:
         self._slot = threading.Condition()
         if owned:
             event.listen(engine, "checkin", self._slot_freed)
+        #: the server's transaction counters with the exporter's own (on every engine of the
+        #: same database, the SQL task queue's included) taken out
+        self.transactions = OwnExcluded(LEDGER.attach(engine, all_connections=owned))
 
     def _slot_freed(self, *_: Any) -> None:
         with self._slot:
@@ -133,6 +137,7 @@ class BoundedEngine:
                 with self._checkout() as conn:
                     conn.begin()  # rolled back at close, whatever reader ran on it
                     queries = Queries(conn, for_connection(conn) or self.dialect, deadline, cap)
+                    queries.transactions = self.transactions
                     with self._guarded(queries):
                         try:
                             queries.ping()
@@ -196,6 +201,7 @@ class BoundedEngine:
     def close(self) -> None:
         """Cut connections in use (without waiting for their threads), close the rest."""
         self.interrupt(overdue_only=False)
+        LEDGER.detach(self.engine)
         if self.owned:
             self.engine.dispose()
 
@@ -235,6 +241,8 @@ class Queries:
         self.cap = cap
         self.guard: Guard | None = None
         self.ping_seconds = 0.0
+        #: where the server's transaction counters lose the exporter's own share
+        self.transactions: OwnExcluded | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -312,7 +320,7 @@ class Queries:
 
     def ping(self) -> None:
         started = time.perf_counter()
-        self.tuples("SELECT 1")
+        self.tuples(self.dialect.ping_statement(self.conn))
         self.ping_seconds = time.perf_counter() - started
 
     @contextlib.contextmanager

@@ -37,14 +37,17 @@ LONGEST_QUERY = gauge("db_longest_query_seconds", "Age of the longest running st
 LOCK_WAITING = gauge("db_lock_waiting_connections", "Connections waiting for a lock.", _DB, source="pg_stat_activity wait_event_type = 'Lock'")  # noqa: E501
 #: pg_stat_database column -> spec
 DATABASE_COUNTERS: tuple[tuple[str, MetricSpec], ...] = (
-    ("xact_commit", counter("db_transactions_committed_total", "Transactions committed. (pg_stat_database)", _DB, source="pg_stat_database xact_commit")),  # noqa: E501
-    ("xact_rollback", counter("db_transactions_rolled_back_total", "Transactions rolled back. (pg_stat_database)", _DB, source="pg_stat_database xact_rollback")),  # noqa: E501
+    ("xact_commit", counter("db_transactions_committed_total", "Transactions committed, the exporter's own excluded. (pg_stat_database)", _DB, source="pg_stat_database xact_commit minus the exporter's own")),  # noqa: E501
+    ("xact_rollback", counter("db_transactions_rolled_back_total", "Transactions rolled back, the exporter's own excluded. (pg_stat_database)", _DB, source="pg_stat_database xact_rollback minus the exporter's own")),  # noqa: E501
     ("deadlocks", common.DEADLOCKS),
     ("temp_bytes", counter("db_temp_bytes_total", "Bytes written to temporary files. (pg_stat_database)", _DB, unit="bytes", source="pg_stat_database temp_bytes")),  # noqa: E501
     ("temp_files", counter("db_temp_files_total", "Temporary files created. (pg_stat_database)", _DB, source="pg_stat_database temp_files")),  # noqa: E501
     ("blks_hit", counter("db_blocks_hit_total", "Block reads served by shared buffers. (pg_stat_database)", _DB, source="pg_stat_database blks_hit")),  # noqa: E501
     ("blks_read", counter("db_blocks_read_total", "Blocks read from outside shared buffers. (pg_stat_database)", _DB, source="pg_stat_database blks_read")),  # noqa: E501
 )
+#: the pg_stat_database columns the exporter's own transactions are counted in, as
+#: own_transactions.OUTCOMES orders them
+OWN_TRANSACTION_COUNTERS = ("xact_commit", "xact_rollback")
 #: pg_stat_user_tables columns -> specs
 TABLE_STATS: tuple[TableStat, ...] = (
     *common.ROW_STATS,
@@ -70,7 +73,8 @@ SELECT coalesce(state, 'unknown') AS state, count(*) AS n,
 FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1
 """
 DATABASE = f"""
-SELECT {", ".join(column for column, _ in DATABASE_COUNTERS)}, pg_postmaster_start_time()
+SELECT {", ".join(column for column, _ in DATABASE_COUNTERS)}, pg_postmaster_start_time(),
+  stats_reset
 FROM pg_stat_database WHERE datname = current_database()
 """
 #: What changes only with a restart (read again at once after one) or a CREATE EXTENSION:
@@ -178,6 +182,16 @@ class PostgreSQL(Dialect):
     def bound_connect(self, cparams: dict[str, Any], seconds: float) -> None:
         cparams["connect_timeout"] = max(2, math.ceil(seconds))  # libpq: whole s, min 2
 
+    def ping_statement(self, conn: Connection) -> str:
+        """From PostgreSQL 15 on, the ping also asks the server to report this session's
+        counts as soon as the transaction ends (else it may wait seconds): the exporter's
+        own transactions are then in pg_stat_database by its next reading, where they are
+        taken out (`own_transactions`)."""
+        version = conn.dialect.server_version_info
+        if version is not None and version >= (15,):
+            return "SELECT pg_stat_force_next_flush()"
+        return "SELECT 1"
+
     def limited(self, conn: Connection, sql: str, seconds: float) -> str:
         limit = _limit(seconds)
         # transaction-local: set again only when it changes (the limit is capped, so it is the
@@ -226,9 +240,19 @@ class PostgreSQL(Dialect):
         out.add(LONGEST_TRANSACTION, _oldest(row[2] for row in activity))
         out.add(LONGEST_QUERY, _oldest(row[3] for row in activity))
         out.add(LOCK_WAITING, sum(float(row[4]) for row in activity))
-        for (_, spec), value in zip(DATABASE_COUNTERS, db, strict=False):
-            out.add(spec, value or 0)
-        started = db[len(DATABASE_COUNTERS)]
+        counters = dict(zip((column for column, _ in DATABASE_COUNTERS), db, strict=False))
+        started, reset = db[len(DATABASE_COUNTERS) :]
+        own = OWN_TRANSACTION_COUNTERS
+        if q.transactions is not None:  # the exporter's own transactions are not served
+            served = q.transactions.serve([counters[c] or 0 for c in own], (started, reset))
+            if served is None:
+                ctx.note("transaction counters start at the next scrape")
+                counters = {c: v for c, v in counters.items() if c not in own}
+            else:
+                counters.update(zip(own, served, strict=True))
+        for column, spec in DATABASE_COUNTERS:
+            if column in counters:
+                out.add(spec, counters[column] or 0)
         settings = ctx.every(
             "settings", SETTINGS_SECONDS, lambda: tuple(q.tuples(SETTINGS)[0]), key=started
         )

@@ -1,0 +1,150 @@
+"""PostgreSQL's transaction counters without the exporter's own transactions: every scrape is
+a read transaction of the exporter's (and the SQL task queue's reads are more), which the
+server counts in pg_stat_database like any other. A database of the test's own on the shared
+server, so that nothing else moves its counters."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from collectors import database
+from collectors.base import SourceCollector
+from collectors.database import Target
+from collectors.task_queue import TaskQueueCollector
+from tests.dbhelp import collect, value
+from tests.support import wait_until
+from tests.tq_support import target_from
+
+#: PostgreSQL reports a backend's counts when it goes idle, at most once a second
+FLUSH_SECONDS = 1.2
+
+
+@pytest.fixture
+def own_database(postgres_url) -> Iterator[str]:
+    """A database nobody else uses; its URL."""
+    name = f"afx_own_{uuid.uuid4().hex[:8]}"
+    admin = _conninfo(postgres_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def _conninfo(url: str) -> str:
+    """A psycopg conninfo for a SQLAlchemy URL of the test servers."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    parts = {"host": parsed.host, "port": parsed.port, "user": parsed.username}
+    parts["dbname"] = parsed.database
+    return " ".join(f"{k}={v}" for k, v in parts.items() if v)
+
+
+def server_counts(url: str) -> tuple[int, int]:
+    """pg_stat_database's own xact_commit, xact_rollback for the database of `url`."""
+    admin = _conninfo(url.rsplit("/", 1)[0] + "/postgres")
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s", (name,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def served(collector: SourceCollector) -> tuple[float, float]:
+    result = collect(collector)
+    assert result.success, result.reason
+    commits = value(result, "db_transactions_committed_total", database="pg")
+    rollbacks = value(result, "db_transactions_rolled_back_total", database="pg")
+    assert commits is not None and rollbacks is not None
+    return commits, rollbacks
+
+
+def settled(collector: SourceCollector) -> tuple[float, float]:
+    """What is served once the server has reported the exporter's earlier transactions."""
+    assert collect(collector).success
+    time.sleep(FLUSH_SECONDS)
+    return served(collector)
+
+
+def test_a_first_reading_serves_no_transaction_counters_and_says_why(own_database):
+    collector = database.build(None, Target(name="pg", url=own_database))
+    try:
+        first = collect(collector)
+        second = served(collector)
+    finally:
+        collector.close()
+    assert first.success, first.reason
+    assert value(first, "db_transactions_committed_total", database="pg") is None
+    assert value(first, "db_blocks_hit_total", database="pg") is not None
+    assert "transaction counters start at the next scrape" in first.notes
+    assert second == (0.0, 0.0)  # the exporter's own first transactions are not served
+
+
+def test_the_exporters_own_reads_never_move_the_transaction_counters(own_database):
+    collector = database.build(None, Target(name="pg", url=own_database))
+    queue = TaskQueueCollector(
+        target_from(
+            {
+                "name": "q",
+                "kind": "sql",
+                "url": own_database,
+                "query": "SELECT 'default' AS queue, 'queued' AS status, 3 AS count",
+            }
+        )
+    )
+    try:
+        before = settled(collector)
+        server_before = server_counts(own_database)
+        for _ in range(30):
+            served(collector)
+            assert collect(queue).success
+        queue.close()  # its session ends: the server has its counts
+        wait_until(
+            lambda: sum(server_counts(own_database)) - sum(server_before) >= 60,
+            timeout=20,
+            what="the server to count the exporter's 60 read transactions",
+        )
+        after = settled(collector)  # ...and none of them is served as the application's
+    finally:
+        collector.close()
+        queue.close()
+    assert after == before
+
+
+def test_the_applications_transactions_are_served_exactly(own_database):
+    collector = database.build(None, Target(name="pg", url=own_database))
+    app = psycopg.connect(_conninfo(own_database))  # its session's start is before `before`
+    try:
+        app.execute("CREATE TABLE afx_work (n int)")
+        app.execute("SELECT pg_stat_force_next_flush()")  # counted before `before`
+        app.commit()
+        before = settled(collector)
+        commits, rollbacks = 5, 7
+        for _ in range(rollbacks):
+            app.execute("SELECT 1")
+            app.rollback()
+        for _ in range(commits):
+            app.execute("INSERT INTO afx_work VALUES (1)")
+            app.commit()
+        app.close()  # its counts reach the server at the latest when the session ends
+
+        def moved() -> tuple[float, float] | None:
+            time.sleep(FLUSH_SECONDS)  # the exporter's own previous read is reported by now
+            now = served(collector)
+            assert now[0] - before[0] <= commits and now[1] - before[1] <= rollbacks, now
+            return now if now == (before[0] + commits, before[1] + rollbacks) else None
+
+        wait_until(moved, timeout=20, what="the application's 5 commits and 7 rollbacks")
+    finally:
+        app.close()
+        collector.close()
