@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 
 from collectors.base import ScrapeContext
 from collectors.specs import FamilySet, MetricSpec
+from collectors.sql.own_counts import LEDGER
 
 if TYPE_CHECKING:
     from collectors.sql.engine import Queries
@@ -84,6 +85,20 @@ class Dialect(abc.ABC):
 
     # -- one statement ------------------------------------------------------------------
 
+    #: the driver sends ROLLBACK when the pool returns a connection in no transaction (and
+    #: the server counts it: MySQL's Com_rollback)
+    rollback_sent_when_idle: ClassVar[bool] = False
+
+    def command(self, sql: str) -> str | None:
+        """The server's per-statement-type counter `sql` moves (`own_counts`), if served."""
+        return None
+
+    def session_start(self, q: Queries, first: bool) -> Mapping[str, int]:
+        """What opening the connection `q` has just checked out for the first time (the
+        engine's `first` connection) made the server count, the driver's and SQLAlchemy's
+        set-up included (`own_counts`)."""
+        return {}
+
     def ping_statement(self, conn: Connection) -> str:
         """What a checkout sends first, to know the connection is alive."""
         return "SELECT 1"
@@ -104,7 +119,10 @@ class Dialect(abc.ABC):
         overrides it."""
         results = []
         for sql in statements:
-            cursor.execute(self.limited(q.conn, sql, seconds))
+            statement = self.limited(q.conn, sql, seconds)
+            if q.own is not None:  # on the driver's cursor: no SQLAlchemy event sees it
+                LEDGER.record(q.own.identity, self.command(statement))
+            cursor.execute(statement)
             results.append(list(cursor.fetchall()))
         return results
 

@@ -28,7 +28,7 @@ from sqlalchemy.pool import QueuePool
 from collectors.base import Deadline, ScrapeContext, classify_error
 from collectors.sql.dialect import ConnectSettings, Dialect, for_connection, for_url, with_driver
 from collectors.sql.errors import classify
-from collectors.sql.own_transactions import LEDGER, OwnExcluded
+from collectors.sql.own_counts import LEDGER, OWN_CHECKOUT, SESSION_RECORDED, OwnExcluded
 from collectors.sql.pool import read_pool
 from collectors.sql.watchdog import WATCHDOG, Guard
 
@@ -109,9 +109,10 @@ class BoundedEngine:
         self._slot = threading.Condition()
         if owned:
             event.listen(engine, "checkin", self._slot_freed)
-        #: the server's transaction counters with the exporter's own (on every engine of the
+        #: the server's counters with what the exporter made it count (on every engine of the
         #: same database, the SQL task queue's included) taken out
-        self.transactions = OwnExcluded(LEDGER.attach(engine, all_connections=owned))
+        self.own = OwnExcluded(LEDGER.attach(engine, self.dialect, owned=owned))
+        self._had_session = False  # whether the engine's first connection was recorded
 
     def _slot_freed(self, *_: Any) -> None:
         with self._slot:
@@ -137,9 +138,12 @@ class BoundedEngine:
                 with self._checkout() as conn:
                     conn.begin()  # rolled back at close, whatever reader ran on it
                     queries = Queries(conn, for_connection(conn) or self.dialect, deadline, cap)
-                    queries.transactions = self.transactions
+                    queries.own = self.own
+                    conn.info[OWN_CHECKOUT] = True  # the pool's rollback at its return is ours
                     with self._guarded(queries):
                         try:
+                            if self.owned and not conn.info.get(SESSION_RECORDED):
+                                self._record_session(queries)
                             queries.ping()
                         except DBAPIError as exc:
                             # a stale pooled connection (server restarted): one fresh try,
@@ -152,6 +156,14 @@ class BoundedEngine:
         finally:
             if self._connect is not None:
                 self._connect.deadline = None
+
+    def _record_session(self, queries: Queries) -> None:
+        """A new connection of the exporter's own engine: what its set-up made the server
+        count is the exporter's (read before anything else runs on it)."""
+        counts = queries.dialect.session_start(queries, first=not self._had_session)
+        LEDGER.record_all(self.own.identity, counts)
+        queries.conn.info[SESSION_RECORDED] = True
+        self._had_session = True
 
     def _checkout(self) -> Connection:
         try:
@@ -241,8 +253,8 @@ class Queries:
         self.cap = cap
         self.guard: Guard | None = None
         self.ping_seconds = 0.0
-        #: where the server's transaction counters lose the exporter's own share
-        self.transactions: OwnExcluded | None = None
+        #: where the server's counters lose the exporter's own share
+        self.own: OwnExcluded | None = None
 
     @property
     def interrupted(self) -> bool:

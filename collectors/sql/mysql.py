@@ -9,6 +9,7 @@ follow the deadline, checkout by checkout.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -98,6 +99,30 @@ UNION ALL SELECT '@max_connections', @@max_connections
 UNION ALL SELECT '@perf', @@performance_schema
 UNION ALL SELECT '@version', @@version
 """
+#: this session's served Com_* counters (what a new connection's set-up moved)
+_SESSION_COMMANDS = f"SHOW SESSION STATUS WHERE Variable_name IN ({_COMMANDS})"
+#: a statement's first word, past MariaDB's `SET STATEMENT var=value[, ...] FOR`
+_FIRST_WORD = re.compile(
+    r"(?:\s+|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*.*?\*/)*"  # blanks and comments
+    r"(?:SET\s+STATEMENT\s+.*?\s+FOR\s+)?(\w+)",
+    re.IGNORECASE | re.DOTALL,
+)
+#: first word -> the served Com_* counter it moves (what the exporter and its queue send)
+_COMMAND_OF = {
+    "SELECT": "select",
+    "WITH": "select",
+    "START": "begin",
+    "BEGIN": "begin",
+    "COMMIT": "commit",
+    "ROLLBACK": "rollback",
+    "SET": "set_option",
+    "INSERT": "insert",
+    "UPDATE": "update",
+    "DELETE": "delete",
+    "REPLACE": "replace",
+    "CALL": "call_procedure",
+    "TRUNCATE": "truncate",
+}
 #: upper-case name (information_schema) -> the name as SHOW GLOBAL STATUS spells it
 _STATUS_NAMES = {
     name.upper(): name
@@ -133,6 +158,23 @@ class MySQL(Dialect):
         cparams["connect_timeout"] = seconds
         cparams["read_timeout"] = seconds
         cparams["write_timeout"] = seconds
+
+    rollback_sent_when_idle = True  # PyMySQL's rollback() always sends ROLLBACK
+
+    def command(self, sql: str) -> str | None:
+        """The Com_* counter a statement moves: its first word, past MariaDB's
+        `SET STATEMENT ... FOR` (a served counter's name, or None)."""
+        match = _FIRST_WORD.match(sql)
+        return _COMMAND_OF.get(match.group(1).upper()) if match else None
+
+    def session_start(self, q: Queries, first: bool) -> Mapping[str, int]:
+        """What the driver's statements at connect (PyMySQL: `SET AUTOCOMMIT`, `SET NAMES`)
+        and SQLAlchemy's set-up moved, from the session's own status (SHOW moves only
+        Com_show_status)."""
+        return {
+            str(name).lower().removeprefix("com_"): int(value)
+            for name, value in q.tuples(_SESSION_COMMANDS)
+        }
 
     def limited(self, conn: Connection, sql: str, seconds: float) -> str:
         if sql[:6].upper() == "SELECT":  # a configured query may be lower-case
@@ -171,10 +213,7 @@ class MySQL(Dialect):
         for variable, (spec, scale) in STATUS.items():
             if variable in status:
                 out.add(spec, status[variable] * scale)
-        for command in COMMAND_NAMES:
-            value = status.get(f"Com_{command}")
-            if value is not None:
-                out.add(COMMANDS, value, command)
+        self._commands(q, ctx, out, status)
         tables: dict[str, dict[str, float | None]] = {}
         size = 0.0
         for table, live, table_size in table_rows:
@@ -204,6 +243,20 @@ class MySQL(Dialect):
                 statement_type, table = classify_statement(str(digest))
                 rows.append((statement_type, table, float(calls), float(picoseconds) * 1e-12))
             statement_families(ctx, rows, out, options.table_limit)
+
+    @staticmethod
+    def _commands(q: Queries, ctx: ScrapeContext, out: FamilySet, status: dict[str, float]) -> None:
+        """db_commands_total: the server's Com_* minus the exporter's own statements."""
+        names = tuple(c for c in COMMAND_NAMES if f"Com_{c}" in status)
+        values = [status[f"Com_{c}"] for c in names]
+        if q.own is not None:
+            served = q.own.serve(names, values, since=status.get("Uptime", 0.0))
+            if served is None:
+                ctx.note("statement counters start at the next scrape")
+                return
+            values = served
+        for command, value in zip(names, values, strict=True):
+            out.add(COMMANDS, value, command)
 
     @staticmethod
     def _server_state(q: Queries) -> tuple[tuple[Any, ...], dict[str, float], list[Any]]:

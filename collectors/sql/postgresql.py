@@ -8,7 +8,7 @@ kernel's 2 h), and the client-side guard shuts the socket down at the deadline.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -45,9 +45,8 @@ DATABASE_COUNTERS: tuple[tuple[str, MetricSpec], ...] = (
     ("blks_hit", counter("db_blocks_hit_total", "Block reads served by shared buffers. (pg_stat_database)", _DB, source="pg_stat_database blks_hit")),  # noqa: E501
     ("blks_read", counter("db_blocks_read_total", "Blocks read from outside shared buffers. (pg_stat_database)", _DB, source="pg_stat_database blks_read")),  # noqa: E501
 )
-#: the pg_stat_database columns the exporter's own transactions are counted in, as
-#: own_transactions.OUTCOMES orders them
-OWN_TRANSACTION_COUNTERS = ("xact_commit", "xact_rollback")
+#: pg_stat_database column -> the name own_counts records the exporter's share under
+OWN_TRANSACTION_COUNTERS = {"xact_commit": "commit", "xact_rollback": "rollback"}
 #: pg_stat_user_tables columns -> specs
 TABLE_STATS: tuple[TableStat, ...] = (
     *common.ROW_STATS,
@@ -182,11 +181,16 @@ class PostgreSQL(Dialect):
     def bound_connect(self, cparams: dict[str, Any], seconds: float) -> None:
         cparams["connect_timeout"] = max(2, math.ceil(seconds))  # libpq: whole s, min 2
 
+    def session_start(self, q: Queries, first: bool) -> Mapping[str, int]:
+        """PostgreSQL runs a session's start as one committed transaction; SQLAlchemy ends
+        its set-up on an engine's first connection with a rollback."""
+        return {"commit": 1, "rollback": 1} if first else {"commit": 1}
+
     def ping_statement(self, conn: Connection) -> str:
         """From PostgreSQL 15 on, the ping also asks the server to report this session's
         counts as soon as the transaction ends (else it may wait seconds): the exporter's
         own transactions are then in pg_stat_database by its next reading, where they are
-        taken out (`own_transactions`)."""
+        taken out (`own_counts`)."""
         version = conn.dialect.server_version_info
         if version is not None and version >= (15,):
             return "SELECT pg_stat_force_next_flush()"
@@ -243,8 +247,10 @@ class PostgreSQL(Dialect):
         counters = dict(zip((column for column, _ in DATABASE_COUNTERS), db, strict=False))
         started, reset = db[len(DATABASE_COUNTERS) :]
         own = OWN_TRANSACTION_COUNTERS
-        if q.transactions is not None:  # the exporter's own transactions are not served
-            served = q.transactions.serve([counters[c] or 0 for c in own], (started, reset))
+        if q.own is not None:  # the exporter's own transactions are not served
+            served = q.own.serve(
+                tuple(own.values()), [counters[c] or 0 for c in own], (started, reset)
+            )
             if served is None:
                 ctx.note("transaction counters start at the next scrape")
                 counters = {c: v for c, v in counters.items() if c not in own}

@@ -1,7 +1,9 @@
-"""PostgreSQL's transaction counters without the exporter's own transactions: every scrape is
-a read transaction of the exporter's (and the SQL task queue's reads are more), which the
-server counts in pg_stat_database like any other. A database of the test's own on the shared
-server, so that nothing else moves its counters."""
+"""Server counters without what the exporter itself made the server count.
+
+PostgreSQL: every scrape is a read transaction of the exporter's (and the SQL task queue's
+reads are more), which the server counts in pg_stat_database like any other; a database of
+the test's own on the shared server, so that nothing else moves its counters. MariaDB: every
+scrape sends SELECTs and a ROLLBACK, which Com_* count server-wide; a private server."""
 
 from __future__ import annotations
 
@@ -11,12 +13,14 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+import sqlalchemy
 
 from collectors import database
 from collectors.base import SourceCollector
 from collectors.database import Target
 from collectors.task_queue import TaskQueueCollector
-from tests.dbhelp import collect, value
+from tests.db_servers import private_mariadb
+from tests.dbhelp import collect, engine_for, value
 from tests.support import wait_until
 from tests.tq_support import target_from
 
@@ -148,3 +152,92 @@ def test_the_applications_transactions_are_served_exactly(own_database):
     finally:
         app.close()
         collector.close()
+
+
+#: the served Com_* counters the exporter's own statements move
+MARIADB_COMMANDS = ("select", "rollback", "begin", "set_option", "insert", "commit")
+
+
+@pytest.fixture(scope="module")
+def quiet_mariadb() -> Iterator[str]:
+    with private_mariadb() as url:
+        yield url
+
+
+def commands(collector: SourceCollector) -> dict[str, float]:
+    result = collect(collector)
+    assert result.success, result.reason
+    return {
+        s.labels["command"]: s.value
+        for f in result.families
+        for s in f.samples
+        if s.name == "db_commands_total" and s.labels["command"] in MARIADB_COMMANDS
+    }
+
+
+def global_commands(url: str) -> dict[str, int]:
+    names = ", ".join(f"'Com_{c}'" for c in MARIADB_COMMANDS)
+    with engine_for(url, poolclass=sqlalchemy.pool.NullPool) as engine, engine.connect() as conn:
+        rows = conn.execute(sqlalchemy.text(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})"))
+        return {name.removeprefix("Com_"): int(v) for name, v in rows}
+
+
+def test_mariadb_the_exporters_own_statements_never_move_the_command_counters(quiet_mariadb):
+    collector = database.build(None, Target(name="my", url=quiet_mariadb))
+    queue = TaskQueueCollector(
+        target_from(
+            {
+                "name": "q",
+                "kind": "sql",
+                "url": quiet_mariadb,
+                "query": "SELECT 'default' AS queue, 'queued' AS status, 3 AS count",
+            }
+        )
+    )
+    try:
+        first = collect(collector)
+        assert "statement counters start at the next scrape" in first.notes
+        server_before = global_commands(quiet_mariadb)  # its own statements come before...
+        before = commands(collector)
+        for _ in range(20):
+            commands(collector)
+            assert collect(queue).success
+        queue.close()  # a new session of the queue's next time: its set-up is counted too
+        assert collect(queue).success
+        after = commands(collector)
+        server_after = global_commands(quiet_mariadb)  # ...and after the window
+    finally:
+        collector.close()
+        queue.close()
+    moved = {c: server_after[c] - server_before[c] for c in server_after}
+    assert moved["select"] >= 60 and moved["rollback"] >= 20, moved  # the server counted them
+    assert after == before  # ...none of them is served
+
+
+def test_mariadb_the_applications_statements_are_served_exactly(quiet_mariadb):
+    collector = database.build(None, Target(name="my", url=quiet_mariadb))
+    with engine_for(quiet_mariadb) as engine, engine.connect() as app:
+        app.execute(sqlalchemy.text("CREATE TABLE IF NOT EXISTS afx_own (n int)"))
+        app.commit()
+        try:
+            collect(collector)
+            before = commands(collector)
+            for _ in range(9):
+                app.execute(sqlalchemy.text("SELECT count(*) FROM afx_own"))
+            for _ in range(4):
+                app.execute(sqlalchemy.text("INSERT INTO afx_own VALUES (1)"))
+            app.commit()
+            app.execute(sqlalchemy.text("SELECT 1"))
+            app.rollback()
+            after = commands(collector)
+        finally:
+            collector.close()
+    moved = {c: after[c] - before[c] for c in after}
+    assert moved == {
+        "select": 10,
+        "insert": 4,
+        "commit": 1,
+        "rollback": 1,
+        "begin": 0,
+        "set_option": 0,
+    }
