@@ -26,6 +26,7 @@ from collectors.redis.connection import bounded_class
 from collectors.redis.families import CACHE_UP, info_families
 from collectors.redis.interval import LookupInterval
 from collectors.redis.parsing import parse_info, parse_latency_histogram, text
+from collectors.redis.reuse import Reuse
 from collectors.redis.settings import Options, Target, connection_settings
 from collectors.secret import url_password
 
@@ -59,6 +60,7 @@ class RedisCollector(SourceCollector):
         self._busy: dict[int, tuple[Any, Deadline]] = {}  # id -> (connection, run deadline)
         self._resp2 = False  # the server refused HELLO 3: RESP2 from now on
         self._interval = LookupInterval()
+        self._reuse = Reuse()  # what unchanged INFO lines and histogram entries were made into
         self._histogram_supported: bool | None = None  # unknown until the server answers
         self._packed_info = self._idle.pack_commands([("INFO", "ALL")])
         self._packed_both = self._idle.pack_commands([("INFO", "ALL"), ("LATENCY", "HISTOGRAM")])
@@ -76,7 +78,7 @@ class RedisCollector(SourceCollector):
         histograms = None
         skipped: list[str] = []
         if histogram_reply is not None:
-            histograms = parse_latency_histogram(histogram_reply, skipped)
+            histograms = parse_latency_histogram(histogram_reply, skipped, self._reuse.histograms)
         families = info_families(
             info,
             self.name,
@@ -87,6 +89,7 @@ class RedisCollector(SourceCollector):
             own=own,
             histograms=histograms,
             skipped=skipped,
+            reuse=self._reuse,
         )
         if not own.ordered:
             ctx.note("own lookups still in flight at INFO: counted in the next interval")

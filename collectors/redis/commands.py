@@ -11,13 +11,14 @@ import math
 import re
 from collections.abc import Mapping
 from itertools import accumulate
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
 from collectors.redis.fields import LABEL
 from collectors.redis.parsing import CommandLatency, parse_fields
+from collectors.redis.samples import new_tuple
 
 OTHER = "other"
 
@@ -36,45 +37,62 @@ _PLAIN_CMDSTAT = re.compile(
 
 
 def command_stats(
-    info: Mapping[str, str], skipped: list[str] | None = None
+    info: Mapping[str, str],
+    skipped: list[str] | None = None,
+    reuse: dict[str, tuple[str, CommandStats | None]] | None = None,
 ) -> dict[str, CommandStats]:
     """`cmdstat_<command>` lines -> {command: stats}; subcommands look like `config|get`.
 
     A line with a value that is not a counter's (`calls=ABC`, `nan`, `-1`) is left out and
-    named in `skipped`: one bad line costs that command's series, not the instance.
+    named in `skipped`: one bad line costs that command's series, not the instance. `reuse`
+    (`Reuse.cmdstats`) holds the previous scrapes' parses: a line that did not change is not
+    parsed again.
     """
     result: dict[str, CommandStats] = {}
-    plain = _PLAIN_CMDSTAT.fullmatch
-    isfinite = math.isfinite
     for key, value in info.items():
         if not key.startswith("cmdstat_"):
             continue
-        match = plain(value)
-        if match is not None:  # digits only: never negative, finite unless absurdly long
-            calls, usec, rejected, failed = map(float, match.groups())
-            if isfinite(calls + usec + rejected + failed):
-                result[key[8:]] = CommandStats(calls, usec / 1e6, rejected, failed)
-            elif skipped is not None:
-                skipped.append(key)
-            continue
-        fields = parse_fields(value)
-        try:
-            calls = float(fields.get("calls", 0))
-            usec = float(fields.get("usec", 0))
-            rejected = float(fields.get("rejected_calls", 0))  # 6.2
-            failed = float(fields.get("failed_calls", 0))  # 6.2
-        except ValueError:
-            calls = math.nan
-        # all finite and none negative (a NaN fails the comparison or makes the sum NaN)
-        if (
-            calls >= 0
-            and min(usec, rejected, failed) >= 0
-            and math.isfinite(calls + usec + rejected + failed)
-        ):
-            result[key[8:]] = CommandStats(calls, usec / 1e6, rejected, failed)
+        if reuse is None:
+            stats = _command_stat(value)
+        else:
+            found = reuse.get(key)
+            if found is not None and found[0] == value:
+                stats = found[1]
+            else:
+                stats = _command_stat(value)
+                reuse[key] = (value, stats)
+        if stats is not None:
+            result[key[8:]] = stats
         elif skipped is not None:
             skipped.append(key)
     return result
+
+
+def _command_stat(value: str) -> CommandStats | None:
+    """One `cmdstat_` value, or None when a field is not a counter's value."""
+    match = _PLAIN_CMDSTAT.fullmatch(value)
+    if match is not None:  # digits only: never negative, finite unless absurdly long
+        calls, usec, rejected, failed = map(float, match.groups())
+        if math.isfinite(calls + usec + rejected + failed):
+            return new_tuple(CommandStats, (calls, usec / 1e6, rejected, failed))
+        return None
+    fields = parse_fields(value)
+    try:
+        # + 0.0: a `-0` reads as 0, as redis-py reads it (and `Reuse` compares values with ==)
+        calls = float(fields.get("calls", 0)) + 0.0
+        usec = float(fields.get("usec", 0)) + 0.0
+        rejected = float(fields.get("rejected_calls", 0)) + 0.0  # 6.2
+        failed = float(fields.get("failed_calls", 0)) + 0.0  # 6.2
+    except ValueError:
+        return None
+    # all finite and none negative (a NaN fails the comparison or makes the sum NaN)
+    if (
+        calls >= 0
+        and min(usec, rejected, failed) >= 0
+        and math.isfinite(calls + usec + rejected + failed)
+    ):
+        return CommandStats(calls, usec / 1e6, rejected, failed)
+    return None
 
 
 def fold_commands(
@@ -172,24 +190,60 @@ def histogram_family(
     stats: Mapping[str, CommandStats],
     kept: frozenset[str],
     instance: str,
+    reuse: dict[str, tuple[Any, list[Sample]]] | None = None,
 ) -> None:
     """Samples are built directly: `add_metric` costs ~3x as much per bucket, and this family
-    has more samples than all the others together."""
+    has more samples than all the others together. `reuse` (`Reuse.buckets`) holds each
+    command's samples of the previous scrapes with what they were made from: a command whose
+    counts did not change is not built again."""
     if not histograms:
         return
-    name = family.name
     size, folded = _folded_counts(histograms, kept)
     _bound_seconds(size)
-    les = _LES[:size]
     other_seconds = sum(s.seconds for cmd, s in stats.items() if cmd not in kept)
-    bucket, total, seconds_sum = f"{name}_bucket", f"{name}_count", f"{name}_sum"
-    append = family.samples.append
+    extend = family.samples.extend
     for cmd, (calls, counts) in sorted(folded.items()):
-        for le, count in zip(les, counts, strict=True):
-            append(Sample(bucket, {LABEL: instance, "command": cmd, "le": le}, float(count)))
-        labels = {LABEL: instance, "command": cmd}
-        append(Sample(bucket, {LABEL: instance, "command": cmd, "le": "+Inf"}, float(calls)))
-        append(Sample(total, labels, float(calls)))
         stat = stats.get(cmd)
         seconds = other_seconds if cmd == OTHER else (stat.seconds if stat else 0.0)
-        append(Sample(seconds_sum, labels, seconds))
+        if reuse is None:
+            extend(_command_buckets(family.name, instance, cmd, calls, counts, seconds))
+            continue
+        made = (instance, calls, counts, seconds)
+        found = reuse.get(cmd)
+        if found is None or found[0] != made:
+            found = reuse[cmd] = (
+                made,
+                _command_buckets(family.name, instance, cmd, calls, counts, seconds),
+            )
+        extend(found[1])
+
+
+def _command_buckets(
+    name: str, instance: str, cmd: str, calls: int, counts: list[int], seconds: float
+) -> list[Sample]:
+    """One command's buckets (on the shared bounds, then +Inf), count and sum."""
+    new, bucket = new_tuple, f"{name}_bucket"
+    samples = [
+        new(
+            Sample,
+            (bucket, {LABEL: instance, "command": cmd, "le": le}, float(count), None, None, None),
+        )
+        for le, count in zip(_LES, counts, strict=False)
+    ]
+    labels = {LABEL: instance, "command": cmd}
+    samples.append(
+        new(
+            Sample,
+            (
+                bucket,
+                {LABEL: instance, "command": cmd, "le": "+Inf"},
+                float(calls),
+                None,
+                None,
+                None,
+            ),
+        )
+    )
+    samples.append(new(Sample, (f"{name}_count", labels, float(calls), None, None, None)))
+    samples.append(new(Sample, (f"{name}_sum", labels, seconds, None, None, None)))
+    return samples
