@@ -279,12 +279,14 @@ def test_scrapes_reusing_unchanged_lines_equal_scrapes_building_everything(serve
             info_raw, hist = replies
             if step == 4:
                 info_raw = info_raw.replace(b"cmdstat_get:calls=", b"cmdstat_get:calls=x")
+                info_raw = info_raw.replace(b"db1:keys=", b"db1:keys=x")
                 hist = [*hist[:2], b"set", [b"calls", b"?", b"histogram_usec", []]]
             got = families_of((info_raw, hist), reused, reuse)
             assert got == families_of((info_raw, hist), plain, None), step
         else:
             client.incr(f"step{step}")
-    assert reuse.cmdstats and reuse.histograms and reuse.commands and reuse.buckets
+    assert all((reuse.cmdstats, reuse.histograms, reuse.commands, reuse.counts, reuse.buckets))
+    assert reuse.dbs
 
 
 def test_reused_parses_are_the_parses():

@@ -11,7 +11,8 @@ import math
 import re
 from collections.abc import Mapping
 from itertools import accumulate
-from typing import Any, NamedTuple
+from operator import add
+from typing import TYPE_CHECKING, NamedTuple
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
@@ -19,6 +20,9 @@ from prometheus_client.samples import Sample
 from collectors.redis.fields import LABEL
 from collectors.redis.parsing import CommandLatency, parse_fields
 from collectors.redis.samples import new_tuple
+
+if TYPE_CHECKING:
+    from collectors.redis.reuse import Reuse
 
 OTHER = "other"
 
@@ -117,31 +121,49 @@ def _bound_index(usec: int) -> int:
 
 
 def _folded_counts(
-    histograms: Mapping[str, CommandLatency], kept: frozenset[str]
+    histograms: Mapping[str, CommandLatency],
+    kept: frozenset[str],
+    reuse: dict[str, tuple[CommandLatency, int, list[int]]] | None = None,
 ) -> tuple[int, dict[str, tuple[int, list[int]]]]:
     """(number of bounds, {command or `other`: (calls, cumulative count per bound)}).
 
-    Each of Redis's buckets adds its increment over the one before to the first power of four
-    at or above its bound; a running sum of those is the command's count filled forward onto
-    the powers of four (what `fold_histograms` documents), in one pass over the buckets.
+    Each command's counts are filled forward onto the powers of four (`_filled`); the commands
+    not kept are added up, bound by bound, under `other`. `reuse` (`Reuse.counts`) holds each
+    command's filled counts with the entry they came from: an entry that is the same object as
+    last time (reused by `parse_latency_histogram`), on as many bounds, is not filled again.
     """
     top = max((b[-1][0] for h in histograms.values() if (b := h.buckets)), default=1)
     size = _bound_index(top) + 1
     grouped: dict[str, tuple[int, list[int]]] = {}
     for cmd, h in histograms.items():
+        if reuse is None:
+            counts = _filled(h, size)
+        else:
+            found = reuse.get(cmd)
+            if found is not None and found[0] is h and found[1] == size:
+                counts = found[2]
+            else:
+                counts = _filled(h, size)
+                reuse[cmd] = (h, size, counts)
         key = cmd if cmd in kept else OTHER
         entry = grouped.get(key)
         if entry is None:
-            entry = grouped[key] = (h.calls, [0] * size)
+            grouped[key] = (h.calls, counts)  # shared with `reuse`: never changed in place
         else:
-            grouped[key] = (entry[0] + h.calls, entry[1])
-        increments, previous = entry[1], 0
-        for bound, count in h.buckets:  # _bound_index(bound), inlined: the innermost loop
-            increments[((bound - 1).bit_length() + 1) >> 1 if bound > 1 else 0] += count - previous
-            previous = count
-    return size, {
-        cmd: (calls, list(accumulate(increments))) for cmd, (calls, increments) in grouped.items()
-    }
+            grouped[key] = (entry[0] + h.calls, list(map(add, entry[1], counts)))
+    return size, grouped
+
+
+def _filled(h: CommandLatency, size: int) -> list[int]:
+    """One command's count at or below each of `size` powers of four, in one pass: each of
+    Redis's buckets adds its increment over the one before to the first power of four at or
+    above its bound, and a running sum of those is the count filled forward (what
+    `fold_histograms` documents)."""
+    increments, previous = [0] * size, 0
+    for bound, count in h.buckets:  # _bound_index(bound), inlined: the innermost loop
+        increments[((bound - 1).bit_length() + 1) >> 1 if bound > 1 else 0] += count - previous
+        previous = count
+    return list(accumulate(increments))
 
 
 def fold_histograms(
@@ -190,28 +212,29 @@ def histogram_family(
     stats: Mapping[str, CommandStats],
     kept: frozenset[str],
     instance: str,
-    reuse: dict[str, tuple[Any, list[Sample]]] | None = None,
+    reuse: Reuse | None = None,
 ) -> None:
     """Samples are built directly: `add_metric` costs ~3x as much per bucket, and this family
-    has more samples than all the others together. `reuse` (`Reuse.buckets`) holds each
-    command's samples of the previous scrapes with what they were made from: a command whose
-    counts did not change is not built again."""
+    has more samples than all the others together. `reuse` holds each command's filled counts
+    and samples of the previous scrapes with what they were made from (`Reuse.counts`,
+    `Reuse.buckets`): a command whose entry or counts did not change is not done again."""
     if not histograms:
         return
-    size, folded = _folded_counts(histograms, kept)
+    size, folded = _folded_counts(histograms, kept, None if reuse is None else reuse.counts)
     _bound_seconds(size)
+    buckets = None if reuse is None else reuse.buckets
     other_seconds = sum(s.seconds for cmd, s in stats.items() if cmd not in kept)
     extend = family.samples.extend
     for cmd, (calls, counts) in sorted(folded.items()):
         stat = stats.get(cmd)
         seconds = other_seconds if cmd == OTHER else (stat.seconds if stat else 0.0)
-        if reuse is None:
+        if buckets is None:
             extend(_command_buckets(family.name, instance, cmd, calls, counts, seconds))
             continue
         made = (instance, calls, counts, seconds)
-        found = reuse.get(cmd)
+        found = buckets.get(cmd)
         if found is None or found[0] != made:
-            found = reuse[cmd] = (
+            found = buckets[cmd] = (
                 made,
                 _command_buckets(family.name, instance, cmd, calls, counts, seconds),
             )

@@ -23,7 +23,7 @@ from collectors.redis.commands import (
 from collectors.redis.fields import INFO_FIELDS, LABEL
 from collectors.redis.interval import LookupInterval
 from collectors.redis.parsing import CommandLatency, number, parse_fields
-from collectors.redis.reuse import CommandSamples, Reuse
+from collectors.redis.reuse import CommandSamples, DbSamples, Reuse
 from collectors.redis.samples import Prototype, new_tuple
 from collectors.specs import MetricSpec, counter, gauge, histogram
 
@@ -184,15 +184,14 @@ def info_families(
         out, cache, folded, errors=errors, reuse=None if reuse is None else reuse.commands
     )
     _error_family(out, lines.errors, ctx, command_limit, bad)
-    _keyspace_families(out, lines.dbs, bad)
+    _keyspace_families(out, lines.dbs, bad, None if reuse is None else reuse.dbs)
     _replica_family(out, lines.replicas, bad)
     if histograms is not None:
         limit = command_limit if histogram_command_limit is None else histogram_command_limit
         calls = {cmd: s.calls for cmd, s in stats.items() if cmd in kept}
         top = ctx.keep_top(calls, limit) if limit < len(kept) else kept
         family = out.get(OPERATION_DURATION)
-        buckets = None if reuse is None else reuse.buckets
-        histogram_family(family, histograms, stats, top, cache, buckets)
+        histogram_family(family, histograms, stats, top, cache, reuse)
     fields = list(dict.fromkeys(bad))  # a field feeding two metrics counts once
     out.add(FIELDS_SKIPPED, len(fields))
     if fields:
@@ -288,19 +287,47 @@ class _Lines:
     replicas: list[tuple[str, str]] = field(default_factory=list)  # slave<N>
 
 
+#: INFO field name -> the kind of line it is (`_kind`): the same names come every scrape.
+_KINDS: dict[str, int] = {}
+_OTHER_LINE, _CMDSTAT_LINE, _ERROR_LINE, _DB_LINE, _REPLICA_LINE = range(5)
+#: Names kept in `_KINDS` before it is emptied (a server's INFO has a few hundred).
+_KINDS_LIMIT = 4096
+
+
+def _kind(key: str) -> int:
+    first = key[:1]
+    if first == "c" and key.startswith("cmdstat_"):
+        return _CMDSTAT_LINE
+    if first == "e" and key.startswith("errorstat_"):
+        return _ERROR_LINE
+    if first == "d" and key[2:].isdigit() and key.startswith("db"):
+        return _DB_LINE
+    if first == "s" and key[5:].isdigit() and key.startswith("slave"):
+        return _REPLICA_LINE
+    return _OTHER_LINE
+
+
 def _lines(info: Mapping[str, str]) -> _Lines:
-    """One pass over INFO instead of one per kind of line (INFO ALL has ~250 fields)."""
+    """One pass over INFO instead of one per kind of line (INFO ALL has ~250 fields), each
+    name's kind looked up rather than worked out again."""
     lines = _Lines()
+    kinds = _KINDS
+    if len(kinds) > _KINDS_LIMIT:
+        kinds.clear()
+    get, commands = kinds.get, lines.commands
     for key, value in info.items():
-        first = key[:1]
-        if first == "c" and key.startswith("cmdstat_"):
-            lines.commands[key] = value
-        elif first == "e" and key.startswith("errorstat_"):
-            lines.errors.append((key, value))
-        elif first == "d" and key[2:].isdigit() and key.startswith("db"):
-            lines.dbs.append((key, value))
-        elif first == "s" and key[5:].isdigit() and key.startswith("slave"):
-            lines.replicas.append((key, value))
+        kind = get(key)
+        if kind is None:
+            kind = kinds[key] = _kind(key)
+        if kind:
+            if kind == _CMDSTAT_LINE:
+                commands[key] = value
+            elif kind == _ERROR_LINE:
+                lines.errors.append((key, value))
+            elif kind == _DB_LINE:
+                lines.dbs.append((key, value))
+            else:
+                lines.replicas.append((key, value))
     return lines
 
 
@@ -328,34 +355,51 @@ def _error_family(
         append(new_tuple(Sample, (name, {LABEL: cache, "error": OTHER}, other, None, None, None)))
 
 
-def _keyspace_families(out: _Families, lines: list[tuple[str, str]], bad: list[str]) -> None:
+def _keyspace_families(
+    out: _Families,
+    lines: list[tuple[str, str]],
+    bad: list[str],
+    reuse: dict[str, tuple[tuple[str, str], DbSamples | None]] | None = None,
+) -> None:
+    """Keys, keys with a TTL and their average TTL per db. `reuse` (`Reuse.dbs`) holds each
+    db's samples of the previous scrapes with the line they were made from."""
     cache = out.cache
     add_keys, add_expiring, add_ttl = (
         out.get(spec).samples.append for spec in (DB_KEYS, DB_EXPIRING, DB_AVG_TTL)
     )
     for key, value in lines:
-        fields = parse_fields(value)
-        get = fields.get
-        keys = number(get("keys", "0"), counter=False)
-        expires = number(get("expires", "0"), counter=False)
-        avg_ttl = number(get("avg_ttl", "0"), counter=False)
-        if keys is None or expires is None or avg_ttl is None:
+        if reuse is None:
+            made = _db_samples(cache, key, value)
+        else:
+            inputs = (cache, value)
+            found = reuse.get(key)
+            if found is not None and found[0] == inputs:
+                made = found[1]
+            else:
+                made = _db_samples(cache, key, value)
+                reuse[key] = (inputs, made)
+        if made is None:
             bad.append(key)
             continue
-        add_keys(
-            new_tuple(Sample, (DB_KEYS.name, {LABEL: cache, "db": key}, keys, None, None, None))
-        )
-        add_expiring(
-            new_tuple(
-                Sample, (DB_EXPIRING.name, {LABEL: cache, "db": key}, expires, None, None, None)
-            )
-        )
-        add_ttl(
-            new_tuple(
-                Sample,
-                (DB_AVG_TTL.name, {LABEL: cache, "db": key}, avg_ttl / 1e3, None, None, None),
-            )
-        )
+        add_keys(made[0])
+        add_expiring(made[1])
+        add_ttl(made[2])
+
+
+def _db_samples(cache: str, key: str, value: str) -> DbSamples | None:
+    """One `db<N>` line's samples, or None when a value is not a number."""
+    get = parse_fields(value).get
+    keys = number(get("keys", "0"), counter=False)
+    expires = number(get("expires", "0"), counter=False)
+    avg_ttl = number(get("avg_ttl", "0"), counter=False)
+    if keys is None or expires is None or avg_ttl is None:
+        return None
+    new = new_tuple
+    return (
+        new(Sample, (DB_KEYS.name, {LABEL: cache, "db": key}, keys, None, None, None)),
+        new(Sample, (DB_EXPIRING.name, {LABEL: cache, "db": key}, expires, None, None, None)),
+        new(Sample, (DB_AVG_TTL.name, {LABEL: cache, "db": key}, avg_ttl / 1e3, None, None, None)),
+    )
 
 
 def _replica_family(out: _Families, lines: list[tuple[str, str]], bad: list[str]) -> None:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 #: One command's error (Redis >= 6.2, else None), calls and seconds samples.
 CommandSamples = tuple[Sample | None, Sample, Sample]
+#: One db's keys, keys expiring and average TTL samples.
+DbSamples = tuple[Sample, Sample, Sample]
 
 #: Entries per table before it is emptied: command names are a bounded set (the server's
 #: command table), this only keeps a pathological server from growing them without end.
@@ -36,7 +38,7 @@ class Reuse:
     here writes only entries as right as the new run's.
     """
 
-    __slots__ = ("cmdstats", "histograms", "commands", "buckets")
+    __slots__ = ("cmdstats", "histograms", "commands", "counts", "buckets", "dbs")
 
     def __init__(self) -> None:
         #: `cmdstat_<command>` -> (its INFO value, CommandStats or None when skipped)
@@ -45,11 +47,23 @@ class Reuse:
         self.histograms: dict[Any, tuple[Any, tuple[str, CommandLatency | None]]] = {}
         #: command -> ((cache, stats, errors?), its per-command samples)
         self.commands: dict[str, tuple[Any, CommandSamples]] = {}
-        #: command -> ((cache, calls, counts, seconds), its histogram samples)
+        #: command -> (its CommandLatency, number of bounds, its counts filled onto them)
+        self.counts: dict[str, tuple[CommandLatency, int, list[int]]] = {}
+        #: command or `other` -> ((cache, calls, counts, seconds), its histogram samples)
         self.buckets: dict[str, tuple[Any, list[Sample]]] = {}
+        #: `db<N>` -> ((cache, its INFO value), its three samples, or None when skipped)
+        self.dbs: dict[str, tuple[tuple[str, str], DbSamples | None]] = {}
 
     def trim(self) -> None:
         """Empty any table grown past `LIMIT` (called once per scrape)."""
-        for table in (self.cmdstats, self.histograms, self.commands, self.buckets):
+        tables = (
+            self.cmdstats,
+            self.histograms,
+            self.commands,
+            self.counts,
+            self.buckets,
+            self.dbs,
+        )
+        for table in tables:
             if len(table) > LIMIT:
                 table.clear()
