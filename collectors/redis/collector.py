@@ -68,7 +68,8 @@ class RedisCollector(SourceCollector):
         self._interval = LookupInterval()
         self._reuse = Reuse()  # what unchanged INFO lines and histogram entries were made into
         self._histogram_supported: bool | None = None  # unknown until the server answers
-        self._sections: bool | None = None  # False: the server would not take INFO_SECTIONS
+        #: whether the server takes INFO_SECTIONS (None: not asked yet on this connection)
+        self._sections: bool | None = None
         pack = self._idle.pack_commands
         self._packed_info = pack([("INFO", "ALL")])
         self._packed_both = pack([("INFO", "ALL"), ("LATENCY", "HISTOGRAM")])
@@ -199,10 +200,11 @@ class RedisCollector(SourceCollector):
                 raise
             else:
                 self._histogram_supported = True
-        if sections and (raw is None or not _has_commandstats(raw)):
+        if sections and self._sections is None:  # the first such reply of this connection
+            self._sections = raw is not None and _has_commandstats(raw)
+        if sections and not self._sections:
             # refused, or answered without commandstats (a server that reads one section):
             # INFO ALL, now and on this connection from now on
-            self._sections = False
             limits.arm(deadline, options.read_timeout_seconds, options.max_reply_bytes)
             try:
                 conn.send_packed_command(self._packed_info)

@@ -107,10 +107,10 @@ def fold_commands(
     rest = [s for cmd, s in stats.items() if cmd not in kept]
     if rest:
         result[OTHER] = CommandStats(
-            calls=sum(s.calls for s in rest),
-            seconds=sum(s.seconds for s in rest),
-            rejected=sum(s.rejected for s in rest),
-            failed=sum(s.failed for s in rest),
+            calls=sum([s.calls for s in rest]),
+            seconds=sum([s.seconds for s in rest]),
+            rejected=sum([s.rejected for s in rest]),
+            failed=sum([s.failed for s in rest]),
         )
     return result
 
@@ -223,7 +223,7 @@ def histogram_family(
     size, folded = _folded_counts(histograms, kept, None if reuse is None else reuse.counts)
     _bound_seconds(size)
     buckets = None if reuse is None else reuse.buckets
-    other_seconds = sum(s.seconds for cmd, s in stats.items() if cmd not in kept)
+    other_seconds = sum([s.seconds for cmd, s in stats.items() if cmd not in kept])
     extend = family.samples.extend
     for cmd, (calls, counts) in sorted(folded.items()):
         stat = stats.get(cmd)

@@ -104,7 +104,10 @@ class _Families:
         return family
 
     def add(self, spec: MetricSpec, value: float, *label_values: str) -> None:
-        labels = dict(zip(spec.labels, (self.cache, *label_values), strict=True))
+        if label_values or len(spec.labels) != 1:
+            labels = dict(zip(spec.labels, (self.cache, *label_values), strict=True))
+        else:  # the `cache` label alone, as most of these families have
+            labels = {spec.labels[0]: self.cache}
         sample = new_tuple(Sample, (spec.name, labels, float(value), None, None, None))
         self.get(spec).samples.append(sample)
 
@@ -259,8 +262,8 @@ def _command_families(
         append_calls(calls)
         append_seconds(seconds)
     if errors:
-        out.add(REJECTED, sum(s.rejected for s in folded.values()))
-        out.add(FAILED, sum(s.failed for s in folded.values()))
+        out.add(REJECTED, sum([s.rejected for s in folded.values()]))
+        out.add(FAILED, sum([s.failed for s in folded.values()]))
 
 
 def _command_samples(cache: str, cmd: str, s: CommandStats, errors: bool) -> CommandSamples:
