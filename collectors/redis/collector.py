@@ -13,7 +13,7 @@ from the application's pool nor changes the timeouts of one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -75,7 +75,7 @@ class RedisCollector(SourceCollector):
         self._packed_both = pack([("INFO", "ALL"), ("LATENCY", "HISTOGRAM")])
         self._packed_sections = pack([("INFO", *INFO_SECTIONS), ("LATENCY", "HISTOGRAM")])
 
-    def fetch(self, ctx: ScrapeContext) -> Iterator[Metric]:
+    def fetch(self, ctx: ScrapeContext) -> list[Metric]:
         conn = self._checkout(ctx.deadline)
         try:
             # the exporter's own lookups recorded by now, read with INFO as one step: task-queue
@@ -105,7 +105,7 @@ class RedisCollector(SourceCollector):
             ctx.note("own lookups still in flight at INFO: counted in the next interval")
         if self.options.latency_histogram and self._histogram_supported is False:
             ctx.note("LATENCY HISTOGRAM unavailable (Redis < 7): no duration histogram")
-        yield from families
+        return families  # a list, not a generator: no resume per family
 
     def _checkout(self, deadline: Deadline) -> Any:
         with self._lock:

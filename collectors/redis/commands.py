@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Mapping
 from itertools import accumulate
 from operator import add
@@ -187,16 +188,20 @@ def fold_histograms(
     }
 
 
-#: Bucket bounds in seconds (4**j us) and their `le` label values, grown on demand.
+#: Bucket bounds in seconds (4**j us) and their `le` label values, grown on demand (only
+#: appended to, `_LES` first, under `_GROWING`: collections of two targets may grow them at once).
 _SECONDS: list[float] = []
 _LES: list[str] = []
+_GROWING = threading.Lock()
 
 
 def _bound_seconds(size: int) -> list[float]:
-    while len(_SECONDS) < size:
-        bound = 4 ** len(_SECONDS) / 1e6
-        _LES.append(_go_float(bound))
-        _SECONDS.append(bound)
+    if len(_SECONDS) < size:
+        with _GROWING:
+            while len(_SECONDS) < size:
+                bound = 4 ** len(_SECONDS) / 1e6
+                _LES.append(_go_float(bound))
+                _SECONDS.append(bound)
     return _SECONDS[:size]
 
 
