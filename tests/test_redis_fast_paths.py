@@ -10,11 +10,23 @@ from pathlib import Path
 
 import pytest
 import redis
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.samples import Sample
 from redis._parsers.helpers import parse_info as redis_py_parse_info
 
-from collectors.redis import CommandLatency, command_stats, fold_histograms, parse_info
+from collectors.base import Deadline, ScrapeContext
+from collectors.redis import (
+    SPECS,
+    CommandLatency,
+    LookupInterval,
+    command_stats,
+    fold_histograms,
+    info_families,
+    parse_info,
+)
 from collectors.redis.commands import _PLAIN_CMDSTAT
 from collectors.redis.parsing import _checked_entry, _plain_entry, parse_latency_histogram
+from collectors.redis.reuse import Reuse
 from tests.redis_server import RedisServer, private_redis
 
 DATA = Path(__file__).parent / "data"
@@ -180,3 +192,132 @@ def test_dumps_take_the_fast_cmdstat_path_where_redis_writes_it():
         info = parse_info((DATA / name).read_text())
         values = [v for k, v in info.items() if k.startswith("cmdstat_") and k != "cmdstat_host:"]
         assert values and all(_PLAIN_CMDSTAT.fullmatch(v) for v in values), name
+
+
+def shape(families):
+    """Everything a consumer can see of `families`: types, names, help, unit, and per sample
+    its type, labels, value's type and repr (so -0.0 and 0, 1 and 1.0 differ) and the rest."""
+    return [
+        (type(f), f.name, f.documentation, f.type, f.unit)
+        + tuple((type(s), s.labels, type(s.value), repr(s.value), s[3:]) for s in f.samples)
+        for f in families
+    ]
+
+
+def library_built(families):
+    """The same families made by prometheus_client itself: the spec's family and add_metric per
+    sample (histograms: the library's Sample for each), to compare the direct builds with."""
+    specs = {spec.name.removesuffix("_total"): spec for spec in SPECS}  # as families name them
+    rebuilt = []
+    for f in families:
+        spec = specs[f.name]
+        copy = spec.family()
+        for s in f.samples:
+            if isinstance(copy, CounterMetricFamily | GaugeMetricFamily):
+                copy.add_metric([s.labels[name] for name in spec.labels], s.value)
+            else:
+                copy.samples.append(Sample(s.name, dict(s.labels), s.value))
+        rebuilt.append(copy)
+    return rebuilt
+
+
+def scrape_replies(server: RedisServer) -> tuple[bytes, object]:
+    return raw(server.client(), "INFO", "ALL"), histogram_reply(server, 2)
+
+
+def families_of(replies, interval, reuse):
+    info_raw, hist = replies
+    skipped: list[str] = []
+    ctx = ScrapeContext(Deadline.after(5))
+    histograms = parse_latency_histogram(hist, skipped, None if reuse is None else reuse.histograms)
+    families = info_families(
+        parse_info(info_raw.decode()),
+        "cache",
+        ctx=ctx,
+        command_limit=12,
+        histogram_command_limit=4,
+        interval=interval,
+        histograms=histograms,
+        skipped=skipped,
+        reuse=reuse,
+    )
+    return shape(families), ctx.notes, ctx.series_dropped
+
+
+def test_directly_built_samples_and_families_are_the_librarys(server):
+    families = info_families(
+        parse_info(raw_info(server)),
+        "cache",
+        ctx=ScrapeContext(Deadline.after(5)),
+        command_limit=40,
+        histograms=parse_latency_histogram(histogram_reply(server, 2)),
+    )
+    assert sum(len(f.samples) for f in families) > 200
+    assert shape(families) == shape(library_built(families))
+
+
+def test_scrapes_reusing_unchanged_lines_equal_scrapes_building_everything(server):
+    """A sequence of scrapes of a server whose traffic changes between them (new commands,
+    new errors, dbs filled and emptied, a command turned bad in a dump): with `Reuse` and
+    without, the families, notes and dropped series are the same, scrape by scrape."""
+    client = server.client()
+    reuse, plain, reused = Reuse(), LookupInterval(), LookupInterval()
+    for step in range(8):
+        replies = scrape_replies(server)
+        assert families_of(replies, reused, reuse) == families_of(replies, plain, None), step
+        # and the same reply again: everything reused
+        assert families_of(replies, reused, reuse) == families_of(replies, plain, None), step
+        if step == 1:
+            busy(client)
+        elif step == 2:
+            client.flushdb()
+        elif step == 3:
+            for bad in (("LPUSH", "s1", "x"), ("XADD",), ("FOO",)):
+                with contextlib.suppress(redis.ResponseError):
+                    client.execute_command(*bad)
+        elif step in (4, 5):  # a line turned bad, then good again
+            info_raw, hist = replies
+            if step == 4:
+                info_raw = info_raw.replace(b"cmdstat_get:calls=", b"cmdstat_get:calls=x")
+                info_raw = info_raw.replace(b"db1:keys=", b"db1:keys=x")
+                hist = [*hist[:2], b"set", [b"calls", b"?", b"histogram_usec", []]]
+            got = families_of((info_raw, hist), reused, reuse)
+            assert got == families_of((info_raw, hist), plain, None), step
+        else:
+            client.incr(f"step{step}")
+    assert all((reuse.cmdstats, reuse.histograms, reuse.commands, reuse.counts, reuse.buckets))
+    assert reuse.dbs
+
+
+def test_reused_parses_are_the_parses():
+    reuse = Reuse()
+    for value in (
+        "calls=3,usec=12,usec_per_call=4.00,rejected_calls=1,failed_calls=2",
+        "calls=3,usec=12,usec_per_call=4.00,rejected_calls=1,failed_calls=2",
+        "calls=-0,usec=-0,usec_per_call=0,rejected_calls=-0,failed_calls=-0",  # a -0 reads as 0: == could not tell them apart
+        "calls=0,usec=0,usec_per_call=0",
+        "calls=x",
+        "calls=x",
+        "calls=4,usec=12,usec_per_call=3.00",
+    ):
+        skipped: list[str] = []
+        fresh: list[str] = []
+        got = command_stats({"cmdstat_get": value}, skipped, reuse.cmdstats)
+        assert got == command_stats({"cmdstat_get": value}, fresh) and skipped == fresh
+        assert [repr(v) for s in got.values() for v in s] == [
+            repr(v) for s in command_stats({"cmdstat_get": value}).values() for v in s
+        ]
+    minus_zero = "calls=-0,usec=-0,usec_per_call=0,rejected_calls=-0,failed_calls=-0"
+    assert list(map(repr, command_stats({"cmdstat_get": minus_zero})["get"])) == ["0.0"] * 4
+    for reply in (
+        [b"get", [b"calls", 3, b"histogram_usec", [1, 1, 4, 3]]],
+        [b"get", [b"calls", 3, b"histogram_usec", [1, 1, 4, 3]]],
+        [b"get", [b"calls", 3.0, b"histogram_usec", [1, 1, 4, 3]]],  # == but not plain
+        [b"get", [b"calls", b"3", b"histogram_usec", [1, 1, 4, 3]]],
+        [b"get", [b"calls", b"?", b"histogram_usec", [1, 1]]],
+        [[b"unhashable"], [b"calls", 3, b"histogram_usec", [1, 1]]],
+        {b"get": {b"calls": 3, b"histogram_usec": {1: 1}}},
+    ):
+        skipped, fresh = [], []
+        got = parse_latency_histogram(reply, skipped, reuse.histograms)
+        assert got == parse_latency_histogram(reply, fresh) and skipped == fresh

@@ -1,4 +1,5 @@
-"""Redis, through `INFO ALL` (and `LATENCY HISTOGRAM` on Redis >= 7) asked at scrape time.
+"""Redis, through `INFO` (ALL, or all of it that is read) and `LATENCY HISTOGRAM` on Redis >= 7,
+asked at scrape time.
 
 The package, one job per module:
 

@@ -2,7 +2,9 @@
 
 Each scrape costs one round trip: `INFO ALL` and (Redis >= 7) `LATENCY HISTOGRAM` are sent
 together and both replies read back, the whole exchange inside the scrape deadline and
-`max_reply_bytes` (see `collectors.redis.connection`). In embedded mode
+`max_reply_bytes` (see `collectors.redis.connection`). Once a connection's server has answered
+LATENCY HISTOGRAM (Redis >= 7), INFO asks for `INFO_SECTIONS`, all of INFO ALL that is read
+(a server that refuses them, or leaves commandstats out, gets INFO ALL again). In embedded mode
 the application hands in its `redis.Redis` client (`from_client`): the collector opens its own
 connection with that client's settings (address, auth, TLS, db), so it never takes a connection
 from the application's pool nor changes the timeouts of one.
@@ -11,7 +13,7 @@ from the application's pool nor changes the timeouts of one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -26,8 +28,13 @@ from collectors.redis.connection import bounded_class
 from collectors.redis.families import CACHE_UP, info_families
 from collectors.redis.interval import LookupInterval
 from collectors.redis.parsing import parse_info, parse_latency_histogram, text
+from collectors.redis.reuse import Reuse
 from collectors.redis.settings import Options, Target, connection_settings
 from collectors.secret import url_password
+
+#: What `INFO ALL` holds but latencystats (Redis >= 7 takes several sections): the per-command
+#: latency percentiles are read by nothing here and cost the server most of INFO's time.
+INFO_SECTIONS = ("default", "commandstats")
 
 
 class RedisCollector(SourceCollector):
@@ -59,11 +66,16 @@ class RedisCollector(SourceCollector):
         self._busy: dict[int, tuple[Any, Deadline]] = {}  # id -> (connection, run deadline)
         self._resp2 = False  # the server refused HELLO 3: RESP2 from now on
         self._interval = LookupInterval()
+        self._reuse = Reuse()  # what unchanged INFO lines and histogram entries were made into
         self._histogram_supported: bool | None = None  # unknown until the server answers
-        self._packed_info = self._idle.pack_commands([("INFO", "ALL")])
-        self._packed_both = self._idle.pack_commands([("INFO", "ALL"), ("LATENCY", "HISTOGRAM")])
+        #: whether the server takes INFO_SECTIONS (None: not asked yet on this connection)
+        self._sections: bool | None = None
+        pack = self._idle.pack_commands
+        self._packed_info = pack([("INFO", "ALL")])
+        self._packed_both = pack([("INFO", "ALL"), ("LATENCY", "HISTOGRAM")])
+        self._packed_sections = pack([("INFO", *INFO_SECTIONS), ("LATENCY", "HISTOGRAM")])
 
-    def fetch(self, ctx: ScrapeContext) -> Iterator[Metric]:
+    def fetch(self, ctx: ScrapeContext) -> list[Metric]:
         conn = self._checkout(ctx.deadline)
         try:
             # the exporter's own lookups recorded by now, read with INFO as one step: task-queue
@@ -76,7 +88,7 @@ class RedisCollector(SourceCollector):
         histograms = None
         skipped: list[str] = []
         if histogram_reply is not None:
-            histograms = parse_latency_histogram(histogram_reply, skipped)
+            histograms = parse_latency_histogram(histogram_reply, skipped, self._reuse.histograms)
         families = info_families(
             info,
             self.name,
@@ -87,12 +99,13 @@ class RedisCollector(SourceCollector):
             own=own,
             histograms=histograms,
             skipped=skipped,
+            reuse=self._reuse,
         )
         if not own.ordered:
             ctx.note("own lookups still in flight at INFO: counted in the next interval")
         if self.options.latency_histogram and self._histogram_supported is False:
             ctx.note("LATENCY HISTOGRAM unavailable (Redis < 7): no duration histogram")
-        yield from families
+        return families  # a list, not a generator: no resume per family
 
     def _checkout(self, deadline: Deadline) -> Any:
         with self._lock:
@@ -145,7 +158,8 @@ class RedisCollector(SourceCollector):
             self._resp2 = True
             conn.protocol = 2
             conn.connect()
-        self._histogram_supported = None  # the server may have been upgraded
+        self._histogram_supported = None  # the server may have been upgraded (or downgraded)
+        self._sections = None
 
     def _exchange(self, conn: Any, ctx: ScrapeContext) -> tuple[Any, Any]:
         deadline, options = ctx.deadline, self.options
@@ -156,22 +170,48 @@ class RedisCollector(SourceCollector):
                 self._dial(conn, deadline)
                 limits.arm(deadline, options.read_timeout_seconds, options.max_reply_bytes)
             with_histogram = options.latency_histogram and self._histogram_supported is not False
-            conn.send_packed_command(self._packed_both if with_histogram else self._packed_info)
-            raw = conn.read_response(disable_decoding=True)
+            # a server that answered LATENCY HISTOGRAM on this connection is Redis >= 7, which
+            # takes several INFO sections: INFO ALL but latencystats (see INFO_SECTIONS)
+            sections = (
+                with_histogram and self._histogram_supported is True and self._sections is not False
+            )
+            if sections:
+                packed = self._packed_sections
+            else:
+                packed = self._packed_both if with_histogram else self._packed_info
+            conn.send_packed_command(packed)
+            try:
+                raw = conn.read_response(disable_decoding=True)
+            except redis.ResponseError:
+                if not sections:
+                    raise
+                raw = None  # refused: INFO ALL below, once the histogram's reply is read
         except BaseException:
             conn.disconnect()
             raise
-        if not with_histogram:
-            return raw, None
-        try:
-            reply = conn.read_response(disable_decoding=True)
-        except redis.ResponseError:  # ERR unknown subcommand: Redis < 7
-            self._histogram_supported = False
-            return raw, None
-        except BaseException:
-            conn.disconnect()
-            raise
-        self._histogram_supported = True
+        reply = None
+        if with_histogram:
+            try:
+                reply = conn.read_response(disable_decoding=True)
+            except redis.ResponseError:  # ERR unknown subcommand: Redis < 7
+                self._histogram_supported = False
+            except BaseException:
+                conn.disconnect()
+                raise
+            else:
+                self._histogram_supported = True
+        if sections and self._sections is None:  # the first such reply of this connection
+            self._sections = raw is not None and _has_commandstats(raw)
+        if sections and not self._sections:
+            # refused, or answered without commandstats (a server that reads one section):
+            # INFO ALL, now and on this connection from now on
+            limits.arm(deadline, options.read_timeout_seconds, options.max_reply_bytes)
+            try:
+                conn.send_packed_command(self._packed_info)
+                raw = conn.read_response(disable_decoding=True)
+            except BaseException:
+                conn.disconnect()
+                raise
         return raw, reply
 
     def down_families(self) -> Sequence[Metric]:
@@ -206,6 +246,13 @@ class RedisCollector(SourceCollector):
 
 def _connected(conn: Any) -> bool:
     return conn._sock is not None
+
+
+def _has_commandstats(raw: Any) -> bool:
+    """Whether an INFO reply has the commandstats section (its header, there even when empty)."""
+    if isinstance(raw, bytes):
+        return b"# Commandstats\r\n" in raw
+    return "# Commandstats\r\n" in text(raw)
 
 
 def _connector(connection_class: type[Any], kwargs: Mapping[str, Any]) -> Callable[[], Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
@@ -22,6 +23,8 @@ from collectors.redis.commands import (
 from collectors.redis.fields import INFO_FIELDS, LABEL
 from collectors.redis.interval import LookupInterval
 from collectors.redis.parsing import CommandLatency, number, parse_fields
+from collectors.redis.reuse import CommandSamples, DbSamples, Reuse
+from collectors.redis.samples import Prototype, new_tuple
 from collectors.specs import MetricSpec, counter, gauge, histogram
 
 _COMMAND = (LABEL, "command")
@@ -74,12 +77,19 @@ _NOTE_NAMES, _NOTE_NAME_LENGTH = 3, 40
 
 
 #: An empty family per spec name (the Redis specs' names are unique), copied by `_Families`.
-_PROTOTYPES: dict[str, Metric] = {}
+_PROTOTYPES: dict[str, Prototype] = {}
+
+
+def _prototype(spec: MetricSpec) -> Prototype:
+    found = _PROTOTYPES.get(spec.name)
+    if found is None:
+        found = _PROTOTYPES[spec.name] = Prototype(spec)
+    return found
 
 
 class _Families:
     """`FamilySet`'s job for the hot path of one Redis collection: families in first-use order,
-    each copied from a prototype made once per spec, and samples appended as prometheus_client's
+    each copied from a prototype made once per spec, and samples built as prometheus_client's
     `add_metric` would build them (a counter's sample name is its spec's, `_total` included)."""
 
     def __init__(self, cache: str) -> None:
@@ -90,22 +100,16 @@ class _Families:
         family = self.by_name.get(spec.name)
         if family is None:
             # `spec.family()` hashes the whole spec to find its prototype; a name is enough here
-            prototype = _PROTOTYPES.get(spec.name)
-            if prototype is None:
-                prototype = _PROTOTYPES[spec.name] = spec.family()
-            family = self.by_name[spec.name] = Metric.__new__(type(prototype))
-            family.__dict__.update(prototype.__dict__)
-            family.samples = []
+            family = self.by_name[spec.name] = _prototype(spec).family([])
         return family
 
     def add(self, spec: MetricSpec, value: float, *label_values: str) -> None:
-        self.get(spec).samples.append(
-            Sample(
-                spec.name,
-                dict(zip(spec.labels, (self.cache, *label_values), strict=True)),
-                float(value),
-            )
-        )
+        if label_values or len(spec.labels) != 1:
+            labels = dict(zip(spec.labels, (self.cache, *label_values), strict=True))
+        else:  # the `cache` label alone, as most of these families have
+            labels = {spec.labels[0]: self.cache}
+        sample = new_tuple(Sample, (spec.name, labels, float(value), None, None, None))
+        self.get(spec).samples.append(sample)
 
 
 def info_families(
@@ -119,6 +123,7 @@ def info_families(
     own: OwnLookups = NO_OWN_LOOKUPS,
     histograms: Mapping[str, CommandLatency] | None = None,
     skipped: Sequence[str] = (),
+    reuse: Reuse | None = None,
 ) -> list[Metric]:
     """Every family for one parsed INFO (and histogram), `cache` as the label value.
 
@@ -126,13 +131,19 @@ def info_families(
     since it) and `own` the exporter's own lookups on the server so far, which are taken out
     of the hit rate and `cache_operations_total`. A field whose value a metric may not carry
     is left out and counted (with those already in `skipped`, from parsing the histogram); the
-    rest of the target is still served.
+    rest of the target is still served. `reuse` holds what the previous scrapes of this target
+    built from lines that came back unchanged (`collectors.redis.reuse`); without it everything
+    is built afresh, to the same families.
     """
+    if reuse is not None:
+        reuse.trim()
     out = _Families(cache)
     bad = list(skipped)
     out.add(CACHE_UP, 1.0)
-    get, isfinite = info.get, math.isfinite
-    for key, spec, convert, is_counter in _FIELD_PLAN:
+    get, isfinite, by_name = info.get, math.isfinite, out.by_name
+    new_family, new = Metric.__new__, new_tuple
+    # one family per field, first used here (`_FIELD_PLAN`'s names are unique): made inline
+    for key, name, cls, state, convert, is_counter in _FIELD_PLAN:
         raw = get(key)
         if raw is None:
             continue
@@ -144,7 +155,9 @@ def info_families(
         if not isfinite(value) or (is_counter and value < 0):
             bad.append(key)
         else:
-            out.get(spec).samples.append(Sample(spec.name, {LABEL: cache}, value))
+            family = by_name[name] = new_family(cls)
+            family.__dict__.update(state)
+            family.samples = [new(Sample, (name, {LABEL: cache}, value, None, None, None))]
 
     counted = (interval or LookupInterval()).account(info, own, bad)
     if counted is not None and counted.rate is not None:
@@ -160,7 +173,7 @@ def info_families(
     )
 
     lines = _lines(info)
-    stats = command_stats(lines.commands, bad)
+    stats = command_stats(lines.commands, bad, None if reuse is None else reuse.cmdstats)
     kept = ctx.keep_top({cmd: s.calls for cmd, s in stats.items()}, command_limit)
     folded = fold_commands(stats, kept)
     # failed_calls/rejected_calls came with total_error_replies in 6.2
@@ -170,15 +183,18 @@ def info_families(
         out.add(OPERATIONS, counted.app.misses, "lookup", "miss")
         out.add(OWN_HITS, counted.own.hits)
         out.add(OWN_MISSES, counted.own.misses)
-    _command_families(out, cache, folded, errors=errors)
+    _command_families(
+        out, cache, folded, errors=errors, reuse=None if reuse is None else reuse.commands
+    )
     _error_family(out, lines.errors, ctx, command_limit, bad)
-    _keyspace_families(out, lines.dbs, bad)
+    _keyspace_families(out, lines.dbs, bad, None if reuse is None else reuse.dbs)
     _replica_family(out, lines.replicas, bad)
     if histograms is not None:
         limit = command_limit if histogram_command_limit is None else histogram_command_limit
         calls = {cmd: s.calls for cmd, s in stats.items() if cmd in kept}
         top = ctx.keep_top(calls, limit) if limit < len(kept) else kept
-        histogram_family(out.get(OPERATION_DURATION), histograms, stats, top, cache)
+        family = out.get(OPERATION_DURATION)
+        histogram_family(family, histograms, stats, top, cache, reuse)
     fields = list(dict.fromkeys(bad))  # a field feeding two metrics counts once
     out.add(FIELDS_SKIPPED, len(fields))
     if fields:
@@ -186,8 +202,22 @@ def info_families(
     return list(out.by_name.values())
 
 
-#: (field, spec, conversion, counter?) per table row, in table order.
-_FIELD_PLAN = tuple((row.key, row.spec, row.convert, row.is_counter) for row in INFO_FIELDS)
+def _field_plan() -> tuple[tuple[str, str, type[Metric], dict[str, Any], Any, bool], ...]:
+    """(field, family name, family class and state to copy, conversion, counter?) per table
+    row, in table order; the names are unique and none is CACHE_UP's (made before them)."""
+    names = [row.spec.name for row in INFO_FIELDS]
+    if len(set(names)) != len(names) or CACHE_UP.name in names:
+        raise ValueError("INFO_FIELDS names a family twice")
+    plan = []
+    for row in INFO_FIELDS:
+        prototype = _prototype(row.spec)
+        plan.append(
+            (row.key, row.spec.name, prototype.cls, prototype.state, row.convert, row.is_counter)
+        )
+    return tuple(plan)
+
+
+_FIELD_PLAN = _field_plan()
 
 
 def _names(fields: Sequence[str]) -> str:
@@ -201,26 +231,53 @@ def _names(fields: Sequence[str]) -> str:
 
 
 def _command_families(
-    out: _Families, cache: str, folded: Mapping[str, CommandStats], *, errors: bool
+    out: _Families,
+    cache: str,
+    folded: Mapping[str, CommandStats],
+    *,
+    errors: bool,
+    reuse: dict[str, tuple[Any, CommandSamples]] | None = None,
 ) -> None:
     """Calls and time per command; rejected and failed calls server-wide (per command they
     are in `cache_operations_total{result="error"}`: one series per command, not three).
 
-    Samples are built directly: these are most of a scrape's samples but the histogram's."""
-    ordered = sorted(folded.items())
+    Samples are built directly: these are most of a scrape's samples but the histogram's.
+    `reuse` (`Reuse.commands`) holds each command's samples of the previous scrapes with the
+    stats they were made from: a command whose stats did not change is not built again."""
+    made: list[CommandSamples] = []
+    for cmd, s in sorted(folded.items()):
+        if reuse is None:
+            made.append(_command_samples(cache, cmd, s, errors))
+            continue
+        inputs = (cache, s, errors)
+        found = reuse.get(cmd)
+        if found is None or found[0] != inputs:
+            found = reuse[cmd] = (inputs, _command_samples(cache, cmd, s, errors))
+        made.append(found[1])
     if errors:
-        name, append = OPERATIONS.name, out.get(OPERATIONS).samples.append
-        for cmd, s in ordered:
-            labels = {LABEL: cache, "type": cmd, "result": "error"}
-            append(Sample(name, labels, s.rejected + s.failed))
-    calls_name, append_calls = COMMANDS.name, out.get(COMMANDS).samples.append
-    seconds_name, append_seconds = COMMAND_SECONDS.name, out.get(COMMAND_SECONDS).samples.append
-    for cmd, s in ordered:
-        append_calls(Sample(calls_name, {LABEL: cache, "command": cmd}, s.calls))
-        append_seconds(Sample(seconds_name, {LABEL: cache, "command": cmd}, s.seconds))
+        out.get(OPERATIONS).samples.extend([error for error, _, _ in made if error is not None])
+    append_calls = out.get(COMMANDS).samples.append
+    append_seconds = out.get(COMMAND_SECONDS).samples.append
+    for _, calls, seconds in made:
+        append_calls(calls)
+        append_seconds(seconds)
     if errors:
-        out.add(REJECTED, sum(s.rejected for s in folded.values()))
-        out.add(FAILED, sum(s.failed for s in folded.values()))
+        out.add(REJECTED, sum([s.rejected for s in folded.values()]))
+        out.add(FAILED, sum([s.failed for s in folded.values()]))
+
+
+def _command_samples(cache: str, cmd: str, s: CommandStats, errors: bool) -> CommandSamples:
+    """One command's error (Redis >= 6.2), calls and seconds samples."""
+    new = new_tuple
+    error = None
+    if errors:
+        labels = {LABEL: cache, "type": cmd, "result": "error"}
+        error = new(Sample, (OPERATIONS.name, labels, s.rejected + s.failed, None, None, None))
+    calls = new(Sample, (COMMANDS.name, {LABEL: cache, "command": cmd}, s.calls, None, None, None))
+    seconds = new(
+        Sample, (COMMAND_SECONDS.name, {LABEL: cache, "command": cmd}, s.seconds, None, None, None)
+    )
+    return error, calls, seconds
 
 
 @dataclass
@@ -233,19 +290,47 @@ class _Lines:
     replicas: list[tuple[str, str]] = field(default_factory=list)  # slave<N>
 
 
+#: INFO field name -> the kind of line it is (`_kind`): the same names come every scrape.
+_KINDS: dict[str, int] = {}
+_OTHER_LINE, _CMDSTAT_LINE, _ERROR_LINE, _DB_LINE, _REPLICA_LINE = range(5)
+#: Names kept in `_KINDS` before it is emptied (a server's INFO has a few hundred).
+_KINDS_LIMIT = 4096
+
+
+def _kind(key: str) -> int:
+    first = key[:1]
+    if first == "c" and key.startswith("cmdstat_"):
+        return _CMDSTAT_LINE
+    if first == "e" and key.startswith("errorstat_"):
+        return _ERROR_LINE
+    if first == "d" and key[2:].isdigit() and key.startswith("db"):
+        return _DB_LINE
+    if first == "s" and key[5:].isdigit() and key.startswith("slave"):
+        return _REPLICA_LINE
+    return _OTHER_LINE
+
+
 def _lines(info: Mapping[str, str]) -> _Lines:
-    """One pass over INFO instead of one per kind of line (INFO ALL has ~250 fields)."""
+    """One pass over INFO instead of one per kind of line (INFO ALL has ~250 fields), each
+    name's kind looked up rather than worked out again."""
     lines = _Lines()
+    kinds = _KINDS
+    if len(kinds) > _KINDS_LIMIT:
+        kinds.clear()
+    get, commands = kinds.get, lines.commands
     for key, value in info.items():
-        first = key[:1]
-        if first == "c" and key.startswith("cmdstat_"):
-            lines.commands[key] = value
-        elif first == "e" and key.startswith("errorstat_"):
-            lines.errors.append((key, value))
-        elif first == "d" and key[2:].isdigit() and key.startswith("db"):
-            lines.dbs.append((key, value))
-        elif first == "s" and key[5:].isdigit() and key.startswith("slave"):
-            lines.replicas.append((key, value))
+        kind = get(key)
+        if kind is None:
+            kind = kinds[key] = _kind(key)
+        if kind:
+            if kind == _CMDSTAT_LINE:
+                commands[key] = value
+            elif kind == _ERROR_LINE:
+                lines.errors.append((key, value))
+            elif kind == _DB_LINE:
+                lines.dbs.append((key, value))
+            else:
+                lines.replicas.append((key, value))
     return lines
 
 
@@ -264,30 +349,60 @@ def _error_family(
     other = 0.0
     for error, count in sorted(counts.items()):
         if error in kept:
-            append(Sample(name, {LABEL: cache, "error": error}, count))
+            append(
+                new_tuple(Sample, (name, {LABEL: cache, "error": error}, count, None, None, None))
+            )
         else:
             other += count
     if len(kept) < len(counts):
-        append(Sample(name, {LABEL: cache, "error": OTHER}, other))
+        append(new_tuple(Sample, (name, {LABEL: cache, "error": OTHER}, other, None, None, None)))
 
 
-def _keyspace_families(out: _Families, lines: list[tuple[str, str]], bad: list[str]) -> None:
+def _keyspace_families(
+    out: _Families,
+    lines: list[tuple[str, str]],
+    bad: list[str],
+    reuse: dict[str, tuple[tuple[str, str], DbSamples | None]] | None = None,
+) -> None:
+    """Keys, keys with a TTL and their average TTL per db. `reuse` (`Reuse.dbs`) holds each
+    db's samples of the previous scrapes with the line they were made from."""
     cache = out.cache
     add_keys, add_expiring, add_ttl = (
         out.get(spec).samples.append for spec in (DB_KEYS, DB_EXPIRING, DB_AVG_TTL)
     )
     for key, value in lines:
-        fields = parse_fields(value)
-        get = fields.get
-        keys = number(get("keys", "0"), counter=False)
-        expires = number(get("expires", "0"), counter=False)
-        avg_ttl = number(get("avg_ttl", "0"), counter=False)
-        if keys is None or expires is None or avg_ttl is None:
+        if reuse is None:
+            made = _db_samples(cache, key, value)
+        else:
+            inputs = (cache, value)
+            found = reuse.get(key)
+            if found is not None and found[0] == inputs:
+                made = found[1]
+            else:
+                made = _db_samples(cache, key, value)
+                reuse[key] = (inputs, made)
+        if made is None:
             bad.append(key)
             continue
-        add_keys(Sample(DB_KEYS.name, {LABEL: cache, "db": key}, keys))
-        add_expiring(Sample(DB_EXPIRING.name, {LABEL: cache, "db": key}, expires))
-        add_ttl(Sample(DB_AVG_TTL.name, {LABEL: cache, "db": key}, avg_ttl / 1e3))
+        add_keys(made[0])
+        add_expiring(made[1])
+        add_ttl(made[2])
+
+
+def _db_samples(cache: str, key: str, value: str) -> DbSamples | None:
+    """One `db<N>` line's samples, or None when a value is not a number."""
+    get = parse_fields(value).get
+    keys = number(get("keys", "0"), counter=False)
+    expires = number(get("expires", "0"), counter=False)
+    avg_ttl = number(get("avg_ttl", "0"), counter=False)
+    if keys is None or expires is None or avg_ttl is None:
+        return None
+    new = new_tuple
+    return (
+        new(Sample, (DB_KEYS.name, {LABEL: cache, "db": key}, keys, None, None, None)),
+        new(Sample, (DB_EXPIRING.name, {LABEL: cache, "db": key}, expires, None, None, None)),
+        new(Sample, (DB_AVG_TTL.name, {LABEL: cache, "db": key}, avg_ttl / 1e3, None, None, None)),
+    )
 
 
 def _replica_family(out: _Families, lines: list[tuple[str, str]], bad: list[str]) -> None:
@@ -301,4 +416,9 @@ def _replica_family(out: _Families, lines: list[tuple[str, str]], bad: list[str]
         if lag is None:
             bad.append(key)
         else:
-            append(Sample(REPLICA_LAG.name, {LABEL: cache, "replica": key[5:]}, lag))
+            append(
+                new_tuple(
+                    Sample,
+                    (REPLICA_LAG.name, {LABEL: cache, "replica": key[5:]}, lag, None, None, None),
+                )
+            )

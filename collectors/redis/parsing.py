@@ -79,13 +79,17 @@ def text(value: Any) -> str:
 
 
 def parse_latency_histogram(
-    reply: Any, skipped: list[str] | None = None
+    reply: Any,
+    skipped: list[str] | None = None,
+    reuse: dict[Any, tuple[Any, tuple[str, CommandLatency | None]]] | None = None,
 ) -> dict[str, CommandLatency]:
     """`LATENCY HISTOGRAM` reply -> {command: CommandLatency} (Redis 7+). A command whose
     entry is malformed is left out (and named in `skipped`).
 
     Entries shaped as Redis sends them (integers only) take `_plain_entry`, a few C-level
-    calls per command; anything else goes through the general, checking path.
+    calls per command; anything else goes through the general, checking path. `reuse`
+    (`Reuse.histograms`) holds the previous scrapes' parses: an entry equal to the one last
+    seen for its command is not parsed again (values equal under == parse the same).
     """
     result: dict[str, CommandLatency] = {}
     if isinstance(reply, list) and len(reply) % 2 == 0:
@@ -93,19 +97,34 @@ def parse_latency_histogram(
     else:
         entries = _pairs(reply)
     for name, detail in entries:
-        entry = _plain_entry(detail)
-        if entry is None:
-            entry = _checked_entry(detail)
-        command = name.decode("utf-8", "replace") if type(name) is bytes else text(name)
+        if reuse is None or type(name) is not bytes:  # a key for `reuse`: bytes, as sent
+            command, entry = _histogram_entry(name, detail)
+        else:
+            found = reuse.get(name)
+            if found is not None and found[0] == detail:
+                command, entry = found[1]
+            else:
+                command, entry = parsed = _histogram_entry(name, detail)
+                reuse[name] = (detail, parsed)
         if entry is None:
             if skipped is not None:
-                skipped.append(f"latency_histogram_{command.lower()}")
+                skipped.append(f"latency_histogram_{command}")
         else:
-            result[command.lower()] = entry
+            result[command] = entry
     return result
 
 
+def _histogram_entry(name: Any, detail: Any) -> tuple[str, CommandLatency | None]:
+    """(command in lower case, its entry or None when malformed)."""
+    entry = _plain_entry(detail)
+    if entry is None:
+        entry = _checked_entry(detail)
+    command = name.decode("utf-8", "replace") if type(name) is bytes else text(name)
+    return command.lower(), entry
+
+
 _CALLS, _HISTOGRAM = b"calls", b"histogram_usec"
+_new = tuple.__new__  # CommandLatency(calls, pairs) without the namedtuple's Python __new__
 
 
 def _plain_entry(detail: Any) -> CommandLatency | None:
@@ -139,8 +158,8 @@ def _plain_entry(detail: Any) -> CommandLatency | None:
         bounds = list(flat)
         pairs = tuple(flat.items())
     if all(map(lt, bounds, bounds[1:])):  # ascending, as Redis sends them: sorted already
-        return CommandLatency(calls, pairs)
-    return CommandLatency(calls, tuple(sorted(pairs)))
+        return _new(CommandLatency, (calls, pairs))
+    return _new(CommandLatency, (calls, tuple(sorted(pairs))))
 
 
 def _checked_entry(detail: Any) -> CommandLatency | None:
