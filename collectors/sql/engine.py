@@ -135,24 +135,31 @@ class BoundedEngine:
             self._connect.deadline = deadline
         try:
             for attempt in range(2):
-                with self._checkout() as conn:
-                    conn.begin()  # rolled back at close, whatever reader ran on it
-                    queries = Queries(conn, for_connection(conn) or self.dialect, deadline, cap)
-                    queries.own = self.own
-                    conn.info[OWN_CHECKOUT] = True  # the pool's rollback at its return is ours
-                    with self._guarded(queries):
-                        try:
-                            if self.owned and not conn.info.get(SESSION_RECORDED):
-                                self._record_session(queries)
-                            queries.ping()
-                        except DBAPIError as exc:
-                            # a stale pooled connection (server restarted): one fresh try,
-                            # unless the time is what ran out
-                            if attempt or not exc.connection_invalidated or _timed_out(exc):
-                                raise
-                            continue
-                        yield queries
-                        return
+                marked: dict[Any, Any] | None = None
+                try:
+                    with self._checkout() as conn:
+                        conn.begin()  # rolled back at close, whatever reader ran on it
+                        dialect = for_connection(conn) or self.dialect
+                        queries = Queries(conn, dialect, deadline, cap)
+                        queries.own = self.own
+                        marked = conn.info
+                        marked[OWN_CHECKOUT] = True  # the pool's rollback at its return is ours
+                        with self._guarded(queries):
+                            try:
+                                if self.owned and not conn.info.get(SESSION_RECORDED):
+                                    self._record_session(queries)
+                                queries.ping()
+                            except DBAPIError as exc:
+                                # a stale pooled connection (server restarted): one fresh try,
+                                # unless the time is what ran out
+                                if attempt or not exc.connection_invalidated or _timed_out(exc):
+                                    raise
+                                continue
+                            yield queries
+                            return
+                finally:
+                    if marked is not None:  # the pool's reset has seen it, or never will
+                        marked.pop(OWN_CHECKOUT, None)
         finally:
             if self._connect is not None:
                 self._connect.deadline = None
