@@ -10,11 +10,12 @@ directories on free loopback ports, stopped at the end) holding the same ten tab
 free loopback ports, our exporter watching only PostgreSQL (then only MariaDB) and the Debian
 peer on the same server, and scrapes them the way Prometheus does (its Accept,
 Accept-Encoding and scrape-timeout headers, one keep-alive connection) in interleaved rounds
-of one run. Prints scrape latency p50/p99, CPU per scrape (utime+stime of the process tree
-from /proc, before/after each round) and per sample, RSS after all rounds (ROUNDS x SCRAPES
-= 500 scrapes), and each exporter's ratio to the peer. Private servers keep the machine's
-shared ones out of it: other people's tables and load do not move the figures, and the peers'
-heavy information_schema scans never touch a server someone else is testing on.
+of one run. Prints scrape latency p50/p99, CPU per scrape (the process tree's CPU clock in
+ns, `harness.cpu_seconds`, before/after each round) and per sample, RSS after all rounds
+(ROUNDS x SCRAPES = 500 scrapes), and each exporter's ratio to the peer. Private servers
+keep the machine's shared ones out of it: other people's tables and load do not move the
+figures, and the peers' heavy information_schema scans never touch a server someone else is
+testing on.
 
 What each side reads, so the figures are read fairly:
 - ours: pool, pg_stat_activity, pg_stat_database, pg_stat_user_tables + sizes (PostgreSQL);

@@ -11,8 +11,8 @@ Starts a private redis-server (Redis 7, persistence off) on a free loopback port
 thousands of keys over several dbs and a mix of commands, then starts `python -m exporter` (only
 the redis collector: the host and process collectors are off, as node_exporter's job) and
 `prometheus-redis-exporter` on loopback ports. In interleaved rounds it measures, with
-Prometheus's scrape headers: sequential scrape latency (p50/p99), CPU per scrape (utime+stime
-of each process tree from /proc, before/after the round), scrapes/s with 16 concurrent
+Prometheus's scrape headers: sequential scrape latency (p50/p99), CPU per scrape (each process
+tree's CPU clock in ns, `harness.cpu_seconds`, before/after the round), scrapes/s with 16 concurrent
 connections (wrk, when installed, else a threaded client) and RSS. Prints the figures and our/their
 ratios side by side. `--baseline DIR` also runs the exporter of another source tree (say
 `git archive` of the commit before a change, unpacked in DIR) as `baseline`, in the same

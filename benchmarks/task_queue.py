@@ -14,8 +14,8 @@ with kombu's four priority sub-queues, 5 messages per step. Then, on free loopba
 
 and scrapes each the way Prometheus does (its Accept, Accept-Encoding and scrape-timeout
 headers, one keep-alive connection) in interleaved rounds. Prints p50/p99 latency, CPU per
-scrape (utime+stime of the process tree from /proc, before/after each round), series, and the
-ours/peer ratios.
+scrape (the process tree's CPU clock in ns, `harness.cpu_seconds`, before/after each
+round), series, and the ours/peer ratios.
 """
 
 from __future__ import annotations

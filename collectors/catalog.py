@@ -71,7 +71,7 @@ CATALOG: tuple[CollectorSpec, ...] = (
         "redis",
         "collectors.redis",
         True,
-        "Redis instances: INFO ALL and LATENCY HISTOGRAM in one round trip per scrape.",
+        "Redis instances: INFO and LATENCY HISTOGRAM in one round trip per scrape.",
         section="redis",
     ),
     CollectorSpec(
