@@ -6,15 +6,16 @@
 
 Starts private sources on free loopback ports: a redis-server (persistence off, filled like
 benchmarks/redis.py), a PostgreSQL 15 (tests/db_servers.py, ten tables of 100 rows) and a
-vLLM-shaped stand-in (tests/model_server_apps.py, in its own uvicorn process). Then, also on
+vLLM-shaped stand-in serving its model, whose metrics page names it as a real vLLM's does
+(tests/model_server_apps.py, in its own uvicorn process). Then, also on
 loopback ports:
 - ours: `full` (host + process + Redis + PostgreSQL + the model server, the deployment the
   backend runs), each source alone (`host`, `redis`, `postgres`, `model`: the host and
   process collectors off but for `host`) and `empty` (no collector at all);
 - the Go peers: node_exporter (the collectors of benchmarks/scrape.py), redis_exporter,
   postgres_exporter (defaults) and blackbox_exporter probing the stand-in's `/health`.
-`--baseline DIR` runs `full`, `redis`, `postgres` and `empty` from another source tree too
-(`git archive main | tar -x -C DIR`), so before and after are compared in one run.
+`--baseline DIR` runs every one of ours from another source tree too (`git archive main |
+tar -x -C DIR`), so before and after are compared in one run.
 
 Rounds interleave every exporter (the order rotates each round); each round is `--scrapes`
 sequential scrapes on one keep-alive connection with Prometheus's headers (OpenMetrics, gzip).
@@ -69,10 +70,15 @@ STAND_IN = textwrap.dedent(
     """
     import sys
     import uvicorn
+    from tests.engine_pages import Traffic
     from tests.model_server_apps import Behaviour, make_app
 
-    uvicorn.run(make_app("vllm", Behaviour()), host="127.0.0.1", port=int(sys.argv[1]),
-                log_level="warning", access_log=False)
+    # a vLLM serving its model: its page names it (vLLM labels every series with model_name
+    # from the engine's start), so the preset asks /health and the page, not /v1/models too
+    traffic = Traffic()
+    traffic.serve("fir-summarizer", 120, failure=3)
+    uvicorn.run(make_app("vllm", Behaviour(traffic=traffic)), host="127.0.0.1",
+                port=int(sys.argv[1]), log_level="warning", access_log=False)
     """
 )
 BLACKBOX = textwrap.dedent(
@@ -233,7 +239,7 @@ def run(options: argparse.Namespace) -> dict[str, Contender]:
             paths = configs(sources, work)
             contenders: dict[str, Contender] = {}
             for prefix, tree in trees:
-                names = list(paths) if not prefix else ["full", "redis", "postgres", "empty"]
+                names = list(paths)
                 for name in names:
                     port = free_port()
                     args, env = exporter_args(tree, port, paths[name])
@@ -303,8 +309,8 @@ def targets(contenders: dict[str, Contender], prefix: str) -> None:
     c = {name.removeprefix(prefix): x for name, x in contenders.items() if name.startswith(prefix)}
     go = {name: contenders[name] for name in GO_PEERS}
     full = c["full"]
-    # the slowest source alone as this tree runs it (the baseline runs only some singles:
-    # which source is slowest is decided by ours)
+    # the slowest source alone as this tree runs it (which source is slowest is decided by
+    # ours, so both trees are held to the same one)
     slowest_name = max(SINGLES, key=lambda name: contenders[name].p50())
     slowest = c.get(slowest_name, contenders[slowest_name])
     go_cpu = sum(x.cpu() for x in go.values())
