@@ -64,6 +64,12 @@ def server_counts(url: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def sql_queue(url: str) -> TaskQueueCollector:
+    """A SQL task queue on the same database: its reads are the exporter's own too."""
+    query = "SELECT 'default' AS queue, 'queued' AS status, 3 AS count"
+    return TaskQueueCollector(target_from({"name": "q", "kind": "sql", "url": url, "query": query}))
+
+
 def served(collector: SourceCollector) -> tuple[float, float]:
     result = collect(collector)
     assert result.success, result.reason
@@ -96,16 +102,7 @@ def test_a_first_reading_serves_no_transaction_counters_and_says_why(own_databas
 
 def test_the_exporters_own_reads_never_move_the_transaction_counters(own_database):
     collector = database.build(None, Target(name="pg", url=own_database))
-    queue = TaskQueueCollector(
-        target_from(
-            {
-                "name": "q",
-                "kind": "sql",
-                "url": own_database,
-                "query": "SELECT 'default' AS queue, 'queued' AS status, 3 AS count",
-            }
-        )
-    )
+    queue = sql_queue(own_database)
     try:
         before = settled(collector)
         server_before = server_counts(own_database)
@@ -184,16 +181,7 @@ def global_commands(url: str) -> dict[str, int]:
 
 def test_mariadb_the_exporters_own_statements_never_move_the_command_counters(quiet_mariadb):
     collector = database.build(None, Target(name="my", url=quiet_mariadb))
-    queue = TaskQueueCollector(
-        target_from(
-            {
-                "name": "q",
-                "kind": "sql",
-                "url": quiet_mariadb,
-                "query": "SELECT 'default' AS queue, 'queued' AS status, 3 AS count",
-            }
-        )
-    )
+    queue = sql_queue(quiet_mariadb)
     try:
         first = collect(collector)
         assert "statement counters start at the next scrape" in first.notes
