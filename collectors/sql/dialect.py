@@ -66,6 +66,9 @@ class Dialect(abc.ABC):
     specs: ClassVar[tuple[MetricSpec, ...]] = ()
     #: False where nothing runs on a server (SQLite): the client cuts each statement instead
     limits_on_server: ClassVar[bool] = True
+    #: True where the exporter's own engine may read in autocommit (`EngineSettings`): `run`
+    #: then keeps each round trip's limits within that round trip's own transaction.
+    autocommit_reads: ClassVar[bool] = False
 
     # -- configuration ------------------------------------------------------------------
 

@@ -51,6 +51,11 @@ class EngineSettings:
     connect_timeout_seconds: float = 5.0
     statement_timeout_seconds: float = 5.0
     application_name: str = APPLICATION_NAME
+    #: Reads only, each round trip its own transaction (dialects with `autocommit_reads`):
+    #: no BEGIN and ROLLBACK round trips, and PostgreSQL's driver keeps the statements it
+    #: prepared (a rollback drops them). The database collector's engine; the SQL task queue
+    #: keeps transactions.
+    autocommit: bool = False
 
 
 class ConnectDeadline(threading.local):
@@ -70,6 +75,8 @@ def create_engine(url: URL | str, settings: EngineSettings) -> BoundedEngine:
     url = with_driver(make_url(url))
     dialect = for_url(url)
     connect = ConnectDeadline(settings.connect_timeout_seconds)
+    autocommit = settings.autocommit and dialect.autocommit_reads
+    extra: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     engine = sa_create_engine(
         url,
         pool_size=settings.pool_size,
@@ -82,23 +89,35 @@ def create_engine(url: URL | str, settings: EngineSettings) -> BoundedEngine:
                 settings.application_name, settings.statement_timeout_seconds, connect.seconds
             ),
         ),
+        **extra,
     )
 
     @event.listens_for(engine, "do_connect")
     def _bounded_connect(_: Any, __: Any, ___: Any, cparams: dict[str, Any]) -> None:
         dialect.bound_connect(cparams, connect.seconds())
 
-    return BoundedEngine(engine, owned=True, connect=connect)
+    return BoundedEngine(engine, owned=True, connect=connect, autocommit=autocommit)
 
 
 class BoundedEngine:
-    """An engine (the exporter's own, or an application's) used under deadlines."""
+    """An engine (the exporter's own, or an application's) used under deadlines.
+
+    `autocommit` (only the exporter's own engines, made so by `create_engine`): each round
+    trip is its own transaction, so a checkout begins none and a part that fails alone needs
+    no savepoint; `execute` and `read_only` open a real transaction for their statement.
+    """
 
     def __init__(
-        self, engine: Engine, *, owned: bool = False, connect: ConnectDeadline | None = None
+        self,
+        engine: Engine,
+        *,
+        owned: bool = False,
+        connect: ConnectDeadline | None = None,
+        autocommit: bool = False,
     ) -> None:
         self.engine = engine
         self.owned = owned
+        self.autocommit = autocommit
         self.dialect = for_url(engine.url)
         self._connect = connect
         #: how long after the deadline the client side cuts a connection
@@ -131,8 +150,11 @@ class BoundedEngine:
         try:
             for attempt in range(2):
                 with self._checkout() as conn:
-                    conn.begin()  # rolled back at close, whatever reader ran on it
-                    queries = Queries(conn, for_connection(conn) or self.dialect, deadline, cap)
+                    if not self.autocommit:
+                        conn.begin()  # rolled back at close, whatever reader ran on it
+                    queries = Queries(
+                        conn, for_connection(conn) or self.dialect, deadline, cap, self.autocommit
+                    )
                     with self._guarded(queries):
                         try:
                             queries.ping()
@@ -228,11 +250,20 @@ def _timed_out(exc: DBAPIError) -> bool:
 class Queries:
     """Statements on one checked-out connection, each under a server-side time limit."""
 
-    def __init__(self, conn: Connection, dialect: Dialect, deadline: Deadline, cap: float):
+    def __init__(
+        self,
+        conn: Connection,
+        dialect: Dialect,
+        deadline: Deadline,
+        cap: float,
+        autocommit: bool = False,
+    ) -> None:
         self.conn = conn
         self.dialect = dialect
         self.deadline = deadline
         self.cap = cap
+        #: each round trip its own transaction (the exporter's own engine, see BoundedEngine)
+        self.autocommit = autocommit
         self.guard: Guard | None = None
         self.ping_seconds = 0.0
 
@@ -246,8 +277,9 @@ class Queries:
     def execute(self, sql: str, **params: Any) -> CursorResult[Any]:
         """One statement under the limits, through SQLAlchemy (a `CursorResult` with `keys()`
         and `mappings()`; psycopg and PyMySQL have read the whole result by the time it
-        returns; SQLite reads on under the checkout's guard)."""
-        with self._bounded() as seconds:
+        returns; SQLite reads on under the checkout's guard). On an autocommit connection
+        it runs in a transaction of its own, so that the limit holds for it."""
+        with self._transaction(), self._bounded() as seconds:
             statement = self.dialect.limited(self.conn, sql.strip(), seconds)
             return self.conn.execute(text(statement), params)
 
@@ -317,9 +349,10 @@ class Queries:
 
     @contextlib.contextmanager
     def optional(self, what: str, ctx: ScrapeContext) -> Iterator[None]:
-        """A part a scrape can do without: on a database error it is noted and skipped."""
+        """A part a scrape can do without: on a database error it is noted and skipped (under
+        a savepoint, unless each round trip is its own transaction anyway)."""
         try:
-            with self.dialect.savepoint(self.conn):
+            with contextlib.nullcontext() if self.autocommit else self.dialect.savepoint(self.conn):
                 yield
         except DBAPIError as exc:
             if self.deadline.expired() or self.interrupted:
@@ -329,11 +362,33 @@ class Queries:
     @contextlib.contextmanager
     def read_only(self) -> Iterator[None]:
         """A read-only transaction, rolled back at the end (nothing is left set)."""
-        self.conn.rollback()
-        self.conn.begin()
+        with self._transaction():
+            self.conn.rollback()
+            self.conn.begin()
+            try:
+                self.dialect.start_read_only(self.conn)
+                yield
+            finally:
+                self.conn.rollback()
+                self.dialect.end_read_only(self.conn)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """On an autocommit connection, a real transaction for the block (the server's default
+        isolation level, rolled back after it); elsewhere the checkout's own transaction."""
+        if not self.autocommit:
+            yield
+            return
+        self.conn.rollback()  # SQLAlchemy's own (server-side empty) autobegun transaction
+        self.conn.execution_options(isolation_level=self.conn.default_isolation_level)
+        self.autocommit = False
         try:
-            self.dialect.start_read_only(self.conn)
+            self.conn.begin()
             yield
         finally:
-            self.conn.rollback()
-            self.dialect.end_read_only(self.conn)
+            self.autocommit = True
+            try:
+                self.conn.rollback()
+            finally:
+                if not self.conn.invalidated:
+                    self.conn.execution_options(isolation_level="AUTOCOMMIT")

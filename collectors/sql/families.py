@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.samples import Sample
 
 from collectors.base import ScrapeContext
 from collectors.specs import FamilySet, MetricSpec, counter, gauge
@@ -92,23 +93,34 @@ def fold_tables(
     }
     # a table really named `other` joins the `other` series rather than duplicating it
     kept = ctx.keep_top({t: w for t, w in weights.items() if t != OTHER}, limit)
-    ordered = sorted(rows)
     prefix = out.prefix
+    ordered = [(table, rows[table], (*prefix, table)) for table in sorted(rows)]
     for stat in stats:
-        family = None  # made on the first value, so a stat no table has adds no family
+        column = stat.column
+        samples: list[Sample] | None = None  # made on the first value: no empty family
         folded: list[float] = []
-        for table in ordered:
-            value = rows[table].get(stat.column)
+        for table, values, label_values in ordered:
+            value = values.get(column)
             if value is None:
                 continue
             if table in kept:
-                if family is None:
-                    family = _gauge_or_counter(out, stat.spec)
-                family.add_metric([*prefix, table], float(value))
+                if samples is None:
+                    samples, name, names = _samples_of(out, stat.spec)
+                # what add_metric appends, without its per-call checks and copies
+                samples.append(
+                    Sample(name, dict(zip(names, label_values, strict=True)), float(value))
+                )
             else:
                 folded.append(value)
         if folded:
             out.add(stat.spec, stat.fold(folded), OTHER)
+
+
+def _samples_of(out: FamilySet, spec: MetricSpec) -> tuple[list[Sample], str, tuple[str, ...]]:
+    """The sample list of `spec`'s family in `out`, the samples' name and label names."""
+    family = _gauge_or_counter(out, spec)
+    name = family.name + "_total" if isinstance(family, CounterMetricFamily) else family.name
+    return family.samples, name, spec.labels
 
 
 def _gauge_or_counter(out: FamilySet, spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:

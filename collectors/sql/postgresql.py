@@ -144,6 +144,9 @@ _SET_LIMITS = text(
 _SET_LIMITS_INLINE = (
     "SELECT set_config('statement_timeout', '{0}', true), set_config('lock_timeout', '{0}', true)"
 )
+#: SQLSTATEs of a server session that does not know the statements psycopg prepared on it
+#: (invalid_sql_statement_name, duplicate_prepared_statement)
+PREPARED_GONE = frozenset({"26000", "42P05"})
 #: connection info key: (the transaction, the limit) last set on the connection
 _LIMIT_SET = "afirgen_exporter_statement_limit"
 
@@ -153,6 +156,7 @@ class PostgreSQL(Dialect):
     url_names = ("postgresql",)
     default_driver = "psycopg"
     drivers = frozenset({"psycopg"})
+    autocommit_reads = True
     specs = (
         LONGEST_TRANSACTION,
         LONGEST_QUERY,
@@ -194,18 +198,37 @@ class PostgreSQL(Dialect):
     def run(
         self, q: Queries, cursor: Any, statements: Sequence[str], seconds: float
     ) -> list[list[tuple[Any, ...]]]:
-        """One round trip: the transaction-local limits, then every statement (psycopg sends
-        a statement without parameters by the simple protocol, which takes several; the
-        server applies statement_timeout to each). An application's engine on another
-        driver (embedded mode) gets one round trip per statement."""
+        """One round trip: the transaction-local limits, then every statement, which the
+        server applies statement_timeout to each of. An application's engine on another
+        driver (embedded mode) gets one round trip per statement.
+
+        In a transaction (an application's engine), or alone, the statements go as one
+        string by the simple protocol. Several on the exporter's autocommit engine go as a
+        pipeline (extended
+        protocol, one Sync: one implicit transaction for the limits to live in), so psycopg
+        prepares each after its fifth run and the server stops planning the statistics
+        views every scrape (most of their cost); a rollback would drop what was prepared.
+        """
         if q.conn.dialect.driver != "psycopg":
             return super().run(q, cursor, statements, seconds)
         limits = _SET_LIMITS_INLINE.format(_limit(seconds))
-        cursor.execute(";\n".join((limits, *statements)))
-        results = []
-        while cursor.nextset():
-            results.append(cursor.fetchall())
-        return results
+        if not q.autocommit or len(statements) == 1:
+            # one statement (the ping, what is read on an interval): a pipeline costs the
+            # client more than planning it once costs the server
+            cursor.execute(";\n".join((limits, *statements)))
+            results = []
+            while cursor.nextset():
+                results.append(cursor.fetchall())
+            return results
+        try:
+            return _pipelined(cursor, limits, statements)
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) not in PREPARED_GONE:
+                raise
+            # a pooler in front (PgBouncer's transaction mode) lends another server session,
+            # which does not know the statements this one prepared: stop preparing here
+            cursor.connection.prepare_threshold = None
+            return _pipelined(cursor, limits, statements)
 
     def interrupter(self, dbapi_connection: Any) -> tuple[Action, Action]:
         return socket_interrupter(dbapi_connection.fileno())
@@ -278,6 +301,21 @@ class PostgreSQL(Dialect):
                 for word, table, calls, seconds in q.tuples(STATEMENTS)
             ]
             statement_families(ctx, rows, out, options.table_limit)
+
+
+def _pipelined(cursor: Any, limits: str, statements: Sequence[str]) -> list[list[tuple[Any, ...]]]:
+    """`limits`, then each statement, in one pipeline (one round trip, one Sync)."""
+    connection = cursor.connection
+    cursors = [connection.cursor() for _ in statements]
+    try:
+        with connection.pipeline():
+            cursor.execute(limits)
+            for each, sql in zip(cursors, statements, strict=True):
+                each.execute(sql)
+        return [each.fetchall() for each in cursors]
+    finally:
+        for each in cursors:
+            each.close()
 
 
 def _limit(seconds: float) -> str:

@@ -1,0 +1,133 @@
+"""The database collector's own PostgreSQL engine reads in autocommit (collectors.sql.engine):
+no transaction is left open between or during its round trips, the statistics statements stay
+prepared on the server session, the per-statement limits still hold and leave nothing set,
+a server session that lost what was prepared (a pooler in front) is read all the same, and
+the parts that run in a transaction of their own (execute, read_only) still get one."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import sqlalchemy
+
+from collectors import database
+from collectors.base import Deadline, ScrapeContext
+from collectors.database import Target
+from collectors.sql import EngineSettings, classify, create_engine
+from tests.dbhelp import collect, engine_for, execute, value
+from tests.tq_support import unique
+
+APP_NAME = f"afx-db-ac-{os.getpid()}"
+#: this run's own table on the shared server (created and dropped by the fixture)
+TABLE = unique("db_ac")
+
+
+@pytest.fixture
+def own_engine(postgres_url):
+    """The exporter's own engine as the database collector makes it (pool of one)."""
+    bounded = create_engine(
+        postgres_url, EngineSettings(application_name=APP_NAME, autocommit=True)
+    )
+    yield bounded
+    bounded.close()
+
+
+@pytest.fixture
+def table(postgres_url):
+    execute(postgres_url, f"DROP TABLE IF EXISTS {TABLE}", f"CREATE TABLE {TABLE} (id int)")
+    yield TABLE
+    execute(postgres_url, f"DROP TABLE IF EXISTS {TABLE}")
+
+
+def session_of(url: str, app_name: str) -> list[tuple[str, str | None]]:
+    """(state, backend_xid) of the sessions named `app_name`, seen from another session."""
+    with engine_for(url, poolclass=sqlalchemy.pool.NullPool) as engine, engine.connect() as conn:
+        rows = conn.execute(
+            sqlalchemy.text(
+                "SELECT state, backend_xid::text FROM pg_stat_activity WHERE application_name = :a"
+            ),
+            {"a": app_name},
+        )
+        return [tuple(r) for r in rows]
+
+
+def test_scrapes_leave_the_session_idle_with_statements_prepared_and_no_limit(postgres_url):
+    collector = database.build(None, Target(name="pg", url=postgres_url, application_name=APP_NAME))
+    try:
+        for _ in range(8):  # psycopg prepares a statement on its fifth run
+            result = collect(collector)
+            assert result.success, result.reason
+        assert value(result, "db_up", database="pg") == 1.0
+        assert session_of(postgres_url, APP_NAME) == [("idle", None)]  # not "idle in transaction"
+        with collector.bounded.connect(Deadline.after(10), cap=5) as q:
+            (prepared,), (timeout, lock_timeout) = (
+                q.tuples("SELECT count(*) FROM pg_prepared_statements")[0],
+                q.tuples("SELECT current_setting('statement_timeout'), "
+                         "current_setting('lock_timeout')")[0],
+            )  # fmt: skip
+            in_session = q.conn.connection.dbapi_connection.execute(
+                "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
+            ).fetchone()
+    finally:
+        collector.close()
+    assert prepared >= 3  # the activity, database and table statements
+    assert (timeout, lock_timeout) == ("5s", "5s")  # inside the round trip: the limits hold
+    assert in_session == ("0", "0")  # outside it: nothing left set on the session
+
+
+def test_a_slow_statement_in_a_pipeline_is_cut_by_the_limit(own_engine):
+    with own_engine.connect(Deadline.after(30), cap=0.5) as q:
+        started = time.monotonic()
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as info:
+            q.batch(("SELECT 1", "SELECT pg_sleep(5)"))
+        took = time.monotonic() - started
+        assert q.tuples("SELECT 2") == [(2,)]  # the connection survived the cancel
+    assert classify(info.value) == "timeout"
+    assert took < 0.5 + 2, took
+
+
+def test_a_session_without_the_prepared_statements_is_read_all_the_same(postgres_url):
+    """What a pooler in transaction mode does: the next round trip reaches a server session
+    that never saw the statements psycopg prepared."""
+    collector = database.build(None, Target(name="pg", url=postgres_url, application_name=APP_NAME))
+    try:
+        for _ in range(6):
+            assert collect(collector).success
+        with collector.bounded.connect(Deadline.after(10), cap=5) as q:
+            dbapi = q.conn.connection.dbapi_connection
+            dbapi.pgconn.exec_(b"DEALLOCATE ALL")  # behind psycopg's back
+        result = collect(collector)
+        assert result.success, result.reason
+        assert value(result, "db_up", database="pg") == 1.0
+        assert dbapi.prepare_threshold is None  # this connection prepares no more
+        assert collect(collector).success
+    finally:
+        collector.close()
+
+
+def test_an_optional_part_fails_alone_without_a_savepoint(own_engine):
+    ctx = ScrapeContext(Deadline.after(10))
+    with own_engine.connect(ctx.deadline, cap=5) as q:
+        with q.optional("a missing view", ctx):
+            q.tuples("SELECT * FROM afx_db_no_such_view")
+        assert q.batch(("SELECT 1", "SELECT 2")) == [[(1,)], [(2,)]]
+    assert ctx.notes == ["a missing view skipped this scrape (error)"]
+
+
+def test_execute_and_read_only_get_a_transaction_of_their_own(own_engine, table):
+    with own_engine.connect(Deadline.after(30), cap=0.5) as q:
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as info:
+            q.rows("SELECT pg_sleep(5)")  # the limit lives in execute's own transaction
+        assert classify(info.value) == "timeout"
+        with pytest.raises(sqlalchemy.exc.DBAPIError), q.read_only():
+            q.rows(f"INSERT INTO {table} VALUES (1)")
+        with q.read_only():
+            assert q.one(f"SELECT count(*) FROM {table}")[0] == 0
+        assert q.autocommit
+        assert q.one("SHOW transaction_read_only")[0] == "off"
+        assert q.tuples("SHOW statement_timeout") == [("500ms",)]
+        dbapi = q.conn.connection.dbapi_connection
+        assert dbapi.autocommit  # back in autocommit after each
+    assert session_of(own_engine.engine.url.render_as_string(False), APP_NAME) == [("idle", None)]
