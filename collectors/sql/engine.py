@@ -137,6 +137,8 @@ class BoundedEngine:
         pool = self.engine.pool
         if not (self.owned and isinstance(pool, QueuePool)):
             return
+        if not read_pool(pool).exhausted:  # the usual case, without the condition's lock
+            return
         with self._slot:
             if not self._slot.wait_for(lambda: not read_pool(pool).exhausted, deadline.remaining()):
                 raise TimeoutError("no pool slot free before the deadline")

@@ -95,9 +95,11 @@ TABLE_EXPRESSIONS = {
     "dead": "n_dead_tup",
     "seq_scan": "seq_scan",
     "idx_scan": "idx_scan",
-    "vacuum_age": "extract(epoch FROM clock_timestamp() - greatest(last_vacuum, last_autovacuum))",
+    "vacuum_age": (
+        "extract(epoch FROM clock_timestamp() - greatest(last_vacuum, last_autovacuum))::float8"
+    ),
     "analyze_age": (
-        "extract(epoch FROM clock_timestamp() - greatest(last_analyze, last_autoanalyze))"
+        "extract(epoch FROM clock_timestamp() - greatest(last_analyze, last_autoanalyze))::float8"
     ),
 }
 #: the table's name, then each of TABLE_STATS in order
@@ -259,8 +261,9 @@ class PostgreSQL(Dialect):
         out.add(common.CONNECTIONS_MAX, max_connections)
         out.add(common.SERVER_INFO, 1.0, self.name, str(version).split()[0])
         columns = [stat.column for stat in TABLE_STATS]
+        # counts come as int, ages as float (float8 in TABLES), never Decimal: no conversion
         tables: dict[str, dict[str, float | None]] = {
-            row[0]: dict(zip(columns, map(as_float, row[1:]), strict=True)) for row in table_rows
+            row[0]: dict(zip(columns, row[1:], strict=True)) for row in table_rows
         }
         sizes = ctx.every("sizes", SIZES_SECONDS, lambda: self._sizes(q, ctx))
         if sizes is not None:
