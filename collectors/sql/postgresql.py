@@ -149,6 +149,8 @@ _SET_LIMITS_INLINE = (
 #: SQLSTATEs of a server session that does not know the statements psycopg prepared on it
 #: (invalid_sql_statement_name, duplicate_prepared_statement)
 PREPARED_GONE = frozenset({"26000", "42P05"})
+#: connection info key: (the driver's connection, its cursors for pipelined statements)
+_CURSORS = "afirgen_exporter_pipeline_cursors"
 #: connection info key: (the transaction, the limit) last set on the connection
 _LIMIT_SET = "afirgen_exporter_statement_limit"
 
@@ -223,14 +225,14 @@ class PostgreSQL(Dialect):
                 results.append(cursor.fetchall())
             return results
         try:
-            return _pipelined(cursor, limits, statements)
+            return _pipelined(q, cursor, limits, statements)
         except Exception as exc:
             if getattr(exc, "sqlstate", None) not in PREPARED_GONE:
                 raise
             # a pooler in front (PgBouncer's transaction mode) lends another server session,
             # which does not know the statements this one prepared: stop preparing here
             cursor.connection.prepare_threshold = None
-            return _pipelined(cursor, limits, statements)
+            return _pipelined(q, cursor, limits, statements)
 
     def interrupter(self, dbapi_connection: Any) -> tuple[Action, Action]:
         return socket_interrupter(dbapi_connection.fileno())
@@ -306,19 +308,29 @@ class PostgreSQL(Dialect):
             statement_families(ctx, rows, out, options.table_limit)
 
 
-def _pipelined(cursor: Any, limits: str, statements: Sequence[str]) -> list[list[tuple[Any, ...]]]:
+def _pipelined(
+    q: Queries, cursor: Any, limits: str, statements: Sequence[str]
+) -> list[list[tuple[Any, ...]]]:
     """`limits`, then each statement, in one pipeline (one round trip, one Sync)."""
-    connection = cursor.connection
-    cursors = [connection.cursor() for _ in statements]
-    try:
-        with connection.pipeline():
-            cursor.execute(limits)
-            for each, sql in zip(cursors, statements, strict=True):
-                each.execute(sql)
-        return [each.fetchall() for each in cursors]
-    finally:
-        for each in cursors:
-            each.close()
+    cursors = _cursors(q, cursor.connection, len(statements))
+    with cursor.connection.pipeline():
+        cursor.execute(limits)
+        for each, sql in zip(cursors, statements, strict=False):
+            each.execute(sql)
+    return [each.fetchall() for each in cursors[: len(statements)]]
+
+
+def _cursors(q: Queries, connection: Any, count: int) -> list[Any]:
+    """At least `count` cursors of `connection`, kept for its next pipelines (a pipeline needs
+    one per statement; making them is a good part of what the client spends on one). Kept in
+    the pool record's info, which SQLAlchemy clears when it opens a new connection for it."""
+    kept = q.conn.info.get(_CURSORS)
+    if kept is None or kept[0] is not connection:
+        kept = q.conn.info[_CURSORS] = (connection, [])
+    cursors: list[Any] = kept[1]
+    while len(cursors) < count:
+        cursors.append(connection.cursor())
+    return cursors
 
 
 def _limit(seconds: float) -> str:
