@@ -20,6 +20,7 @@ from collectors.sql import families as common
 from collectors.sql.dialect import Action, ConnectSettings, Dialect, ServerOptions, register
 from collectors.sql.engine import Queries
 from collectors.sql.families import TableStat, as_float, fold_tables
+from collectors.sql.prepared import PREPARED_GONE, give_up, prepared
 from collectors.sql.statements import (
     PG_FIRST_WORD,
     PG_MAIN_TABLE,
@@ -146,11 +147,6 @@ _SET_LIMITS = text(
 _SET_LIMITS_INLINE = (
     "SELECT set_config('statement_timeout', '{0}', true), set_config('lock_timeout', '{0}', true)"
 )
-#: SQLSTATEs of a server session that does not know the statements psycopg prepared on it
-#: (invalid_sql_statement_name, duplicate_prepared_statement)
-PREPARED_GONE = frozenset({"26000", "42P05"})
-#: connection info key: (the driver's connection, its cursors for pipelined statements)
-_CURSORS = "afirgen_exporter_pipeline_cursors"
 #: connection info key: (the transaction, the limit) last set on the connection
 _LIMIT_SET = "afirgen_exporter_statement_limit"
 
@@ -202,37 +198,26 @@ class PostgreSQL(Dialect):
     def run(
         self, q: Queries, cursor: Any, statements: Sequence[str], seconds: float
     ) -> list[list[tuple[Any, ...]]]:
-        """One round trip: the transaction-local limits, then every statement, which the
-        server applies statement_timeout to each of. An application's engine on another
-        driver (embedded mode) gets one round trip per statement.
-
-        In a transaction (an application's engine), or alone, the statements go as one
-        string by the simple protocol. Several on the exporter's autocommit engine go as a
-        pipeline (extended
-        protocol, one Sync: one implicit transaction for the limits to live in), so psycopg
-        prepares each after its fifth run and the server stops planning the statistics
-        views every scrape (most of their cost); a rollback would drop what was prepared.
-        """
+        """One round trip: the transaction-local limits, then every statement, as one string
+        by the simple protocol (psycopg sends a statement without parameters that way; the
+        server applies statement_timeout to each statement in it). On the exporter's own
+        autocommit engine the statements are prepared on the server once and the string
+        carries `EXECUTE`s (`collectors.sql.prepared`). An application's engine on another
+        driver (embedded mode) gets one round trip per statement."""
         if q.conn.dialect.driver != "psycopg":
             return super().run(q, cursor, statements, seconds)
         limits = _SET_LIMITS_INLINE.format(_limit(seconds))
-        if not q.autocommit or len(statements) == 1:
-            # one statement (the ping, what is read on an interval): a pipeline costs the
-            # client more than planning it once costs the server
-            cursor.execute(";\n".join((limits, *statements)))
-            results = []
-            while cursor.nextset():
-                results.append(cursor.fetchall())
-            return results
-        try:
-            return _pipelined(q, cursor, limits, statements)
-        except Exception as exc:
-            if getattr(exc, "sqlstate", None) not in PREPARED_GONE:
-                raise
-            # a pooler in front (PgBouncer's transaction mode) lends another server session,
-            # which does not know the statements this one prepared: stop preparing here
-            cursor.connection.prepare_threshold = None
-            return _pipelined(q, cursor, limits, statements)
+        if q.autocommit:
+            info = q.conn.info
+            executes = prepared(info, cursor, limits, statements)
+            if executes is not None:
+                try:
+                    return _simple(cursor, limits, executes)
+                except Exception as exc:
+                    if getattr(exc, "sqlstate", None) not in PREPARED_GONE:
+                        raise
+                    give_up(info, cursor.connection)  # another server session: see prepared
+        return _simple(cursor, limits, statements)
 
     def interrupter(self, dbapi_connection: Any) -> tuple[Action, Action]:
         return socket_interrupter(dbapi_connection.fileno())
@@ -308,29 +293,13 @@ class PostgreSQL(Dialect):
             statement_families(ctx, rows, out, options.table_limit)
 
 
-def _pipelined(
-    q: Queries, cursor: Any, limits: str, statements: Sequence[str]
-) -> list[list[tuple[Any, ...]]]:
-    """`limits`, then each statement, in one pipeline (one round trip, one Sync)."""
-    cursors = _cursors(q, cursor.connection, len(statements))
-    with cursor.connection.pipeline():
-        cursor.execute(limits)
-        for each, sql in zip(cursors, statements, strict=False):
-            each.execute(sql)
-    return [each.fetchall() for each in cursors[: len(statements)]]
-
-
-def _cursors(q: Queries, connection: Any, count: int) -> list[Any]:
-    """At least `count` cursors of `connection`, kept for its next pipelines (a pipeline needs
-    one per statement; making them is a good part of what the client spends on one). Kept in
-    the pool record's info, which SQLAlchemy clears when it opens a new connection for it."""
-    kept = q.conn.info.get(_CURSORS)
-    if kept is None or kept[0] is not connection:
-        kept = q.conn.info[_CURSORS] = (connection, [])
-    cursors: list[Any] = kept[1]
-    while len(cursors) < count:
-        cursors.append(connection.cursor())
-    return cursors
+def _simple(cursor: Any, limits: str, statements: Sequence[str]) -> list[list[tuple[Any, ...]]]:
+    """`limits` and `statements` as one simple-protocol string; each statement's rows."""
+    cursor.execute(";\n".join((limits, *statements)))
+    results = []
+    while cursor.nextset():
+        results.append(cursor.fetchall())
+    return results
 
 
 def _limit(seconds: float) -> str:
