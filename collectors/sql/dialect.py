@@ -159,6 +159,8 @@ URL_NAMES: Mapping[str, str] = {
     "sqlite": "collectors.sql.sqlite",
 }
 _REGISTRY: dict[str, Dialect] = {}
+#: `registry()` once every dialect module is loaded (it is asked at every checkout)
+_LOADED: dict[str, Dialect] = {}
 
 
 def _nothing() -> None:
@@ -173,10 +175,11 @@ def register(dialect: Dialect) -> Dialect:
 
 def registry() -> Mapping[str, Dialect]:
     """URL name -> dialect, every dialect module loaded, in `URL_NAMES` order."""
-    if len(_REGISTRY) < len(URL_NAMES):
+    if not _LOADED:
         for module in dict.fromkeys(URL_NAMES.values()):
             importlib.import_module(module)
-    return {name: _REGISTRY[name] for name in URL_NAMES}
+        _LOADED.update((name, _REGISTRY[name]) for name in URL_NAMES)
+    return _LOADED
 
 
 def dialects() -> list[Dialect]:

@@ -127,6 +127,8 @@ class BoundedEngine:
         self._slot = threading.Condition()
         if owned:
             event.listen(engine, "checkin", self._slot_freed)
+            # on every connection of the engine at once, not at each checkout
+            engine.update_execution_options(**{OWN_STATEMENTS: True})
 
     def _slot_freed(self, *_: Any) -> None:
         with self._slot:
@@ -174,10 +176,13 @@ class BoundedEngine:
 
     def _checkout(self) -> Connection:
         try:
-            return self.engine.connect().execution_options(**{OWN_STATEMENTS: True})
+            conn = self.engine.connect()
         except DBAPIError as exc:
             release_frames(exc)
             raise
+        if not self.owned:  # an application's engine: only the exporter's checkouts
+            conn.execution_options(**{OWN_STATEMENTS: True})
+        return conn
 
     @contextlib.contextmanager
     def _guarded(self, queries: Queries) -> Iterator[None]:
