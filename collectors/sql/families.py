@@ -6,7 +6,7 @@ columns or status variables onto these specs and declares only the families it a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
@@ -87,40 +87,54 @@ def fold_tables(
 ) -> None:
     """Per-table values for the `limit` tables with the most activity (or whatever `weigh_by`
     names); the others are summed under `other` (ages: the oldest)."""
-    weights = {
-        table: sum(values.get(column) or 0.0 for column in weigh_by)
-        for table, values in rows.items()
-    }
+    weights: dict[str, float] = {}
+    for table, values in rows.items():
+        weight = 0.0
+        for column in weigh_by:
+            value = values.get(column)
+            if value:
+                weight += value
+        weights[table] = weight
     # a table really named `other` joins the `other` series rather than duplicating it
     kept = ctx.keep_top({t: w for t, w in weights.items() if t != OTHER}, limit)
-    prefix = out.prefix
-    ordered = [(table, rows[table], (*prefix, table)) for table in sorted(rows)]
+    ordered = sorted(rows.items())
+    #: label names -> each kept table's labels (copied into each of its samples)
+    labels: dict[tuple[str, ...], dict[str, dict[str, str]]] = {}
+    make = tuple.__new__
     for stat in stats:
         column = stat.column
         samples: list[Sample] | None = None  # made on the first value: no empty family
         folded: list[float] = []
-        for table, values, label_values in ordered:
+        for table, values in ordered:
             value = values.get(column)
             if value is None:
                 continue
             if table in kept:
                 if samples is None:
-                    samples, name, names = _samples_of(out, stat.spec)
-                # what add_metric appends, without its per-call checks and copies
-                samples.append(
-                    Sample(name, dict(zip(names, label_values, strict=True)), float(value))
-                )
+                    samples, name = _samples_of(out, stat.spec)
+                    if stat.spec.labels not in labels:
+                        labels[stat.spec.labels] = _labels(stat.spec, out, kept)
+                    by_table = labels[stat.spec.labels]
+                # the Sample add_metric appends, without its per-call checks and copies
+                labelset = by_table[table].copy()
+                samples.append(make(Sample, (name, labelset, float(value), None, None, None)))
             else:
                 folded.append(value)
         if folded:
             out.add(stat.spec, stat.fold(folded), OTHER)
 
 
-def _samples_of(out: FamilySet, spec: MetricSpec) -> tuple[list[Sample], str, tuple[str, ...]]:
-    """The sample list of `spec`'s family in `out`, the samples' name and label names."""
+def _samples_of(out: FamilySet, spec: MetricSpec) -> tuple[list[Sample], str]:
+    """The sample list of `spec`'s family in `out`, and the samples' name."""
     family = _gauge_or_counter(out, spec)
     name = family.name + "_total" if isinstance(family, CounterMetricFamily) else family.name
-    return family.samples, name, spec.labels
+    return family.samples, name
+
+
+def _labels(spec: MetricSpec, out: FamilySet, tables: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Each table's labels for `spec`: the set's prefix, then the table."""
+    prefix = out.prefix
+    return {table: dict(zip(spec.labels, (*prefix, table), strict=True)) for table in tables}
 
 
 def _gauge_or_counter(out: FamilySet, spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:
