@@ -16,6 +16,7 @@ from collectors import database
 from collectors.base import Deadline, ScrapeContext
 from collectors.database import Target
 from collectors.sql import EngineSettings, classify, create_engine
+from tests.db_servers import private_postgres
 from tests.dbhelp import collect, engine_for, execute, value
 from tests.tq_support import unique
 
@@ -132,3 +133,29 @@ def test_execute_and_read_only_get_a_transaction_of_their_own(own_engine, table)
         dbapi = q.conn.connection.dbapi_connection
         assert dbapi.autocommit  # back in autocommit after each
     assert session_of(own_engine.engine.url.render_as_string(False), APP_NAME) == [("idle", None)]
+
+
+def test_prepared_statements_are_typed_by_what_they_prepare():
+    """pg_stat_statements shows a prepared statement as `PREPARE name AS ...`: its executions
+    count under the prepared statement's type (an application's, and the exporter's own)."""
+    with private_postgres("shared_preload_libraries=pg_stat_statements") as url:
+        execute(url, "CREATE EXTENSION pg_stat_statements", "CREATE TABLE afx_db_prep (id int)")
+        collector = database.build(None, Target(name="st", url=url))
+        try:
+            before = collect(collector)
+            with engine_for(url) as engine, engine.connect() as conn:
+                conn.exec_driver_sql("PREPARE afx_ins (int) AS INSERT INTO afx_db_prep VALUES ($1)")
+                for i in range(7):
+                    conn.exec_driver_sql(f"EXECUTE afx_ins({i})")
+                conn.commit()
+            after = collect(collector)
+        finally:
+            collector.close()
+    assert after.success, after.reason
+    inserted = value(after, "db_queries_total", type="insert", table="afx_db_prep")
+    assert (
+        inserted - (value(before, "db_queries_total", type="insert", table="afx_db_prep") or 0) == 7
+    )
+    # the exporter's own reads of the statistics views are selects, as before they were prepared
+    assert value(after, "db_queries_total", type="select", table="pg_stat_database") >= 1
+    assert value(after, "db_queries_total", type="other", table="pg_stat_database") is None

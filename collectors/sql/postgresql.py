@@ -121,7 +121,7 @@ FROM pg_stat_user_tables s
 """
 #: the two patterns are constants, dollar-quoted so the statement takes no parameters
 STATEMENTS = f"""
-SELECT (regexp_match(query, $re${PG_FIRST_WORD}$re$))[1],
+SELECT (regexp_match(query, $re${PG_FIRST_WORD}$re$, 'i'))[1],
   (regexp_match(query, $re${PG_MAIN_TABLE}$re$, 'i'))[1],
   sum(calls), sum(total_exec_time) / 1000.0
 FROM pg_stat_statements
