@@ -327,6 +327,25 @@ class Queries:
                     cursor.close()
 
     @contextlib.contextmanager
+    def round_trip(self) -> Iterator[None]:
+        """One round trip of the dialect's `run`. On an autocommit connection the server
+        counts it as a transaction of its own (committed, or rolled back by an error), so it
+        is mirrored as a SQLAlchemy transaction (begun and ended without a statement: the
+        driver has none open): the engine's commit and rollback events then see the
+        exporter's own transactions as the server counts them."""
+        if not self.autocommit or self.conn.in_transaction():
+            yield
+            return
+        transaction = self.conn.begin()
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):  # a cut connection may fail to end it
+                transaction.rollback()
+            raise
+        transaction.commit()
+
+    @contextlib.contextmanager
     def _bounded(self) -> Iterator[float]:
         """The seconds one statement may take; the client-side cut for dialects whose server
         cannot limit it; a statement the guard interrupted reported as a timeout."""

@@ -208,16 +208,15 @@ class PostgreSQL(Dialect):
             return super().run(q, cursor, statements, seconds)
         limits = _SET_LIMITS_INLINE.format(_limit(seconds))
         if q.autocommit:
-            info = q.conn.info
-            executes = prepared(info, cursor, limits, statements)
+            executes = prepared(q, cursor, limits, statements)
             if executes is not None:
                 try:
-                    return _simple(cursor, limits, executes)
+                    return _simple(q, cursor, limits, executes)
                 except Exception as exc:
                     if getattr(exc, "sqlstate", None) not in PREPARED_GONE:
                         raise
-                    give_up(info, cursor.connection)  # another server session: see prepared
-        return _simple(cursor, limits, statements)
+                    give_up(q, cursor.connection)  # another server session: see prepared
+        return _simple(q, cursor, limits, statements)
 
     def interrupter(self, dbapi_connection: Any) -> tuple[Action, Action]:
         return socket_interrupter(dbapi_connection.fileno())
@@ -293,9 +292,12 @@ class PostgreSQL(Dialect):
             statement_families(ctx, rows, out, options.table_limit)
 
 
-def _simple(cursor: Any, limits: str, statements: Sequence[str]) -> list[list[tuple[Any, ...]]]:
+def _simple(
+    q: Queries, cursor: Any, limits: str, statements: Sequence[str]
+) -> list[list[tuple[Any, ...]]]:
     """`limits` and `statements` as one simple-protocol string; each statement's rows."""
-    cursor.execute(";\n".join((limits, *statements)))
+    with q.round_trip():
+        cursor.execute(";\n".join((limits, *statements)))
     results = []
     while cursor.nextset():
         results.append(cursor.fetchall())

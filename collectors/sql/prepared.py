@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collectors.sql.engine import Queries
 
 #: SQLSTATEs of a server session that lacks (26000) or already has (42P05) our statements
 PREPARED_GONE = frozenset({"26000", "42P05"})
@@ -39,12 +42,11 @@ def name_of(sql: str) -> str:
     return name
 
 
-def prepared(
-    info: dict[Any, Any], cursor: Any, limits: str, statements: Sequence[str]
-) -> list[str] | None:
+def prepared(q: Queries, cursor: Any, limits: str, statements: Sequence[str]) -> list[str] | None:
     """`EXECUTE name` for each query, preparing those this connection lacks first (one round
     trip, under `limits`); None when the connection does not use prepared statements.
-    `info` is the pool record's info, which SQLAlchemy clears for a new connection."""
+    Kept in the pool record's info, which SQLAlchemy clears for a new connection."""
+    info = q.conn.info
     connection = cursor.connection
     kept = info.get(_PREPARED)
     if kept is None or kept[0] is not connection:
@@ -63,13 +65,16 @@ def prepared(
     }
     if missing:
         try:
-            cursor.execute(
-                ";\n".join((limits, *(f"PREPARE {name} AS {sql}" for name, sql in missing.items())))
-            )
+            with q.round_trip():
+                cursor.execute(
+                    ";\n".join(
+                        (limits, *(f"PREPARE {name} AS {sql}" for name, sql in missing.items()))
+                    )
+                )
         except Exception as exc:
             if getattr(exc, "sqlstate", None) not in PREPARED_GONE:
                 raise
-            give_up(info, connection)
+            give_up(q, connection)
             return None
     executes = [sql if name is None else f"EXECUTE {name}" for name, sql in wanted]
     if len(done) < _MAX_NAMES:
@@ -83,6 +88,6 @@ def preparable(sql: str) -> bool:
     return head.startswith(("SELECT", "WITH ", "WITH\n", "VALUES"))
 
 
-def give_up(info: dict[Any, Any], connection: Any) -> None:
+def give_up(q: Queries, connection: Any) -> None:
     """This connection reads with the plain statements from now on."""
-    info[_PREPARED] = (connection, None)
+    q.conn.info[_PREPARED] = (connection, None)
