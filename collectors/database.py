@@ -131,6 +131,7 @@ def build(options: Options | None, target: Target) -> DatabaseCollector:
         connect_timeout_seconds=target.connect_timeout_seconds,
         statement_timeout_seconds=effective.statement_timeout_seconds,
         application_name=target.application_name,
+        autocommit=True,  # reads only: no BEGIN/ROLLBACK round trips
     )
     return DatabaseCollector(
         target.name, create_engine(url, settings), effective, secrets=[str(s) for s in secrets]

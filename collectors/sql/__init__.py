@@ -3,16 +3,18 @@
 Modules: `dialect` (the interface and the registry, the only place that knows dialect
 names), one module per dialect (`postgresql`, `mysql` for MySQL and MariaDB, `sqlite`),
 `engine` (engines used under deadlines), `watchdog` (the client-side deadline), `pool`,
-`statements`, `families` (families several dialects share) and `errors`.
+`statements`, `families` (families several dialects share), `prepared` (PostgreSQL's
+server-side prepared statements on the exporter's own connections) and `errors`.
 
 The public API, for the database collector and the SQL task queue alike:
 
 - `check_url(value) -> str`: config check of a URL (supported dialect and driver, a
   database named; messages never echo the URL).
 - `create_engine(url, EngineSettings(pool_size, connect_timeout_seconds,
-  statement_timeout_seconds, application_name)) -> BoundedEngine`: the exporter's own engine
-  for a URL (pool of `pool_size`, no overflow, the dialect's connect arguments: PostgreSQL
-  keepalives and `tcp_user_timeout`, PyMySQL socket timeouts, SQLite opened read-only).
+  statement_timeout_seconds, application_name, autocommit)) -> BoundedEngine`: the
+  exporter's own engine for a URL (pool of `pool_size`, no overflow, the dialect's connect
+  arguments: PostgreSQL keepalives and `tcp_user_timeout`, PyMySQL socket timeouts, SQLite
+  opened read-only).
   Creating it does not connect. `BoundedEngine(engine)` wraps an application's engine.
 - `with bounded.connect(deadline, cap) as q:` waits for a pool slot at most until the
   deadline, connects within it (the connect timeout follows the deadline), pings, and yields
@@ -26,7 +28,11 @@ The public API, for the database collector and the SQL task queue alike:
   MySQL the `MAX_EXECUTION_TIME` hint, SQLite `interrupt()`), and a client-side guard cuts
   the connection at the deadline even when the network is gone. `q.read_only()` runs a block
   in a read-only transaction that is rolled back; `q.optional(what, ctx)` runs a part under
-  a savepoint, noting and skipping it on a database error.
+  a savepoint, noting and skipping it on a database error. With `autocommit` (PostgreSQL,
+  the database collector's engine) each round trip is its own transaction: a checkout sends
+  no BEGIN or ROLLBACK, `optional` needs no savepoint, `execute` and `read_only` open a
+  transaction of their own, and the statements are prepared on the server once
+  (`prepared`).
 - `bounded.abandon()` (a run overran its deadline: cut its connection now) and
   `bounded.close()` (cut connections in use, dispose an owned engine) never wait on a
   thread blocked in I/O.

@@ -67,6 +67,9 @@ class Dialect(abc.ABC):
     specs: ClassVar[tuple[MetricSpec, ...]] = ()
     #: False where nothing runs on a server (SQLite): the client cuts each statement instead
     limits_on_server: ClassVar[bool] = True
+    #: True where the exporter's own engine may read in autocommit (`EngineSettings`): `run`
+    #: then keeps each round trip's limits within that round trip's own transaction.
+    autocommit_reads: ClassVar[bool] = False
 
     # -- configuration ------------------------------------------------------------------
 
@@ -178,6 +181,8 @@ URL_NAMES: Mapping[str, str] = {
     "sqlite": "collectors.sql.sqlite",
 }
 _REGISTRY: dict[str, Dialect] = {}
+#: `registry()` once every dialect module is loaded (it is asked at every checkout)
+_LOADED: dict[str, Dialect] = {}
 
 
 def _nothing() -> None:
@@ -192,10 +197,11 @@ def register(dialect: Dialect) -> Dialect:
 
 def registry() -> Mapping[str, Dialect]:
     """URL name -> dialect, every dialect module loaded, in `URL_NAMES` order."""
-    if len(_REGISTRY) < len(URL_NAMES):
+    if not _LOADED:
         for module in dict.fromkeys(URL_NAMES.values()):
             importlib.import_module(module)
-    return {name: _REGISTRY[name] for name in URL_NAMES}
+        _LOADED.update((name, _REGISTRY[name]) for name in URL_NAMES)
+    return _LOADED
 
 
 def dialects() -> list[Dialect]:

@@ -52,6 +52,11 @@ class EngineSettings:
     connect_timeout_seconds: float = 5.0
     statement_timeout_seconds: float = 5.0
     application_name: str = APPLICATION_NAME
+    #: Reads only, each round trip its own transaction (dialects with `autocommit_reads`):
+    #: no BEGIN and ROLLBACK round trips, and PostgreSQL's driver keeps the statements it
+    #: prepared (a rollback drops them). The database collector's engine; the SQL task queue
+    #: keeps transactions.
+    autocommit: bool = False
 
 
 class ConnectDeadline(threading.local):
@@ -71,6 +76,8 @@ def create_engine(url: URL | str, settings: EngineSettings) -> BoundedEngine:
     url = with_driver(make_url(url))
     dialect = for_url(url)
     connect = ConnectDeadline(settings.connect_timeout_seconds)
+    autocommit = settings.autocommit and dialect.autocommit_reads
+    extra: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     engine = sa_create_engine(
         url,
         pool_size=settings.pool_size,
@@ -83,23 +90,35 @@ def create_engine(url: URL | str, settings: EngineSettings) -> BoundedEngine:
                 settings.application_name, settings.statement_timeout_seconds, connect.seconds
             ),
         ),
+        **extra,
     )
 
     @event.listens_for(engine, "do_connect")
     def _bounded_connect(_: Any, __: Any, ___: Any, cparams: dict[str, Any]) -> None:
         dialect.bound_connect(cparams, connect.seconds())
 
-    return BoundedEngine(engine, owned=True, connect=connect)
+    return BoundedEngine(engine, owned=True, connect=connect, autocommit=autocommit)
 
 
 class BoundedEngine:
-    """An engine (the exporter's own, or an application's) used under deadlines."""
+    """An engine (the exporter's own, or an application's) used under deadlines.
+
+    `autocommit` (only the exporter's own engines, made so by `create_engine`): each round
+    trip is its own transaction, so a checkout begins none and a part that fails alone needs
+    no savepoint; `execute` and `read_only` open a real transaction for their statement.
+    """
 
     def __init__(
-        self, engine: Engine, *, owned: bool = False, connect: ConnectDeadline | None = None
+        self,
+        engine: Engine,
+        *,
+        owned: bool = False,
+        connect: ConnectDeadline | None = None,
+        autocommit: bool = False,
     ) -> None:
         self.engine = engine
         self.owned = owned
+        self.autocommit = autocommit
         self.dialect = for_url(engine.url)
         self._connect = connect
         #: how long after the deadline the client side cuts a connection
@@ -109,6 +128,8 @@ class BoundedEngine:
         self._slot = threading.Condition()
         if owned:
             event.listen(engine, "checkin", self._slot_freed)
+            # on every connection of the engine at once, not at each checkout
+            engine.update_execution_options(**{OWN_STATEMENTS: True})
         #: the server's counters with what the exporter made it count (on every engine of the
         #: same database, the SQL task queue's included) taken out
         self.own = OwnExcluded(LEDGER.attach(engine, self.dialect, owned=owned))
@@ -122,6 +143,8 @@ class BoundedEngine:
         """Never queue past the deadline behind a connection a stuck run still holds."""
         pool = self.engine.pool
         if not (self.owned and isinstance(pool, QueuePool)):
+            return
+        if not read_pool(pool).exhausted:  # the usual case, without the condition's lock
             return
         with self._slot:
             if not self._slot.wait_for(lambda: not read_pool(pool).exhausted, deadline.remaining()):
@@ -138,9 +161,10 @@ class BoundedEngine:
                 marked: dict[Any, Any] | None = None
                 try:
                     with self._checkout() as conn:
-                        conn.begin()  # rolled back at close, whatever reader ran on it
+                        if not self.autocommit:
+                            conn.begin()  # rolled back at close, whatever reader ran on it
                         dialect = for_connection(conn) or self.dialect
-                        queries = Queries(conn, dialect, deadline, cap)
+                        queries = Queries(conn, dialect, deadline, cap, self.autocommit)
                         queries.own = self.own
                         marked = conn.info
                         marked[OWN_CHECKOUT] = True  # the pool's rollback at its return is ours
@@ -174,10 +198,13 @@ class BoundedEngine:
 
     def _checkout(self) -> Connection:
         try:
-            return self.engine.connect().execution_options(**{OWN_STATEMENTS: True})
+            conn = self.engine.connect()
         except DBAPIError as exc:
             release_frames(exc)
             raise
+        if not self.owned:  # an application's engine: only the exporter's checkouts
+            conn.execution_options(**{OWN_STATEMENTS: True})
+        return conn
 
     @contextlib.contextmanager
     def _guarded(self, queries: Queries) -> Iterator[None]:
@@ -253,11 +280,20 @@ def _timed_out(exc: DBAPIError) -> bool:
 class Queries:
     """Statements on one checked-out connection, each under a server-side time limit."""
 
-    def __init__(self, conn: Connection, dialect: Dialect, deadline: Deadline, cap: float):
+    def __init__(
+        self,
+        conn: Connection,
+        dialect: Dialect,
+        deadline: Deadline,
+        cap: float,
+        autocommit: bool = False,
+    ) -> None:
         self.conn = conn
         self.dialect = dialect
         self.deadline = deadline
         self.cap = cap
+        #: each round trip its own transaction (the exporter's own engine, see BoundedEngine)
+        self.autocommit = autocommit
         self.guard: Guard | None = None
         self.ping_seconds = 0.0
         #: where the server's counters lose the exporter's own share
@@ -273,8 +309,9 @@ class Queries:
     def execute(self, sql: str, **params: Any) -> CursorResult[Any]:
         """One statement under the limits, through SQLAlchemy (a `CursorResult` with `keys()`
         and `mappings()`; psycopg and PyMySQL have read the whole result by the time it
-        returns; SQLite reads on under the checkout's guard)."""
-        with self._bounded() as seconds:
+        returns; SQLite reads on under the checkout's guard). On an autocommit connection
+        it runs in a transaction of its own, so that the limit holds for it."""
+        with self._transaction(), self._bounded() as seconds:
             statement = self.dialect.limited(self.conn, sql.strip(), seconds)
             return self.conn.execute(text(statement), params)
 
@@ -315,6 +352,25 @@ class Queries:
                     cursor.close()
 
     @contextlib.contextmanager
+    def round_trip(self) -> Iterator[None]:
+        """One round trip of the dialect's `run`. On an autocommit connection the server
+        counts it as a transaction of its own (committed, or rolled back by an error), so it
+        is mirrored as a SQLAlchemy transaction (begun and ended without a statement: the
+        driver has none open): the engine's commit and rollback events then see the
+        exporter's own transactions as the server counts them."""
+        if not self.autocommit or self.conn.in_transaction():
+            yield
+            return
+        transaction = self.conn.begin()
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):  # a cut connection may fail to end it
+                transaction.rollback()
+            raise
+        transaction.commit()
+
+    @contextlib.contextmanager
     def _bounded(self) -> Iterator[float]:
         """The seconds one statement may take; the client-side cut for dialects whose server
         cannot limit it; a statement the guard interrupted reported as a timeout."""
@@ -344,9 +400,10 @@ class Queries:
 
     @contextlib.contextmanager
     def optional(self, what: str, ctx: ScrapeContext) -> Iterator[None]:
-        """A part a scrape can do without: on a database error it is noted and skipped."""
+        """A part a scrape can do without: on a database error it is noted and skipped (under
+        a savepoint, unless each round trip is its own transaction anyway)."""
         try:
-            with self.dialect.savepoint(self.conn):
+            with contextlib.nullcontext() if self.autocommit else self.dialect.savepoint(self.conn):
                 yield
         except DBAPIError as exc:
             if self.deadline.expired() or self.interrupted:
@@ -356,11 +413,33 @@ class Queries:
     @contextlib.contextmanager
     def read_only(self) -> Iterator[None]:
         """A read-only transaction, rolled back at the end (nothing is left set)."""
-        self.conn.rollback()
-        self.conn.begin()
+        with self._transaction():
+            self.conn.rollback()
+            self.conn.begin()
+            try:
+                self.dialect.start_read_only(self.conn)
+                yield
+            finally:
+                self.conn.rollback()
+                self.dialect.end_read_only(self.conn)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """On an autocommit connection, a real transaction for the block (the server's default
+        isolation level, rolled back after it); elsewhere the checkout's own transaction."""
+        if not self.autocommit:
+            yield
+            return
+        self.conn.rollback()  # SQLAlchemy's own (server-side empty) autobegun transaction
+        self.conn.execution_options(isolation_level=self.conn.default_isolation_level)
+        self.autocommit = False
         try:
-            self.dialect.start_read_only(self.conn)
+            self.conn.begin()
             yield
         finally:
-            self.conn.rollback()
-            self.dialect.end_read_only(self.conn)
+            self.autocommit = True
+            try:
+                self.conn.rollback()
+            finally:
+                if not self.conn.invalidated:
+                    self.conn.execution_options(isolation_level="AUTOCOMMIT")

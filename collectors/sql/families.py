@@ -6,10 +6,11 @@ columns or status variables onto these specs and declares only the families it a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.samples import Sample
 
 from collectors.base import ScrapeContext
 from collectors.specs import FamilySet, MetricSpec, counter, gauge
@@ -86,29 +87,54 @@ def fold_tables(
 ) -> None:
     """Per-table values for the `limit` tables with the most activity (or whatever `weigh_by`
     names); the others are summed under `other` (ages: the oldest)."""
-    weights = {
-        table: sum(values.get(column) or 0.0 for column in weigh_by)
-        for table, values in rows.items()
-    }
+    weights: dict[str, float] = {}
+    for table, values in rows.items():
+        weight = 0.0
+        for column in weigh_by:
+            value = values.get(column)
+            if value:
+                weight += value
+        weights[table] = weight
     # a table really named `other` joins the `other` series rather than duplicating it
     kept = ctx.keep_top({t: w for t, w in weights.items() if t != OTHER}, limit)
-    ordered = sorted(rows)
-    prefix = out.prefix
+    ordered = sorted(rows.items())
+    #: label names -> each kept table's labels (copied into each of its samples)
+    labels: dict[tuple[str, ...], dict[str, dict[str, str]]] = {}
+    make = tuple.__new__
     for stat in stats:
-        family = None  # made on the first value, so a stat no table has adds no family
+        column = stat.column
+        samples: list[Sample] | None = None  # made on the first value: no empty family
         folded: list[float] = []
-        for table in ordered:
-            value = rows[table].get(stat.column)
+        for table, values in ordered:
+            value = values.get(column)
             if value is None:
                 continue
             if table in kept:
-                if family is None:
-                    family = _gauge_or_counter(out, stat.spec)
-                family.add_metric([*prefix, table], float(value))
+                if samples is None:
+                    samples, name = _samples_of(out, stat.spec)
+                    if stat.spec.labels not in labels:
+                        labels[stat.spec.labels] = _labels(stat.spec, out, kept)
+                    by_table = labels[stat.spec.labels]
+                # the Sample add_metric appends, without its per-call checks and copies
+                labelset = by_table[table].copy()
+                samples.append(make(Sample, (name, labelset, float(value), None, None, None)))
             else:
                 folded.append(value)
         if folded:
             out.add(stat.spec, stat.fold(folded), OTHER)
+
+
+def _samples_of(out: FamilySet, spec: MetricSpec) -> tuple[list[Sample], str]:
+    """The sample list of `spec`'s family in `out`, and the samples' name."""
+    family = _gauge_or_counter(out, spec)
+    name = family.name + "_total" if isinstance(family, CounterMetricFamily) else family.name
+    return family.samples, name
+
+
+def _labels(spec: MetricSpec, out: FamilySet, tables: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Each table's labels for `spec`: the set's prefix, then the table."""
+    prefix = out.prefix
+    return {table: dict(zip(spec.labels, (*prefix, table), strict=True)) for table in tables}
 
 
 def _gauge_or_counter(out: FamilySet, spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:

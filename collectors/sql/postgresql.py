@@ -20,6 +20,7 @@ from collectors.sql import families as common
 from collectors.sql.dialect import Action, ConnectSettings, Dialect, ServerOptions, register
 from collectors.sql.engine import Queries
 from collectors.sql.families import TableStat, as_float, fold_tables
+from collectors.sql.prepared import PREPARED_GONE, give_up, prepared
 from collectors.sql.statements import (
     PG_FIRST_WORD,
     PG_MAIN_TABLE,
@@ -98,9 +99,11 @@ TABLE_EXPRESSIONS = {
     "dead": "n_dead_tup",
     "seq_scan": "seq_scan",
     "idx_scan": "idx_scan",
-    "vacuum_age": "extract(epoch FROM clock_timestamp() - greatest(last_vacuum, last_autovacuum))",
+    "vacuum_age": (
+        "extract(epoch FROM clock_timestamp() - greatest(last_vacuum, last_autovacuum))::float8"
+    ),
     "analyze_age": (
-        "extract(epoch FROM clock_timestamp() - greatest(last_analyze, last_autoanalyze))"
+        "extract(epoch FROM clock_timestamp() - greatest(last_analyze, last_autoanalyze))::float8"
     ),
 }
 #: the table's name, then each of TABLE_STATS in order
@@ -121,7 +124,7 @@ FROM pg_stat_user_tables s
 """
 #: the two patterns are constants, dollar-quoted so the statement takes no parameters
 STATEMENTS = f"""
-SELECT (regexp_match(query, $re${PG_FIRST_WORD}$re$))[1],
+SELECT (regexp_match(query, $re${PG_FIRST_WORD}$re$, 'i'))[1],
   (regexp_match(query, $re${PG_MAIN_TABLE}$re$, 'i'))[1],
   sum(calls), sum(total_exec_time) / 1000.0
 FROM pg_stat_statements
@@ -156,6 +159,7 @@ class PostgreSQL(Dialect):
     url_names = ("postgresql",)
     default_driver = "psycopg"
     drivers = frozenset({"psycopg"})
+    autocommit_reads = True
     specs = (
         LONGEST_TRANSACTION,
         LONGEST_QUERY,
@@ -183,8 +187,10 @@ class PostgreSQL(Dialect):
 
     def session_start(self, q: Queries, first: bool) -> Mapping[str, int]:
         """PostgreSQL runs a session's start as one committed transaction; SQLAlchemy ends
-        its set-up on an engine's first connection with a rollback."""
-        return {"commit": 1, "rollback": 1} if first else {"commit": 1}
+        its set-up on an engine's first connection with a rollback (in a transaction: on an
+        autocommit engine each of its statements commits instead, uncounted here, which is
+        harmless: that first connection comes before the first reading sets the base)."""
+        return {"commit": 1, "rollback": 1} if first and not q.autocommit else {"commit": 1}
 
     def ping_statement(self, conn: Connection) -> str:
         """From PostgreSQL 15 on, the ping also asks the server to report this session's
@@ -212,18 +218,25 @@ class PostgreSQL(Dialect):
     def run(
         self, q: Queries, cursor: Any, statements: Sequence[str], seconds: float
     ) -> list[list[tuple[Any, ...]]]:
-        """One round trip: the transaction-local limits, then every statement (psycopg sends
-        a statement without parameters by the simple protocol, which takes several; the
-        server applies statement_timeout to each). An application's engine on another
+        """One round trip: the transaction-local limits, then every statement, as one string
+        by the simple protocol (psycopg sends a statement without parameters that way; the
+        server applies statement_timeout to each statement in it). On the exporter's own
+        autocommit engine the statements are prepared on the server once and the string
+        carries `EXECUTE`s (`collectors.sql.prepared`). An application's engine on another
         driver (embedded mode) gets one round trip per statement."""
         if q.conn.dialect.driver != "psycopg":
             return super().run(q, cursor, statements, seconds)
         limits = _SET_LIMITS_INLINE.format(_limit(seconds))
-        cursor.execute(";\n".join((limits, *statements)))
-        results = []
-        while cursor.nextset():
-            results.append(cursor.fetchall())
-        return results
+        if q.autocommit:
+            executes = prepared(q, cursor, limits, statements)
+            if executes is not None:
+                try:
+                    return _simple(q, cursor, limits, executes)
+                except Exception as exc:
+                    if getattr(exc, "sqlstate", None) not in PREPARED_GONE:
+                        raise
+                    give_up(q, cursor.connection)  # another server session: see prepared
+        return _simple(q, cursor, limits, statements)
 
     def interrupter(self, dbapi_connection: Any) -> tuple[Action, Action]:
         return socket_interrupter(dbapi_connection.fileno())
@@ -266,8 +279,9 @@ class PostgreSQL(Dialect):
         out.add(common.CONNECTIONS_MAX, max_connections)
         out.add(common.SERVER_INFO, 1.0, self.name, str(version).split()[0])
         columns = [stat.column for stat in TABLE_STATS]
+        # counts come as int, ages as float (float8 in TABLES), never Decimal: no conversion
         tables: dict[str, dict[str, float | None]] = {
-            row[0]: dict(zip(columns, map(as_float, row[1:]), strict=True)) for row in table_rows
+            row[0]: dict(zip(columns, row[1:], strict=True)) for row in table_rows
         }
         sizes = ctx.every("sizes", SIZES_SECONDS, lambda: self._sizes(q, ctx))
         if sizes is not None:
@@ -308,6 +322,18 @@ class PostgreSQL(Dialect):
                 for word, table, calls, seconds in q.tuples(STATEMENTS)
             ]
             statement_families(ctx, rows, out, options.table_limit)
+
+
+def _simple(
+    q: Queries, cursor: Any, limits: str, statements: Sequence[str]
+) -> list[list[tuple[Any, ...]]]:
+    """`limits` and `statements` as one simple-protocol string; each statement's rows."""
+    with q.round_trip():
+        cursor.execute(";\n".join((limits, *statements)))
+    results = []
+    while cursor.nextset():
+        results.append(cursor.fetchall())
+    return results
 
 
 def _limit(seconds: float) -> str:

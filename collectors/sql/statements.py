@@ -42,7 +42,10 @@ SPECS: tuple[MetricSpec, ...] = (QUERIES, QUERY_DURATION, QUERY_ERRORS)
 #: a simpler search than `classify_statement`, for PostgreSQL's regexp_match (ARE syntax),
 #: so that the server groups pg_stat_statements before sending it
 PG_MAIN_TABLE = r"\m(?:from|into|update)\s+((?:\"?[\w$]+\"?\s*\.\s*)?\"?[\w$]+\"?)"
-PG_FIRST_WORD = r"^\s*([A-Za-z]+)"
+#: the first word; of a `PREPARE name [(types)] AS statement` (the exporter's own reads, an
+#: application's SQL-level PREPARE) the prepared statement's, which is what pg_stat_statements
+#: counts the executions of (case-insensitive, like PG_MAIN_TABLE)
+PG_FIRST_WORD = r"^\s*(?:prepare\s+[\w$]+\s*(?:\([^)]*\))?\s*as\s+)?([a-z]+)"
 
 STATEMENT_TYPES = ("select", "insert", "update", "delete")
 #: characters of a statement the classifier reads (an `INSERT ... VALUES` of 10,000 rows
