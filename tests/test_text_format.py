@@ -28,6 +28,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter import text_format
 from exporter.text_format import generate_text
 
 
@@ -161,3 +162,29 @@ def test_matches_the_library_with_either_name_escaping_scrape_after_scrape(escap
         assert generate_text(families, escaping) == exposition.generate_latest(
             Families(families), escaping=escaping
         )
+
+
+def test_series_lines_kept_across_scrapes_follow_changed_values_and_label_orders():
+    # a series' line up to its value is kept: new values, label values that need escaping and
+    # other label orders of the same names must still write what the library writes
+    for round_ in range(4):
+        gauge = GaugeMetricFamily("kept", "Kept.", labels=["b", "a"])
+        for i, tricky in enumerate(TRICKY):
+            gauge.add_metric([tricky, f"v{(i + round_) % 3}"], float(i * round_))
+        swapped = Metric("kept_swapped", "Swapped.", "gauge")
+        for i in range(3):
+            order = [("a", f"x{i}"), ("b", TRICKY[(i + round_) % len(TRICKY)])]
+            swapped.add_sample("kept_swapped", dict(order[:: 1 if (i + round_) % 2 else -1]), 1.0)
+        families = [gauge, swapped, *varied_families(round_)]
+        assert generate_text(families) == library(families)
+
+
+def test_caches_are_bounded(monkeypatch):
+    monkeypatch.setattr(text_format, "CACHE_LIMIT", 5)
+    for seed in range(3):
+        families = varied_families(seed)
+        assert generate_text(families) == library(families)
+        # emptied when over the limit: at most one scrape's series beyond it
+        series = sum(len(f.samples) for f in families)
+        assert len(text_format._LINES["underscores"]) <= 5 + series
+        assert len(text_format._HEADS["underscores"]) <= 5 + len(families)
