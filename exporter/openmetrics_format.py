@@ -1,24 +1,27 @@
 """An OpenMetrics 1.0 encoder, byte-for-byte prometheus_client's `generate_latest`.
 
 Why our own: Prometheus asks for OpenMetrics first, and the library's encoder formats every
-line through `str.format`, sorted label items and name checks: measured ~9x the CPU of our text
-encoder (exporter/text_format.py) on a full-stack scrape. This one keeps what depends only on
-names and label values across scrapes, as text_format does: each family's HELP/TYPE/UNIT
-lines, and each series' line up to its value, found by one lookup of its name, label names and
-values. A family whose samples carry exemplars or native histograms (or anything this encoder
-does not write itself) is handed to the library whole, so its output is the library's.
-tests/test_openmetrics_format.py compares the two on varied families.
+line through `str.format`, sorted label items and name checks: measured ~10x the CPU of our
+text encoder (exporter/text_format.py) on a full-stack scrape. This one keeps what depends only
+on names and label values across scrapes, as text_format does: each family's HELP/TYPE/UNIT
+lines, one `%`-template per sample name and label names, and each series' line up to its value
+(found by one lookup of its name, label names and values). A family whose samples carry
+exemplars or native histograms (or anything this encoder does not write itself) is handed to
+the library whole, so its output is the library's. tests/test_openmetrics_format.py compares
+the two on varied families.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import operator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as om
 from prometheus_client.validation import _is_valid_legacy_metric_name
 
-from exporter.text_format import CACHE_LIMIT, _escape_value, _go_float
+from exporter.text_format import CACHE_LIMIT, _escape_value, _forget_if_stale, _go_float
 
 _INF = float("inf")
 
@@ -26,6 +29,12 @@ _INF = float("inf")
 _HEADS: dict[str, dict[tuple[str, str, str, str], str]] = {}
 #: escaping -> (sample name, *label names, *label values, in the sample's order) -> line head
 _LINES: dict[str, dict[tuple[str, ...], str]] = {}
+#: (line template, getter of its label values or None)
+_Template = tuple[str, Callable[[Any], tuple[str, ...]] | None]
+#: escaping -> (sample name, *label names in the sample's order) -> its _Template
+_TEMPLATES: dict[str, dict[tuple[str, ...], _Template]] = {}
+#: escaping -> samples of the last scrape encoded with it
+_SERIES: dict[str, int] = {}
 
 
 class _One:
@@ -38,6 +47,10 @@ class _One:
         return iter((self.metric,))
 
 
+class _Unusual(Exception):
+    """A sample this encoder leaves to the library (exemplar, native histogram)."""
+
+
 def _head(metric: Metric, escaping: str) -> str:
     """HELP, TYPE and UNIT lines as the library writes them."""
     name = om.escape_metric_name(metric.name, escaping)
@@ -48,18 +61,49 @@ def _head(metric: Metric, escaping: str) -> str:
     return text
 
 
-def _line(name: str, labels: dict[str, str], escaping: str) -> str:
-    """A sample's line up to its value: the library's name and label rules, once per series."""
+def _template(name: str, keys: tuple[str, ...], escaping: str) -> _Template:
+    """`name{a="%s",b="%s"} ` by the library's name and label rules (labels sorted), and a
+    getter of the label values in that order (None without labels: the line is the head)."""
+    ordered = sorted(keys)
     pairs = ",".join(
-        f'{om.escape_label_name(k, escaping)}="{_escape_value(v)}"'
-        for k, v in sorted(labels.items())
+        om.escape_label_name(k, escaping).replace("%", "%%") + '="%s"' for k in ordered
     )
     if escaping == om.ALLOWUTF8 and not _is_valid_legacy_metric_name(name):
         quoted = om.escape_metric_name(name, escaping)
-        return "{" + quoted + ("," + pairs if pairs else "") + "} "
+        if not ordered:
+            return "{" + quoted + "} ", None
+        return "{" + quoted.replace("%", "%%") + "," + pairs + "} ", _getter(ordered)
     # the library writes sample names through its label-name rule (a colon becomes `_`)
     escaped = om._escape(name, escaping, om._is_legacy_labelname_rune)
-    return escaped + ("{" + pairs + "}" if pairs else "") + " "
+    if not ordered:
+        return escaped + " ", None
+    return escaped.replace("%", "%%") + "{" + pairs + "} ", _getter(ordered)
+
+
+def _getter(ordered: list[str]) -> Callable[[Any], tuple[str, ...]]:
+    if len(ordered) == 1:
+        first = ordered[0]
+        return lambda labels: (labels[first],)
+    return operator.itemgetter(*ordered)
+
+
+def _line(
+    name: str, labels: dict[str, str], escaping: str, templates: dict[tuple[str, ...], _Template]
+) -> str:
+    """A series' line up to its value, from its name's template (kept in `templates`)."""
+    found = templates.get((name, *labels))
+    if found is None:
+        if len(templates) >= CACHE_LIMIT:
+            templates.clear()
+        found = templates[(name, *labels)] = _template(name, tuple(labels), escaping)
+    template, values = found
+    if values is None:
+        return template
+    vals = values(labels)
+    joined = "".join(vals)
+    if "\\" in joined or "\n" in joined or '"' in joined:
+        vals = tuple(_escape_value(v) for v in vals)
+    return template % vals
 
 
 def _library(metric: Metric, escaping: str) -> str:
@@ -76,12 +120,14 @@ def generate_openmetrics(families: Iterable[Metric], escaping: str = om.UNDERSCO
     output: list[str] = []
     append = output.append
     heads = _HEADS.get(escaping)
-    lines = _LINES.get(escaping)
     if heads is None or len(heads) > CACHE_LIMIT:
         heads = _HEADS[escaping] = {}
-    if lines is None or len(lines) > CACHE_LIMIT:
-        lines = _LINES[escaping] = {}
+    lines = _LINES.setdefault(escaping, {})
+    templates = _TEMPLATES.setdefault(escaping, {})
+    # a scrape with more series than the cache keeps would only churn it: made from templates
+    keep_lines = _SERIES.get(escaping, 0) <= CACHE_LIMIT
     go_float = _go_float
+    samples_seen = misses = 0
 
     for metric in families:
         start = len(output)
@@ -91,13 +137,20 @@ def generate_openmetrics(families: Iterable[Metric], escaping: str = om.UNDERSCO
             if head is None:
                 head = heads[key] = _head(metric, escaping)
             append(head)
+            samples_seen += len(metric.samples)
             for sample in metric.samples:
                 name, labels, value, timestamp, exemplar, native = sample
                 if exemplar is not None or native is not None:
                     raise _Unusual
-                found = lines.get((name, *labels, *labels.values()))
-                if found is None:
-                    found = lines[(name, *labels, *labels.values())] = _line(name, labels, escaping)
+                if keep_lines:
+                    found = lines.get((name, *labels, *labels.values()))
+                    if found is None:
+                        found = _line(name, labels, escaping, templates)
+                        misses += 1
+                        if len(lines) < CACHE_LIMIT:
+                            lines[(name, *labels, *labels.values())] = found
+                else:
+                    found = _line(name, labels, escaping, templates)
                 if type(value) is not float:
                     value = float(value)
                 if -_INF < value < 1e6:
@@ -112,8 +165,6 @@ def generate_openmetrics(families: Iterable[Metric], escaping: str = om.UNDERSCO
             del output[start:]
             append(_library(metric, escaping))
     append("# EOF\n")
+    _SERIES[escaping] = samples_seen
+    _forget_if_stale(lines, misses, samples_seen)
     return "".join(output).encode("utf-8")
-
-
-class _Unusual(Exception):
-    """A sample this encoder leaves to the library (exemplar, native histogram)."""

@@ -13,7 +13,9 @@ tests/test_text_format.py compares its output with the library's on varied famil
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import operator
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import (
@@ -69,17 +71,23 @@ def _sample_name(name: str, escaping: str) -> str:
     return escape_metric_name(name, escaping)
 
 
-#: Entries of the caches below before they are emptied (names, label sets and label values are
-#: bounded per config; this only keeps a pathological source from growing them without end).
+#: Entries of each cache below at most (names, label sets and label values are bounded per
+#: config; this only keeps a pathological source from growing them without end).
 CACHE_LIMIT = 20_000
 #: escaping -> (name, type, help) -> what a family writes besides its samples
 _HEADS: dict[str, dict[tuple[str, str, str], _Head]] = {}
-#: (line head, family name, suffix): see `_line`
+#: (line head, family name, suffix): what a sample writes before its value and, when its name
+#: is one of the OpenMetrics-only series the text format writes as a family of their own
+#: (`_created`...), that family's name and the suffix
 _Line = tuple[str, str | None, str]
 #: escaping -> (sample name, *label names, *label values, in the sample's order) -> its _Line
 _LINES: dict[str, dict[tuple[str, ...], _Line]] = {}
-#: escaping -> (sample name, *label names in the sample's order) -> line template
-_TEMPLATES: dict[str, dict[tuple[str, ...], str]] = {}
+#: escaping -> samples of the last scrape encoded with it
+_SERIES: dict[str, int] = {}
+#: (line template, getter of its label values or None, family name, suffix)
+_Template = tuple[str, Callable[[Any], tuple[str, ...]] | None, str | None, str]
+#: escaping -> (sample name, *label names in the sample's order) -> its _Template
+_TEMPLATES: dict[str, dict[tuple[str, ...], _Template]] = {}
 
 
 class _Head:
@@ -100,30 +108,43 @@ class _Head:
         self.classic_only = mtype == "histogram"
 
 
-def _template(name: str, keys: tuple[str, ...], escaping: str) -> str:
-    """`name{a="%s",b="%s"} `: labels sorted, as the library writes them."""
+def _template(name: str, keys: tuple[str, ...], escaping: str) -> _Template:
+    """`name{a="%s",b="%s"} ` (labels sorted, as the library writes them), a getter of the
+    label values in that order, and the OpenMetrics-only family the name belongs to."""
+    family: str | None = None
+    suffix = ""
+    for om_suffix in _OM_SUFFIXES:
+        if name.endswith(om_suffix):
+            family, suffix = name[: -len(om_suffix)], om_suffix
     sname = _sample_name(name, escaping).replace("%", "%%")
     if not keys:
-        return sname + "} " if sname[0] == "{" else sname + " "
-    pairs = ",".join(
-        escape_label_name(k, escaping).replace("%", "%%") + '="%s"' for k in sorted(keys)
-    )
-    return sname + "," + pairs + "} " if sname[0] == "{" else sname + "{" + pairs + "} "
+        return (sname + "} " if sname[0] == "{" else sname + " "), None, family, suffix
+    ordered = sorted(keys)
+    pairs = ",".join(escape_label_name(k, escaping).replace("%", "%%") + '="%s"' for k in ordered)
+    head = sname + "," + pairs + "} " if sname[0] == "{" else sname + "{" + pairs + "} "
+    if len(ordered) == 1:
+        first = ordered[0]
+        return head, lambda labels: (labels[first],), family, suffix
+    return head, operator.itemgetter(*ordered), family, suffix
 
 
-def _line(name: str, labels: dict[str, str], escaping: str) -> _Line:
-    """What a sample writes before its value, and (family name, suffix) when its name is one
-    of the OpenMetrics-only series the text format writes as a family of its own."""
-    keys = tuple(labels)
-    templates = _TEMPLATES.setdefault(escaping, {})
-    template = templates.get((name, *keys))
-    if template is None:
-        template = templates[(name, *keys)] = _template(name, keys, escaping)
-    head = template % tuple(_escape_value(labels[k]) for k in sorted(keys))
-    for suffix in _OM_SUFFIXES:
-        if name.endswith(suffix):
-            return head, name[: -len(suffix)], suffix
-    return head, None, ""
+def _line(
+    name: str, labels: dict[str, str], escaping: str, templates: dict[tuple[str, ...], _Template]
+) -> _Line:
+    """A series' line up to its value, from its name's template (kept in `templates`)."""
+    found = templates.get((name, *labels))
+    if found is None:
+        if len(templates) >= CACHE_LIMIT:
+            templates.clear()
+        found = templates[(name, *labels)] = _template(name, tuple(labels), escaping)
+    template, values, family, suffix = found
+    if values is None:
+        return template, family, suffix
+    vals = values(labels)
+    joined = "".join(vals)
+    if "\\" in joined or "\n" in joined or '"' in joined:
+        vals = tuple(_escape_value(v) for v in vals)
+    return template % vals, family, suffix
 
 
 def generate_text(families: Iterable[Metric], escaping: str = UNDERSCORES) -> bytes:
@@ -140,13 +161,14 @@ def generate_text(families: Iterable[Metric], escaping: str = UNDERSCORES) -> by
     output: list[str] = []
     append = output.append
     heads = _HEADS.get(escaping)
-    lines = _LINES.get(escaping)
     if heads is None or len(heads) > CACHE_LIMIT:
         heads = _HEADS[escaping] = {}
-    if lines is None or len(lines) > CACHE_LIMIT:
-        lines = _LINES[escaping] = {}
-        _TEMPLATES.pop(escaping, None)
+    lines = _LINES.setdefault(escaping, {})
+    templates = _TEMPLATES.setdefault(escaping, {})
+    # a scrape with more series than the cache keeps would only churn it: made from templates
+    keep_lines = _SERIES.get(escaping, 0) <= CACHE_LIMIT
     go_float = _go_float
+    samples_seen = misses = 0
 
     for metric in families:
         key = (metric.name, metric.type, metric.documentation)
@@ -158,11 +180,18 @@ def generate_text(families: Iterable[Metric], escaping: str = UNDERSCORES) -> by
         samples = metric.samples
         if head.classic_only:
             samples = [s for s in samples if s.native_histogram is None]
+        samples_seen += len(samples)
         for sample in samples:
             name, labels, value, timestamp = sample[0], sample[1], sample[2], sample[3]
-            found = lines.get((name, *labels, *labels.values()))
-            if found is None:
-                found = lines[(name, *labels, *labels.values())] = _line(name, labels, escaping)
+            if keep_lines:
+                found = lines.get((name, *labels, *labels.values()))
+                if found is None:
+                    found = _line(name, labels, escaping, templates)
+                    misses += 1
+                    if len(lines) < CACHE_LIMIT:
+                        lines[(name, *labels, *labels.values())] = found
+            else:
+                found = _line(name, labels, escaping, templates)
             line_head, family, suffix = found
             if type(value) is not float:
                 value = float(value)
@@ -184,4 +213,13 @@ def generate_text(families: Iterable[Metric], escaping: str = UNDERSCORES) -> by
             for om_suffix, om in sorted(om_lines.items()):
                 append(head.om_heads[om_suffix])
                 output.extend(om)
+    _SERIES[escaping] = samples_seen
+    _forget_if_stale(lines, misses, samples_seen)
     return "".join(output).encode("utf-8")
+
+
+def _forget_if_stale(lines: dict[Any, Any], misses: int, samples: int) -> None:
+    """A full cache that missed most of a scrape holds series that came before (or more than it
+    can keep): emptied, it takes the next scrape's. Never full, it is never emptied."""
+    if len(lines) >= CACHE_LIMIT and misses * 2 > samples:
+        lines.clear()

@@ -10,7 +10,7 @@ from prometheus_client.openmetrics import exposition as om
 from prometheus_client.samples import Exemplar, Sample, Timestamp
 
 from collectors.native_histogram import Histograms, NativeSettings
-from exporter import openmetrics_format
+from exporter import openmetrics_format, text_format
 from exporter.openmetrics_format import generate_openmetrics
 from tests.test_text_format import TRICKY, Families, utf8_families, varied_families
 
@@ -37,7 +37,9 @@ def unusual_families() -> list[Metric]:
     sized.add_metric(['a"b'], 1e21, timestamp=1.7e9 + 0.25)
     colon = Metric("with:colon", "Colon.", "gauge")
     colon.add_sample("with:colon", {}, 2.0)
-    return [histograms.family(), hits, traced, sized, colon]
+    percent = Metric("pct.%d", "Percent, no labels.", "gauge")
+    percent.add_sample("pct.%d", {}, 3.0)
+    return [histograms.family(), hits, traced, sized, colon, percent]
 
 
 @pytest.mark.parametrize("escaping", ESCAPINGS)
@@ -88,14 +90,21 @@ def test_a_family_the_library_refuses_is_refused_the_same_way():
     assert ours.value.args == theirs.value.args
 
 
-def test_caches_are_bounded(monkeypatch):
-    monkeypatch.setattr(openmetrics_format, "CACHE_LIMIT", 5)
-    for seed in range(3):
-        families = varied_families(seed)
-        assert generate_openmetrics(families) == library(families)
-        series = sum(len(f.samples) for f in families)
-        assert len(openmetrics_format._LINES["underscores"]) <= 5 + series
-        assert len(openmetrics_format._HEADS["underscores"]) <= 5 + len(families)
+def test_caches_are_bounded_and_follow_new_series(monkeypatch):
+    for cache in ("_LINES", "_HEADS", "_TEMPLATES", "_SERIES"):
+        monkeypatch.setattr(openmetrics_format, cache, {})
+    monkeypatch.setattr(openmetrics_format, "CACHE_LIMIT", 40)
+    monkeypatch.setattr(text_format, "CACHE_LIMIT", 40)  # _forget_if_stale's
+    for seed in range(4):  # more series than the caches keep, and other ones each time
+        families = [*utf8_families(seed), *unusual_families()]
+        for escaping in ESCAPINGS:
+            assert generate_openmetrics(families, escaping) == library(families, escaping)
+            assert len(openmetrics_format._LINES[escaping]) <= 40
+            assert len(openmetrics_format._TEMPLATES[escaping]) <= 40
+    small = varied_families(0)[:3]
+    assert generate_openmetrics(small) == library(small)
+    assert generate_openmetrics(small) == library(small)
+    assert 0 < len(openmetrics_format._LINES["underscores"]) <= 40
 
 
 def test_only_families_with_exemplars_or_native_buckets_go_to_the_library(monkeypatch):
