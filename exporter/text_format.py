@@ -190,9 +190,19 @@ def generate_text(families: Iterable[Metric], escaping: str = UNDERSCORES) -> by
                     misses += 1
                     if len(lines) < CACHE_LIMIT:
                         lines[(name, *labels, *labels.values())] = found
-            else:
-                found = _line(name, labels, escaping, templates)
-            line_head, family, suffix = found
+                line_head, family, suffix = found
+            else:  # _line, inline: this runs for every sample of a large scrape
+                template = templates.get((name, *labels))
+                if template is None:
+                    line_head, family, suffix = _line(name, labels, escaping, templates)
+                else:
+                    line_head, values, family, suffix = template
+                    if values is not None:
+                        vals = values(labels)
+                        joined = "".join(vals)
+                        if "\\" in joined or "\n" in joined or '"' in joined:
+                            vals = tuple(_escape_value(v) for v in vals)
+                        line_head = line_head % vals
             if type(value) is not float:
                 value = float(value)
             if -_INF < value < 1e6:
