@@ -5,10 +5,10 @@ line through `str.format`, sorted label items and name checks: measured ~10x the
 text encoder (exporter/text_format.py) on a full-stack scrape. This one keeps what depends only
 on names and label values across scrapes, as text_format does: each family's HELP/TYPE/UNIT
 lines, one `%`-template per sample name and label names, and each series' line up to its value
-(found by one lookup of its name, label names and values). A family whose samples carry
-exemplars or native histograms (or anything this encoder does not write itself) is handed to
-the library whole, so its output is the library's. tests/test_openmetrics_format.py compares
-the two on varied families.
+(found by one lookup of its name, label names and values). Exemplars are written by the
+library's own function; a family this encoder fails on is handed to the library whole, so its
+output (or its error) is the library's. tests/test_openmetrics_format.py compares the two on
+varied families.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as om
+from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.validation import _is_valid_legacy_metric_name
 
 from exporter.text_format import CACHE_LIMIT, _escape_value, _forget_if_stale, _go_float
@@ -45,10 +46,6 @@ class _One:
 
     def collect(self) -> Iterator[Metric]:
         return iter((self.metric,))
-
-
-class _Unusual(Exception):
-    """A sample this encoder leaves to the library (exemplar, native histogram)."""
 
 
 def _head(metric: Metric, escaping: str) -> str:
@@ -106,6 +103,13 @@ def _line(
     return template % vals
 
 
+def _exemplar(metric: Metric, sample: Sample, exemplar: Exemplar) -> str:
+    """` # {labels} value [timestamp]`, by the library's own function (which refuses an
+    exemplar on a sample that cannot have one)."""
+    text: str = om._compose_exemplar_string(metric, sample, exemplar)  # type: ignore[no-untyped-call]
+    return text
+
+
 def _library(metric: Metric, escaping: str) -> str:
     """The family as the library writes it (its own errors included)."""
     body: bytes = om.generate_latest(_One(metric), escaping=escaping)  # type: ignore[no-untyped-call]
@@ -140,8 +144,6 @@ def generate_openmetrics(families: Iterable[Metric], escaping: str = om.UNDERSCO
             samples_seen += len(metric.samples)
             for sample in metric.samples:
                 name, labels, value, timestamp, exemplar, native = sample
-                if exemplar is not None or native is not None:
-                    raise _Unusual
                 if keep_lines:
                     found = lines.get((name, *labels, *labels.values()))
                     if found is None:
@@ -151,6 +153,12 @@ def generate_openmetrics(families: Iterable[Metric], escaping: str = om.UNDERSCO
                             lines[(name, *labels, *labels.values())] = found
                 else:
                     found = _line(name, labels, escaping, templates)
+                if exemplar or native:  # as the library: exemplar checked, native left out
+                    after = _exemplar(metric, sample, exemplar) if exemplar else ""
+                    if native:
+                        continue
+                else:
+                    after = ""
                 if type(value) is not float:
                     value = float(value)
                 if -_INF < value < 1e6:
@@ -158,10 +166,10 @@ def generate_openmetrics(families: Iterable[Metric], escaping: str = om.UNDERSCO
                 else:
                     text = go_float(value)
                 if timestamp is None:
-                    append(f"{found}{text}\n")
+                    append(f"{found}{text}{after}\n")
                 else:
-                    append(f"{found}{text} {timestamp}\n")
-        except Exception:  # noqa: BLE001 - exemplars, native buckets, odd values: the library's
+                    append(f"{found}{text} {timestamp}{after}\n")
+        except Exception:  # noqa: BLE001 - a family it refuses, and how: the library's
             del output[start:]
             append(_library(metric, escaping))
     append("# EOF\n")

@@ -107,7 +107,7 @@ def test_caches_are_bounded_and_follow_new_series(monkeypatch):
     assert 0 < len(openmetrics_format._LINES["underscores"]) <= 40
 
 
-def test_only_families_with_exemplars_or_native_buckets_go_to_the_library(monkeypatch):
+def test_exemplars_and_native_buckets_are_written_here_too(monkeypatch):
     handed: list[str] = []
     whole = openmetrics_format._library
 
@@ -118,4 +118,14 @@ def test_only_families_with_exemplars_or_native_buckets_go_to_the_library(monkey
     monkeypatch.setattr(openmetrics_format, "_library", library_for)
     families = [*utf8_families(0), *unusual_families()]
     assert generate_openmetrics(families) == library(families)
-    assert handed == ["req_seconds", "traced"]
+    assert handed == []
+
+
+def test_an_exemplar_the_library_refuses_is_refused_the_same_way():
+    gauge = GaugeMetricFamily("ex", "Exemplar on a gauge.", labels=[])
+    gauge.samples.append(Sample("ex", {}, 1.0, None, Exemplar({"a": "b"}, 1.0)))
+    with pytest.raises(ValueError) as ours:
+        generate_openmetrics([gauge])
+    with pytest.raises(ValueError) as theirs:
+        library([gauge])
+    assert ours.value.args == theirs.value.args
