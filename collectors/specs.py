@@ -23,6 +23,7 @@ from prometheus_client.metrics_core import (
     Metric,
     SummaryMetricFamily,
 )
+from prometheus_client.samples import Sample
 
 
 class MetricType(enum.Enum):
@@ -49,9 +50,9 @@ class MetricSpec:
     #: What the number is read from (an INFO field, a view or query, an engine's family), for
     #: the generated docs. Never a secret.
     source: str = ""
-    #: label names -> an empty family to copy (see `family`), kept on the spec so a lookup
-    #: does not hash the whole frozen spec; no part of init, repr, eq or hash
-    _prototypes: dict[tuple[str, ...], Metric] = field(
+    #: label names (None: the spec's own) -> an empty family to copy (see `family`), kept on
+    #: the spec so a lookup does not hash the whole frozen spec; no part of init, repr, eq or hash
+    _prototypes: dict[tuple[str, ...] | None, Metric] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -68,10 +69,11 @@ class MetricSpec:
         and label names: scrapes make hundreds of families, and re-validating the same names
         was most of what making one cost.
         """
-        names = self.labels if labels is None else tuple(labels)
-        prototype = self._prototypes.get(names)
+        key = None if labels is None else tuple(labels)  # None: the spec's own (a quick key)
+        prototype = self._prototypes.get(key)
         if prototype is None:
-            prototype = self._prototypes[names] = self._new_family(list(names))
+            names = self.labels if key is None else key
+            prototype = self._prototypes[key] = self._new_family(list(names))
         family: Metric = Metric.__new__(type(prototype))
         family.__dict__.update(prototype.__dict__)
         family.samples = []
@@ -100,11 +102,32 @@ class MetricSpec:
         return self.unit if self.unit and base.endswith("_" + self.unit) else ""
 
 
+#: The sample name's suffix for the family types `add` takes (subclasses: see `_suffix`).
+_SUFFIXES: dict[type[Metric], str] = {GaugeMetricFamily: "", CounterMetricFamily: "_total"}
+_new_tuple = tuple.__new__
+
+
 def add(family: Metric, label_values: Sequence[str], value: float) -> None:
-    """Add one sample to a gauge or counter family built from a spec."""
-    if not isinstance(family, CounterMetricFamily | GaugeMetricFamily):
-        raise TypeError(f"{family.name}: add() takes gauges and counters, not {family.type}")
-    family.add_metric(list(label_values), float(value))
+    """Add one sample to a gauge or counter family built from a spec.
+
+    The sample is the one `add_metric` appends, made directly: scrapes add hundreds, and the
+    method's list copy, keyword defaults and namedtuple constructor were most of its cost.
+    """
+    suffix = _SUFFIXES.get(type(family))
+    if suffix is None:
+        suffix = _suffix(family)
+    names = family._labelnames  # type: ignore[attr-defined]
+    labels = dict(zip(names, label_values, strict=False))  # add_metric's zip
+    sample = (family.name + suffix, labels, float(value), None, None, None)
+    family.samples.append(_new_tuple(Sample, sample))
+
+
+def _suffix(family: Metric) -> str:
+    if isinstance(family, CounterMetricFamily):
+        return "_total"
+    if isinstance(family, GaugeMetricFamily):
+        return ""
+    raise TypeError(f"{family.name}: add() takes gauges and counters, not {family.type}")
 
 
 def gauge(name: str, help: str, labels: Iterable[str] = (), **extra: str) -> MetricSpec:
@@ -155,7 +178,10 @@ class FamilySet:
         return family
 
     def add(self, spec: MetricSpec, value: float, *label_values: str) -> None:
-        add(self.get(spec), (*self.prefix, *label_values), value)
+        family = self._families.get(spec.name)
+        if family is None:
+            family = self._families[spec.name] = spec.family()
+        add(family, (*self.prefix, *label_values) if self.prefix else label_values, value)
 
     def histogram(
         self,

@@ -257,8 +257,11 @@ class Flights(Generic[K]):
                 links.append((collector, deadline, future))
             run = Run(future, deadline)
             self._current[key] = run
-        # outside the lock: a run already done calls back at once, and that takes the lock
-        run.future.add_done_callback(functools.partial(self._finished, key, run))
+        # outside the lock: a run already done calls back at once, and that takes the lock.
+        # The callback names the key, not the run: a future keeps its callbacks, so one that
+        # held its run would make a cycle, and the scrape's families would wait for the
+        # cyclic collector instead of going with their last reference.
+        run.future.add_done_callback(functools.partial(self._finished, key))
         return run
 
     def _start_chain(self, links: list[_Link], spare_at: float) -> Chain | None:
@@ -280,13 +283,14 @@ class Flights(Generic[K]):
         with self._lock:
             return [r.future for r in self._abandoned.get(key, ()) if not r.future.done()]
 
-    def _finished(self, key: K, run: Run, future: Future[CollectionResult]) -> None:
+    def _finished(self, key: K, future: Future[CollectionResult]) -> None:
         with self._lock:
-            if self._current.get(key) is run:
+            current = self._current.get(key)
+            if current is not None and current.future is future:
                 del self._current[key]
             stuck = self._abandoned.get(key)
-            if stuck is not None:
-                stuck.discard(run)  # its late result is dropped with it
+            if stuck:  # its late result is dropped with it
+                stuck.difference_update([r for r in stuck if r.future is future])
 
     def abandon(self, key: K, collector: SourceCollector, run: Run) -> None:
         """Stop waiting for `run` (once): it overran its deadline and is still going."""

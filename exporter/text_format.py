@@ -4,8 +4,9 @@ Why our own: the benchmark (benchmarks/scrape.py) measured prometheus_client's
 `generate_latest` at ~0.35 M samples/s on this machine, below the 0.5 M samples/s target;
 most of its time goes to re-validating the same metric and label names for every sample
 and formatting each line through several helpers. This encoder escapes each name once (same
-escaping functions as the library) and keeps the result across scrapes, as HELP/TYPE lines
-and one `%`-template per sample name and label names, so a line is one formatting step.
+escaping functions as the library) and keeps the result across scrapes: HELP/TYPE lines, and
+each series' line up to its value (found by one lookup of its name, label names and values:
+the same series come back every scrape), so a line costs that lookup and its value.
 tests/test_text_format.py compares its output with the library's on varied families.
 """
 
@@ -70,19 +71,29 @@ def _sample_name(name: str, escaping: str) -> str:
     return escape_metric_name(name, escaping)
 
 
-#: Entries of each cache below before it is emptied (names and label sets are bounded per
+#: Entries of each cache below at most (names, label sets and label values are bounded per
 #: config; this only keeps a pathological source from growing them without end).
 CACHE_LIMIT = 20_000
-#: (name, type, help, escaping) -> what a family writes besides its samples
-_HEADS: dict[tuple[str, str, str, str], _Head] = {}
-#: (sample name, label names in the sample's order, escaping) -> line template and label getter
-_TEMPLATES: dict[tuple[str, tuple[str, ...], str], tuple[str, Callable[[Any], Any] | None]] = {}
+#: escaping -> (name, type, help) -> what a family writes besides its samples
+_HEADS: dict[str, dict[tuple[str, str, str], _Head]] = {}
+#: (line head, family name, suffix): what a sample writes before its value and, when its name
+#: is one of the OpenMetrics-only series the text format writes as a family of their own
+#: (`_created`...), that family's name and the suffix
+_Line = tuple[str, str | None, str]
+#: escaping -> (sample name, *label names, *label values, in the sample's order) -> its _Line
+_LINES: dict[str, dict[tuple[str, ...], _Line]] = {}
+#: escaping -> samples of the last scrape encoded with it
+_SERIES: dict[str, int] = {}
+#: (line template, getter of its label values or None, family name, suffix)
+_Template = tuple[str, Callable[[Any], tuple[str, ...]] | None, str | None, str]
+#: escaping -> (sample name, *label names in the sample's order) -> its _Template
+_TEMPLATES: dict[str, dict[tuple[str, ...], _Template]] = {}
 
 
 class _Head:
     """A family's HELP and TYPE lines and, for OpenMetrics-only samples, their own headers."""
 
-    __slots__ = ("text", "om_names", "om_heads", "classic_only")
+    __slots__ = ("text", "om_heads", "classic_only")
 
     def __init__(self, metric: Metric, escaping: str) -> None:
         name = metric.name + _NAME_SUFFIX.get(metric.type, "")
@@ -90,7 +101,6 @@ class _Head:
         escaped = escape_metric_name(name, escaping)
         documentation = _escape_help(metric.documentation)
         self.text = f"# HELP {escaped} {documentation}\n# TYPE {escaped} {mtype}\n"
-        self.om_names = {metric.name + suffix: suffix for suffix in _OM_SUFFIXES}
         self.om_heads = {}
         for suffix in _OM_SUFFIXES:
             om_name = escape_metric_name(metric.name + suffix, escaping)
@@ -98,20 +108,43 @@ class _Head:
         self.classic_only = mtype == "histogram"
 
 
-def _template(name: str, keys: tuple[str, ...], escaping: str) -> tuple[str, Any]:
-    """`name{a="%s",b="%s"} ` (labels sorted, as the library writes them) and a getter of the
-    label values in that order (None without labels)."""
+def _template(name: str, keys: tuple[str, ...], escaping: str) -> _Template:
+    """`name{a="%s",b="%s"} ` (labels sorted, as the library writes them), a getter of the
+    label values in that order, and the OpenMetrics-only family the name belongs to."""
+    family: str | None = None
+    suffix = ""
+    for om_suffix in _OM_SUFFIXES:
+        if name.endswith(om_suffix):
+            family, suffix = name[: -len(om_suffix)], om_suffix
     sname = _sample_name(name, escaping).replace("%", "%%")
     if not keys:
-        return (sname + "} " if sname[0] == "{" else sname + " "), None
+        return (sname + "} " if sname[0] == "{" else sname + " "), None, family, suffix
     ordered = sorted(keys)
     pairs = ",".join(escape_label_name(k, escaping).replace("%", "%%") + '="%s"' for k in ordered)
     head = sname + "," + pairs + "} " if sname[0] == "{" else sname + "{" + pairs + "} "
-    getter = operator.itemgetter(*ordered)
     if len(ordered) == 1:
         first = ordered[0]
-        return head, lambda labels: (labels[first],)
-    return head, getter
+        return head, lambda labels: (labels[first],), family, suffix
+    return head, operator.itemgetter(*ordered), family, suffix
+
+
+def _line(
+    name: str, labels: dict[str, str], escaping: str, templates: dict[tuple[str, ...], _Template]
+) -> _Line:
+    """A series' line up to its value, from its name's template (kept in `templates`)."""
+    found = templates.get((name, *labels))
+    if found is None:
+        if len(templates) >= CACHE_LIMIT:
+            templates.clear()
+        found = templates[(name, *labels)] = _template(name, tuple(labels), escaping)
+    template, values, family, suffix = found
+    if values is None:
+        return template, family, suffix
+    vals = values(labels)
+    joined = "".join(vals)
+    if "\\" in joined or "\n" in joined or '"' in joined:
+        vals = tuple(_escape_value(v) for v in vals)
+    return template % vals, family, suffix
 
 
 def generate_text(families: Iterable[Metric], escaping: str = UNDERSCORES) -> bytes:
@@ -122,43 +155,54 @@ def generate_text(families: Iterable[Metric], escaping: str = UNDERSCORES) -> by
     Samples that carry only native buckets (collectors/native_histogram.py) have no text
     form and are left out; their classic buckets are written.
 
-    What depends only on names (HELP/TYPE lines, each sample name with its sorted label names
-    as a line template) is kept across scrapes: the same families come back every scrape.
+    What depends only on names and label values (HELP/TYPE lines, each series' line up to its
+    value) is kept across scrapes: the same families and series come back every scrape.
     """
     output: list[str] = []
     append = output.append
-    heads, templates = _HEADS, _TEMPLATES
-    if len(heads) > CACHE_LIMIT:
-        heads.clear()
-    if len(templates) > CACHE_LIMIT:
-        templates.clear()
+    heads = _HEADS.get(escaping)
+    if heads is None or len(heads) > CACHE_LIMIT:
+        heads = _HEADS[escaping] = {}
+    lines = _LINES.setdefault(escaping, {})
+    templates = _TEMPLATES.setdefault(escaping, {})
+    # a scrape with more series than the cache keeps would only churn it: made from templates
+    keep_lines = _SERIES.get(escaping, 0) <= CACHE_LIMIT
     go_float = _go_float
-    escape_value = _escape_value
+    samples_seen = misses = 0
 
     for metric in families:
-        key = (metric.name, metric.type, metric.documentation, escaping)
+        key = (metric.name, metric.type, metric.documentation)
         head = heads.get(key)
         if head is None:
             head = heads[key] = _Head(metric, escaping)
         append(head.text)
-        om_names = head.om_names
         om_lines: dict[str, list[str]] | None = None
         samples = metric.samples
         if head.classic_only:
             samples = [s for s in samples if s.native_histogram is None]
+        samples_seen += len(samples)
         for sample in samples:
             name, labels, value, timestamp = sample[0], sample[1], sample[2], sample[3]
-            tkey = (name, tuple(labels), escaping)
-            found = templates.get(tkey)
-            if found is None:
-                found = templates[tkey] = _template(name, tkey[1], escaping)
-            line_head, values = found
-            if values is not None:
-                vals = values(labels)
-                joined = "".join(vals)
-                if "\\" in joined or "\n" in joined or '"' in joined:
-                    vals = tuple(escape_value(v) for v in vals)
-                line_head = line_head % vals
+            if keep_lines:
+                found = lines.get((name, *labels, *labels.values()))
+                if found is None:
+                    found = _line(name, labels, escaping, templates)
+                    misses += 1
+                    if len(lines) < CACHE_LIMIT:
+                        lines[(name, *labels, *labels.values())] = found
+                line_head, family, suffix = found
+            else:  # _line, inline: this runs for every sample of a large scrape
+                template = templates.get((name, *labels))
+                if template is None:
+                    line_head, family, suffix = _line(name, labels, escaping, templates)
+                else:
+                    line_head, values, family, suffix = template
+                    if values is not None:
+                        vals = values(labels)
+                        joined = "".join(vals)
+                        if "\\" in joined or "\n" in joined or '"' in joined:
+                            vals = tuple(_escape_value(v) for v in vals)
+                        line_head = line_head % vals
             if type(value) is not float:
                 value = float(value)
             if -_INF < value < 1e6:
@@ -169,15 +213,23 @@ def generate_text(families: Iterable[Metric], escaping: str = UNDERSCORES) -> by
                 line = f"{line_head}{text}\n"
             else:
                 line = f"{line_head}{text} {int(float(timestamp) * 1000):d}\n"
-            om_suffix = om_names.get(name)
-            if om_suffix is None:
+            if family is None or family != metric.name:
                 append(line)
             else:
                 if om_lines is None:
                     om_lines = {}
-                om_lines.setdefault(om_suffix, []).append(line)
+                om_lines.setdefault(suffix, []).append(line)
         if om_lines:
-            for om_suffix, lines in sorted(om_lines.items()):
+            for om_suffix, om in sorted(om_lines.items()):
                 append(head.om_heads[om_suffix])
-                output.extend(lines)
+                output.extend(om)
+    _SERIES[escaping] = samples_seen
+    _forget_if_stale(lines, misses, samples_seen)
     return "".join(output).encode("utf-8")
+
+
+def _forget_if_stale(lines: dict[Any, Any], misses: int, samples: int) -> None:
+    """A full cache that missed most of a scrape holds series that came before (or more than it
+    can keep): emptied, it takes the next scrape's. Never full, it is never emptied."""
+    if len(lines) >= CACHE_LIMIT and misses * 2 > samples:
+        lines.clear()

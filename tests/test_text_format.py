@@ -28,6 +28,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter import text_format
 from exporter.text_format import generate_text
 
 
@@ -161,3 +162,45 @@ def test_matches_the_library_with_either_name_escaping_scrape_after_scrape(escap
         assert generate_text(families, escaping) == exposition.generate_latest(
             Families(families), escaping=escaping
         )
+
+
+def test_series_lines_kept_across_scrapes_follow_changed_values_and_label_orders():
+    # a series' line up to its value is kept: new values, label values that need escaping and
+    # other label orders of the same names must still write what the library writes
+    for round_ in range(4):
+        gauge = GaugeMetricFamily("kept", "Kept.", labels=["b", "a"])
+        for i, tricky in enumerate(TRICKY):
+            gauge.add_metric([tricky, f"v{(i + round_) % 3}"], float(i * round_))
+        swapped = Metric("kept_swapped", "Swapped.", "gauge")
+        for i in range(3):
+            order = [("a", f"x{i}"), ("b", TRICKY[(i + round_) % len(TRICKY)])]
+            swapped.add_sample("kept_swapped", dict(order[:: 1 if (i + round_) % 2 else -1]), 1.0)
+        families = [gauge, swapped, *varied_families(round_)]
+        assert generate_text(families) == library(families)
+
+
+def test_caches_are_bounded_and_follow_new_series(monkeypatch):
+    monkeypatch.setattr(text_format, "CACHE_LIMIT", 40)
+    monkeypatch.setattr(text_format, "_LINES", {})
+    monkeypatch.setattr(text_format, "_HEADS", {})
+    monkeypatch.setattr(text_format, "_TEMPLATES", {})
+    monkeypatch.setattr(text_format, "_SERIES", {})
+    for seed in range(4):  # more series than the caches keep, and other ones each time
+        families = varied_families(seed)
+        assert generate_text(families) == library(families)
+        assert len(text_format._LINES["underscores"]) <= 40
+        assert len(text_format._TEMPLATES["underscores"]) <= 40
+        assert len(text_format._HEADS["underscores"]) <= 40 + len(families)
+    # full of series that no longer come, the line cache is emptied for the next scrape's
+    gauge = GaugeMetricFamily("fresh", "Fresh.", labels=["n"])
+    for i in range(100):
+        gauge.add_metric([f"n{i}"], 1.0)
+    assert generate_text([gauge]) == library([gauge])
+    assert text_format._LINES["underscores"] == {}
+    # a scrape larger than the cache is written from templates alone, as before
+    assert generate_text([gauge]) == library([gauge])
+    assert text_format._LINES["underscores"] == {}
+    small = varied_families(0)[:3]
+    assert generate_text(small) == library(small)
+    assert generate_text(small) == library(small)
+    assert 0 < len(text_format._LINES["underscores"]) <= 40
