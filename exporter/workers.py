@@ -63,6 +63,7 @@ class WorkerPool(Executor):
                     future.set_exception(exc)
                 else:
                     future.set_result(result)
+                    del result  # the scrape's families must not outlive it in this frame
             del item, future, fn, args, kwargs  # drop references before waiting again
             self._idle.release()
 
