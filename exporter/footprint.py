@@ -47,15 +47,64 @@ PROMETHEUS_CLIENT_EXPORTS = {
     "REGISTRY": "prometheus_client.registry",
     "Metric": "prometheus_client.metrics_core",
 }
+#: redis-py's `__init__` imports its clients, sync and asyncio, cluster, sentinel and keyspace
+#: notifications, with every command method: 4 MiB of RSS (measured, benchmarks/memory.py) for
+#: a collector that talks over one of its Connections (collectors/redis/connection.py). Every
+#: name the `__init__` re-exports, from where; `from redis import _himport_exec`
+#: (redis/client.py) and `redis.asyncio` are submodules. Any other name (`redis.VERSION`) runs
+#: the real `__init__`.
+REDIS_EXPORTS = {
+    name: module
+    for module, names in {
+        "redis.backoff": "default_backoff",
+        "redis.client": "Redis StrictRedis",
+        "redis.driver_info": "DriverInfo",
+        "redis.cluster": "RedisCluster",
+        "redis.connection": (
+            "BlockingConnectionPool Connection ConnectionPool SSLConnection "
+            "UnixDomainSocketConnection"
+        ),
+        "redis.credentials": "CredentialProvider UsernamePasswordCredentialProvider",
+        "redis.keyspace_notifications": (
+            "ChannelType ClusterKeyspaceNotifications EventType KeyeventChannel "
+            "KeyNotification KeyspaceChannel KeyspaceNotifications "
+            "KeyspaceNotificationsInterface KeyspaceWorkerThread SubkeyeventChannel "
+            "SubkeyspaceChannel SubkeyspaceeventChannel SubkeyspaceitemChannel "
+            "get_channel_type"
+        ),
+        "redis.exceptions": (
+            "AuthenticationError AuthenticationWrongNumberOfArgsError BusyLoadingError "
+            "ChildDeadlockedError ConnectionError CrossSlotTransactionError DataError "
+            "InvalidPipelineStack InvalidResponse MaxConnectionsError OutOfMemoryError "
+            "PubSubError ReadOnlyError RedisClusterException RedisError ResponseError "
+            "TimeoutError WatchError"
+        ),
+        "redis.sentinel": (
+            "Sentinel SentinelConnectionPool SentinelManagedConnection SentinelManagedSSLConnection"
+        ),
+        "redis.typing": "Subscription",
+        "redis.utils": "from_url",
+    }.items()
+    for name in names.split()
+}
+REDIS_SUBMODULES = {"asyncio": "redis.asyncio", "_himport_exec": "redis._himport_exec"}
+#: httpx's `__init__` imports the whole client (the transports, WSGI and ASGI included, auth,
+#: multipart, decoders). The model server collector talks through httpcore and parses its URLs
+#: with `httpx.URL`: 0.6 MiB (measured). Any other name runs the real `__init__`.
+HTTPX_EXPORTS = {"URL": "httpx._urls"}
 
 
-def defer_package_init(package: str, exports: Mapping[str, str]) -> None:
+def defer_package_init(
+    package: str, exports: Mapping[str, str], submodules: Mapping[str, str] | None = None
+) -> None:
     """Let `package`'s submodules be imported without running its `__init__` first.
 
     `exports` names what the `__init__` re-exports from which submodule (`Config` from
-    `uvicorn.config`): those are looked up there. Any other name of the package itself
-    (`uvicorn.run`) runs the real `__init__` first, so nothing breaks, it only costs the
-    memory again. Nothing happens when the package is already imported or not installed.
+    `uvicorn.config`): those are looked up there. `submodules` names what the `__init__` binds
+    to a submodule (`from . import asyncio`, `from . import array as arraylib`): those are
+    imported. Any other name of the package itself (`uvicorn.run`) runs the real `__init__`
+    first, so nothing breaks, it only costs the memory again. Nothing happens when the
+    package is already imported or not installed.
 
     Measured with benchmarks/memory.py: uvicorn's `__init__` imports `uvicorn.main`, its
     command line (click, the reload and multiprocess supervisors, multiprocessing: 1.4 MiB
@@ -71,11 +120,15 @@ def defer_package_init(package: str, exports: Mapping[str, str]) -> None:
         return
     module = importlib.util.module_from_spec(spec)
     loader = spec.loader
+    modules = submodules or {}
 
     def __getattr__(name: str) -> object:
-        if name in exports:
+        if name in exports or name in modules:
             with contextlib.suppress(ImportError, AttributeError):
-                value = getattr(importlib.import_module(exports[name]), name)
+                if name in modules:
+                    value: object = importlib.import_module(modules[name])
+                else:
+                    value = getattr(importlib.import_module(exports[name]), name)
                 module.__dict__[name] = value  # found directly from now on
                 return value
         del module.__dict__["__getattr__"]
@@ -84,3 +137,12 @@ def defer_package_init(package: str, exports: Mapping[str, str]) -> None:
 
     module.__dict__["__getattr__"] = __getattr__
     sys.modules[package] = module
+
+
+def defer_package_inits() -> None:
+    """The deferrals above, as the standalone start makes them: before anything imports one of
+    these packages (exporter.state, exporter.server, the collectors)."""
+    defer_package_init("prometheus_client", PROMETHEUS_CLIENT_EXPORTS)
+    defer_package_init("uvicorn", UVICORN_EXPORTS)
+    defer_package_init("redis", REDIS_EXPORTS, REDIS_SUBMODULES)
+    defer_package_init("httpx", HTTPX_EXPORTS)
