@@ -9,6 +9,7 @@ scraped once against a private Redis.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import subprocess
 import sys
 import textwrap
@@ -177,6 +178,47 @@ def test_deferred_httpx_parses_urls_and_inits_for_its_client():
         """
     )
     assert done.stdout.split() == ["/v1/models", "False", "Client", "True"], done.stderr
+
+
+def test_exporter_without_collectors_imports_neither_importlib_metadata_nor_logging_config(
+    tmp_path: Path,
+):
+    """Its version is the installed distribution's, read without importlib.metadata; uvicorn's
+    `import logging.config` does not run that module."""
+    config = tmp_path / "empty.yml"
+    config.write_text("collectors:\n  system: {enabled: false}\n  process: {enabled: false}\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "exporter.log"
+    args = exporter_args(port, config)
+    with started_process(
+        [args[0], "-X", "importtime", *args[1:]],
+        ready=lambda: httpx.get(f"{url}/-/healthy").status_code == 200,
+        what="the exporter to answer /-/healthy",
+        log=log,
+        cwd=ROOT,
+    ):
+        body = httpx.get(f"{url}/metrics", headers={"Accept": "text/plain"}).text
+    version = importlib.metadata.version("afirgen-exporter")
+    assert f'version="{version}"' in body.split("afirgen_exporter_build_info{", 1)[1]
+    modules = imported_modules(log.read_text())
+    assert {"uvicorn.config", "logging.config"} <= modules  # imported, its code not run
+    assert sorted(modules & {"importlib.metadata", "zipfile", "logging.handlers"}) == []
+
+
+def test_lazily_loaded_module_runs_its_code_on_first_use():
+    done = run_python(
+        """
+        import sys
+        from exporter import footprint
+        footprint.load_lazily(["logging.config"])
+        import logging.config
+        print("logging.handlers" in sys.modules)
+        logging.config.dictConfig({"version": 1, "incremental": True})
+        print("logging.handlers" in sys.modules, logging.config.dictConfig.__module__)
+        """
+    )
+    assert done.stdout.split() == ["False", "True", "logging.config"], done.stderr
 
 
 def test_blocked_import_fails_inside_the_block_and_works_after_it():
