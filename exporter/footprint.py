@@ -10,8 +10,13 @@ import contextlib
 import importlib.machinery
 import importlib.util
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import ModuleType
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:  # at run time it imports importlib.resources, tempfile, shutil, random
+    import importlib.abc
 
 #: redis-py (8.1 here: `redis.observability`) imports the OpenTelemetry metrics API and SDK at
 #: import time only to note whether its own client-side OTel metrics could be turned on, and
@@ -145,7 +150,9 @@ def defer_package_init(
     to a submodule (`from . import asyncio`, `from . import array as arraylib`): those are
     imported. Any other name of the package itself (`uvicorn.run`) runs the real `__init__`
     first, so nothing breaks, it only costs the memory again. Nothing happens when the
-    package is already imported or not installed.
+    package is already imported or not installed. The package is found when it is first
+    imported (a finder on `sys.meta_path`), so the import system binds it in its parent
+    package as usual and deferring a subpackage imports nothing before it is needed.
 
     Measured with benchmarks/memory.py: uvicorn's `__init__` imports `uvicorn.main`, its
     command line (click, the reload and multiprocess supervisors, multiprocessing: 1.4 MiB
@@ -154,30 +161,97 @@ def defer_package_init(
     2.6 MiB. The standalone exporter runs none of them: it builds uvicorn's Config and Server
     and uses prometheus_client's families, registry and OpenMetrics encoder.
     """
-    if package in sys.modules:
-        return
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
-        return
-    module = importlib.util.module_from_spec(spec)
-    loader = spec.loader
-    modules = submodules or {}
+    if package not in sys.modules:
+        sys.meta_path.insert(0, _DeferringFinder(package, exports, submodules or {}))
 
-    def __getattr__(name: str) -> object:
-        if name in exports or name in modules:
-            with contextlib.suppress(ImportError, AttributeError):
-                if name in modules:
-                    value: object = importlib.import_module(modules[name])
-                else:
-                    value = getattr(importlib.import_module(exports[name]), name)
-                module.__dict__[name] = value  # found directly from now on
-                return value
-        del module.__dict__["__getattr__"]
-        loader.exec_module(module)
-        return getattr(module, name)
 
-    module.__dict__["__getattr__"] = __getattr__
-    sys.modules[package] = module
+class _DeferringFinder:
+    """Finds one package as the other finders do, with a loader that defers its `__init__`."""
+
+    def __init__(
+        self, package: str, exports: Mapping[str, str], submodules: Mapping[str, str]
+    ) -> None:
+        self.package = package
+        self.exports = exports
+        self.submodules = submodules
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != self.package:
+            return None
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)  # once: a reload finds the package as usual
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec: importlib.machinery.ModuleSpec | None = (
+                find(fullname, path, target) if find is not None else None
+            )
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or spec.submodule_search_locations is None:
+            return spec  # not a package: nothing to defer
+        deferring = _DeferringLoader(spec.loader, self.exports, self.submodules)
+        spec.loader = cast("importlib.abc.Loader", deferring)
+        return spec
+
+
+class _DeferringLoader:
+    """Makes the package's module with a module `__getattr__` instead of running its
+    `__init__`; that `__getattr__` finds the exports and submodules, or runs the `__init__`
+    (once, other threads waiting for it) for any other name."""
+
+    def __init__(
+        self,
+        loader: importlib.abc.Loader,
+        exports: Mapping[str, str],
+        submodules: Mapping[str, str],
+    ) -> None:
+        self.loader = loader
+        self.exports = exports
+        self.submodules = submodules
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        loader, exports, submodules = self.loader, self.exports, self.submodules
+        lock = threading.RLock()
+        running = False
+
+        def __getattr__(name: str) -> object:
+            nonlocal running
+            if name in exports or name in submodules:
+                with contextlib.suppress(ImportError, AttributeError):
+                    if name in submodules:
+                        value: object = importlib.import_module(submodules[name])
+                    else:
+                        value = getattr(importlib.import_module(exports[name]), name)
+                    module.__dict__[name] = value  # found directly from now on
+                    return value
+            with lock:
+                if module.__dict__.get("__getattr__") is __getattr__:
+                    if running:  # the `__init__` itself, before it bound `name`
+                        raise AttributeError(
+                            f"partially initialized module {module.__name__!r} "
+                            f"has no attribute {name!r}"
+                        )
+                    running = True
+                    try:
+                        loader.exec_module(module)
+                    finally:
+                        running = False
+                        if module.__dict__.get("__getattr__") is __getattr__:
+                            del module.__dict__["__getattr__"]  # the `__init__` has no own
+            return getattr(module, name)
+
+        module.__dict__["__getattr__"] = __getattr__
+
+    def __getattr__(self, name: str) -> object:
+        """The real loader's other methods (`get_data`, `get_resource_reader`)."""
+        return getattr(self.loader, name)
 
 
 def defer_package_inits() -> None:

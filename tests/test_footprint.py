@@ -143,6 +143,42 @@ def test_task_queue_exporter_reads_its_redis_broker_through_the_deferred_redis_p
     assert 'background_tasks_queued{backend="jobs",priority="none",queue="default"} 2.0' in body
 
 
+def test_deferred_init_runs_once_for_threads_that_ask_together_and_binds_in_its_parent(
+    tmp_path: Path,
+):
+    """`outer.inner`'s `__init__` is slow and counts its runs; eight threads read a name that
+    only it defines, at once."""
+    inner = tmp_path / "outer" / "inner"
+    inner.mkdir(parents=True)
+    (tmp_path / "outer" / "__init__.py").write_text("")
+    (inner / "part.py").write_text("VALUE = 'part'\n")
+    (inner / "__init__.py").write_text(
+        "import time\nimport builtins\n"
+        "builtins.runs = getattr(builtins, 'runs', 0) + 1\n"
+        "time.sleep(0.2)\nfrom outer.inner.part import VALUE\nLATE = 'late'\n"
+    )
+    done = run_python(
+        f"""
+        import builtins, sys, threading
+        sys.path.insert(0, {str(tmp_path)!r})
+        from exporter import footprint
+        footprint.defer_package_init("outer.inner", {{"VALUE": "outer.inner.part"}})
+        import outer.inner.part
+        import outer
+        print(outer.inner is sys.modules["outer.inner"], outer.inner.VALUE)
+        print(getattr(builtins, "runs", 0))
+        seen = []
+        threads = [threading.Thread(target=lambda: seen.append(outer.inner.LATE)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        print(seen.count("late"), builtins.runs)
+        """
+    )
+    assert done.stdout.splitlines() == ["True part", "0", "8 1"], done.stderr
+
+
 def test_deferred_redis_serves_the_same_objects_as_its_init():
     """Every name of REDIS_EXPORTS is the object the real `__init__` binds, and a name it does
     not list (`VERSION`) runs that `__init__`."""
