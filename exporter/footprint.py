@@ -11,7 +11,7 @@ import importlib.machinery
 import importlib.util
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, cast
 
@@ -141,7 +141,10 @@ HTTPX_EXPORTS = {"URL": "httpx._urls"}
 
 
 def defer_package_init(
-    package: str, exports: Mapping[str, str], submodules: Mapping[str, str] | None = None
+    package: str,
+    exports: Mapping[str, str],
+    submodules: Mapping[str, str] | None = None,
+    preload: Collection[str] = (),
 ) -> None:
     """Let `package`'s submodules be imported without running its `__init__` first.
 
@@ -150,7 +153,9 @@ def defer_package_init(
     to a submodule (`from . import asyncio`, `from . import array as arraylib`): those are
     imported. Any other name of the package itself (`uvicorn.run`) runs the real `__init__`
     first, so nothing breaks, it only costs the memory again. Nothing happens when the
-    package is already imported or not installed. The package is found when it is first
+    package is already imported or not installed. Names of `preload` are looked up as soon
+    as the package is imported, so their imports happen where the package's `import`
+    statement is (at start), not in the first scrape. The package is found when it is first
     imported (a finder on `sys.meta_path`), so the import system binds it in its parent
     package as usual and deferring a subpackage imports nothing before it is needed.
 
@@ -162,18 +167,24 @@ def defer_package_init(
     and uses prometheus_client's families, registry and OpenMetrics encoder.
     """
     if package not in sys.modules:
-        sys.meta_path.insert(0, _DeferringFinder(package, exports, submodules or {}))
+        finder = _DeferringFinder(package, exports, submodules or {}, preload)
+        sys.meta_path.insert(0, finder)
 
 
 class _DeferringFinder:
     """Finds one package as the other finders do, with a loader that defers its `__init__`."""
 
     def __init__(
-        self, package: str, exports: Mapping[str, str], submodules: Mapping[str, str]
+        self,
+        package: str,
+        exports: Mapping[str, str],
+        submodules: Mapping[str, str],
+        preload: Collection[str],
     ) -> None:
         self.package = package
         self.exports = exports
         self.submodules = submodules
+        self.preload = preload
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -193,7 +204,7 @@ class _DeferringFinder:
             return None
         if spec.loader is None or spec.submodule_search_locations is None:
             return spec  # not a package: nothing to defer
-        deferring = _DeferringLoader(spec.loader, self.exports, self.submodules)
+        deferring = _DeferringLoader(spec.loader, self.exports, self.submodules, self.preload)
         spec.loader = cast("importlib.abc.Loader", deferring)
         return spec
 
@@ -208,10 +219,12 @@ class _DeferringLoader:
         loader: importlib.abc.Loader,
         exports: Mapping[str, str],
         submodules: Mapping[str, str],
+        preload: Collection[str],
     ) -> None:
         self.loader = loader
         self.exports = exports
         self.submodules = submodules
+        self.preload = preload
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
@@ -248,6 +261,8 @@ class _DeferringLoader:
             return getattr(module, name)
 
         module.__dict__["__getattr__"] = __getattr__
+        for name in self.preload:
+            __getattr__(name)
 
     def __getattr__(self, name: str) -> object:
         """The real loader's other methods (`get_data`, `get_resource_reader`)."""
@@ -260,5 +275,5 @@ def defer_package_inits() -> None:
     defer_package_init("prometheus_client", PROMETHEUS_CLIENT_EXPORTS)
     defer_package_init("uvicorn", UVICORN_EXPORTS)
     defer_package_init("redis", REDIS_EXPORTS, REDIS_SUBMODULES)
-    defer_package_init("httpx", HTTPX_EXPORTS)
+    defer_package_init("httpx", HTTPX_EXPORTS, preload=HTTPX_EXPORTS)
     load_lazily()
