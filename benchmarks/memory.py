@@ -49,7 +49,7 @@ STEPS = (
     "exporter.config",
     "exporter.state",
     "exporter.cli",
-    "redis",
+    "redis.connection",
     "collectors.redis",
     "uvicorn.config",
     "uvicorn.server",
@@ -227,8 +227,7 @@ def imports(raw: bool) -> None:
         if not raw:
             from exporter import footprint
 
-            footprint.defer_package_init("prometheus_client", footprint.PROMETHEUS_CLIENT_EXPORTS)
-            footprint.defer_package_init("uvicorn", footprint.UVICORN_EXPORTS)
+            footprint.defer_package_inits()
             stack.enter_context(footprint.unused_imports_absent())
         for step in STEPS:
             count = len(sys.modules)

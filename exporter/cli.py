@@ -142,9 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return shipped.main(args)
     invocation = parse_args(args)
     logs.configure(invocation.log_level)
-    # before anything imports prometheus_client or uvicorn (exporter.state, exporter.server)
-    footprint.defer_package_init("prometheus_client", footprint.PROMETHEUS_CLIENT_EXPORTS)
-    footprint.defer_package_init("uvicorn", footprint.UVICORN_EXPORTS)
+    footprint.defer_package_inits()
     with footprint.unused_imports_absent():
         return _run(invocation)
 
