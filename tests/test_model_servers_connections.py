@@ -157,6 +157,32 @@ def test_tls_verification(tls_files, make_collector):
             collector.close()
 
 
+def test_an_http_server_with_its_metrics_on_https_verifies_them(tls_files, make_collector):
+    """Only a client with an https URL gets a TLS context: one on `metrics_url` alone counts."""
+    cert, key = tls_files
+    tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key), "timeout_graceful_shutdown": 1}
+    page = Behaviour()
+    page.traffic.serve("fir-summarizer", 5)
+    with (
+        serve_app(make_app("vllm", Behaviour())) as api,
+        serve_app(make_app("vllm", page), **tls) as tls_url,
+    ):
+        assert api.startswith("http://") and tls_url.startswith("https://")
+        metrics_url = f"{tls_url}/metrics"
+        strict = make_collector(target_config("vllm", api, metrics_url=metrics_url))
+        trusted = make_collector(
+            target_config("vllm", api, metrics_url=metrics_url, ca_file=str(cert))
+        )
+        _, refused = scrape(strict)
+        _, read = scrape(trusted)
+        strict.close()
+        trusted.close()
+    assert value(refused, "model_server_metrics_up", server="vllm-1") == 0.0  # not trusted
+    assert value(read, "model_server_metrics_up", server="vllm-1") == 1.0
+    served = {"server": "vllm-1", "model": "fir-summarizer", "status": "success"}
+    assert value(read, "model_server_requests_total", **served) == 5
+
+
 def test_failure_log_line_is_redacted_and_bounded(make_collector, caplog):
     port = free_port()
     entry = target_config(

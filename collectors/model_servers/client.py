@@ -22,6 +22,7 @@ import threading
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
@@ -38,6 +39,13 @@ MAX_CONNECTIONS = 4
 MAX_KEEPALIVE_CONNECTIONS = 2
 #: Prepared requests kept per client (a target asks a handful of fixed URLs).
 MAX_PREPARED = 64
+
+
+def uses_tls(target: Target) -> bool:
+    """Whether any URL the client may ask is https: the derived ones (a preset's metrics
+    port) are plain http, so only the configured URLs can be."""
+    urls = (target.url, target.management_url, target.metrics_url)
+    return any(urlsplit(url).scheme == "https" for url in urls if url)
 
 
 def ssl_context(target: Target) -> ssl.SSLContext:
@@ -115,7 +123,8 @@ def make_client(target: Target) -> Client:
         headers["Authorization"] = f"Bearer {target.bearer_token.reveal()}"
     network = DeadlineNetwork()
     pool = httpcore.ConnectionPool(
-        ssl_context=ssl_context(target),
+        # loading the CAs costs 1.4 MiB a process: not for a server only spoken to in http
+        ssl_context=ssl_context(target) if uses_tls(target) else None,
         max_connections=MAX_CONNECTIONS,
         max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
         keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
