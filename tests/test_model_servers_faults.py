@@ -20,6 +20,7 @@ import uvicorn
 from collectors.base import Deadline
 from collectors.model_servers import PRESETS
 from collectors.model_servers.client import KEEPALIVE_EXPIRY_SECONDS
+from collectors.model_servers.deadline import DeadlineNetwork
 from collectors.model_servers.urls import mask_urls, shown_url
 from exporter.app import create_app
 from exporter.config import load_config
@@ -107,6 +108,27 @@ def test_an_abandoned_run_is_cut_off_and_the_next_run_dials_afresh(make_collecto
         assert not stuck.is_alive(), "abandon() left the stuck run blocked in its read"
         assert server.connections == 2
     assert result.success
+
+
+def test_a_cut_off_request_keeps_its_socket_until_its_own_thread_lets_go():
+    """While a request is in flight the cut only shuts the socket down: closing it from the
+    cutting thread would free its descriptor for the next connection while the request's
+    thread may be about to wait on that number (it then read another connection)."""
+    with DripServer(interval=0.5, drip_connections=1) as server:
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+        network = DeadlineNetwork()
+        with network.until(time.monotonic() + 5):  # a request of this thread, in flight
+            stream = network.connect_tcp(host, int(port))
+            sock = stream.get_extra_info("socket")
+            stream.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert network.cut_off() is False  # a request is in flight: do not close
+            assert sock.fileno() != -1  # shut down, not closed: the number stays ours
+            assert stream.read(1024) in (b"", b"H")  # and the read it wakes ends at once
+            stream.close()
+        with pytest.raises(httpcore.ConnectError), network.until(time.monotonic() + 5):
+            pass  # nothing starts on a network that was cut off
+    idle = DeadlineNetwork()
+    assert idle.cut_off() is True  # nothing in flight: the pool may be closed at once
 
 
 def test_close_does_not_wait_for_a_stuck_fetch(make_collector):

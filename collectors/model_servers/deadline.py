@@ -87,15 +87,25 @@ class DeadlineNetwork(httpcore.NetworkBackend):
         self._inner = httpcore.SyncBackend()
         self.now = _Now()
         self._streams: weakref.WeakSet[DeadlineStream] = weakref.WeakSet()
+        self._lock = threading.Lock()  # guards the two fields below; never held during I/O
+        self._in_flight = 0
+        self._cut = False
 
     @contextlib.contextmanager
     def until(self, at: float) -> Iterator[None]:
-        """Requests sent by this thread inside the block end by `at` (monotonic clock)."""
+        """Requests sent by this thread inside the block end by `at` (monotonic clock).
+        Once the network is cut off, no request starts on it (ConnectError)."""
+        with self._lock:
+            if self._cut:
+                raise httpcore.ConnectError("the connection was cut off")
+            self._in_flight += 1
         self.now.at = at
         try:
             yield
         finally:
             self.now.at = None
+            with self._lock:
+                self._in_flight -= 1
 
     def connect_tcp(
         self,
@@ -131,7 +141,16 @@ class DeadlineNetwork(httpcore.NetworkBackend):
         self._streams.add(wrapped)
         return wrapped
 
-    def cut_off(self) -> None:
-        """Shut down every socket this network opened (an abandoned run's included)."""
+    def cut_off(self) -> bool:
+        """Shut down every socket this network opened (an abandoned run's included) and start
+        no request on it again. True when no request was in flight: only then may the sockets
+        be closed from this thread. A thread in a request closes its own socket when the
+        shutdown fails it; closing it under that thread would free the descriptor for the
+        next connection to reuse while the thread, preempted between reading the descriptor's
+        number and its poll(), is about to wait on it: it then read the new connection."""
+        with self._lock:
+            self._cut = True
+            idle = self._in_flight == 0
         for stream in list(self._streams):
             stream.shut_down()
+        return idle
