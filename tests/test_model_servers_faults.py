@@ -111,9 +111,11 @@ def test_an_abandoned_run_is_cut_off_and_the_next_run_dials_afresh(make_collecto
 
 
 def test_a_cut_off_request_keeps_its_socket_until_its_own_thread_lets_go():
-    """While a request is in flight the cut only shuts the socket down: closing it from the
-    cutting thread would free its descriptor for the next connection while the request's
-    thread may be about to wait on that number (it then read another connection)."""
+    """While a request is in flight the cut only shuts the socket down and the request's own
+    thread closes it as it ends: closing it from the cutting thread would free its descriptor
+    for the next connection while the request's thread may be about to wait on that number
+    (it then read another connection)."""
+    closed: list[str] = []
     with DripServer(interval=0.5, drip_connections=1) as server:
         host, port = server.url.removeprefix("http://").rsplit(":", 1)
         network = DeadlineNetwork()
@@ -121,14 +123,17 @@ def test_a_cut_off_request_keeps_its_socket_until_its_own_thread_lets_go():
             stream = network.connect_tcp(host, int(port))
             sock = stream.get_extra_info("socket")
             stream.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert network.cut_off() is False  # a request is in flight: do not close
-            assert sock.fileno() != -1  # shut down, not closed: the number stays ours
+            network.cut_off(lambda: closed.append(threading.current_thread().name))
+            assert closed == []  # not closed under the request...
+            assert sock.fileno() != -1  # ...so its descriptor's number stays its own
             assert stream.read(1024) in (b"", b"H")  # and the read it wakes ends at once
-            stream.close()
+        assert closed == [threading.current_thread().name]  # closed as the request ended
         with pytest.raises(httpcore.ConnectError), network.until(time.monotonic() + 5):
             pass  # nothing starts on a network that was cut off
+        stream.close()
     idle = DeadlineNetwork()
-    assert idle.cut_off() is True  # nothing in flight: the pool may be closed at once
+    idle.cut_off(lambda: closed.append("at once"))
+    assert closed[-1] == "at once"  # nothing in flight: closed by the cut itself
 
 
 def test_close_does_not_wait_for_a_stuck_fetch(make_collector):

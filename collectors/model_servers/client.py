@@ -98,10 +98,9 @@ class Client:
         return found
 
     def discard(self) -> None:
-        """Cut off whatever request is in flight on it, and close it unless one was (the
-        request's thread closes its connection as it fails); never blocks."""
-        if self.network.cut_off():
-            self.pool.close()
+        """Cut off whatever request is in flight on it and close it (at once, or as that
+        request ends, in its thread); never blocks."""
+        self.network.cut_off(self.pool.close)
 
 
 def decoder(headers: list[tuple[bytes, bytes]]) -> zlib._Decompress | None:

@@ -16,7 +16,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import httpcore
@@ -87,9 +87,11 @@ class DeadlineNetwork(httpcore.NetworkBackend):
         self._inner = httpcore.SyncBackend()
         self.now = _Now()
         self._streams: weakref.WeakSet[DeadlineStream] = weakref.WeakSet()
-        self._lock = threading.Lock()  # guards the two fields below; never held during I/O
+        self._lock = threading.Lock()  # guards the three fields below; never held during I/O
         self._in_flight = 0
         self._cut = False
+        #: what closes the sockets once the last request in flight at the cut has ended
+        self._close_later: Callable[[], None] | None = None
 
     @contextlib.contextmanager
     def until(self, at: float) -> Iterator[None]:
@@ -104,8 +106,13 @@ class DeadlineNetwork(httpcore.NetworkBackend):
             yield
         finally:
             self.now.at = None
+            close = None
             with self._lock:
                 self._in_flight -= 1
+                if not self._in_flight:
+                    close, self._close_later = self._close_later, None
+            if close is not None:  # cut off during this request: it is over, close here
+                close()
 
     def connect_tcp(
         self,
@@ -141,16 +148,21 @@ class DeadlineNetwork(httpcore.NetworkBackend):
         self._streams.add(wrapped)
         return wrapped
 
-    def cut_off(self) -> bool:
-        """Shut down every socket this network opened (an abandoned run's included) and start
-        no request on it again. True when no request was in flight: only then may the sockets
-        be closed from this thread. A thread in a request closes its own socket when the
-        shutdown fails it; closing it under that thread would free the descriptor for the
-        next connection to reuse while the thread, preempted between reading the descriptor's
-        number and its poll(), is about to wait on it: it then read the new connection."""
+    def cut_off(self, close: Callable[[], None]) -> None:
+        """Shut down every socket this network opened (an abandoned run's included), start no
+        request on it again, and `close()` its sockets: now when no request is in flight, else
+        in the thread of the last one, as it ends. Closing a socket under a thread that is in
+        a request on it would free the descriptor for the next connection to reuse while the
+        thread, preempted between reading the descriptor's number and its poll(), is about to
+        wait on it: it then read the new connection. The shutdown ends such a request at once."""
         with self._lock:
             self._cut = True
-            idle = self._in_flight == 0
+            if self._in_flight:
+                self._close_later, close = close, _nothing
         for stream in list(self._streams):
             stream.shut_down()
-        return idle
+        close()
+
+
+def _nothing() -> None:
+    """What the cut does itself when a request's thread will close the sockets."""
