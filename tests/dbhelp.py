@@ -7,6 +7,7 @@ import selectors
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -63,6 +64,39 @@ def execute(url: str, *statements: str) -> None:
 def scalar(url: str, statement: str, **params) -> object:
     with engine_for(url, poolclass=sqlalchemy.pool.NullPool) as engine, engine.connect() as conn:
         return conn.execute(sqlalchemy.text(statement), params).scalar()
+
+
+def admin(url: str, statement: str) -> None:
+    """A statement that cannot run in a transaction (CREATE / DROP DATABASE)."""
+    with engine_for(url, isolation_level="AUTOCOMMIT") as engine, engine.connect() as conn:
+        conn.execute(sqlalchemy.text(statement))
+
+
+@contextlib.contextmanager
+def own_database(url: str, prefix: str) -> Iterator[str]:
+    """A database of this test's own beside the one of `url` (nobody else moves its
+    server-wide counters); its URL. Dropped afterwards, its sessions with it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin(url, f"CREATE DATABASE {name}")
+    try:
+        yield url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin(url, f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def transaction_counts(url: str) -> tuple[int, int]:
+    """pg_stat_database's xact_commit, xact_rollback of the database of `url`, read from
+    another session (so the reading is not among them)."""
+    base, name = url.rsplit("/", 1)
+    with engine_for(f"{base}/postgres", poolclass=sqlalchemy.pool.NullPool) as engine:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sqlalchemy.text(
+                    "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = :n"
+                ),
+                {"n": name},
+            ).one()
+    return int(row[0]), int(row[1])
 
 
 SCRAPE_HEADERS = scrape_headers(3, text=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 
 import pytest
 import sqlalchemy
@@ -18,7 +17,14 @@ from collectors.base import Deadline, ScrapeContext
 from collectors.database import Target
 from collectors.sql import EngineSettings, classify, create_engine
 from tests.db_servers import private_postgres
-from tests.dbhelp import collect, engine_for, execute, value
+from tests.dbhelp import (
+    collect,
+    engine_for,
+    execute,
+    own_database,
+    transaction_counts,
+    value,
+)
 from tests.tq_support import unique
 
 APP_NAME = f"afx-db-ac-{os.getpid()}"
@@ -168,11 +174,8 @@ def test_each_round_trip_is_one_transaction_event_as_the_server_counts_it(postgr
     committed transaction, a failed one a rolled back one, the first PREPAREs included. Two
     lives of the engine, 1 and 5 checkouts, so what a connection's start costs cancels out;
     a backend reports its counts when it exits, at the latest."""
-    name = f"afx_ac_{uuid.uuid4().hex[:8]}"
-    admin(postgres_url, f"CREATE DATABASE {name}")
-    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
 
-    def life(checkouts: int) -> tuple[list[int], list[int]]:
+    def life(url: str, checkouts: int) -> tuple[list[int], list[int]]:
         """(server's moves, events) of commits and rollbacks over one engine's life."""
         bounded = create_engine(url, EngineSettings(application_name=APP_NAME, autocommit=True))
         events = {"commit": 0, "rollback": 0}
@@ -181,50 +184,30 @@ def test_each_round_trip_is_one_transaction_event_as_the_server_counts_it(postgr
                 bounded.engine, outcome, lambda *_, o=outcome: events.__setitem__(o, events[o] + 1)
             )
         ctx = ScrapeContext(Deadline.after(30))
-        before = settled_counts(postgres_url, name)
+        before = settled_counts(url)
         for _ in range(checkouts):
             with bounded.connect(ctx.deadline, cap=5) as q:
                 q.batch(("SELECT 1", "SELECT 2"))
                 with q.optional("a missing view", ctx):
                     q.tuples("SELECT * FROM afx_db_no_such_view")
         bounded.close()
-        after = settled_counts(postgres_url, name)
+        after = settled_counts(url)
         return [a - b for a, b in zip(after, before, strict=True)], list(events.values())
 
-    try:
-        (server_1, events_1), (server_5, events_5) = life(1), life(5)
-    finally:
-        admin(postgres_url, f"DROP DATABASE {name} WITH (FORCE)")
+    with own_database(postgres_url, "afx_ac") as url:
+        (server_1, events_1), (server_5, events_5) = life(url, 1), life(url, 5)
     server_moved = [five - one for five, one in zip(server_5, server_1, strict=True)]
     events_moved = [five - one for five, one in zip(events_5, events_1, strict=True)]
     assert server_moved == events_moved == [8, 4]  # ping + batch a checkout; the failed parts
 
 
-def settled_counts(url: str, name: str) -> tuple[int, int]:
-    """`server_counts` once they have not moved for 1.5 s (exited backends report late)."""
-    last, since = server_counts(url, name), time.monotonic()
+def settled_counts(url: str) -> tuple[int, int]:
+    """`transaction_counts` once they have not moved for 1.5 s (exited backends report late)."""
+    last, since = transaction_counts(url), time.monotonic()
     deadline = since + 20
     while time.monotonic() - since < 1.5 and time.monotonic() < deadline:
         time.sleep(0.2)
-        now = server_counts(url, name)
+        now = transaction_counts(url)
         if now != last:
             last, since = now, time.monotonic()
     return last
-
-
-def server_counts(url: str, name: str) -> tuple[int, int]:
-    """pg_stat_database's xact_commit, xact_rollback of database `name`, read from another."""
-    with engine_for(url, poolclass=sqlalchemy.pool.NullPool) as engine, engine.connect() as conn:
-        row = conn.execute(
-            sqlalchemy.text(
-                "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = :n"
-            ),
-            {"n": name},
-        ).one()
-    return int(row[0]), int(row[1])
-
-
-def admin(url: str, statement: str) -> None:
-    """A statement that cannot run in a transaction (CREATE / DROP DATABASE)."""
-    with engine_for(url, isolation_level="AUTOCOMMIT") as engine, engine.connect() as conn:
-        conn.execute(sqlalchemy.text(statement))

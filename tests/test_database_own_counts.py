@@ -8,7 +8,6 @@ scrape sends SELECTs and a ROLLBACK, which Com_* count server-wide; a private se
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -20,7 +19,7 @@ from collectors.base import SourceCollector
 from collectors.database import Target
 from collectors.task_queue import TaskQueueCollector
 from tests.db_servers import private_mariadb
-from tests.dbhelp import collect, engine_for, value
+from tests.dbhelp import collect, engine_for, own_database, transaction_counts, value
 from tests.support import wait_until
 from tests.tq_support import target_from
 
@@ -29,39 +28,15 @@ FLUSH_SECONDS = 1.2
 
 
 @pytest.fixture
-def own_database(postgres_url) -> Iterator[str]:
+def private_database(postgres_url) -> Iterator[str]:
     """A database nobody else uses; its URL."""
-    name = f"afx_own_{uuid.uuid4().hex[:8]}"
-    admin = _conninfo(postgres_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with own_database(postgres_url, "afx_own") as url:
+        yield url
 
 
-def _conninfo(url: str) -> str:
-    """A psycopg conninfo for a SQLAlchemy URL of the test servers."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    parts = {"host": parsed.host, "port": parsed.port, "user": parsed.username}
-    parts["dbname"] = parsed.database
-    return " ".join(f"{k}={v}" for k, v in parts.items() if v)
-
-
-def server_counts(url: str) -> tuple[int, int]:
-    """pg_stat_database's own xact_commit, xact_rollback for the database of `url`."""
-    admin = _conninfo(url.rsplit("/", 1)[0] + "/postgres")
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(admin, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s", (name,)
-        ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
+def libpq_url(url: str) -> str:
+    """The URL a plain psycopg connection takes for a SQLAlchemy one."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 def sql_queue(url: str) -> TaskQueueCollector:
@@ -86,8 +61,8 @@ def settled(collector: SourceCollector) -> tuple[float, float]:
     return served(collector)
 
 
-def test_a_first_reading_serves_no_transaction_counters_and_says_why(own_database):
-    collector = database.build(None, Target(name="pg", url=own_database))
+def test_a_first_reading_serves_no_transaction_counters_and_says_why(private_database):
+    collector = database.build(None, Target(name="pg", url=private_database))
     try:
         first = collect(collector)
         second = served(collector)
@@ -100,18 +75,18 @@ def test_a_first_reading_serves_no_transaction_counters_and_says_why(own_databas
     assert second == (0.0, 0.0)  # the exporter's own first transactions are not served
 
 
-def test_the_exporters_own_reads_never_move_the_transaction_counters(own_database):
-    collector = database.build(None, Target(name="pg", url=own_database))
-    queue = sql_queue(own_database)
+def test_the_exporters_own_reads_never_move_the_transaction_counters(private_database):
+    collector = database.build(None, Target(name="pg", url=private_database))
+    queue = sql_queue(private_database)
     try:
         before = settled(collector)
-        server_before = server_counts(own_database)
+        server_before = transaction_counts(private_database)
         for _ in range(30):
             served(collector)
             assert collect(queue).success
         queue.close()  # its session ends: the server has its counts
         wait_until(
-            lambda: sum(server_counts(own_database)) - sum(server_before) >= 60,
+            lambda: sum(transaction_counts(private_database)) - sum(server_before) >= 60,
             timeout=20,
             what="the server to count the exporter's 60 read transactions",
         )
@@ -122,9 +97,9 @@ def test_the_exporters_own_reads_never_move_the_transaction_counters(own_databas
     assert after == before
 
 
-def test_the_applications_transactions_are_served_exactly(own_database):
-    collector = database.build(None, Target(name="pg", url=own_database))
-    app = psycopg.connect(_conninfo(own_database))  # its session's start is before `before`
+def test_the_applications_transactions_are_served_exactly(private_database):
+    collector = database.build(None, Target(name="pg", url=private_database))
+    app = psycopg.connect(libpq_url(private_database))  # its session's start is before `before`
     try:
         app.execute("CREATE TABLE afx_work (n int)")
         app.execute("SELECT pg_stat_force_next_flush()")  # counted before `before`
