@@ -22,20 +22,15 @@ from prometheus_client.openmetrics import exposition as om
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.validation import _is_valid_legacy_metric_name
 
-from exporter.text_format import CACHE_LIMIT, _escape_value, _forget_if_stale, _go_float
+from exporter.text_format import CACHE_LIMIT, SeriesCache, _escape_value, _go_float
 
 _INF = float("inf")
 
-#: escaping -> (name, type, help, unit) -> the family's HELP, TYPE (and UNIT) lines
-_HEADS: dict[str, dict[tuple[str, str, str, str], str]] = {}
-#: escaping -> (sample name, *label names, *label values, in the sample's order) -> line head
-_LINES: dict[str, dict[tuple[str, ...], str]] = {}
 #: (line template, getter of its label values or None)
 _Template = tuple[str, Callable[[Any], tuple[str, ...]] | None]
-#: escaping -> (sample name, *label names in the sample's order) -> its _Template
-_TEMPLATES: dict[str, dict[tuple[str, ...], _Template]] = {}
-#: escaping -> samples of the last scrape encoded with it
-_SERIES: dict[str, int] = {}
+#: the OpenMetrics encoder's: a head is the family's HELP, TYPE (and UNIT) lines, keyed by
+#: (name, type, help, unit); a line is the series' line up to its value
+CACHE: SeriesCache[str, str, _Template] = SeriesCache()
 
 
 class _One:
@@ -123,13 +118,7 @@ def generate_openmetrics(families: Iterable[Metric], escaping: str = om.UNDERSCO
     (OpenMetrics 1.0 has no form for them), and so here."""
     output: list[str] = []
     append = output.append
-    heads = _HEADS.get(escaping)
-    if heads is None or len(heads) > CACHE_LIMIT:
-        heads = _HEADS[escaping] = {}
-    lines = _LINES.setdefault(escaping, {})
-    templates = _TEMPLATES.setdefault(escaping, {})
-    # a scrape with more series than the cache keeps would only churn it: made from templates
-    keep_lines = _SERIES.get(escaping, 0) <= CACHE_LIMIT
+    heads, lines, templates, keep_lines = CACHE.begin(escaping)
     go_float = _go_float
     samples_seen = misses = 0
 
@@ -173,6 +162,5 @@ def generate_openmetrics(families: Iterable[Metric], escaping: str = om.UNDERSCO
             del output[start:]
             append(_library(metric, escaping))
     append("# EOF\n")
-    _SERIES[escaping] = samples_seen
-    _forget_if_stale(lines, misses, samples_seen)
+    CACHE.end(escaping, misses, samples_seen)
     return "".join(output).encode("utf-8")

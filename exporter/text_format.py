@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import (
@@ -74,20 +74,59 @@ def _sample_name(name: str, escaping: str) -> str:
 #: Entries of each cache below at most (names, label sets and label values are bounded per
 #: config; this only keeps a pathological source from growing them without end).
 CACHE_LIMIT = 20_000
-#: escaping -> (name, type, help) -> what a family writes besides its samples
-_HEADS: dict[str, dict[tuple[str, str, str], _Head]] = {}
+
+Head = TypeVar("Head")
+Line = TypeVar("Line")
+Template = TypeVar("Template")
+
+
+class SeriesCache(Generic[Head, Line, Template]):
+    """One encoder's caches across scrapes, per name escaping: each family's head (keyed by
+    name, type, help...), each series' line up to its value (by name, label names and
+    values), each name's line template (by name and label names), and how many samples the
+    last scrape had. Each keeps at most CACHE_LIMIT entries."""
+
+    def __init__(self) -> None:
+        self.heads: dict[str, dict[tuple[str, ...], Head]] = {}
+        self.lines: dict[str, dict[tuple[str, ...], Line]] = {}
+        self.templates: dict[str, dict[tuple[str, ...], Template]] = {}
+        self.series: dict[str, int] = {}
+
+    def begin(
+        self, escaping: str
+    ) -> tuple[
+        dict[tuple[str, ...], Head],
+        dict[tuple[str, ...], Line],
+        dict[tuple[str, ...], Template],
+        bool,
+    ]:
+        """A scrape's heads, lines and templates, and whether it keeps lines: a scrape with
+        more series than the cache keeps would only churn it, so it is made from templates."""
+        heads = self.heads.get(escaping)
+        if heads is None or len(heads) > CACHE_LIMIT:
+            heads = self.heads[escaping] = {}
+        lines = self.lines.setdefault(escaping, {})
+        templates = self.templates.setdefault(escaping, {})
+        return heads, lines, templates, self.series.get(escaping, 0) <= CACHE_LIMIT
+
+    def end(self, escaping: str, misses: int, samples: int) -> None:
+        """After a scrape of `samples` of which `misses` were not in the line cache: a full
+        cache that missed most of them holds series that came before (or more than it can
+        keep): emptied, it takes the next scrape's. Never full, it is never emptied."""
+        self.series[escaping] = samples
+        lines = self.lines[escaping]
+        if len(lines) >= CACHE_LIMIT and misses * 2 > samples:
+            lines.clear()
+
+
 #: (line head, family name, suffix): what a sample writes before its value and, when its name
 #: is one of the OpenMetrics-only series the text format writes as a family of their own
 #: (`_created`...), that family's name and the suffix
 _Line = tuple[str, str | None, str]
-#: escaping -> (sample name, *label names, *label values, in the sample's order) -> its _Line
-_LINES: dict[str, dict[tuple[str, ...], _Line]] = {}
-#: escaping -> samples of the last scrape encoded with it
-_SERIES: dict[str, int] = {}
 #: (line template, getter of its label values or None, family name, suffix)
 _Template = tuple[str, Callable[[Any], tuple[str, ...]] | None, str | None, str]
-#: escaping -> (sample name, *label names in the sample's order) -> its _Template
-_TEMPLATES: dict[str, dict[tuple[str, ...], _Template]] = {}
+#: the text encoder's: heads are _Head (what a family writes besides its samples)
+CACHE: SeriesCache[_Head, _Line, _Template] = SeriesCache()
 
 
 class _Head:
@@ -160,13 +199,7 @@ def generate_text(families: Iterable[Metric], escaping: str = UNDERSCORES) -> by
     """
     output: list[str] = []
     append = output.append
-    heads = _HEADS.get(escaping)
-    if heads is None or len(heads) > CACHE_LIMIT:
-        heads = _HEADS[escaping] = {}
-    lines = _LINES.setdefault(escaping, {})
-    templates = _TEMPLATES.setdefault(escaping, {})
-    # a scrape with more series than the cache keeps would only churn it: made from templates
-    keep_lines = _SERIES.get(escaping, 0) <= CACHE_LIMIT
+    heads, lines, templates, keep_lines = CACHE.begin(escaping)
     go_float = _go_float
     samples_seen = misses = 0
 
@@ -223,13 +256,5 @@ def generate_text(families: Iterable[Metric], escaping: str = UNDERSCORES) -> by
             for om_suffix, om in sorted(om_lines.items()):
                 append(head.om_heads[om_suffix])
                 output.extend(om)
-    _SERIES[escaping] = samples_seen
-    _forget_if_stale(lines, misses, samples_seen)
+    CACHE.end(escaping, misses, samples_seen)
     return "".join(output).encode("utf-8")
-
-
-def _forget_if_stale(lines: dict[Any, Any], misses: int, samples: int) -> None:
-    """A full cache that missed most of a scrape holds series that came before (or more than it
-    can keep): emptied, it takes the next scrape's. Never full, it is never emptied."""
-    if len(lines) >= CACHE_LIMIT and misses * 2 > samples:
-        lines.clear()

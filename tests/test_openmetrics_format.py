@@ -91,20 +91,19 @@ def test_a_family_the_library_refuses_is_refused_the_same_way():
 
 
 def test_caches_are_bounded_and_follow_new_series(monkeypatch):
-    for cache in ("_LINES", "_HEADS", "_TEMPLATES", "_SERIES"):
-        monkeypatch.setattr(openmetrics_format, cache, {})
+    monkeypatch.setattr(openmetrics_format, "CACHE", text_format.SeriesCache())
     monkeypatch.setattr(openmetrics_format, "CACHE_LIMIT", 40)
-    monkeypatch.setattr(text_format, "CACHE_LIMIT", 40)  # _forget_if_stale's
+    monkeypatch.setattr(text_format, "CACHE_LIMIT", 40)  # SeriesCache's
     for seed in range(4):  # more series than the caches keep, and other ones each time
         families = [*utf8_families(seed), *unusual_families()]
         for escaping in ESCAPINGS:
             assert generate_openmetrics(families, escaping) == library(families, escaping)
-            assert len(openmetrics_format._LINES[escaping]) <= 40
-            assert len(openmetrics_format._TEMPLATES[escaping]) <= 40
+            assert len(openmetrics_format.CACHE.lines[escaping]) <= 40
+            assert len(openmetrics_format.CACHE.templates[escaping]) <= 40
     small = varied_families(0)[:3]
     assert generate_openmetrics(small) == library(small)
     assert generate_openmetrics(small) == library(small)
-    assert 0 < len(openmetrics_format._LINES["underscores"]) <= 40
+    assert 0 < len(openmetrics_format.CACHE.lines["underscores"]) <= 40
 
 
 def test_exemplars_and_native_buckets_are_written_here_too(monkeypatch):

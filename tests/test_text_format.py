@@ -181,26 +181,23 @@ def test_series_lines_kept_across_scrapes_follow_changed_values_and_label_orders
 
 def test_caches_are_bounded_and_follow_new_series(monkeypatch):
     monkeypatch.setattr(text_format, "CACHE_LIMIT", 40)
-    monkeypatch.setattr(text_format, "_LINES", {})
-    monkeypatch.setattr(text_format, "_HEADS", {})
-    monkeypatch.setattr(text_format, "_TEMPLATES", {})
-    monkeypatch.setattr(text_format, "_SERIES", {})
+    monkeypatch.setattr(text_format, "CACHE", text_format.SeriesCache())
     for seed in range(4):  # more series than the caches keep, and other ones each time
         families = varied_families(seed)
         assert generate_text(families) == library(families)
-        assert len(text_format._LINES["underscores"]) <= 40
-        assert len(text_format._TEMPLATES["underscores"]) <= 40
-        assert len(text_format._HEADS["underscores"]) <= 40 + len(families)
+        assert len(text_format.CACHE.lines["underscores"]) <= 40
+        assert len(text_format.CACHE.templates["underscores"]) <= 40
+        assert len(text_format.CACHE.heads["underscores"]) <= 40 + len(families)
     # full of series that no longer come, the line cache is emptied for the next scrape's
     gauge = GaugeMetricFamily("fresh", "Fresh.", labels=["n"])
     for i in range(100):
         gauge.add_metric([f"n{i}"], 1.0)
     assert generate_text([gauge]) == library([gauge])
-    assert text_format._LINES["underscores"] == {}
+    assert text_format.CACHE.lines["underscores"] == {}
     # a scrape larger than the cache is written from templates alone, as before
     assert generate_text([gauge]) == library([gauge])
-    assert text_format._LINES["underscores"] == {}
+    assert text_format.CACHE.lines["underscores"] == {}
     small = varied_families(0)[:3]
     assert generate_text(small) == library(small)
     assert generate_text(small) == library(small)
-    assert 0 < len(text_format._LINES["underscores"]) <= 40
+    assert 0 < len(text_format.CACHE.lines["underscores"]) <= 40
