@@ -13,6 +13,7 @@ import importlib.metadata
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -53,6 +54,24 @@ def imported_modules(log: str) -> set[str]:
     }
 
 
+@contextlib.contextmanager
+def importtime_exporter(config: Path) -> Iterator[tuple[str, Path]]:
+    """The standalone exporter on `config`, started with `-X importtime`: its URL once it
+    answers, and the log its import lines go to (beside the config)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = config.with_suffix(".log")
+    args = exporter_args(port, config)
+    with started_process(
+        [args[0], "-X", "importtime", *args[1:]],
+        ready=lambda: httpx.get(f"{url}/-/healthy").status_code == 200,
+        what="the exporter to answer /-/healthy",
+        log=log,
+        cwd=ROOT,
+    ):
+        yield url, log
+
+
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
@@ -70,17 +89,7 @@ def test_redis_only_exporter_imports_neither_unused_collectors_nor_uvicorn_cli(t
             "collectors:\n  system: {enabled: false}\n  process: {enabled: false}\n"
             f"redis:\n  - name: cache\n    url: {server.url}\n"
         )
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = tmp_path / "exporter.log"
-        args = exporter_args(port, config)
-        with started_process(
-            [args[0], "-X", "importtime", *args[1:]],
-            ready=lambda: httpx.get(f"{url}/-/healthy").status_code == 200,
-            what="the exporter to answer /-/healthy",
-            log=log,
-            cwd=ROOT,
-        ):
+        with importtime_exporter(config) as (url, log):
             body = httpx.get(f"{url}/metrics", headers={"Accept": "text/plain"}).text
     assert 'cache_up{cache="cache"} 1.0' in body
     modules = imported_modules(log.read_text())
@@ -101,17 +110,7 @@ def test_exporter_with_redis_and_a_model_server_scrapes_both_without_their_clien
             "model_servers:\n  - name: llm\n    kind: vllm\n"
             f"    url: {model_url}\n    models: [fir-summarizer]\n"
         )
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = tmp_path / "exporter.log"
-        args = exporter_args(port, config)
-        with started_process(
-            [args[0], "-X", "importtime", *args[1:]],
-            ready=lambda: httpx.get(f"{url}/-/healthy").status_code == 200,
-            what="the exporter to answer /-/healthy",
-            log=log,
-            cwd=ROOT,
-        ):
+        with importtime_exporter(config) as (url, log):
             bodies = [
                 httpx.get(f"{url}/metrics", headers={"Accept": "text/plain"}).text for _ in range(2)
             ]
@@ -224,17 +223,7 @@ def test_exporter_without_collectors_imports_neither_importlib_metadata_nor_logg
     `import logging.config` does not run that module."""
     config = tmp_path / "empty.yml"
     config.write_text("collectors:\n  system: {enabled: false}\n  process: {enabled: false}\n")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "exporter.log"
-    args = exporter_args(port, config)
-    with started_process(
-        [args[0], "-X", "importtime", *args[1:]],
-        ready=lambda: httpx.get(f"{url}/-/healthy").status_code == 200,
-        what="the exporter to answer /-/healthy",
-        log=log,
-        cwd=ROOT,
-    ):
+    with importtime_exporter(config) as (url, log):
         body = httpx.get(f"{url}/metrics", headers={"Accept": "text/plain"}).text
     version = importlib.metadata.version("afirgen-exporter")
     assert f'version="{version}"' in body.split("afirgen_exporter_build_info{", 1)[1]
