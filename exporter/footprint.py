@@ -12,6 +12,7 @@ import importlib.util
 import sys
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, cast
 
@@ -167,24 +168,26 @@ def defer_package_init(
     and uses prometheus_client's families, registry and OpenMetrics encoder.
     """
     if package not in sys.modules:
-        finder = _DeferringFinder(package, exports, submodules or {}, preload)
-        sys.meta_path.insert(0, finder)
+        deferral = _Deferral(package, exports, submodules or {}, preload)
+        sys.meta_path.insert(0, _DeferringFinder(deferral))
+
+
+@dataclass(frozen=True)
+class _Deferral:
+    """One package whose `__init__` waits: what `defer_package_init` was told about it."""
+
+    package: str
+    exports: Mapping[str, str]
+    submodules: Mapping[str, str]
+    preload: Collection[str]
 
 
 class _DeferringFinder:
     """Finds one package as the other finders do, with a loader that defers its `__init__`."""
 
-    def __init__(
-        self,
-        package: str,
-        exports: Mapping[str, str],
-        submodules: Mapping[str, str],
-        preload: Collection[str],
-    ) -> None:
-        self.package = package
-        self.exports = exports
-        self.submodules = submodules
-        self.preload = preload
+    def __init__(self, deferral: _Deferral) -> None:
+        self.package = deferral.package
+        self.deferral = deferral
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -204,7 +207,7 @@ class _DeferringFinder:
             return None
         if spec.loader is None or spec.submodule_search_locations is None:
             return spec  # not a package: nothing to defer
-        deferring = _DeferringLoader(spec.loader, self.exports, self.submodules, self.preload)
+        deferring = _DeferringLoader(spec.loader, self.deferral)
         spec.loader = cast("importlib.abc.Loader", deferring)
         return spec
 
@@ -214,23 +217,15 @@ class _DeferringLoader:
     `__init__`; that `__getattr__` finds the exports and submodules, or runs the `__init__`
     (once, other threads waiting for it) for any other name."""
 
-    def __init__(
-        self,
-        loader: importlib.abc.Loader,
-        exports: Mapping[str, str],
-        submodules: Mapping[str, str],
-        preload: Collection[str],
-    ) -> None:
+    def __init__(self, loader: importlib.abc.Loader, deferral: _Deferral) -> None:
         self.loader = loader
-        self.exports = exports
-        self.submodules = submodules
-        self.preload = preload
+        self.deferral = deferral
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
-        loader, exports, submodules = self.loader, self.exports, self.submodules
+        loader, exports, submodules = self.loader, self.deferral.exports, self.deferral.submodules
         lock = threading.RLock()
         running = False
 
@@ -261,7 +256,7 @@ class _DeferringLoader:
             return getattr(module, name)
 
         module.__dict__["__getattr__"] = __getattr__
-        for name in self.preload:
+        for name in self.deferral.preload:
             __getattr__(name)
 
     def __getattr__(self, name: str) -> object:
