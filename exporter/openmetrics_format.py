@@ -13,7 +13,6 @@ varied families.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -22,7 +21,14 @@ from prometheus_client.openmetrics import exposition as om
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.validation import _is_valid_legacy_metric_name
 
-from exporter.text_format import CACHE_LIMIT, SeriesCache, _escape_value, _go_float
+from exporter.text_format import (
+    CACHE_LIMIT,
+    SeriesCache,
+    _escape_value,
+    _go_float,
+    filled,
+    values_getter,
+)
 
 _INF = float("inf")
 
@@ -64,19 +70,12 @@ def _template(name: str, keys: tuple[str, ...], escaping: str) -> _Template:
         quoted = om.escape_metric_name(name, escaping)
         if not ordered:
             return "{" + quoted + "} ", None
-        return "{" + quoted.replace("%", "%%") + "," + pairs + "} ", _getter(ordered)
+        return "{" + quoted.replace("%", "%%") + "," + pairs + "} ", values_getter(ordered)
     # the library writes sample names through its label-name rule (a colon becomes `_`)
     escaped = om._escape(name, escaping, om._is_legacy_labelname_rune)
     if not ordered:
         return escaped + " ", None
-    return escaped.replace("%", "%%") + "{" + pairs + "} ", _getter(ordered)
-
-
-def _getter(ordered: list[str]) -> Callable[[Any], tuple[str, ...]]:
-    if len(ordered) == 1:
-        first = ordered[0]
-        return lambda labels: (labels[first],)
-    return operator.itemgetter(*ordered)
+    return escaped.replace("%", "%%") + "{" + pairs + "} ", values_getter(ordered)
 
 
 def _line(
@@ -91,11 +90,7 @@ def _line(
     template, values = found
     if values is None:
         return template
-    vals = values(labels)
-    joined = "".join(vals)
-    if "\\" in joined or "\n" in joined or '"' in joined:
-        vals = tuple(_escape_value(v) for v in vals)
-    return template % vals
+    return filled(template, values, labels)
 
 
 def _exemplar(metric: Metric, sample: Sample, exemplar: Exemplar) -> str:

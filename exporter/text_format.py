@@ -161,10 +161,24 @@ def _template(name: str, keys: tuple[str, ...], escaping: str) -> _Template:
     ordered = sorted(keys)
     pairs = ",".join(escape_label_name(k, escaping).replace("%", "%%") + '="%s"' for k in ordered)
     head = sname + "," + pairs + "} " if sname[0] == "{" else sname + "{" + pairs + "} "
+    return head, values_getter(ordered), family, suffix
+
+
+def values_getter(ordered: list[str]) -> Callable[[Any], tuple[str, ...]]:
+    """What reads a sample's label values in `ordered` order (always a tuple, even of one)."""
     if len(ordered) == 1:
         first = ordered[0]
-        return head, lambda labels: (labels[first],), family, suffix
-    return head, operator.itemgetter(*ordered), family, suffix
+        return lambda labels: (labels[first],)
+    return operator.itemgetter(*ordered)
+
+
+def filled(template: str, values: Callable[[Any], tuple[str, ...]], labels: Any) -> str:
+    """A line template with a sample's label values put in, escaped where they need it."""
+    vals = values(labels)
+    joined = "".join(vals)
+    if "\\" in joined or "\n" in joined or '"' in joined:
+        vals = tuple(_escape_value(v) for v in vals)
+    return template % vals
 
 
 def _line(
@@ -179,11 +193,7 @@ def _line(
     template, values, family, suffix = found
     if values is None:
         return template, family, suffix
-    vals = values(labels)
-    joined = "".join(vals)
-    if "\\" in joined or "\n" in joined or '"' in joined:
-        vals = tuple(_escape_value(v) for v in vals)
-    return template % vals, family, suffix
+    return filled(template, values, labels), family, suffix
 
 
 def generate_text(families: Iterable[Metric], escaping: str = UNDERSCORES) -> bytes:
