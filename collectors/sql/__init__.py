@@ -51,10 +51,10 @@ from collectors.sql.engine import (
     OWN_STATEMENTS,
     BoundedEngine,
     EngineSettings,
-    Queries,
     create_engine,
 )
 from collectors.sql.errors import classify
+from collectors.sql.queries import Queries
 
 __all__ = [
     "APPLICATION_NAME",

@@ -23,7 +23,7 @@ from collectors.specs import FamilySet, MetricSpec
 from collectors.sql.own_counts import LEDGER
 
 if TYPE_CHECKING:
-    from collectors.sql.engine import Queries
+    from collectors.sql.queries import Queries
 
 _URL_HINT = (
     "expected dialect+driver://user@host:port/database, e.g. postgresql+psycopg://app@db/app"

@@ -19,8 +19,8 @@ from collectors.base import ScrapeContext
 from collectors.specs import FamilySet, MetricSpec, counter, gauge
 from collectors.sql import families as common
 from collectors.sql.dialect import Action, ConnectSettings, Dialect, ServerOptions, register
-from collectors.sql.engine import Queries
 from collectors.sql.families import SIZE_STAT, as_float, fold_tables
+from collectors.sql.queries import Queries
 from collectors.sql.statements import classify_statement, statement_families
 from collectors.sql.watchdog import socket_interrupter
 

@@ -18,9 +18,9 @@ from collectors.base import ScrapeContext
 from collectors.specs import FamilySet, MetricSpec, counter, gauge
 from collectors.sql import families as common
 from collectors.sql.dialect import Action, ConnectSettings, Dialect, ServerOptions, register
-from collectors.sql.engine import Queries
 from collectors.sql.families import TableStat, as_float, fold_tables
 from collectors.sql.prepared import PREPARED_GONE, give_up, prepared
+from collectors.sql.queries import Queries
 from collectors.sql.statements import (
     PG_FIRST_WORD,
     PG_MAIN_TABLE,

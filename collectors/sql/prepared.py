@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collectors.sql.engine import Queries
+    from collectors.sql.queries import Queries
 
 #: SQLSTATEs of a server session that lacks (26000) or already has (42P05) our statements
 PREPARED_GONE = frozenset({"26000", "42P05"})

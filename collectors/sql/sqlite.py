@@ -19,8 +19,8 @@ from collectors.base import ScrapeContext
 from collectors.specs import FamilySet, gauge
 from collectors.sql import families as common
 from collectors.sql.dialect import Action, ConnectSettings, Dialect, ServerOptions, register
-from collectors.sql.engine import Queries
 from collectors.sql.families import SIZE_STAT, as_float, fold_tables
+from collectors.sql.queries import Queries
 
 if TYPE_CHECKING:  # imported where a SQLite database is opened: 0.8 MiB otherwise unused
     import sqlite3
