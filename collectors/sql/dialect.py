@@ -92,6 +92,10 @@ class Dialect(abc.ABC):
     #: the server counts it: MySQL's Com_rollback)
     rollback_sent_when_idle: ClassVar[bool] = False
 
+    #: the server counts statements by type in counters the dialect serves (MySQL's Com_*),
+    #: so the exporter's own are recorded by `command` (`own_counts`)
+    counts_statements: ClassVar[bool] = False
+
     def command(self, sql: str) -> str | None:
         """The server's per-statement-type counter `sql` moves (`own_counts`), if served."""
         return None
@@ -123,7 +127,7 @@ class Dialect(abc.ABC):
         results = []
         for sql in statements:
             statement = self.limited(q.conn, sql, seconds)
-            if q.own is not None:  # on the driver's cursor: no SQLAlchemy event sees it
+            if self.counts_statements and q.own is not None:  # no SQLAlchemy event sees it
                 LEDGER.record(q.own.identity, self.command(statement))
             cursor.execute(statement)
             results.append(list(cursor.fetchall()))

@@ -160,6 +160,7 @@ class MySQL(Dialect):
         cparams["write_timeout"] = seconds
 
     rollback_sent_when_idle = True  # PyMySQL's rollback() always sends ROLLBACK
+    counts_statements = True  # Com_*
 
     def command(self, sql: str) -> str | None:
         """The Com_* counter a statement moves: its first word, past MariaDB's

@@ -104,7 +104,7 @@ class _Ledger:
         def returned(_: Any, record: Any, state: Any) -> None:
             # a connection returned with no transaction SQLAlchemy ended: the pool's rollback
             if record.info.pop(OWN_CHECKOUT, False) and not state.transaction_was_reset:
-                if not state.terminate_only and dialect.rollback_sent_when_idle:
+                if not state.terminate_only:
                     self.record(identity, "rollback")
 
         def sent(conn: Connection, _: Any, statement: str, *__: Any) -> None:
@@ -114,9 +114,12 @@ class _Ledger:
         listeners: list[tuple[str, Callable[..., None]]] = [
             ("commit", ended("commit")),
             ("rollback", ended("rollback")),
-            ("reset", returned),
-            ("before_cursor_execute", sent),  # what goes through SQLAlchemy; `Dialect.run`
         ]
+        # only where the server counts it: not on every statement of an application's engine
+        if dialect.rollback_sent_when_idle:
+            listeners.append(("reset", returned))
+        if dialect.counts_statements:  # what goes through SQLAlchemy; `Dialect.run` the rest
+            listeners.append(("before_cursor_execute", sent))
         with self._lock:
             attached = self._engines.get(engine)
             if attached is not None:
