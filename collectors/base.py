@@ -169,6 +169,10 @@ class CollectionResult:
     detail: str = ""
     #: (part, age in seconds) of the values served from the collector's slow store
     ages: tuple[tuple[str, float], ...] = ()
+    #: The families already encoded, per exposition format: a scrape encodes each unit's
+    #: share as soon as it is collected, while slower sources are still being waited for
+    #: (exporter.scrape). Owned by the scrape engine; lives and goes with this result.
+    encodings: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def classify_error(exc: BaseException) -> str:

@@ -19,18 +19,23 @@ Z_HUFFMAN_ONLY measured slower than level 1 here, for bodies three times as larg
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as om_exposition
 
 from exporter import protobuf_format
 from exporter.name_escaping import ALLOW_UTF8, DOTS, SCHEMES, UNDERSCORES, VALUES, escape_families
-from exporter.openmetrics_format import generate_openmetrics
-from exporter.text_format import generate_text
+from exporter.openmetrics_format import (
+    OpenMetricsChunk,
+    generate_openmetrics,
+    joined_openmetrics,
+    openmetrics_chunk,
+)
+from exporter.text_format import TextChunk, generate_text, joined_text, text_chunk
 
 PROTOBUF_TYPE = "application/vnd.google.protobuf"
 PROTOBUF_PROTO = "io.prometheus.client.MetricFamily"
@@ -55,6 +60,11 @@ class Format:
     TEXT: ClassVar[Format]
     OPENMETRICS: ClassVar[Format]
     PROTOBUF: ClassVar[Format]
+
+    @property
+    def cache_key(self) -> tuple[Encoding, str | None]:
+        """What the encoded bytes depend on (the text version only changes Content-Type)."""
+        return (self.encoding, self.escaping)
 
     @property
     def name(self) -> str:
@@ -209,6 +219,11 @@ def without_created(families: Iterable[Metric]) -> list[Metric]:
     return out
 
 
+#: Some of a scrape's families encoded, joined by `joined` (text and OpenMetrics; protobuf has
+#: none)
+Chunk = TextChunk | OpenMetricsChunk
+
+
 def encode(families: Iterable[Metric], fmt: Format, *, created: bool = True) -> bytes:
     """The body for `fmt`; `created=False` leaves out `_created` series (and timestamps)."""
     if not created:
@@ -218,11 +233,47 @@ def encode(families: Iterable[Metric], fmt: Format, *, created: bool = True) -> 
         return protobuf_format.generate_protobuf(families, escaping)
     if escaping in (DOTS, VALUES):
         families = escape_families(families, escaping)
-    # prometheus_client's encoders quote UTF-8 names, or replace their invalid characters
-    names = om_exposition.ALLOWUTF8 if escaping == ALLOW_UTF8 else om_exposition.UNDERSCORES
     if fmt.encoding is Encoding.OPENMETRICS:
-        return generate_openmetrics(families, names)
-    return generate_text(families, names)
+        return generate_openmetrics(families, _library_escaping(escaping))
+    return generate_text(families, _library_escaping(escaping))
+
+
+def encoded_chunk(
+    families: Iterable[Metric],
+    fmt: Format,
+    *,
+    created: bool = True,
+    scrape_samples: int | None = None,
+) -> Chunk | None:
+    """`families` (of distinct names) encoded for `fmt`, so that a scrape's families can be
+    encoded as each source answers and joined once all have (None for protobuf, whose
+    encoder takes a scrape whole). `scrape_samples`: the scrape's size when this is a part
+    of it (see text_format.text_chunk)."""
+    if fmt.encoding is Encoding.PROTOBUF:
+        return None
+    if not created:
+        families = without_created(families)
+    escaping = fmt.escaping or UNDERSCORES  # no scheme asked: legacy names, as before
+    if escaping in (DOTS, VALUES):
+        families = escape_families(families, escaping)
+    names = _library_escaping(escaping)
+    if fmt.encoding is Encoding.OPENMETRICS:
+        return openmetrics_chunk(families, names, scrape_samples=scrape_samples)
+    return text_chunk(families, names, scrape_samples=scrape_samples)
+
+
+def joined(chunks: Sequence[Chunk], fmt: Format) -> bytes:
+    """The body of a scrape from the chunks of all its families, in order, as `encode` would
+    write the families merged by name (exporter.families.merge_same_name)."""
+    names = _library_escaping(fmt.escaping or UNDERSCORES)
+    if fmt.encoding is Encoding.OPENMETRICS:
+        return joined_openmetrics(cast(Sequence[OpenMetricsChunk], chunks), names)
+    return joined_text(cast(Sequence[TextChunk], chunks), names)
+
+
+def _library_escaping(escaping: str) -> str:
+    """prometheus_client's encoders quote UTF-8 names, or replace their invalid characters."""
+    return om_exposition.ALLOWUTF8 if escaping == ALLOW_UTF8 else om_exposition.UNDERSCORES
 
 
 def compress(body: bytes, level: int) -> bytes:

@@ -159,6 +159,7 @@ class Flights(Generic[K]):
         *,
         chained: Collection[int] = (),
         spare_after: float = SPARE_AFTER_SECONDS,
+        on_result: Callable[[Future[CollectionResult]], None] | None = None,
     ) -> list[CollectionResult | None]:
         """Each unit's collection by its deadline (None when none answered in time).
 
@@ -170,6 +171,10 @@ class Flights(Generic[K]):
         New runs of the units at the indices `chained` form a chain, in the order of
         `wanted` (see the module's docstring), each given its own thread if the chain has not
         reached it `spare_after` seconds from now; the others get a thread each, started first.
+
+        `on_result` is given each run this scrape waits for, as a done callback: it runs in
+        the run's thread when the run ends (at once if it already had), so the scrape's own
+        work on a result (encoding it) overlaps the runs still waiting for their sources.
         """
         answers: list[CollectionResult | None] = [None] * len(wanted)
         pending: dict[int, Run | None] = {}
@@ -180,6 +185,10 @@ class Flights(Generic[K]):
         for i in sorted(chained):
             key, collector, deadline = wanted[i]
             pending[i] = self._join_or_start(key, collector, deadline, links)
+        if on_result is not None:
+            for run in pending.values():
+                if run is not None:
+                    run.future.add_done_callback(on_result)
         chain = self._start_chain(links, time.monotonic() + spare_after)
         while pending:
             waiting = [run.future for run in pending.values() if run and not run.future.done()]
@@ -221,7 +230,9 @@ class Flights(Generic[K]):
                 if deadline.expired():
                     del pending[i]
                 elif run is None or run.abandoned:
-                    pending[i] = self._join_or_start(key, collector, deadline)
+                    pending[i] = run = self._join_or_start(key, collector, deadline)
+                    if run is not None and on_result is not None:
+                        run.future.add_done_callback(on_result)
         if chain is not None and not self._stopped:  # this scrape is over: nobody spares them
             chain.spare(self.pool)
         return answers

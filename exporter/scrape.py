@@ -6,6 +6,11 @@
 - A collector still running at the deadline is reported down (`reason="timeout"`) and its
   families are left out; the scrape answers on time with everything else. That run is
   abandoned (exporter.runs): the next scrape starts afresh instead of waiting for it.
+- Each unit's families are encoded (text, OpenMetrics) as soon as it is collected, in its
+  collection's thread, while slower sources are still waited for; the response then only
+  encodes the last ones and the self-metrics, and joins the chunks (exporter.exposition): the
+  same bytes as encoding all the families at the end. Protobuf, /probe and a single unit
+  (nothing to overlap) encode at the end.
 - Single flight: a collector already being collected is not started again; later scrapes wait
   for the same result. A whole rendered body is shared the same way between identical scrapes
   that arrive together (same collectors, format and compression).
@@ -28,7 +33,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import CollectionResult, Deadline, SourceCollector
 from exporter import __version__
-from exporter.exposition import Format, compress, encode
+from exporter.exposition import Chunk, Encoding, Format, compress, encode, encoded_chunk, joined
 from exporter.families import merge_same_name, with_prefix
 from exporter.gc_pause import SCRAPE_GC_PAUSE
 from exporter.runs import (
@@ -139,6 +144,8 @@ class ScrapeEngine:
         self._leads: dict[tuple[UnitKey, ...], int] = {}
         self._active: set[asyncio.Future[bytes]] = set()
         self._closed = False
+        #: samples of the last /metrics body (whether the encoders keep its series' lines)
+        self._last_samples = 0
         for unit in self.units:
             self.status[unit.key] = UnitStatus()
         self._build_info = BUILD_INFO.single(1.0, __version__, platform.python_version())
@@ -163,8 +170,14 @@ class ScrapeEngine:
     # -- collection ---------------------------------------------------------------------
 
     async def collect(
-        self, units: Sequence[Unit], deadline: Deadline
+        self,
+        units: Sequence[Unit],
+        deadline: Deadline,
+        *,
+        on_result: Callable[[concurrent.futures.Future[CollectionResult]], None] | None = None,
     ) -> list[tuple[Unit, CollectionResult]]:
+        """Each unit's result (down families for those that did not answer in time).
+        `on_result`: see exporter.runs.Flights.results."""
         started = time.monotonic()
         deadlines = [
             deadline
@@ -188,6 +201,7 @@ class ScrapeEngine:
             [(units[i].key, units[i].collector, deadlines[i]) for i in order],
             chained=chained if len(chained) > 1 else (),
             spare_after=min(spare_after, deadline.remaining() / 4),
+            on_result=on_result,
         )
         answers: list[CollectionResult | None] = [None] * len(units)
         for i, answer in zip(order, started_answers, strict=True):
@@ -346,14 +360,72 @@ class ScrapeEngine:
         self, units: Sequence[Unit], deadline: Deadline, fmt: Format, gzipped: bool, probe: bool
     ) -> bytes:
         with SCRAPE_GC_PAUSE:  # (exporter.gc_pause)
+            loop = asyncio.get_running_loop()
+            if not probe and len(units) > 1 and fmt.encoding is not Encoding.PROTOBUF:
+                early = functools.partial(self._encode_early, fmt)
+                results = await self.collect(units, deadline, on_result=early)
+                if self._samples(results) <= INLINE_ENCODE_SAMPLES:
+                    return self._encode_results(results, fmt, gzipped)
+                return await loop.run_in_executor(
+                    self._encoder, self._encode_results, results, fmt, gzipped
+                )
             if probe:
                 families = await self.probe_families(units, deadline)
             else:
                 families = await self.metrics_families(units, deadline)
             if sum(len(family.samples) for family in families) <= INLINE_ENCODE_SAMPLES:
                 return self._encode(families, fmt, gzipped)  # cheaper than a thread round trip
-            loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._encoder, self._encode, families, fmt, gzipped)
+
+    def _encode_early(self, fmt: Format, run: concurrent.futures.Future[CollectionResult]) -> None:
+        """Encode a unit's families as soon as it is collected, in its collection's thread,
+        while the scrape still waits for slower sources: only the slowest source's share (and
+        the self-metrics) is then left between its answer and the response. A failure here
+        leaves the encoding to the response, which reports it as before."""
+        if run.cancelled() or run.exception() is not None:
+            return
+        result = run.result()
+        key = self._encoding_key(fmt)
+        if key in result.encodings:  # another scrape asked for the same
+            return
+        try:
+            chunk = self._chunk(result.families, fmt)
+        except Exception:  # noqa: BLE001 - encoded (and its error raised) when served
+            return
+        result.encodings.setdefault(key, chunk)
+
+    def _encoding_key(self, fmt: Format) -> tuple[object, ...]:
+        return (fmt.cache_key, self.namespace, self.created_series)
+
+    def _chunk(self, families: Sequence[Metric], fmt: Format) -> Chunk:
+        chunk = encoded_chunk(
+            self._with_namespace(merge_same_name(families)),
+            fmt,
+            created=self.created_series,
+            scrape_samples=self._last_samples,
+        )
+        assert chunk is not None  # not protobuf
+        return chunk
+
+    def _samples(self, results: Sequence[tuple[Unit, CollectionResult]]) -> int:
+        return sum(len(f.samples) for _, result in results for f in result.families)
+
+    def _encode_results(
+        self, results: Sequence[tuple[Unit, CollectionResult]], fmt: Format, gzipped: bool
+    ) -> bytes:
+        """The body of a /metrics scrape: each unit's chunk (encoded early, or now), then the
+        self-metrics', joined; the same bytes as encoding `metrics_families` (but where one
+        unit yields a name twice with two types: merged within the unit first)."""
+        chunks: list[Chunk] = []
+        key = self._encoding_key(fmt)
+        for _, result in results:
+            early = result.encodings.get(key)
+            chunks.append(early if early is not None else self._chunk(result.families, fmt))
+        tail = [*self.self_families(results), *self.extra_families()]
+        chunks.append(self._chunk(tail, fmt))
+        self._last_samples = self._samples(results) + sum(len(f.samples) for f in tail)
+        body = joined(chunks, fmt)
+        return compress(body, self.gzip_level) if gzipped else body
 
     def _forget_render(self, key: tuple[object, ...], future: asyncio.Future[bytes]) -> None:
         shared = self._renders.get(key)
