@@ -114,6 +114,9 @@ def test_over_the_cap_the_oldest_half_open_connection_makes_room(guarded):
 FD_LIMIT, HALF_OPEN = 600, 2000
 #: Fewer than the cap (FD_LIMIT - 128): only the header timeout can close these
 UNDER_CAP = 100
+#: How much earlier than its timeout a libuv timer may fire, as the client measures it (the
+#: loop's cached clock in milliseconds; seen 0.2 ms early under load)
+TIMER_SLACK = 0.005
 
 
 @pytest.mark.slow
@@ -154,8 +157,10 @@ def test_scrapes_keep_answering_while_half_open_connections_exceed_the_open_file
                 timeout=30,
                 what=f"the server to close all {UNDER_CAP} connections that never sent headers",
             )
-        # closed by the header timeout (nothing else closes them under the cap), never early
-        assert min(few.lifetimes) >= header_timeout, sorted(few.lifetimes)[:5]
+        # closed by the header timeout (nothing else closes them under the cap), never early:
+        # uvloop's timers count from the loop's cached time, in milliseconds, so one may fire
+        # up to a millisecond or so before the full timeout measured from the client's connect
+        assert min(few.lifetimes) >= header_timeout - TIMER_SLACK, sorted(few.lifetimes)[:5]
         with Slowloris(port, HALF_OPEN) as attack:
             wait_until(
                 lambda: scrape(proc.pid) or attack.opened >= 2 * HALF_OPEN,
