@@ -171,21 +171,30 @@ def test_counts_by_status_on_every_dialect(database):
 
 def test_a_slow_query_is_cut_by_the_database_and_the_limit_stays_off_the_pool(database):
     db, engine = database
-    with engine.connect() as connection:
-        pooled = db.connection_id(connection)
     collector = collector_for(db, db.query(db.slow), engine=engine)  # embedded: the app's pool
-    started = time.monotonic()
-    got = Scrape(collector, seconds=DEADLINE_SECONDS)
-    took = time.monotonic() - started
-    assert not got.success
-    assert got.reason == "timeout"
-    assert got.value("background_tasks_up", backend="t", kind="sql") == 0
-    assert took < DEADLINE_SECONDS + 1.5  # the query alone would take 5 s or more
+    kept = []
+    # the database's cut has CLIENT_GRACE_SECONDS before the client cuts the connection: on a
+    # loaded machine its kill can come later, and then the client's cut (the fallback, which
+    # replaces the connection) is right too. The database must cut it at least once in three.
+    for _ in range(3):
+        with engine.connect() as connection:
+            pooled = db.connection_id(connection)
+        started = time.monotonic()
+        got = Scrape(collector, seconds=DEADLINE_SECONDS)
+        took = time.monotonic() - started
+        assert not got.success
+        assert got.reason == "timeout"
+        assert got.value("background_tasks_up", backend="t", kind="sql") == 0
+        assert took < DEADLINE_SECONDS + 1.5  # the query alone would take 5 s or more
+        fast = Scrape(collector_for(db, db.query(), engine=engine), seconds=DEADLINE_SECONDS)
+        assert fast.success, fast.reason
+        with engine.connect() as connection:
+            kept.append(db.connection_id(connection) == pooled)
+        if kept[-1]:
+            break
     # the same pooled connection, and a statement longer than the limit runs to its end
-    fast = Scrape(collector_for(db, db.query(), engine=engine), seconds=DEADLINE_SECONDS)
-    assert fast.success, fast.reason
+    assert kept[-1], "the client cut the slow query every time: the database's limit never did"
     with engine.connect() as connection:
-        assert db.connection_id(connection) == pooled
         started = time.monotonic()
         db.busy(connection, DEADLINE_SECONDS * 1.5)
         assert time.monotonic() - started > DEADLINE_SECONDS
