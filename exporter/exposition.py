@@ -22,20 +22,20 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar, cast
+from typing import ClassVar
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as om_exposition
 
 from exporter import protobuf_format
+from exporter.chunks import Chunk
 from exporter.name_escaping import ALLOW_UTF8, DOTS, SCHEMES, UNDERSCORES, VALUES, escape_families
 from exporter.openmetrics_format import (
-    OpenMetricsChunk,
     generate_openmetrics,
     joined_openmetrics,
     openmetrics_chunk,
 )
-from exporter.text_format import TextChunk, generate_text, joined_text, text_chunk
+from exporter.text_format import generate_text, joined_text, text_chunk
 
 PROTOBUF_TYPE = "application/vnd.google.protobuf"
 PROTOBUF_PROTO = "io.prometheus.client.MetricFamily"
@@ -219,11 +219,6 @@ def without_created(families: Iterable[Metric]) -> list[Metric]:
     return out
 
 
-#: Some of a scrape's families encoded, joined by `joined` (text and OpenMetrics; protobuf has
-#: none)
-Chunk = TextChunk | OpenMetricsChunk
-
-
 def encode(families: Iterable[Metric], fmt: Format, *, created: bool = True) -> bytes:
     """The body for `fmt`; `created=False` leaves out `_created` series (and timestamps)."""
     if not created:
@@ -267,8 +262,8 @@ def joined(chunks: Sequence[Chunk], fmt: Format) -> bytes:
     write the families merged by name (exporter.families.merge_same_name)."""
     names = _library_escaping(fmt.escaping or UNDERSCORES)
     if fmt.encoding is Encoding.OPENMETRICS:
-        return joined_openmetrics(cast(Sequence[OpenMetricsChunk], chunks), names)
-    return joined_text(cast(Sequence[TextChunk], chunks), names)
+        return joined_openmetrics(chunks, names)
+    return joined_text(chunks, names)
 
 
 def _library_escaping(escaping: str) -> str:

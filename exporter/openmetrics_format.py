@@ -14,7 +14,6 @@ varied families.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import chain
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
@@ -22,15 +21,13 @@ from prometheus_client.openmetrics import exposition as om
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.validation import _is_valid_legacy_metric_name
 
-from exporter.families import merge_same_name
+from exporter.chunks import Chunk, joined_lines
 from exporter.text_format import (
     CACHE_LIMIT,
     SeriesCache,
     _escape_value,
     _go_float,
-    _repeated_names,
     filled,
-    same_name,
     values_getter,
 )
 
@@ -110,20 +107,6 @@ def _library(metric: Metric, escaping: str) -> str:
     return body.decode("utf-8").removesuffix("# EOF\n")
 
 
-class OpenMetricsChunk:
-    """Some families of a scrape, encoded: their lines (joined as they are when no other chunk
-    has a family of the same name) and where each family's lines are (`index`: the family by
-    name, the start and end of its lines, whether the library wrote them), so that
-    `joined_openmetrics` can merge families of one name across chunks as
-    exporter.families.merge_same_name would."""
-
-    __slots__ = ("lines", "index")
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.index: list[tuple[str, Metric, int, int, bool]] = []
-
-
 def generate_openmetrics(families: Iterable[Metric], escaping: str = om.UNDERSCORES) -> bytes:
     """The OpenMetrics 1.0 exposition of `families`, as the library's `generate_latest` writes
     it with the same `escaping` (`allow-utf-8` quotes names outside the legacy set, the default
@@ -134,10 +117,10 @@ def generate_openmetrics(families: Iterable[Metric], escaping: str = om.UNDERSCO
 
 def openmetrics_chunk(
     families: Iterable[Metric], escaping: str = om.UNDERSCORES, *, scrape_samples: int | None = None
-) -> OpenMetricsChunk:
+) -> Chunk:
     """`families` (of distinct names) encoded without the final `# EOF`, for
     `joined_openmetrics` (`scrape_samples`: see text_format.text_chunk)."""
-    chunk = OpenMetricsChunk()
+    chunk = Chunk()
     output = chunk.lines
     index = chunk.index
     append = output.append
@@ -191,25 +174,9 @@ def openmetrics_chunk(
     return chunk
 
 
-def joined_openmetrics(chunks: Sequence[OpenMetricsChunk], escaping: str = om.UNDERSCORES) -> bytes:
-    """The exposition of `chunks`, in order, ended by `# EOF`: one family per name, under the
-    first one's head, with the samples of every later one of that name and type (one of
-    another type is left out); a name with a family the library wrote is written by the
-    library whole, as `merge_same_name` then `generate_openmetrics` would."""
-    if not _repeated_names(chunks):  # each chunk as it was written
-        body = "".join(chain.from_iterable([chunk.lines for chunk in chunks]))
-        return (body + "# EOF\n").encode("utf-8")
-    output: list[str] = []
-    for group in same_name(chunks):
-        if len(group) == 1:
-            chunk, (_, _, start, end, _) = group[0]
-            output.extend(chunk.lines[start:end])
-        elif any(entry[4] for _, entry in group):
-            output.append(_library(merge_same_name([entry[1] for _, entry in group])[0], escaping))
-        else:
-            first, (_, _, start, end, _) = group[0]
-            output.extend(first.lines[start:end])
-            for chunk, (_, _, start, end, _) in group[1:]:
-                output.extend(chunk.lines[start + 1 : end])
-    output.append("# EOF\n")
-    return "".join(output).encode("utf-8")
+def joined_openmetrics(chunks: Sequence[Chunk], escaping: str = om.UNDERSCORES) -> bytes:
+    """The exposition of `chunks`, ended by `# EOF`, as `merge_same_name` then
+    `generate_openmetrics` would write their families (exporter.chunks); a name with a family
+    the library wrote is written by the library whole."""
+    body = joined_lines(chunks, lambda merged: _library(merged, escaping))
+    return (body + "# EOF\n").encode("utf-8")

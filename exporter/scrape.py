@@ -33,7 +33,8 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import CollectionResult, Deadline, SourceCollector
 from exporter import __version__
-from exporter.exposition import Chunk, Encoding, Format, compress, encode, encoded_chunk, joined
+from exporter.chunks import Chunk
+from exporter.exposition import Encoding, Format, compress, encode, encoded_chunk, joined
 from exporter.families import merge_same_name, with_prefix
 from exporter.gc_pause import SCRAPE_GC_PAUSE
 from exporter.runs import (

@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain
-from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 from prometheus_client.metrics_core import Metric
@@ -28,7 +26,7 @@ from prometheus_client.openmetrics.exposition import (
 )
 from prometheus_client.validation import _is_valid_legacy_metric_name
 
-from exporter.families import merge_same_name
+from exporter.chunks import Chunk, joined_lines
 
 _TYPE_RENAMES = {
     "info": "gauge",
@@ -206,20 +204,6 @@ def _line(
     return filled(template, values, labels), family, suffix
 
 
-class TextChunk:
-    """Some families of a scrape, encoded: their text (`lines`, joined as they are when no other
-    chunk has a family of the same name) and where each family's lines are (`index`: the family,
-    by name, its head, the start and end of its lines, whether it wrote OpenMetrics-only
-    families after them), so that `joined_text` can merge families of one name (several
-    targets of one collector) across chunks as exporter.families.merge_same_name would."""
-
-    __slots__ = ("lines", "index")
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.index: list[tuple[str, Metric, _Head, int, int, bool]] = []
-
-
 def generate_text(families: Iterable[Metric], escaping: str = UNDERSCORES) -> bytes:
     """The text exposition of `families`, as prometheus_client's `generate_latest` writes it.
 
@@ -236,11 +220,11 @@ def generate_text(families: Iterable[Metric], escaping: str = UNDERSCORES) -> by
 
 def text_chunk(
     families: Iterable[Metric], escaping: str = UNDERSCORES, *, scrape_samples: int | None = None
-) -> TextChunk:
+) -> Chunk:
     """`families` (of distinct names) encoded, for `joined_text`. A scrape encoded in several
     chunks (a unit's families as soon as it is collected) passes the whole scrape's size as
     `scrape_samples`: whether series lines are kept depends on the scrape, not on one chunk."""
-    chunk = TextChunk()
+    chunk = Chunk()
     output = chunk.lines
     index = chunk.index
     append = output.append
@@ -302,52 +286,17 @@ def text_chunk(
             for om_suffix, om in sorted(om_lines.items()):
                 append(head.om_heads[om_suffix])
                 output.extend(om)
-        index.append((metric.name, metric, head, start, len(output), om_lines is not None))
+        index.append((metric.name, metric, start, len(output), om_lines is not None))
     CACHE.end(escaping, misses, samples_seen, whole=scrape_samples is None)
     return chunk
 
 
-def joined_text(chunks: Sequence[TextChunk], escaping: str = UNDERSCORES) -> bytes:
-    """The exposition of `chunks`, in order: one family per name, under the first one's HELP
-    and TYPE, with the samples of every later one of that name and type (one of another type
-    is left out), as `merge_same_name` then `generate_text` would write them."""
-    if not _repeated_names(chunks):  # each chunk as it was written
-        return "".join(chain.from_iterable([chunk.lines for chunk in chunks])).encode("utf-8")
-    output: list[str] = []
-    for group in same_name(chunks):
-        if len(group) == 1:
-            chunk, (_, _, _, start, end, _) = group[0]
-            output.extend(chunk.lines[start:end])
-        elif any(entry[5] for _, entry in group):  # OpenMetrics-only lines: merged, rewritten
-            merged = merge_same_name([entry[1] for _, entry in group])
-            known = CACHE.series.get(escaping, 0)  # the scrape's size is not this family's
-            output.extend(text_chunk(merged, escaping, scrape_samples=known).lines)
-        else:
-            output.append(group[0][1][2].text)
-            for chunk, (_, _, _, start, end, _) in group:
-                output.extend(chunk.lines[start + 1 : end])
-    return "".join(output).encode("utf-8")
+def joined_text(chunks: Sequence[Chunk], escaping: str = UNDERSCORES) -> bytes:
+    """The exposition of `chunks`, as `merge_same_name` then `generate_text` would write their
+    families (exporter.chunks); a family with OpenMetrics-only lines is merged and rewritten."""
 
+    def rewrite(merged: Metric) -> str:
+        known = CACHE.series.get(escaping, 0)  # the scrape's size is not this family's
+        return "".join(text_chunk([merged], escaping, scrape_samples=known).lines)
 
-def same_name(chunks: Sequence[Any]) -> Iterable[list[tuple[Any, Any]]]:
-    """Each name's (chunk, index entry) in the order first seen, of the first one's type (a
-    family of another type is left out, as exporter.families.merge_same_name leaves it), for
-    the text and the OpenMetrics chunks alike (their index entries start with the name and
-    the family)."""
-    groups: dict[str, list[tuple[Any, Any]]] = {}
-    for chunk in chunks:
-        for entry in chunk.index:
-            group = groups.get(entry[0])
-            if group is None:
-                groups[entry[0]] = [(chunk, entry)]
-            elif group[0][1][1].type == entry[1].type:
-                group.append((chunk, entry))
-    return groups.values()
-
-
-def _repeated_names(chunks: Sequence[Any]) -> bool:
-    """Whether a family name is in more than one chunk (each chunk's are distinct); the
-    OpenMetrics chunks' index starts with the name too."""
-    entries = sum(len(chunk.index) for chunk in chunks)
-    names = set(map(itemgetter(0), chain.from_iterable([chunk.index for chunk in chunks])))
-    return len(names) < entries
+    return joined_lines(chunks, rewrite).encode("utf-8")
