@@ -6,11 +6,8 @@
 - A collector still running at the deadline is reported down (`reason="timeout"`) and its
   families are left out; the scrape answers on time with everything else. That run is
   abandoned (exporter.runs): the next scrape starts afresh instead of waiting for it.
-- Each unit's families are encoded (text, OpenMetrics) as soon as it is collected, in its
-  collection's thread, while slower sources are still waited for; the response then only
-  encodes the last ones and the self-metrics, and joins the chunks (exporter.exposition): the
-  same bytes as encoding all the families at the end. Protobuf, /probe and a single unit
-  (nothing to overlap) encode at the end.
+- Each unit's families are encoded as soon as it is collected, while slower sources are still
+  waited for (exporter.bodies).
 - Single flight: a collector already being collected is not started again; later scrapes wait
   for the same result. A whole rendered body is shared the same way between identical scrapes
   that arrive together (same collectors, format and compression).
@@ -33,9 +30,9 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import CollectionResult, Deadline, SourceCollector
 from exporter import __version__
-from exporter.chunks import Chunk
-from exporter.exposition import Encoding, Format, compress, encode, encoded_chunk, joined
-from exporter.families import merge_same_name, with_prefix
+from exporter.bodies import Bodies, samples
+from exporter.exposition import Encoding, Format
+from exporter.families import merge_same_name
 from exporter.gc_pause import SCRAPE_GC_PAUSE
 from exporter.runs import (
     MAX_ABANDONED,
@@ -145,8 +142,7 @@ class ScrapeEngine:
         self._leads: dict[tuple[UnitKey, ...], int] = {}
         self._active: set[asyncio.Future[bytes]] = set()
         self._closed = False
-        #: samples of the last /metrics body (whether the encoders keep its series' lines)
-        self._last_samples = 0
+        self._bodies = Bodies(self.namespace, self.created_series, self.gzip_level)
         for unit in self.units:
             self.status[unit.key] = UnitStatus()
         self._build_info = BUILD_INFO.single(1.0, __version__, platform.python_version())
@@ -294,11 +290,6 @@ class ScrapeEngine:
         ]
         return [self._build_info, *unit_families(rows)]
 
-    def _with_namespace(self, families: list[Metric]) -> list[Metric]:
-        if not self.namespace:
-            return families
-        return with_prefix(families, self.namespace + "_")
-
     async def metrics_families(self, units: Sequence[Unit], deadline: Deadline) -> list[Metric]:
         results = await self.collect(units, deadline)
         families: list[Metric] = []
@@ -306,7 +297,7 @@ class ScrapeEngine:
             families.extend(result.families)
         families.extend(self.self_families(results))
         families.extend(self.extra_families())
-        return self._with_namespace(merge_same_name(families))
+        return self._bodies.named(merge_same_name(families))
 
     async def probe_families(self, units: Sequence[Unit], deadline: Deadline) -> list[Metric]:
         started = time.monotonic()
@@ -318,7 +309,7 @@ class ScrapeEngine:
         families.append(PROBE_SUCCESS.single(1.0 if ok else 0.0))
         families.append(PROBE_DURATION.single(time.monotonic() - started))
         families.extend(self.self_families(results))
-        return self._with_namespace(merge_same_name(families))
+        return self._bodies.named(merge_same_name(families))
 
     # -- rendering ----------------------------------------------------------------------
 
@@ -363,70 +354,24 @@ class ScrapeEngine:
         with SCRAPE_GC_PAUSE:  # (exporter.gc_pause)
             loop = asyncio.get_running_loop()
             if not probe and len(units) > 1 and fmt.encoding is not Encoding.PROTOBUF:
-                early = functools.partial(self._encode_early, fmt)
-                results = await self.collect(units, deadline, on_result=early)
-                if self._samples(results) <= INLINE_ENCODE_SAMPLES:
-                    return self._encode_results(results, fmt, gzipped)
+                early = functools.partial(self._bodies.encode_early, fmt)
+                pairs = await self.collect(units, deadline, on_result=early)
+                tail = [*self.self_families(pairs), *self.extra_families()]
+                results = [result for _, result in pairs]
+                if sum(samples(r.families) for r in results) <= INLINE_ENCODE_SAMPLES:
+                    return self._bodies.joined(results, tail, fmt, gzipped)
                 return await loop.run_in_executor(
-                    self._encoder, self._encode_results, results, fmt, gzipped
+                    self._encoder, self._bodies.joined, results, tail, fmt, gzipped
                 )
             if probe:
                 families = await self.probe_families(units, deadline)
             else:
                 families = await self.metrics_families(units, deadline)
-            if sum(len(family.samples) for family in families) <= INLINE_ENCODE_SAMPLES:
-                return self._encode(families, fmt, gzipped)  # cheaper than a thread round trip
-            return await loop.run_in_executor(self._encoder, self._encode, families, fmt, gzipped)
-
-    def _encode_early(self, fmt: Format, run: concurrent.futures.Future[CollectionResult]) -> None:
-        """Encode a unit's families as soon as it is collected, in its collection's thread,
-        while the scrape still waits for slower sources: only the slowest source's share (and
-        the self-metrics) is then left between its answer and the response. A failure here
-        leaves the encoding to the response, which reports it as before."""
-        if run.cancelled() or run.exception() is not None:
-            return
-        result = run.result()
-        key = self._encoding_key(fmt)
-        if key in result.encodings:  # another scrape asked for the same
-            return
-        try:
-            chunk = self._chunk(result.families, fmt)
-        except Exception:  # noqa: BLE001 - encoded (and its error raised) when served
-            return
-        result.encodings.setdefault(key, chunk)
-
-    def _encoding_key(self, fmt: Format) -> tuple[object, ...]:
-        return (fmt.cache_key, self.namespace, self.created_series)
-
-    def _chunk(self, families: Sequence[Metric], fmt: Format) -> Chunk:
-        chunk = encoded_chunk(
-            self._with_namespace(merge_same_name(families)),
-            fmt,
-            created=self.created_series,
-            scrape_samples=self._last_samples,
-        )
-        assert chunk is not None  # not protobuf
-        return chunk
-
-    def _samples(self, results: Sequence[tuple[Unit, CollectionResult]]) -> int:
-        return sum(len(f.samples) for _, result in results for f in result.families)
-
-    def _encode_results(
-        self, results: Sequence[tuple[Unit, CollectionResult]], fmt: Format, gzipped: bool
-    ) -> bytes:
-        """The body of a /metrics scrape: each unit's chunk (encoded early, or now), then the
-        self-metrics', joined; the same bytes as encoding `metrics_families` (but where one
-        unit yields a name twice with two types: merged within the unit first)."""
-        chunks: list[Chunk] = []
-        key = self._encoding_key(fmt)
-        for _, result in results:
-            early = result.encodings.get(key)
-            chunks.append(early if early is not None else self._chunk(result.families, fmt))
-        tail = [*self.self_families(results), *self.extra_families()]
-        chunks.append(self._chunk(tail, fmt))
-        self._last_samples = self._samples(results) + sum(len(f.samples) for f in tail)
-        body = joined(chunks, fmt)
-        return compress(body, self.gzip_level) if gzipped else body
+            if samples(families) <= INLINE_ENCODE_SAMPLES:
+                return self._bodies.whole(families, fmt, gzipped)  # cheaper than a thread hop
+            return await loop.run_in_executor(
+                self._encoder, self._bodies.whole, families, fmt, gzipped
+            )
 
     def _forget_render(self, key: tuple[object, ...], future: asyncio.Future[bytes]) -> None:
         shared = self._renders.get(key)
@@ -435,13 +380,10 @@ class ScrapeEngine:
         if not future.cancelled():
             future.exception()  # retrieved here; the awaiting scrapers see it too
 
-    def _encode(self, families: list[Metric], fmt: Format, gzipped: bool) -> bytes:
-        body = encode(families, fmt, created=self.created_series)
-        return compress(body, self.gzip_level) if gzipped else body
-
     async def render_families_text(self, units: Sequence[Unit], deadline: Deadline) -> bytes:
         async def text() -> bytes:
-            return self._encode(await self.metrics_families(units, deadline), Format.TEXT, False)
+            families = await self.metrics_families(units, deadline)
+            return self._bodies.whole(families, Format.TEXT, False)
 
         return await self._track(text())
 

@@ -19,7 +19,7 @@ from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.samples import Exemplar
 
 from collectors.base import Deadline, ScrapeContext, SourceCollector
-from exporter import exposition, openmetrics_format, scrape
+from exporter import bodies, exposition, openmetrics_format
 from exporter.exposition import Format, encode, encoded_chunk, joined
 from exporter.families import merge_same_name
 from exporter.scrape import ScrapeEngine, Unit
@@ -151,7 +151,7 @@ def test_the_engine_encodes_a_unit_while_a_slower_one_is_collected(fmt, monkeypa
     """The quick unit's families are encoded before the slow unit answers (in its collection
     thread, or on the loop if it was done before the scrape could ask), and served."""
     encoded: list[tuple[str, str, float]] = []
-    real = scrape.encoded_chunk
+    real = bodies.encoded_chunk
 
     def recording(families, *args, **kwargs):
         families = list(families)
@@ -159,7 +159,7 @@ def test_the_engine_encodes_a_unit_while_a_slower_one_is_collected(fmt, monkeypa
         encoded.append((names, threading.current_thread().name, time.monotonic()))
         return real(families, *args, **kwargs)
 
-    monkeypatch.setattr(scrape, "encoded_chunk", recording)
+    monkeypatch.setattr(bodies, "encoded_chunk", recording)
     release = threading.Event()
     quick = Source("quick", [GaugeMetricFamily("quick_value", "Quick.", value=3.0)])
     slow = Source("slow", [GaugeMetricFamily("slow_value", "Slow.", value=4.0)], release)
